@@ -1,0 +1,72 @@
+//! The CapabilityStatement, generated from the same declarations that drive the server
+//! (supported types, owners, search parameters), so it claims nothing the server cannot do.
+
+use crate::FhirApi;
+use hospital_store::params;
+use serde_json::{Value, json};
+
+pub fn statement(api: &FhirApi) -> Value {
+    let owned = api.owners.owned_types();
+    let resources: Vec<Value> = hospital_fhir_model::SUPPORTED_TYPES
+        .iter()
+        .map(|t| {
+            let mut interactions = vec!["read", "vread", "history-instance", "history-type", "search-type"];
+            let writable = owned.contains(t);
+            if writable {
+                interactions.extend(["create", "update", "delete"]);
+            }
+            let mut search: Vec<Value> = vec![
+                json!({"name": "_id", "type": "token"}),
+                json!({"name": "_lastUpdated", "type": "date"}),
+            ];
+            search.extend(params::of_type(t).map(|p| {
+                json!({"name": p.name, "type": p.kind.fhir_name()})
+            }));
+            let references: Vec<String> = params::of_type(t)
+                .filter(|p| p.kind == params::ParamKind::Reference)
+                .map(|p| format!("{t}:{}", p.name))
+                .collect();
+            let revs: Vec<String> = params::SEARCH_PARAMS
+                .iter()
+                .filter(|p| p.kind == params::ParamKind::Reference && (p.targets.is_empty() || p.targets.contains(t)))
+                .map(|p| format!("{}:{}", p.resource_type, p.name))
+                .collect();
+            let mut r = json!({
+                "type": t,
+                "interaction": interactions.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": writable,
+                "conditionalCreate": writable,
+                "conditionalUpdate": writable,
+                "conditionalDelete": "not-supported",
+                "searchParam": search,
+            });
+            if !references.is_empty() {
+                r["searchInclude"] = json!(references);
+            }
+            if !revs.is_empty() {
+                r["searchRevInclude"] = json!(revs);
+            }
+            if *t == "Patient" {
+                r["operation"] = json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
+            }
+            r
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-27",
+        "kind": "instance",
+        "software": {"name": "hospital", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Hospital platform FHIR server", "url": api.config.base_url},
+        "fhirVersion": "4.3.0",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+        }]
+    })
+}

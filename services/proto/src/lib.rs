@@ -1,0 +1,10 @@
+//! Generated gRPC bindings of the contracts in `proto/`. Only the gRPC edges of the services
+//! use these types.
+
+#![allow(clippy::all, clippy::pedantic)]
+
+pub mod records {
+    pub mod v1 {
+        tonic::include_proto!("hospital.records.v1");
+    }
+}

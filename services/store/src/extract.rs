@@ -1,0 +1,304 @@
+//! Index extraction: from one resource, the rows of every declared search parameter.
+
+use crate::dates::{self, Range};
+use crate::params::{self, ParamKind, SearchParam};
+use crate::text::fold;
+use serde_json::Value;
+
+/// The index rows of one resource version.
+#[derive(Debug, Default)]
+pub struct IndexRows {
+    pub tokens: Vec<(&'static str, String, String)>,
+    pub strings: Vec<(&'static str, String, String)>,
+    pub dates: Vec<(&'static str, Range)>,
+    pub references: Vec<(&'static str, String, String)>,
+    pub numbers: Vec<(&'static str, f64, String, String)>,
+}
+
+/// Walks `path` from `root`, calling `f` for every value found (arrays flattened).
+fn walk<'a>(root: &'a Value, path: &str, f: &mut dyn FnMut(&'a Value)) {
+    let (step, rest) = match path.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (path, None),
+    };
+    let (name, filter) = match step.split_once('(') {
+        Some((n, f)) => (n, f.strip_suffix(')').and_then(|f| f.split_once('='))),
+        None => (step, None),
+    };
+    let Some(child) = root.get(name) else { return };
+    let mut visit = |v: &'a Value| {
+        if let Some((k, want)) = filter
+            && v.get(k).and_then(Value::as_str) != Some(want)
+        {
+            return;
+        }
+        match rest {
+            Some(rest) => walk(v, rest, f),
+            None => f(v),
+        }
+    };
+    match child {
+        Value::Array(items) => items.iter().for_each(&mut visit),
+        other => visit(other),
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn tokens_of(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(s) => out.push((String::new(), s.clone())),
+        Value::Bool(b) => out.push((String::new(), b.to_string())),
+        Value::Object(o) => {
+            if let Some(codings) = o.get("coding").and_then(Value::as_array) {
+                // CodeableConcept
+                for c in codings {
+                    tokens_of(c, out);
+                }
+            } else if let Some(code) = str_of(v, "code") {
+                // Coding (also Quantity-like codes)
+                out.push((
+                    str_of(v, "system").unwrap_or("").to_owned(),
+                    code.to_owned(),
+                ));
+            } else if let Some(value) = str_of(v, "value") {
+                // Identifier, ContactPoint
+                out.push((
+                    str_of(v, "system").unwrap_or("").to_owned(),
+                    value.to_owned(),
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn strings_of(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Object(o) => {
+            // HumanName and Address: each part, and the whole text, are searchable.
+            for key in [
+                "text",
+                "family",
+                "given",
+                "prefix",
+                "suffix",
+                "line",
+                "city",
+                "district",
+                "state",
+                "postalCode",
+                "country",
+            ] {
+                match o.get(key) {
+                    Some(Value::String(s)) => out.push(s.clone()),
+                    Some(Value::Array(a)) => {
+                        out.extend(a.iter().filter_map(Value::as_str).map(str::to_owned))
+                    }
+                    _ => {}
+                }
+            }
+            // A full name as written, so that `nguyen van an` matches as a prefix.
+            let family = str_of(v, "family");
+            let given: Vec<&str> = o
+                .get("given")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if family.is_some() && !given.is_empty() {
+                let family = family.unwrap_or_default();
+                out.push(format!("{family} {}", given.join(" ")));
+                out.push(format!("{} {family}", given.join(" ")));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn date_of(v: &Value) -> Option<Range> {
+    match v {
+        Value::String(s) => dates::parse_range(s),
+        Value::Object(_) => {
+            // Period: an open end is unbounded.
+            let start = str_of(v, "start").and_then(dates::parse_range);
+            let end = str_of(v, "end").and_then(dates::parse_range);
+            if start.is_none() && end.is_none() {
+                return None;
+            }
+            Some(Range {
+                lo: start.map_or(i64::MIN / 2, |r| r.lo),
+                hi: end.map_or(i64::MAX / 2, |r| r.hi),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Splits a relative reference `Type/id` (optionally `Type/id/_history/n`); absolute URLs,
+/// contained (`#x`) and `urn:` references give `None`.
+pub fn split_reference(reference: &str) -> Option<(&str, &str)> {
+    if reference.contains("://") || reference.starts_with('#') || reference.starts_with("urn:") {
+        return None;
+    }
+    let mut parts = reference.split('/');
+    let t = parts.next()?;
+    let id = parts.next()?;
+    let valid_type = t.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && t.chars().all(|c| c.is_ascii_alphanumeric());
+    if !valid_type || id.is_empty() {
+        return None;
+    }
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) | (Some("_history"), Some(_), None) => Some((t, id)),
+        _ => None,
+    }
+}
+
+/// Extracts the index rows of `resource` (of type `resource_type`).
+pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
+    let mut rows = IndexRows::default();
+    for param in params::of_type(resource_type) {
+        extract_param(param, resource, &mut rows);
+    }
+    rows
+}
+
+fn extract_param(param: &'static SearchParam, resource: &Value, rows: &mut IndexRows) {
+    for path in param.paths {
+        walk(resource, path, &mut |v| match param.kind {
+            ParamKind::Token => {
+                let mut found = Vec::new();
+                tokens_of(v, &mut found);
+                rows.tokens
+                    .extend(found.into_iter().map(|(s, c)| (param.name, s, c)));
+            }
+            ParamKind::String => {
+                let mut found = Vec::new();
+                strings_of(v, &mut found);
+                found.sort();
+                found.dedup();
+                rows.strings
+                    .extend(found.into_iter().map(|s| (param.name, fold(&s), s)));
+            }
+            ParamKind::Date => {
+                if let Some(r) = date_of(v) {
+                    rows.dates.push((param.name, r));
+                }
+            }
+            ParamKind::Reference => {
+                if let Some((t, id)) = str_of(v, "reference").and_then(split_reference)
+                    && (param.targets.is_empty() || param.targets.contains(&t))
+                {
+                    rows.references
+                        .push((param.name, t.to_owned(), id.to_owned()));
+                }
+            }
+            ParamKind::Quantity | ParamKind::Number => {
+                let n = if param.kind == ParamKind::Number {
+                    v.as_f64()
+                } else {
+                    v.get("value").and_then(Value::as_f64)
+                };
+                if let Some(n) = n {
+                    let system = str_of(v, "system").unwrap_or("").to_owned();
+                    let code = str_of(v, "code").or(str_of(v, "unit")).unwrap_or("");
+                    rows.numbers.push((param.name, n, system, code.to_owned()));
+                }
+            }
+        });
+    }
+}
+
+/// Every relative reference anywhere in the resource (for referential checks), with the
+/// element path where it was found.
+pub fn all_references(resource: &Value) -> Vec<(String, String)> {
+    fn go(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(o) => {
+                for (k, child) in o {
+                    if k == "reference"
+                        && let Value::String(s) = child
+                    {
+                        out.push((path.to_owned(), s.clone()));
+                        continue;
+                    }
+                    if k == "contained" {
+                        continue;
+                    }
+                    go(child, &format!("{path}.{k}"), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    go(child, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let root = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("Resource");
+    go(resource, root, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_patient_yields_identifier_name_birthdate_and_phone_rows() {
+        let p = json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:x", "value": "123"}],
+            "name": [{"family": "Nguyễn", "given": ["Văn", "An"]}],
+            "telecom": [{"system": "phone", "value": "0905123456"}, {"system": "email", "value": "a@b.vn"}],
+            "birthDate": "1985-03-12"
+        });
+        let rows = extract("Patient", &p);
+        assert!(
+            rows.tokens
+                .contains(&("identifier", "urn:x".into(), "123".into()))
+        );
+        assert!(
+            rows.tokens
+                .contains(&("phone", "phone".into(), "0905123456".into()))
+        );
+        assert!(
+            !rows
+                .tokens
+                .iter()
+                .any(|t| t.0 == "phone" && t.2 == "a@b.vn")
+        );
+        assert!(
+            rows.strings
+                .iter()
+                .any(|s| s.0 == "name" && s.1 == "nguyen van an")
+        );
+        assert!(
+            rows.strings
+                .iter()
+                .any(|s| s.0 == "family" && s.1 == "nguyen" && s.2 == "Nguyễn")
+        );
+        assert_eq!(rows.dates.len(), 1);
+    }
+
+    #[test]
+    fn references_split_only_when_relative() {
+        assert_eq!(split_reference("Patient/1"), Some(("Patient", "1")));
+        assert_eq!(
+            split_reference("Patient/1/_history/2"),
+            Some(("Patient", "1"))
+        );
+        assert_eq!(split_reference("http://x/Patient/1"), None);
+        assert_eq!(split_reference("#c1"), None);
+        assert_eq!(split_reference("urn:uuid:abc"), None);
+    }
+}

@@ -1,0 +1,1069 @@
+//! The shared FHIR record store: every resource, whichever service owns it, as versioned FHIR
+//! JSON with a search index, in one SQLite or PostgreSQL database.
+//!
+//! - Reads serve the stored JSON text as it is; nothing is parsed on the read path.
+//! - A write validates once (fhir-sdk models), extracts index rows once, and commits once.
+//! - Nothing is overwritten or erased: every create, update and delete appends a version to
+//!   `resource_history`, which both backends refuse to update or delete.
+//! - Dialect differences live in [`Dialect`] and nowhere else.
+
+pub mod dates;
+pub mod extract;
+pub mod params;
+pub mod search;
+pub mod text;
+
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use search::{SearchQuery, SearchResult};
+
+/// Errors of the record store. Messages never contain personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} is not known")]
+    NotFound(String),
+    #[error("{0} has been deleted")]
+    Gone(String),
+    #[error(
+        "version conflict: the request expected version {expected}, the current version is {current}"
+    )]
+    VersionConflict { expected: i64, current: i64 },
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{system} identifier is already used by {existing}")]
+    DuplicateIdentifier { system: String, existing: String },
+    #[error("{0}")]
+    BadSearch(String),
+    #[error("unsupported DATABASE_URL scheme `{0}`: use sqlite:// or postgres://")]
+    UnknownScheme(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The SQL dialect of the connected backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The placeholder for the `n`th (1-based) bind parameter.
+    pub fn ph(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// Static SQL is written with `$n` placeholders; SQLite spells them `?n`.
+    pub fn sql(self, q: &str) -> String {
+        match self {
+            Dialect::Sqlite => q.replace('$', "?"),
+            Dialect::Postgres => q.to_owned(),
+        }
+    }
+
+    /// `column IN <list>` for a list bound as one parameter (no OR chains, no per-value
+    /// placeholders): a JSON array in SQLite, a text array in PostgreSQL.
+    pub fn in_list(self, column: &str, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(?{n}))"),
+            Dialect::Postgres => format!("{column} = ANY(CAST(${n} AS text[]))"),
+        }
+    }
+
+    /// Encodes a list of strings for [`Dialect::in_list`].
+    pub fn list_arg(self, values: &[String]) -> Arg {
+        match self {
+            Dialect::Sqlite => Arg::Text(serde_json::to_string(values).unwrap_or_default()),
+            Dialect::Postgres => {
+                let mut s = String::from("{");
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    s.push('"');
+                    for c in v.chars() {
+                        if c == '"' || c == '\\' {
+                            s.push('\\');
+                        }
+                        s.push(c);
+                    }
+                    s.push('"');
+                }
+                s.push('}');
+                Arg::Text(s)
+            }
+        }
+    }
+}
+
+/// A bind argument of dynamically built SQL.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    I64(i64),
+    F64(f64),
+    Text(String),
+}
+
+pub(crate) fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::I64(v) => q.bind(*v),
+            Arg::F64(v) => q.bind(*v),
+            Arg::Text(v) => q.bind(v.as_str()),
+        };
+    }
+    q
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections for reads (and, on PostgreSQL, writes).
+    pub max_connections: u32,
+    /// Identifier systems that may name only one resource of a type, e.g. the personal ID of a
+    /// Patient: `(resource type, identifier system)`.
+    pub unique_identifiers: Vec<(&'static str, &'static str)>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            unique_identifiers: Vec::new(),
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    /// Microseconds since the Unix epoch.
+    pub last_updated: i64,
+    pub deleted: bool,
+    /// The resource JSON as served (empty for a deletion).
+    pub body: String,
+    /// The HTTP method that wrote this version (history entries report it).
+    pub method: String,
+}
+
+impl Version {
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version_id)
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub version: Version,
+    /// True when the write created the resource (201), false for an update (200).
+    pub created: bool,
+}
+
+/// The record store. Cheap to clone; all clones share the pools.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dialect: Dialect,
+    /// Reads. On PostgreSQL also writes.
+    reader: AnyPool,
+    /// Writes. SQLite allows one writer at a time, so its writes queue here on one connection
+    /// instead of failing with SQLITE_BUSY.
+    writer: AnyPool,
+    unique_identifiers: Vec<(&'static str, &'static str)>,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+impl Store {
+    /// Opens (creating and migrating if needed) the store at `url`: `sqlite://path` or
+    /// `postgres://...`. Any other scheme is an error.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let scheme = url.split(':').next().unwrap_or_default();
+        let (dialect, reader, writer) = match scheme {
+            "sqlite" => {
+                let path = url
+                    .trim_start_matches("sqlite:")
+                    .trim_start_matches("//")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                if path != ":memory:"
+                    && let Some(dir) = std::path::Path::new(&path).parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Database(sqlx::Error::Configuration(
+                            format!("cannot create the data directory: {e}").into(),
+                        ))
+                    })?;
+                }
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let writer = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .after_connect(|c, _| sqlite_pragmas(c))
+                    .connect(&url)
+                    .await?;
+                SQLITE_MIGRATIONS.run(&writer).await?;
+                let reader = AnyPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .after_connect(|c, _| sqlite_pragmas(c))
+                    .connect(&url)
+                    .await?;
+                (Dialect::Sqlite, reader, writer)
+            }
+            "postgres" | "postgresql" => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                (Dialect::Postgres, pool.clone(), pool)
+            }
+            other => return Err(StoreError::UnknownScheme(other.to_owned())),
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dialect,
+                reader,
+                writer,
+                unique_identifiers: options.unique_identifiers,
+            }),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    /// The read pool, for plain SQL that belongs to the store's users (reports, benchmarks).
+    pub fn pool(&self) -> &AnyPool {
+        &self.inner.reader
+    }
+
+    /// Starts a write transaction. Everything done through it commits or rolls back together.
+    pub async fn begin(&self) -> Result<Tx> {
+        let tx = self.inner.writer.begin().await?;
+        Ok(Tx {
+            tx,
+            store: self.clone(),
+        })
+    }
+
+    /// Closes the pools (graceful shutdown).
+    pub async fn close(&self) {
+        self.inner.reader.close().await;
+        self.inner.writer.close().await;
+    }
+
+    /// The current version of `resource_type/id`; deleted resources give [`StoreError::Gone`].
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Version> {
+        let mut conn = self.inner.reader.acquire().await?;
+        read_current(self.dialect(), &mut conn, resource_type, id).await
+    }
+
+    /// One version of `resource_type/id`.
+    pub async fn vread(&self, resource_type: &str, id: &str, version_id: i64) -> Result<Version> {
+        let d = self.dialect();
+        let row = sqlx::query(&d.sql(
+            "SELECT h.version_id, h.last_updated, h.deleted, h.body, h.method \
+             FROM resource_history h JOIN resources r ON r.rid = h.rid \
+             WHERE r.resource_type = $1 AND r.resource_id = $2 AND h.version_id = $3",
+        ))
+        .bind(resource_type)
+        .bind(id)
+        .bind(version_id)
+        .fetch_optional(&self.inner.reader)
+        .await?;
+        let row = row.ok_or_else(|| {
+            StoreError::NotFound(format!("{resource_type}/{id}/_history/{version_id}"))
+        })?;
+        let v = history_version(resource_type, id, &row)?;
+        if v.deleted {
+            return Err(StoreError::Gone(format!(
+                "{resource_type}/{id}/_history/{version_id}"
+            )));
+        }
+        Ok(v)
+    }
+
+    /// History, newest first: of one resource (`id` given), or of a whole type.
+    pub async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage> {
+        let d = self.dialect();
+        let mut sql = String::from(
+            "SELECT h.seq, r.resource_type, r.resource_id, h.version_id, h.last_updated, \
+             h.deleted, h.body, h.method FROM resource_history h JOIN resources r ON r.rid = h.rid \
+             WHERE h.resource_type = $1",
+        );
+        let mut args = vec![Arg::Text(query.resource_type.clone())];
+        if let Some(id) = &query.id {
+            args.push(Arg::Text(id.clone()));
+            sql.push_str(&format!(" AND r.resource_id = {}", d.ph(args.len())));
+        }
+        if let Some(since) = query.since {
+            args.push(Arg::I64(since));
+            sql.push_str(&format!(" AND h.last_updated >= {}", d.ph(args.len())));
+        }
+        if let Some(before) = query.before_seq {
+            args.push(Arg::I64(before));
+            sql.push_str(&format!(" AND h.seq < {}", d.ph(args.len())));
+        }
+        args.push(Arg::I64(query.count as i64 + 1));
+        sql.push_str(&format!(" ORDER BY h.seq DESC LIMIT {}", d.ph(args.len())));
+        let sql = d.sql(&sql);
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        if query.id.is_some() && rows.is_empty() {
+            // Distinguish "no such resource" from "no versions in the window".
+            let exists = sqlx::query(
+                &d.sql("SELECT 1 FROM resources WHERE resource_type = $1 AND resource_id = $2"),
+            )
+            .bind(&query.resource_type)
+            .bind(query.id.as_deref().unwrap_or_default())
+            .fetch_optional(&self.inner.reader)
+            .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "{}/{}",
+                    query.resource_type,
+                    query.id.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        let mut versions = Vec::with_capacity(rows.len());
+        let mut last_seq = None;
+        for row in rows.iter().take(query.count) {
+            let seq: i64 = row.try_get(0)?;
+            let rt: String = row.try_get(1)?;
+            let id: String = row.try_get(2)?;
+            versions.push(Version {
+                resource_type: rt,
+                id,
+                version_id: row.try_get(3)?,
+                last_updated: row.try_get(4)?,
+                deleted: row.try_get::<i64, _>(5)? != 0,
+                body: row.try_get(6)?,
+                method: row.try_get(7)?,
+            });
+            last_seq = Some(seq);
+        }
+        let next_before_seq = if rows.len() > query.count {
+            last_seq
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            versions,
+            next_before_seq,
+        })
+    }
+
+    /// Runs a search on the read pool.
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult> {
+        let mut conn = self.inner.reader.acquire().await?;
+        search::run(self.dialect(), &mut conn, query).await
+    }
+
+    /// The patient compartment: the Patient and every current resource that references it.
+    pub async fn patient_everything(&self, patient_id: &str) -> Result<Vec<Version>> {
+        let d = self.dialect();
+        let patient = self.read("Patient", patient_id).await?;
+        let rows = sqlx::query(&d.sql(
+            "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body FROM resources r \
+             WHERE r.deleted = 0 AND r.rid IN (SELECT rid FROM idx_reference \
+             WHERE target_type = 'Patient' AND target_id = $1) ORDER BY r.rid",
+        ))
+        .bind(patient_id)
+        .fetch_all(&self.inner.reader)
+        .await?;
+        let mut out = vec![patient];
+        for row in rows {
+            out.push(current_from_row(&row)?);
+        }
+        Ok(out)
+    }
+
+    /// How many current (not deleted) resources of a type exist; `None` counts all types.
+    pub async fn count(&self, resource_type: Option<&str>) -> Result<i64> {
+        let d = self.dialect();
+        let row =
+            match resource_type {
+                Some(t) => {
+                    sqlx::query(&d.sql(
+                        "SELECT COUNT(*) FROM resources WHERE resource_type = $1 AND deleted = 0",
+                    ))
+                    .bind(t)
+                    .fetch_one(&self.inner.reader)
+                    .await?
+                }
+                None => {
+                    sqlx::query("SELECT COUNT(*) FROM resources WHERE deleted = 0")
+                        .fetch_one(&self.inner.reader)
+                        .await?
+                }
+            };
+        Ok(row.try_get(0)?)
+    }
+
+    /// How many versions the history holds in all.
+    pub async fn count_versions(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM resource_history")
+            .fetch_one(&self.inner.reader)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+/// Which history to read.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub resource_type: String,
+    pub id: Option<String>,
+    /// Only versions written at or after this instant (µs since the epoch).
+    pub since: Option<i64>,
+    pub count: usize,
+    /// Keyset cursor from a previous page.
+    pub before_seq: Option<i64>,
+}
+
+/// One page of history.
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub versions: Vec<Version>,
+    pub next_before_seq: Option<i64>,
+}
+
+fn history_version(resource_type: &str, id: &str, row: &AnyRow) -> Result<Version> {
+    Ok(Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id: row.try_get(0)?,
+        last_updated: row.try_get(1)?,
+        deleted: row.try_get::<i64, _>(2)? != 0,
+        body: row.try_get(3)?,
+        method: row.try_get(4)?,
+    })
+}
+
+/// Decodes `resource_type, resource_id, version_id, last_updated, body` of a current row.
+pub(crate) fn current_from_row(row: &AnyRow) -> Result<Version> {
+    Ok(Version {
+        resource_type: row.try_get(0)?,
+        id: row.try_get(1)?,
+        version_id: row.try_get(2)?,
+        last_updated: row.try_get(3)?,
+        deleted: false,
+        body: row.try_get(4)?,
+        method: String::new(),
+    })
+}
+
+async fn read_current(
+    d: Dialect,
+    conn: &mut AnyConnection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Version> {
+    let row = sqlx::query(&d.sql(
+        "SELECT version_id, last_updated, deleted, body FROM resources \
+         WHERE resource_type = $1 AND resource_id = $2",
+    ))
+    .bind(resource_type)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let row = row.ok_or_else(|| StoreError::NotFound(format!("{resource_type}/{id}")))?;
+    let v = Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id: row.try_get(0)?,
+        last_updated: row.try_get(1)?,
+        deleted: row.try_get::<i64, _>(2)? != 0,
+        body: row.try_get(3)?,
+        method: String::new(),
+    };
+    if v.deleted {
+        return Err(StoreError::Gone(format!("{resource_type}/{id}")));
+    }
+    Ok(v)
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
+pub struct Tx {
+    tx: Transaction<'static, Any>,
+    store: Store,
+}
+
+/// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads the current version inside the transaction (sees its own writes).
+    pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Version> {
+        let d = self.dialect();
+        read_current(d, &mut self.tx, resource_type, id).await
+    }
+
+    /// Whether `resource_type/id` exists and is not deleted.
+    pub async fn exists(&mut self, resource_type: &str, id: &str) -> Result<bool> {
+        match self.read(resource_type, id).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_) | StoreError::Gone(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Searches inside the transaction.
+    pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult> {
+        let d = self.dialect();
+        search::run(d, &mut self.tx, query).await
+    }
+
+    /// Serialises writers that race on the same condition (conditional create, uniqueness
+    /// checks). PostgreSQL: a transaction-scoped advisory lock; SQLite writes are already
+    /// serialised by its single writer connection.
+    pub async fn lock(&mut self, key: &str) -> Result<()> {
+        if self.dialect() == Dialect::Postgres {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(key.as_bytes());
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&digest[..8]);
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(i64::from_be_bytes(b))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Next value of a named counter (1, 2, 3, ...), e.g. for facility patient codes.
+    pub async fn next_counter(&mut self, name: &str) -> Result<i64> {
+        let d = self.dialect();
+        let row = sqlx::query(&d.sql(
+            "INSERT INTO counters (name, value) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        ))
+        .bind(name)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Creates a resource with a server-assigned id.
+    pub async fn create(&mut self, resource_type: &str, body: Value) -> Result<WriteOutcome> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.write(resource_type, &id, body, None, "POST").await
+    }
+
+    /// Creates a resource with a caller-chosen id (transaction bundles resolving `urn:uuid`).
+    pub async fn create_with_id(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+    ) -> Result<WriteOutcome> {
+        self.write(resource_type, id, body, None, "POST").await
+    }
+
+    /// Updates `resource_type/id`, creating it when it does not exist (update-as-create).
+    /// `if_match` is the version the client last saw.
+    pub async fn update(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome> {
+        self.write(resource_type, id, body, if_match, "PUT").await
+    }
+
+    /// Deletes (tombstones) `resource_type/id`. Returns the deletion version, or `None` when
+    /// there was nothing to delete.
+    pub async fn delete(&mut self, resource_type: &str, id: &str) -> Result<Option<Version>> {
+        let d = self.dialect();
+        let Some((rid, version, deleted)) = self.current_for_update(resource_type, id).await?
+        else {
+            return Ok(None);
+        };
+        if deleted {
+            return Ok(None);
+        }
+        let version_id = version + 1;
+        let now = dates::now_micros();
+        sqlx::query(&d.sql(
+            "UPDATE resources SET version_id = $1, last_updated = $2, deleted = 1, body = '' WHERE rid = $3",
+        ))
+        .bind(version_id)
+        .bind(now)
+        .bind(rid)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(&d.sql(
+            "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, 'DELETE', 1, '')",
+        ))
+        .bind(rid)
+        .bind(resource_type)
+        .bind(version_id)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        self.clear_index(rid).await?;
+        Ok(Some(Version {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated: now,
+            deleted: true,
+            body: String::new(),
+            method: "DELETE".into(),
+        }))
+    }
+
+    async fn current_for_update(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(i64, i64, bool)>> {
+        let d = self.dialect();
+        let lock = if d == Dialect::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let row = sqlx::query(&d.sql(&format!(
+            "SELECT rid, version_id, deleted FROM resources WHERE resource_type = $1 AND resource_id = $2{lock}"
+        )))
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? != 0)))
+            .transpose()
+    }
+
+    async fn write(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        mut body: Value,
+        if_match: Option<i64>,
+        method: &str,
+    ) -> Result<WriteOutcome> {
+        if !is_valid_id(id) {
+            return Err(StoreError::invalid(
+                format!("{resource_type}.id"),
+                "an id is 1 to 64 letters, digits, '-' or '.'",
+            ));
+        }
+        match body.get("resourceType").and_then(Value::as_str) {
+            Some(t) if t == resource_type => {}
+            Some(t) => {
+                return Err(StoreError::invalid(
+                    "resourceType",
+                    format!("the body is a {t}, the request addresses {resource_type}"),
+                ));
+            }
+            None => {
+                return Err(StoreError::invalid(
+                    "resourceType",
+                    "resourceType is missing",
+                ));
+            }
+        }
+        hospital_fhir_model::validate(resource_type, &body).map_err(|e| StoreError::Invalid {
+            path: e.path,
+            message: e.message,
+        })?;
+        let d = self.dialect();
+        let now = dates::now_micros();
+        let existing = self.current_for_update(resource_type, id).await?;
+        let (rid, version_id, created) = match existing {
+            Some((rid, current, deleted)) => {
+                if method == "POST" {
+                    return Err(StoreError::PreconditionFailed(format!(
+                        "{resource_type}/{id} already exists"
+                    )));
+                }
+                if let Some(expected) = if_match
+                    && expected != current
+                {
+                    return Err(StoreError::VersionConflict { expected, current });
+                }
+                (rid, current + 1, deleted)
+            }
+            None => {
+                if let Some(expected) = if_match {
+                    return Err(StoreError::VersionConflict {
+                        expected,
+                        current: 0,
+                    });
+                }
+                (0, 1, true)
+            }
+        };
+        set_meta(&mut body, id, version_id, now);
+        let text = serde_json::to_string(&body)
+            .map_err(|e| StoreError::invalid(resource_type, e.to_string()))?;
+        let rid = if rid == 0 {
+            let row = sqlx::query(&d.sql(
+                "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+                 VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid",
+            ))
+            .bind(resource_type)
+            .bind(id)
+            .bind(version_id)
+            .bind(now)
+            .bind(text.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            match row {
+                Some(row) => row.try_get::<i64, _>(0)?,
+                None => {
+                    // Another transaction created the same id a moment ago.
+                    return Err(StoreError::VersionConflict {
+                        expected: 0,
+                        current: 1,
+                    });
+                }
+            }
+        } else {
+            sqlx::query(&d.sql(
+                "UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, body = $3 WHERE rid = $4",
+            ))
+            .bind(version_id)
+            .bind(now)
+            .bind(text.as_str())
+            .bind(rid)
+            .execute(&mut *self.tx)
+            .await?;
+            self.clear_index(rid).await?;
+            rid
+        };
+        sqlx::query(&d.sql(
+            "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        ))
+        .bind(rid)
+        .bind(resource_type)
+        .bind(version_id)
+        .bind(now)
+        .bind(method)
+        .bind(text.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        self.index(rid, resource_type, &body).await?;
+        self.claim_unique_identifiers(rid, resource_type, &body, now)
+            .await?;
+        Ok(WriteOutcome {
+            version: Version {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                version_id,
+                last_updated: now,
+                deleted: false,
+                body: text,
+                method: method.to_owned(),
+            },
+            created,
+        })
+    }
+
+    async fn clear_index(&mut self, rid: i64) -> Result<()> {
+        let d = self.dialect();
+        for table in [
+            "idx_token",
+            "idx_string",
+            "idx_date",
+            "idx_reference",
+            "idx_number",
+            "unique_identifier",
+        ] {
+            sqlx::query(&d.sql(&format!("DELETE FROM {table} WHERE rid = $1")))
+                .bind(rid)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the index rows of one version: one multi-row INSERT per index table.
+    async fn index(&mut self, rid: i64, resource_type: &str, body: &Value) -> Result<()> {
+        let d = self.dialect();
+        let rows = extract::extract(resource_type, body);
+        let rt = || Arg::Text(resource_type.to_owned());
+        let mut batches: Vec<(&str, &str, usize, Vec<Arg>)> = Vec::new();
+        let mut args = Vec::new();
+        for (param, system, code) in &rows.tokens {
+            let sc = format!("{system}|{code}");
+            args.extend([
+                Arg::I64(rid),
+                rt(),
+                Arg::Text((*param).to_owned()),
+                Arg::Text(system.clone()),
+                Arg::Text(code.clone()),
+                Arg::Text(sc),
+            ]);
+        }
+        batches.push((
+            "idx_token",
+            "rid, resource_type, param, system, code, sc",
+            6,
+            std::mem::take(&mut args),
+        ));
+        for (param, value, raw) in &rows.strings {
+            args.extend([
+                Arg::I64(rid),
+                rt(),
+                Arg::Text((*param).to_owned()),
+                Arg::Text(value.clone()),
+                Arg::Text(raw.clone()),
+            ]);
+        }
+        batches.push((
+            "idx_string",
+            "rid, resource_type, param, value, raw",
+            5,
+            std::mem::take(&mut args),
+        ));
+        for (param, range) in &rows.dates {
+            args.extend([
+                Arg::I64(rid),
+                rt(),
+                Arg::Text((*param).to_owned()),
+                Arg::I64(range.lo),
+                Arg::I64(range.hi),
+            ]);
+        }
+        batches.push((
+            "idx_date",
+            "rid, resource_type, param, lo, hi",
+            5,
+            std::mem::take(&mut args),
+        ));
+        for (param, target_type, target_id) in &rows.references {
+            args.extend([
+                Arg::I64(rid),
+                rt(),
+                Arg::Text((*param).to_owned()),
+                Arg::Text(target_type.clone()),
+                Arg::Text(target_id.clone()),
+            ]);
+        }
+        batches.push((
+            "idx_reference",
+            "rid, resource_type, param, target_type, target_id",
+            5,
+            std::mem::take(&mut args),
+        ));
+        for (param, value, system, code) in &rows.numbers {
+            args.extend([
+                Arg::I64(rid),
+                rt(),
+                Arg::Text((*param).to_owned()),
+                Arg::F64(*value),
+                Arg::Text(system.clone()),
+                Arg::Text(code.clone()),
+            ]);
+        }
+        batches.push((
+            "idx_number",
+            "rid, resource_type, param, value, system, code",
+            6,
+            std::mem::take(&mut args),
+        ));
+        for (table, columns, width, args) in batches {
+            // Chunks stay far below both backends' bind-parameter limits.
+            for chunk in args.chunks(width * 100) {
+                if chunk.is_empty() {
+                    continue;
+                }
+                let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+                for row in 0..chunk.len() / width {
+                    if row > 0 {
+                        sql.push(',');
+                    }
+                    sql.push('(');
+                    for col in 0..width {
+                        if col > 0 {
+                            sql.push(',');
+                        }
+                        sql.push_str(&d.ph(row * width + col + 1));
+                    }
+                    sql.push(')');
+                }
+                bind_all(sqlx::query(&sql), chunk)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Enforces the declared unique identifiers. An identifier whose period has ended (a
+    /// cancelled, re-issued number) stays searchable but no longer claims uniqueness.
+    async fn claim_unique_identifiers(
+        &mut self,
+        rid: i64,
+        resource_type: &str,
+        body: &Value,
+        now: i64,
+    ) -> Result<()> {
+        let systems: Vec<&'static str> = self
+            .store
+            .inner
+            .unique_identifiers
+            .iter()
+            .filter(|(t, _)| *t == resource_type)
+            .map(|(_, s)| *s)
+            .collect();
+        if systems.is_empty() {
+            return Ok(());
+        }
+        let d = self.dialect();
+        let Some(identifiers) = body.get("identifier").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        for ident in identifiers {
+            let (Some(system), Some(value)) = (
+                ident.get("system").and_then(Value::as_str),
+                ident.get("value").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if !systems.contains(&system) {
+                continue;
+            }
+            let ended = ident
+                .pointer("/period/end")
+                .and_then(Value::as_str)
+                .and_then(dates::parse_range)
+                .is_some_and(|r| r.hi < now);
+            if ended {
+                continue;
+            }
+            let inserted = sqlx::query(&d.sql(
+                "INSERT INTO unique_identifier (resource_type, system, value, rid) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (resource_type, system, value) DO NOTHING RETURNING rid",
+            ))
+            .bind(resource_type)
+            .bind(system)
+            .bind(value)
+            .bind(rid)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if inserted.is_none() {
+                let row = sqlx::query(&d.sql(
+                    "SELECT r.rid, r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
+                     WHERE u.resource_type = $1 AND u.system = $2 AND u.value = $3",
+                ))
+                .bind(resource_type)
+                .bind(system)
+                .bind(value)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                let owner: i64 = row.try_get(0)?;
+                if owner != rid {
+                    let existing: String = row.try_get(1)?;
+                    return Err(StoreError::DuplicateIdentifier {
+                        system: system.to_owned(),
+                        existing: format!("{resource_type}/{existing}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sqlite_pragmas(
+    conn: &mut AnyConnection,
+) -> futures::future::BoxFuture<'_, std::result::Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        for p in [
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA busy_timeout = 10000",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA cache_size = -32000",
+        ] {
+            sqlx::query(p).execute(&mut *conn).await?;
+        }
+        Ok(())
+    })
+}
+
+fn set_meta(body: &mut Value, id: &str, version_id: i64, now: i64) {
+    if let Value::Object(map) = body {
+        map.insert("id".into(), Value::String(id.to_owned()));
+        let meta = map
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !meta.is_object() {
+            *meta = Value::Object(Default::default());
+        }
+        if let Value::Object(meta) = meta {
+            meta.insert("versionId".into(), Value::String(version_id.to_string()));
+            meta.insert(
+                "lastUpdated".into(),
+                Value::String(dates::format_instant(now)),
+            );
+        }
+    }
+}
