@@ -135,6 +135,17 @@ pub(crate) fn json_body(
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
 }
 
+fn check_id(rtype: &str, id: &str) -> Result<(), ApiError> {
+    if hospital_store::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            format!("{rtype}.id"),
+            "an id is 1 to 64 letters, digits, '-' or '.'",
+        ))
+    }
+}
+
 fn check_type(api: &FhirApi, rtype: &str) -> Result<(), ApiError> {
     if hospital_fhir_model::is_supported(rtype) {
         Ok(())
@@ -183,6 +194,7 @@ async fn read(
 ) -> ApiResult {
     negotiate(&headers, &parse_query(q.as_deref()))?;
     check_type(&api, &rtype)?;
+    check_id(&rtype, &id)?;
     let v = api.store.read(&rtype, &id).await?;
     if let Some(inm) = headers
         .get(header::IF_NONE_MATCH)
@@ -203,6 +215,7 @@ async fn vread(
     Path((rtype, id, vid)): Path<(String, String, String)>,
 ) -> ApiResult {
     check_type(&api, &rtype)?;
+    check_id(&rtype, &id)?;
     let vid: i64 = vid
         .parse()
         .map_err(|_| ApiError::bad_request(format!("`{vid}` is not a version id")))?;
@@ -304,6 +317,7 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     check_type(&api, &rtype)?;
+    check_id(&rtype, &id)?;
     let body = json_body(&headers, body)?;
     if body.get("resourceType").and_then(Value::as_str) != Some(rtype.as_str()) {
         return Err(ApiError::invalid(
@@ -358,6 +372,7 @@ async fn delete(
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult {
     check_type(&api, &rtype)?;
+    check_id(&rtype, &id)?;
     let mut tx = api.store.begin().await?;
     let v = api.writer().delete(&mut tx, &rtype, &id).await?;
     tx.commit().await?;
@@ -495,6 +510,7 @@ async fn instance_op(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     check_type(&api, &rtype)?;
+    check_id(&rtype, &id)?;
     match op.as_str() {
         "_history" => history(api, rtype, Some(id), parse_query(q.as_deref())).await,
         "$everything" if rtype == "Patient" => {

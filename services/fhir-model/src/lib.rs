@@ -122,6 +122,15 @@ fn check_no_empty(value: &Value, path: &str) -> Result<(), Invalid> {
             path: path.to_owned(),
             message: "empty strings are not allowed in FHIR JSON; omit the element".into(),
         }),
+        Value::String(s)
+            if s.chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) =>
+        {
+            Err(Invalid {
+                path: path.to_owned(),
+                message: "control characters are not allowed in FHIR strings".into(),
+            })
+        }
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(Invalid {

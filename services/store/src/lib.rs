@@ -92,6 +92,27 @@ impl Dialect {
         }
     }
 
+    /// `column IN <list>` for a list of integers bound as one parameter.
+    pub fn in_int_list(self, column: &str, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(?{n}))"),
+            Dialect::Postgres => format!("{column} = ANY(CAST(${n} AS bigint[]))"),
+        }
+    }
+
+    /// Encodes a list of integers for [`Dialect::in_int_list`].
+    pub fn int_list_arg(self, values: &[i64]) -> Arg {
+        let joined = values
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        match self {
+            Dialect::Sqlite => Arg::Text(format!("[{joined}]")),
+            Dialect::Postgres => Arg::Text(format!("{{{joined}}}")),
+        }
+    }
+
     /// Encodes a list of strings for [`Dialect::in_list`].
     pub fn list_arg(self, values: &[String]) -> Arg {
         match self {

@@ -478,6 +478,14 @@ pub async fn run(
             None => (key.as_str(), None),
         };
         let outcome: Result<()> = (|| {
+            if value
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(bad(format!(
+                    "the value of `{key}` contains control characters"
+                )));
+            }
             match name {
                 "_count" => {
                     count = value
@@ -629,7 +637,7 @@ pub async fn run(
         result.matches.push(current_from_row(row)?);
         let rid: i64 = row.try_get(5)?;
         let key: i64 = row.try_get(6)?;
-        rids.push(rid.to_string());
+        rids.push(rid);
         last = Some((key, rid));
     }
     if rows.len() > count
@@ -645,8 +653,8 @@ pub async fn run(
                 conds: Vec::new(),
                 args: Vec::new(),
             };
-            s.args.push(d.list_arg(&rids));
-            let rid_list = d.in_list("i.rid", 1);
+            s.args.push(d.int_list_arg(&rids));
+            let rid_list = d.in_int_list("i.rid", 1);
             let p = s.arg(Arg::Text(inc.param.name.to_owned()));
             let mut q = format!(
                 "SELECT DISTINCT t.resource_type, t.resource_id, t.version_id, t.last_updated, t.body, t.rid \

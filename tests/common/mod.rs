@@ -1,0 +1,221 @@
+//! `spawn_app`: the whole system on ephemeral ports with a fresh store — a new SQLite file,
+//! or a new schema in the PostgreSQL test database (which must be reachable: a PostgreSQL
+//! test never skips itself).
+#![allow(dead_code)]
+
+use hospital::{Config, Running, Service};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub running: Option<Running>,
+    pub store: hospital_store::Store,
+    pub grpc: String,
+    _dir: Option<tempdir::TempDir>,
+}
+
+/// The PostgreSQL database tests create their schemas in.
+pub fn postgres_url() -> String {
+    std::env::var("HOSPITAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/hospital_test".into())
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new() -> TempDir {
+            let p = std::env::temp_dir().join(format!("hospital-test-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh, empty database URL for `backend`.
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempdir::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempdir::TempDir::new();
+            let url = format!("sqlite://{}/hospital.db", dir.0.display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let admin = postgres_url();
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::PgPool::connect(&admin).await.expect(
+                "the PostgreSQL test database must be reachable (HOSPITAL_TEST_POSTGRES_URL)",
+            );
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&pool)
+                .await
+                .expect("create schema");
+            pool.close().await;
+            let sep = if admin.contains('?') { '&' } else { '?' };
+            (
+                format!("{admin}{sep}options=-c%20search_path%3D{schema}"),
+                None,
+            )
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let (url, dir) = fresh_database(backend).await;
+    let mut cfg = Config::for_tests(&url);
+    tweak(&mut cfg);
+    let running = hospital::start(&cfg, Service::All)
+        .await
+        .expect("system starts");
+    TestApp {
+        base: format!("http://{}/fhir", running.http_addr),
+        http: reqwest::Client::new(),
+        store: running.store.clone(),
+        grpc: format!(
+            "http://{}",
+            running.records_grpc_addr.expect("records gRPC")
+        ),
+        running: Some(running),
+        _dir: dir,
+    }
+}
+
+pub const FHIR: &str = "application/fhir+json";
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        if path.is_empty() {
+            return self.base.clone();
+        }
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).await;
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", FHIR)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let s = r.status().as_u16();
+        let h = r.headers().clone();
+        (s, h, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(reqwest::Method::PUT, path, body).await
+    }
+
+    /// Creates a resource and returns its id, failing the test if it is refused.
+    pub async fn create(&self, body: Value) -> String {
+        let rt = body["resourceType"]
+            .as_str()
+            .expect("resourceType")
+            .to_owned();
+        let (s, _, b) = self.post(&rt, &body).await;
+        assert_eq!(s, 201, "create {rt}: {b}");
+        b["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Ids of the matches of a search.
+    pub async fn search_ids(&self, query: &str) -> Vec<String> {
+        let (s, b) = self.get_json(query).await;
+        assert_eq!(s, 200, "search {query}: {b}");
+        b["entry"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["search"]["mode"] == "match")
+                    .map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every version the store holds: a write of any kind adds one.
+    pub async fn versions(&self) -> i64 {
+        self.store.count_versions().await.expect("count")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+pub const NATIONAL_ID: &str = "http://fhir.ehealth.gov.vn/core/sid/national_id";
+pub const INSURANCE: &str = "http://fhir.ehealth.gov.vn/core/sid/insurance_number";
+pub const MA_BN: &str = "http://fhir.ehealth.gov.vn/core/sid/patient-internal-id";
+
+/// Nguyễn Văn An, born 1985 in Quảng Ngãi, with his personal ID.
+pub fn patient_an(national_id: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": NATIONAL_ID, "value": national_id}],
+        "name": [{"family": "Nguyễn", "given": ["Văn", "An"]}],
+        "gender": "male",
+        "birthDate": "1985-03-12",
+        "telecom": [{"system": "phone", "value": "0905123456"}]
+    })
+}
+
+/// Generates the same test against both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
