@@ -80,13 +80,11 @@ fn check_patient_identifiers(body: &Value) -> Result<(), ApiError> {
                     ));
                 }
             }
-            CITIZEN_ID => {
-                if value.len() != 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(ApiError::invalid(
-                        &path,
-                        "an old identity card number (CMND) is 9 digits",
-                    ));
-                }
+            CITIZEN_ID if value.len() != 9 || !value.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(ApiError::invalid(
+                    &path,
+                    "an old identity card number (CMND) is 9 digits",
+                ));
             }
             INSURANCE_NUMBER => {
                 BhytCardNumber::parse(value).map_err(|m| ApiError::invalid(&path, m))?;

@@ -1,0 +1,280 @@
+//! The records gRPC server through a real tonic client over TCP.
+
+mod common;
+
+use common::*;
+use hospital_proto::records::v1 as pb;
+use pb::records_client::RecordsClient;
+use serde_json::json;
+use std::time::Duration;
+use tonic::Code;
+
+on_both_backends!(
+    the_health_service_reports_records_serving,
+    patients_are_found_by_id_and_by_identifier,
+    active_coverage_is_found_by_patient_card_or_personal_id_on_a_date,
+    opening_an_encounter_twice_with_one_key_gives_one_encounter,
+    bad_requests_get_precise_status_codes_and_change_nothing,
+);
+
+async fn client(app: &TestApp) -> RecordsClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(app.grpc.clone())
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect");
+    RecordsClient::new(channel)
+}
+
+async fn the_health_service_reports_records_serving(b: Backend) {
+    let app = spawn_app(b).await;
+    let channel = tonic::transport::Endpoint::from_shared(app.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let r = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "hospital.records.v1.Records".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let unknown = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    app.stop().await;
+}
+
+async fn patients_are_found_by_id_and_by_identifier(b: Backend) {
+    let app = spawn_app(b).await;
+    let id = app.create(patient_an("051085000200")).await;
+    let mut c = client(&app).await;
+    let p = c
+        .get_patient(pb::GetPatientRequest {
+            patient_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.full_name, "Nguyễn Văn An");
+    assert_eq!(p.national_id, "051085000200");
+    assert_eq!(p.birth_date, "1985-03-12");
+    assert!(p.facility_patient_code.starts_with("BN"));
+    let found = c
+        .find_patient_by_identifier(pb::FindPatientByIdentifierRequest {
+            system: NATIONAL_ID.into(),
+            value: "051085000200".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.id, id);
+    let by_code = c
+        .find_patient_by_identifier(pb::FindPatientByIdentifierRequest {
+            system: String::new(),
+            value: p.facility_patient_code.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_code.id, id);
+    let missing = c
+        .get_patient(pb::GetPatientRequest {
+            patient_id: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    app.stop().await;
+}
+
+async fn active_coverage_is_found_by_patient_card_or_personal_id_on_a_date(b: Backend) {
+    let app = spawn_app(b).await;
+    let id = app.create(patient_an("051085000201")).await;
+    let old = app
+        .create(json!({"resourceType": "Coverage", "status": "active",
+            "identifier": [{"system": INSURANCE, "value": "DN4510000000001"}],
+            "beneficiary": {"reference": format!("Patient/{id}")},
+            "payor": [{"display": "BHXH"}],
+            "period": {"start": "2025-01-01", "end": "2025-12-31"}}))
+        .await;
+    let current = app
+        .create(json!({"resourceType": "Coverage", "status": "active",
+            "identifier": [{"system": INSURANCE, "value": "DN4510000000002"}],
+            "beneficiary": {"reference": format!("Patient/{id}")},
+            "payor": [{"display": "BHXH"}],
+            "period": {"start": "2026-01-01", "end": "2026-12-31"}}))
+        .await;
+    let mut c = client(&app).await;
+    use pb::get_active_coverage_request::Patient as P;
+    let ask = |p: P, date: &str| pb::GetActiveCoverageRequest {
+        patient: Some(p),
+        date: date.into(),
+    };
+    let r = c
+        .get_active_coverage(ask(P::PatientId(id.clone()), "2026-08-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.id, current);
+    assert_eq!(r.benefit_level, 4);
+    assert_eq!(r.card_number, "DN4510000000002");
+    let r = c
+        .get_active_coverage(ask(P::PatientId(id.clone()), "2025-06-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.id, old);
+    let r = c
+        .get_active_coverage(ask(P::NationalId("051085000201".into()), "2026-08-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.id, current);
+    let r = c
+        .get_active_coverage(ask(P::CardNumber("DN4510000000002".into()), "2026-08-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.patient_id, id);
+    let none = c
+        .get_active_coverage(ask(P::PatientId(id.clone()), "2024-06-01"))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::NotFound);
+    let bad = c
+        .get_active_coverage(ask(P::CardNumber("XX".into()), ""))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let bad = c
+        .get_active_coverage(ask(P::PatientId(id), "01/08/2026"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    app.stop().await;
+}
+
+async fn opening_an_encounter_twice_with_one_key_gives_one_encounter(b: Backend) {
+    let app = spawn_app(b).await;
+    let id = app.create(patient_an("051085000202")).await;
+    let c = client(&app).await;
+    let req = pb::OpenEncounterRequest {
+        patient_id: id.clone(),
+        appointment_id: String::new(),
+        encounter_class: pb::EncounterClass::Virtual as i32,
+        practitioner_id: String::new(),
+        idempotency_key: "appt-42-open".into(),
+    };
+    let mut handles = Vec::new();
+    for _ in 0..5 {
+        let mut c = c.clone();
+        let req = req.clone();
+        handles.push(tokio::spawn(async move {
+            c.open_encounter(req).await.unwrap().into_inner()
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.unwrap().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "retries return the same encounter");
+    assert_eq!(
+        app.search_ids(&format!("Encounter?patient={id}"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.search_ids("Encounter?class=VR&status=in-progress")
+            .await
+            .len(),
+        1
+    );
+    let mut c2 = c.clone();
+    let closed = c2
+        .close_encounter(pb::CloseEncounterRequest {
+            encounter_id: ids[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(closed.status, "finished");
+    let again = c2
+        .close_encounter(pb::CloseEncounterRequest {
+            encounter_id: ids[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.version_id, closed.version_id,
+        "closing twice changes nothing"
+    );
+    let (_, enc) = app.get_json(&format!("Encounter/{}", ids[0])).await;
+    assert!(enc["period"]["end"].is_string());
+    app.stop().await;
+}
+
+async fn bad_requests_get_precise_status_codes_and_change_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut c = client(&app).await;
+    let before = app.versions().await;
+    let open = |patient: &str, class: pb::EncounterClass, key: &str| pb::OpenEncounterRequest {
+        patient_id: patient.into(),
+        appointment_id: String::new(),
+        encounter_class: class as i32,
+        practitioner_id: String::new(),
+        idempotency_key: key.into(),
+    };
+    let e = c
+        .open_encounter(open("nobody", pb::EncounterClass::Virtual, "k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("Patient/nobody"));
+    let e = c
+        .open_encounter(open("x", pb::EncounterClass::Unspecified, "k2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .open_encounter(open("x", pb::EncounterClass::Virtual, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .open_encounter(open("bad id'--", pb::EncounterClass::Virtual, "k3"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .close_encounter(pb::CloseEncounterRequest {
+            encounter_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = c
+        .find_patient_by_identifier(pb::FindPatientByIdentifierRequest {
+            system: String::new(),
+            value: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(app.versions().await, before);
+    app.stop().await;
+}
