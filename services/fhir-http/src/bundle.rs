@@ -249,7 +249,7 @@ async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> 
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| (entries[i].method, i));
     let mut responses: Vec<Value> = vec![Value::Null; entries.len()];
-    let mut written: Vec<Version> = Vec::new();
+    let mut written: Vec<(usize, Version)> = Vec::new();
     for i in order {
         let e = &entries[i];
         let resp = match e.method {
@@ -275,7 +275,7 @@ async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> 
                         )
                         .await
                         .map_err(|err| entry_err(i, err))?;
-                    written.push(out.version.clone());
+                    written.push((i, out.version.clone()));
                     response_entry(&out.version, "201 Created", base, false)
                 }
             }
@@ -303,7 +303,7 @@ async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> 
                     .update(&mut tx, &e.rtype, &id, resource, e.if_match, false)
                     .await
                     .map_err(|err| entry_err(i, err))?;
-                written.push(out.version.clone());
+                written.push((i, out.version.clone()));
                 let status = if out.created { "201 Created" } else { "200 OK" };
                 response_entry(&out.version, status, base, false)
             }
@@ -315,8 +315,11 @@ async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> 
     }
 
     // 3. Every written resource is checked against the store as the transaction left it.
-    for v in &written {
-        writer.check(&mut tx, v).await?;
+    for (i, v) in &written {
+        writer
+            .check(&mut tx, v)
+            .await
+            .map_err(|err| entry_err(*i, err))?;
     }
     tx.commit().await?;
     Ok(json!({
