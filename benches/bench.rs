@@ -1,1 +1,468 @@
-fn main() {}
+//! `bench`: load figures of the FHIR server on SQLite and PostgreSQL.
+//!
+//! Starts the release `hospital` binary (beside this one) as a child process on a fresh store,
+//! loads synthetic Vietnamese patients with encounters and observations through transaction
+//! Bundles, then measures single creates, reads by id and searches over HTTP from this process
+//! (load generator and server share the machine), and the server's peak resident memory. On
+//! PostgreSQL it also measures, with pgbench, how fast the same JSON rows go into a plain table:
+//! the physical limit the create path is compared with.
+//!
+//! `cargo build --release && target/release/bench [--backend sqlite|postgres|both] [--patients N]`
+
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FAMILIES: &[&str] = &[
+    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ",
+    "Hồ", "Ngô", "Dương", "Lý",
+];
+const MIDDLE: &[&str] = &["Văn", "Thị", "Hữu", "Đức", "Minh", "Ngọc", "Thanh", "Quang"];
+const GIVEN: &[&str] = &[
+    "An", "Bình", "Châu", "Dũng", "Em", "Giang", "Hà", "Hải", "Hùng", "Lan", "Linh", "Mai", "Nam",
+    "Phương", "Quân", "Sơn", "Tâm", "Thảo", "Trang", "Tuấn", "Vy", "Yến",
+];
+const PROVINCES: &[&str] = &["001", "048", "049", "051", "052", "079", "092"];
+const NATIONAL_ID: &str = "http://fhir.ehealth.gov.vn/core/sid/national_id";
+
+struct Args {
+    backends: Vec<String>,
+    patients: usize,
+    creates: usize,
+    reads: usize,
+    searches: usize,
+    concurrency: usize,
+    postgres_admin: String,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        backends: vec!["sqlite".into(), "postgres".into()],
+        patients: 100_000,
+        creates: 10_000,
+        reads: 50_000,
+        searches: 2_000,
+        concurrency: 16,
+        postgres_admin: std::env::var("HOSPITAL_BENCH_POSTGRES_ADMIN")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().expect("flag value");
+        match flag.as_str() {
+            "--backend" => {
+                let v = val();
+                a.backends = if v == "both" {
+                    vec!["sqlite".into(), "postgres".into()]
+                } else {
+                    vec![v]
+                };
+            }
+            "--patients" => a.patients = val().parse().expect("number"),
+            "--creates" => a.creates = val().parse().expect("number"),
+            "--reads" => a.reads = val().parse().expect("number"),
+            "--searches" => a.searches = val().parse().expect("number"),
+            "--concurrency" => a.concurrency = val().parse().expect("number"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// One synthetic patient, deterministic in `n`.
+fn patient(n: usize, rng: &mut StdRng) -> (Value, String, String, String) {
+    let female = rng.random_bool(0.5);
+    let year = rng.random_range(1930..2024);
+    let month = rng.random_range(1..=12);
+    let day = rng.random_range(1..=28);
+    let century = if year >= 2000 { 2 } else { 0 } + u32::from(female);
+    let province = PROVINCES[rng.random_range(0..PROVINCES.len())];
+    let nid = format!("{province}{century}{:02}{:06}", year % 100, n % 1_000_000);
+    let family = FAMILIES[rng.random_range(0..FAMILIES.len())];
+    let middle = if female {
+        "Thị"
+    } else {
+        MIDDLE[rng.random_range(0..MIDDLE.len())]
+    };
+    let given = GIVEN[rng.random_range(0..GIVEN.len())];
+    let birth = format!("{year}-{month:02}-{day:02}");
+    let p = json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": NATIONAL_ID, "value": nid}],
+        "name": [{"family": family, "given": [middle, given], "text": format!("{family} {middle} {given}")}],
+        "gender": if female { "female" } else { "male" },
+        "birthDate": birth,
+        "telecom": [{"system": "phone", "value": format!("09{:08}", n % 100_000_000)}],
+        "address": [{"line": [format!("{} Lê Lợi", n % 500 + 1)], "city": "Quảng Ngãi", "country": "VN"}]
+    });
+    (p, nid, format!("{family} {middle} {given}"), birth)
+}
+
+fn bundle(start: usize, count: usize, rng: &mut StdRng) -> Value {
+    let mut entries = Vec::with_capacity(count * 4);
+    for n in start..start + count {
+        let (p, ..) = patient(n, rng);
+        let purl = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+        let eurl = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+        entries.push(json!({"fullUrl": purl, "resource": p, "request": {"method": "POST", "url": "Patient"}}));
+        entries.push(json!({"fullUrl": eurl, "resource": {
+            "resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": purl}, "period": {"start": "2026-10-01T08:00:00+07:00", "end": "2026-10-01T08:20:00+07:00"}
+        }, "request": {"method": "POST", "url": "Encounter"}}));
+        for (code, value, unit) in [
+            ("8480-6", rng.random_range(100..170), "mm[Hg]"),
+            ("8867-4", rng.random_range(55..110), "/min"),
+        ] {
+            entries.push(json!({"resource": {
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "subject": {"reference": purl}, "encounter": {"reference": eurl},
+                "effectiveDateTime": "2026-10-01T08:10:00+07:00",
+                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+            }, "request": {"method": "POST", "url": "Observation"}}));
+        }
+    }
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(database_url: &str, port: u16) -> Server {
+        let exe = std::env::current_exe().expect("exe");
+        let hospital = exe.with_file_name("hospital");
+        let child = Command::new(hospital)
+            .env("DATABASE_URL", database_url)
+            .env("HOSPITAL_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("HOSPITAL_RECORDS_GRPC_ADDR", "127.0.0.1:0")
+            .env("HOSPITAL_LOG", "warn")
+            .env("HOSPITAL_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the release hospital binary (cargo build --release)");
+        let base = format!("http://127.0.0.1:{port}/fhir");
+        Server { child, base }
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{base}/metadata")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("server did not start");
+}
+
+fn psql(admin: &str, sql: &str) {
+    let ok = Command::new("psql")
+        .args([admin, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "psql failed: {sql}");
+}
+
+/// Rows per second pgbench inserts into a plain table, `clients` connections, 10 seconds.
+fn raw_insert_rate(db_url: &str, sample: &Value, clients: usize) -> f64 {
+    psql(
+        db_url,
+        "DROP TABLE IF EXISTS bench_raw; CREATE TABLE bench_raw (id text PRIMARY KEY, body text NOT NULL)",
+    );
+    let script = std::env::temp_dir().join("hospital-bench-raw.sql");
+    let body = sample.to_string().replace('\'', "''");
+    std::fs::write(
+        &script,
+        format!("INSERT INTO bench_raw (id, body) VALUES (gen_random_uuid()::text, '{body}');\n"),
+    )
+    .expect("write pgbench script");
+    let out = Command::new("pgbench")
+        .args(["-n", "-f"])
+        .arg(&script)
+        .args(["-c", &clients.to_string(), "-j", "2", "-T", "10", db_url])
+        .output()
+        .expect("pgbench (Debian package postgresql-contrib / postgresql-15)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[derive(Default)]
+struct Figures {
+    ingest_rps: f64,
+    creates_ps: f64,
+    reads_ps: f64,
+    search: Vec<(&'static str, f64, f64)>,
+    peak_mib: f64,
+    raw_insert_ps: Option<f64>,
+}
+
+async fn run_backend(backend: &str, a: &Args) -> Figures {
+    let (url, port) = match backend {
+        "sqlite" => {
+            let dir = std::env::temp_dir().join(format!("hospital-bench-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            (format!("sqlite://{}/bench.db", dir.display()), 18_081)
+        }
+        "postgres" => {
+            psql(
+                &a.postgres_admin,
+                "DROP DATABASE IF EXISTS hospital_bench WITH (FORCE)",
+            );
+            psql(&a.postgres_admin, "CREATE DATABASE hospital_bench");
+            let base = a
+                .postgres_admin
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .unwrap_or(&a.postgres_admin);
+            (format!("{base}/hospital_bench"), 18_082)
+        }
+        other => panic!("unknown backend {other}"),
+    };
+    let server = Server::start(&url, port);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    wait_ready(&http, &server.base).await;
+    let mut rng = StdRng::seed_from_u64(2026);
+    let mut f = Figures::default();
+
+    // 1. Transaction-bundle ingest up to `patients` patients (4 resources each).
+    let per_bundle = 50;
+    let bundles: Vec<String> = (0..a.patients.div_ceil(per_bundle))
+        .map(|b| bundle(b * per_bundle, per_bundle, &mut rng).to_string())
+        .collect();
+    let t = Instant::now();
+    let base = server.base.clone();
+    let results: Vec<bool> = futures::stream::iter(bundles)
+        .map(|b| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let r = http
+                    .post(&base)
+                    .header("content-type", "application/fhir+json")
+                    .body(b)
+                    .send()
+                    .await;
+                matches!(r, Ok(r) if r.status().is_success())
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    assert!(results.iter().all(|ok| *ok), "every bundle must commit");
+    f.ingest_rps =
+        (a.patients.div_ceil(per_bundle) * per_bundle * 4) as f64 / t.elapsed().as_secs_f64();
+    eprintln!("[{backend}] ingest {:.0} resources/s", f.ingest_rps);
+
+    // 2. Single creates.
+    let bodies: Vec<(String, String, String, String)> = (0..a.creates)
+        .map(|i| {
+            let (p, nid, name, birth) = patient(500_000 + i, &mut rng);
+            (p.to_string(), nid, name, birth)
+        })
+        .collect();
+    let t = Instant::now();
+    let ids: Vec<String> = futures::stream::iter(bodies.iter().map(|(b, ..)| b.clone()))
+        .map(|b| {
+            let http = http.clone();
+            let url = format!("{base}/Patient");
+            async move {
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(b)
+                    .send()
+                    .await
+                    .expect("create");
+                assert_eq!(r.status(), 201);
+                let loc = r.headers()["location"].to_str().unwrap().to_owned();
+                loc.rsplit("/_history")
+                    .nth(1)
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            }
+        })
+        .buffer_unordered(a.concurrency)
+        .collect()
+        .await;
+    f.creates_ps = a.creates as f64 / t.elapsed().as_secs_f64();
+    eprintln!("[{backend}] creates {:.0}/s", f.creates_ps);
+
+    // 3. Reads by id.
+    let picks: Vec<String> = (0..a.reads)
+        .map(|_| ids[rng.random_range(0..ids.len())].clone())
+        .collect();
+    let t = Instant::now();
+    futures::stream::iter(picks)
+        .map(|id| {
+            let http = http.clone();
+            let url = format!("{base}/Patient/{id}");
+            async move {
+                let r = http.get(url).send().await.expect("read");
+                assert_eq!(r.status(), 200);
+                r.bytes().await.expect("body");
+            }
+        })
+        .buffer_unordered(a.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    f.reads_ps = a.reads as f64 / t.elapsed().as_secs_f64();
+    eprintln!("[{backend}] reads {:.0}/s", f.reads_ps);
+
+    // 4. Search latency.
+    let kinds: [(
+        &str,
+        Box<dyn Fn(&(String, String, String, String), &mut StdRng) -> String>,
+    ); 3] = [
+        (
+            "identifier",
+            Box::new(|p, _| format!("Patient?identifier={NATIONAL_ID}|{}", p.1)),
+        ),
+        (
+            "name",
+            Box::new(|p, _| format!("Patient?name={}&_count=20", p.2)),
+        ),
+        (
+            "birthdate range",
+            Box::new(|p, _| {
+                format!(
+                    "Patient?birthdate=ge{}&birthdate=le{}&_count=20",
+                    &p.3[..7],
+                    p.3
+                )
+            }),
+        ),
+    ];
+    for (kind, make) in kinds.iter() {
+        let queries: Vec<String> = (0..a.searches)
+            .map(|_| make(&bodies[rng.random_range(0..bodies.len())], &mut rng))
+            .collect();
+        let mut lat: Vec<Duration> = futures::stream::iter(queries)
+            .map(|q| {
+                let http = http.clone();
+                let url = format!("{base}/{q}");
+                async move {
+                    let t = Instant::now();
+                    let r = http.get(url).send().await.expect("search");
+                    assert_eq!(r.status(), 200);
+                    r.bytes().await.expect("body");
+                    t.elapsed()
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        lat.sort();
+        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        eprintln!("[{backend}] search {kind}: p50 {p50:.1} ms, p99 {p99:.1} ms");
+        f.search.push((kind, p50, p99));
+    }
+    f.peak_mib = server.peak_rss_mib();
+    drop(server);
+    if backend == "postgres" {
+        let (sample, ..) = patient(9_999_999, &mut rng);
+        f.raw_insert_ps = Some(raw_insert_rate(&url, &sample, a.concurrency));
+    }
+    f
+}
+
+#[tokio::main]
+async fn main() {
+    let a = parse_args();
+    println!(
+        "bench: {} patients (+{} encounters, {} observations) by transaction bundles; {} creates, {} reads, {} searches per kind; concurrency {}",
+        a.patients,
+        a.patients,
+        a.patients * 2,
+        a.creates,
+        a.reads,
+        a.searches,
+        a.concurrency
+    );
+    let mut all = Vec::new();
+    for b in &a.backends {
+        all.push((b.clone(), run_backend(b, &a).await));
+    }
+    println!();
+    println!(
+        "| figure | {} |",
+        all.iter()
+            .map(|(b, _)| b.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(all.len()));
+    let row = |name: &str, get: &dyn Fn(&Figures) -> String| {
+        println!(
+            "| {name} | {} |",
+            all.iter()
+                .map(|(_, f)| get(f))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    };
+    row("bundle ingest (resources/s)", &|f| {
+        format!("{:.0}", f.ingest_rps)
+    });
+    row("creates (Patient/s)", &|f| format!("{:.0}", f.creates_ps));
+    row("reads by id (/s)", &|f| format!("{:.0}", f.reads_ps));
+    for i in 0..3 {
+        let name = all[0].1.search[i].0;
+        row(&format!("search by {name} p50 / p99 (ms)"), &|f| {
+            format!("{:.1} / {:.1}", f.search[i].1, f.search[i].2)
+        });
+    }
+    row("server peak RSS (MiB)", &|f| format!("{:.0}", f.peak_mib));
+    row("raw INSERT of the same JSON (rows/s, pgbench)", &|f| {
+        f.raw_insert_ps.map_or("—".into(), |r| format!("{r:.0}"))
+    });
+}

@@ -28,12 +28,13 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 #[async_trait]
 pub trait ResourceRules: Send + Sync {
     /// Checks and completes a resource before it is stored (identifier rules, assigned codes).
-    /// `id` is the id it will be stored under.
+    /// `id` is the id it will be stored under; `creating` is true for a POST (a new id).
     async fn prepare(
         &self,
         tx: &mut Tx,
         resource_type: &str,
         id: &str,
+        creating: bool,
         body: &mut Value,
     ) -> Result<(), ApiError>;
 
@@ -137,7 +138,9 @@ impl Writer<'_> {
         if let Value::Object(m) = &mut body {
             m.remove("id");
         }
-        rules.prepare(tx, resource_type, &id, &mut body).await?;
+        rules
+            .prepare(tx, resource_type, &id, true, &mut body)
+            .await?;
         let out = tx.create_with_id(resource_type, &id, body).await?;
         if check_now {
             self.check(tx, &out.version).await?;
@@ -171,7 +174,9 @@ impl Writer<'_> {
                 ));
             }
         }
-        rules.prepare(tx, resource_type, id, &mut body).await?;
+        rules
+            .prepare(tx, resource_type, id, false, &mut body)
+            .await?;
         let out = tx.update(resource_type, id, body, if_match).await?;
         if check_now {
             self.check(tx, &out.version).await?;

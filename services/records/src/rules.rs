@@ -107,11 +107,21 @@ fn check_coverage_identifiers(body: &Value) -> Result<(), ApiError> {
 
 /// Gives a Patient its facility code (MA_BN): kept from the stored version on update,
 /// assigned from the counter on create.
-async fn assign_facility_code(tx: &mut Tx, id: &str, body: &mut Value) -> Result<(), ApiError> {
+async fn assign_facility_code(
+    tx: &mut Tx,
+    id: &str,
+    creating: bool,
+    body: &mut Value,
+) -> Result<(), ApiError> {
     if identifiers(body).any(|(_, s, _)| s == PATIENT_INTERNAL_ID) {
         return Ok(());
     }
-    let kept = match tx.read("Patient", id).await {
+    let stored = if creating {
+        None
+    } else {
+        tx.read("Patient", id).await.ok()
+    };
+    let kept = match stored.ok_or(()) {
         Ok(v) => serde_json::from_str::<Value>(&v.body).ok().and_then(|old| {
             old.get("identifier")?
                 .as_array()?
@@ -147,12 +157,13 @@ impl ResourceRules for RecordsRules {
         tx: &mut Tx,
         resource_type: &str,
         id: &str,
+        creating: bool,
         body: &mut Value,
     ) -> Result<(), ApiError> {
         match resource_type {
             "Patient" => {
                 check_patient_identifiers(body)?;
-                assign_facility_code(tx, id, body).await?;
+                assign_facility_code(tx, id, creating, body).await?;
             }
             "Coverage" => check_coverage_identifiers(body)?,
             _ => {}

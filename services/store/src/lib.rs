@@ -265,8 +265,9 @@ impl Store {
                     .connect(&url)
                     .await?;
                 SQLITE_MIGRATIONS.run(&writer).await?;
+                // Readers beyond a few per core only add page caches (memory), not throughput.
                 let reader = AnyPoolOptions::new()
-                    .max_connections(options.max_connections)
+                    .max_connections(options.max_connections.min(6))
                     .after_connect(|c, _| sqlite_pragmas(c))
                     .connect(&url)
                     .await?;
@@ -616,6 +617,20 @@ impl Tx {
     /// Next value of a named counter (1, 2, 3, ...), e.g. for facility patient codes.
     pub async fn next_counter(&mut self, name: &str) -> Result<i64> {
         let d = self.dialect();
+        if d == Dialect::Postgres {
+            // A sequence, where the migrations declare one (no lock held until commit).
+            let seq = format!(
+                "counter_{}",
+                name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            );
+            let row = sqlx::query("SELECT nextval(CAST(to_regclass($1) AS regclass)) WHERE to_regclass($1) IS NOT NULL")
+                .bind(&seq)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+            if let Some(row) = row {
+                return Ok(row.try_get(0)?);
+            }
+        }
         let row = sqlx::query(&d.sql(
             "INSERT INTO counters (name, value) VALUES ($1, 1) \
              ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
@@ -754,7 +769,12 @@ impl Tx {
         })?;
         let d = self.dialect();
         let now = dates::now_micros();
-        let existing = self.current_for_update(resource_type, id).await?;
+        // A POST writes a new id: nothing to look up (a clash fails on the unique key).
+        let existing = if method == "POST" {
+            None
+        } else {
+            self.current_for_update(resource_type, id).await?
+        };
         let (rid, version_id, created) = match existing {
             Some((rid, current, deleted)) => {
                 if method == "POST" {
@@ -782,6 +802,31 @@ impl Tx {
         set_meta(&mut body, id, version_id, now);
         let text = serde_json::to_string(&body)
             .map_err(|e| StoreError::invalid(resource_type, e.to_string()))?;
+        if d == Dialect::Sqlite {
+            self.write_sqlite_script(
+                rid,
+                resource_type,
+                id,
+                version_id,
+                now,
+                method,
+                &text,
+                &body,
+            )
+            .await?;
+            return Ok(WriteOutcome {
+                version: Version {
+                    resource_type: resource_type.to_owned(),
+                    id: id.to_owned(),
+                    version_id,
+                    last_updated: now,
+                    deleted: false,
+                    body: text,
+                    method: method.to_owned(),
+                },
+                created,
+            });
+        }
         let rid = if rid == 0 {
             let row = sqlx::query(&d.sql(
                 "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
@@ -844,6 +889,240 @@ impl Tx {
             },
             created,
         })
+    }
+
+    /// SQLite: the whole version (row, history, index rows, unique identifiers) as one script
+    /// of statements sharing numbered parameters. Every statement costs a hop to SQLite's
+    /// worker thread, and those hops, not SQLite, bound the write rate.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_sqlite_script(
+        &mut self,
+        rid: i64,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        now: i64,
+        method: &str,
+        text: &str,
+        body: &Value,
+    ) -> Result<()> {
+        let mut args = vec![
+            Arg::Text(resource_type.to_owned()),
+            Arg::Text(id.to_owned()),
+            Arg::I64(version_id),
+            Arg::I64(now),
+            Arg::Text(text.to_owned()),
+            Arg::Text(method.to_owned()),
+        ];
+        let mut sql = String::with_capacity(2048);
+        if rid == 0 {
+            sql.push_str(
+                "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5);",
+            );
+        } else {
+            sql.push_str(
+                "UPDATE resources SET version_id = ?3, last_updated = ?4, deleted = 0, body = ?5 \
+                 WHERE resource_type = ?1 AND resource_id = ?2;",
+            );
+            for table in [
+                "idx_token",
+                "idx_string",
+                "idx_date",
+                "idx_reference",
+                "idx_number",
+                "unique_identifier",
+            ] {
+                sql.push_str(&format!("DELETE FROM {table} WHERE rid = {rid};"));
+            }
+        }
+        const RID: &str =
+            "(SELECT rid FROM resources WHERE resource_type = ?1 AND resource_id = ?2)";
+        sql.push_str(&format!(
+            "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+             VALUES ({RID}, ?1, ?3, ?4, ?6, 0, ?5);"
+        ));
+        let rows = extract::extract(resource_type, body);
+        let push_rows = |table: &str,
+                         columns: &str,
+                         rows: Vec<Vec<Arg>>,
+                         args: &mut Vec<Arg>,
+                         sql: &mut String| {
+            if rows.is_empty() {
+                return;
+            }
+            sql.push_str(&format!("INSERT INTO {table} (rid, resource_type, param, {columns}) SELECT r.rid, ?1, v.* FROM (VALUES "));
+            for (i, row) in rows.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for (j, a) in row.into_iter().enumerate() {
+                    if j > 0 {
+                        sql.push(',');
+                    }
+                    args.push(a);
+                    sql.push_str(&format!("?{}", args.len()));
+                }
+                sql.push(')');
+            }
+            sql.push_str(") AS v, resources r WHERE r.resource_type = ?1 AND r.resource_id = ?2;");
+        };
+        let t = |s: &str| Arg::Text(s.to_owned());
+        push_rows(
+            "idx_token",
+            "system, code, sc",
+            rows.tokens
+                .iter()
+                .map(|(p, sys, code)| {
+                    vec![t(p), t(sys), t(code), Arg::Text(format!("{sys}|{code}"))]
+                })
+                .collect(),
+            &mut args,
+            &mut sql,
+        );
+        push_rows(
+            "idx_string",
+            "value, raw",
+            rows.strings
+                .iter()
+                .map(|(p, v, raw)| vec![t(p), t(v), t(raw)])
+                .collect(),
+            &mut args,
+            &mut sql,
+        );
+        push_rows(
+            "idx_date",
+            "lo, hi",
+            rows.dates
+                .iter()
+                .map(|(p, r)| vec![t(p), Arg::I64(r.lo), Arg::I64(r.hi)])
+                .collect(),
+            &mut args,
+            &mut sql,
+        );
+        push_rows(
+            "idx_reference",
+            "target_type, target_id",
+            rows.references
+                .iter()
+                .map(|(p, tt, ti)| vec![t(p), t(tt), t(ti)])
+                .collect(),
+            &mut args,
+            &mut sql,
+        );
+        push_rows(
+            "idx_number",
+            "value, system, code",
+            rows.numbers
+                .iter()
+                .map(|(p, v, s, c)| vec![t(p), Arg::F64(*v), t(s), t(c)])
+                .collect(),
+            &mut args,
+            &mut sql,
+        );
+        let claims = self.unique_claims(resource_type, body, now);
+        for (system, value) in &claims {
+            args.push(Arg::Text(system.clone()));
+            let s = args.len();
+            args.push(Arg::Text(value.clone()));
+            let v = args.len();
+            sql.push_str(&format!(
+                "INSERT INTO unique_identifier (resource_type, system, value, rid) VALUES (?1, ?{s}, ?{v}, {RID});"
+            ));
+        }
+        // sqlx binds a multi-statement script statement by statement; each gap in a statement's
+        // `?NNN` numbering consumes one positional argument, and binding stops (leaving NULLs)
+        // once those run past the end. Padding with as many spare arguments as there are gaps
+        // keeps every numbered parameter bound.
+        let gaps: usize = sql
+            .split(';')
+            .map(|stmt| {
+                let mut used: Vec<usize> = stmt
+                    .split('?')
+                    .skip(1)
+                    .filter_map(|p| {
+                        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+                        digits.parse().ok()
+                    })
+                    .collect();
+                used.sort_unstable();
+                used.dedup();
+                used.last().map_or(0, |max| max - used.len())
+            })
+            .sum();
+        args.extend(std::iter::repeat_n(Arg::I64(0), gaps));
+        let result = bind_all(sqlx::query(&sql), &args)
+            .execute(&mut *self.tx)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.message().contains("unique_identifier") => {
+                // Name the resource that already holds the identifier.
+                for (system, value) in &claims {
+                    let row = sqlx::query(
+                        "SELECT r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
+                         WHERE u.resource_type = ?1 AND u.system = ?2 AND u.value = ?3 AND r.resource_id <> ?4",
+                    )
+                    .bind(resource_type)
+                    .bind(system.as_str())
+                    .bind(value.as_str())
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                    if let Some(row) = row {
+                        let existing: String = row.try_get(0)?;
+                        return Err(StoreError::DuplicateIdentifier {
+                            system: system.clone(),
+                            existing: format!("{resource_type}/{existing}"),
+                        });
+                    }
+                }
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The identifiers of `body` that must be unique (declared systems, not ended).
+    fn unique_claims(&self, resource_type: &str, body: &Value, now: i64) -> Vec<(String, String)> {
+        let systems: Vec<&'static str> = self
+            .store
+            .inner
+            .unique_identifiers
+            .iter()
+            .filter(|(t, _)| *t == resource_type)
+            .map(|(_, s)| *s)
+            .collect();
+        let mut out = Vec::new();
+        if systems.is_empty() {
+            return out;
+        }
+        for ident in body
+            .get("identifier")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(system), Some(value)) = (
+                ident.get("system").and_then(Value::as_str),
+                ident.get("value").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let ended = ident
+                .pointer("/period/end")
+                .and_then(Value::as_str)
+                .and_then(dates::parse_range)
+                .is_some_and(|r| r.hi < now);
+            if systems.contains(&system)
+                && !ended
+                && !out.iter().any(|(s, v)| s == system && v == value)
+            {
+                out.push((system.to_owned(), value.to_owned()));
+            }
+        }
+        out
     }
 
     async fn clear_index(&mut self, rid: i64) -> Result<()> {
@@ -1062,7 +1341,7 @@ fn sqlite_pragmas(
             "PRAGMA synchronous = NORMAL",
             "PRAGMA busy_timeout = 10000",
             "PRAGMA foreign_keys = ON",
-            "PRAGMA cache_size = -32000",
+            "PRAGMA cache_size = -8000",
         ] {
             sqlx::query(p).execute(&mut *conn).await?;
         }

@@ -90,6 +90,8 @@ struct Sql {
     d: Dialect,
     conds: Vec<String>,
     args: Vec<Arg>,
+    /// Conditions on each date parameter, combined into one subquery per parameter.
+    date_groups: Vec<(&'static str, Vec<String>)>,
 }
 
 impl Sql {
@@ -150,7 +152,8 @@ fn date_cond(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, r: Range) -> Res
     let slo = sql.arg(Arg::I64(r.lo));
     let shi = sql.arg(Arg::I64(r.hi));
     Ok(match prefix {
-        Prefix::Eq | Prefix::Ap => format!("({lo} >= {slo} AND {hi} <= {shi})"),
+        // `lo <= shi` is implied; it lets the index on `lo` bound the scan on both sides.
+        Prefix::Eq | Prefix::Ap => format!("({lo} >= {slo} AND {lo} <= {shi} AND {hi} <= {shi})"),
         Prefix::Ne => format!("NOT ({lo} >= {slo} AND {hi} <= {shi})"),
         Prefix::Gt => format!("{hi} > {shi}"),
         Prefix::Lt => format!("{lo} < {slo}"),
@@ -325,14 +328,20 @@ fn param_cond(
                     "modifier `:{m}` is not supported on date parameter `{name}`"
                 )));
             }
+            // Every declared date parameter is single-valued (birthDate, period, effective[x],
+            // ...), so repeated conditions (`date=ge..&date=le..`) can test the same index row:
+            // they join the group of this parameter and become one range subquery.
             let mut ors = Vec::new();
             for v in &values {
                 let (prefix, raw) = split_prefix(v);
                 let r = parse_range(raw, name)?;
                 ors.push(date_cond(sql, "lo", "hi", prefix, r)?);
             }
-            let s = sub(sql, &ors.join(" OR "));
-            sql.conds.push(format!("r.rid IN ({s})"));
+            let cond = format!("({})", ors.join(" OR "));
+            match sql.date_groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, conds)) => conds.push(cond),
+                None => sql.date_groups.push((name, vec![cond])),
+            }
         }
         ParamKind::Reference => {
             let target_filter = match modifier {
@@ -457,6 +466,7 @@ pub async fn run(
         d,
         conds: Vec::new(),
         args: Vec::new(),
+        date_groups: Vec::new(),
     };
     let t = sql.arg(Arg::Text(rt.to_owned()));
     sql.conds.push(format!("r.resource_type = {t}"));
@@ -578,6 +588,14 @@ pub async fn run(
         }
     }
 
+    for (name, conds) in std::mem::take(&mut sql.date_groups) {
+        let t = sql.arg(Arg::Text(rt.to_owned()));
+        let n = sql.arg(Arg::Text(name.to_owned()));
+        sql.conds.push(format!(
+            "r.rid IN (SELECT rid FROM idx_date WHERE resource_type = {t} AND param = {n} AND {})",
+            conds.join(" AND ")
+        ));
+    }
     let where_sql = sql.conds.join(" AND ");
     if total || summary_count {
         let q = format!("SELECT COUNT(*) FROM resources r WHERE {where_sql}");
@@ -652,6 +670,7 @@ pub async fn run(
                 d,
                 conds: Vec::new(),
                 args: Vec::new(),
+                date_groups: Vec::new(),
             };
             s.args.push(d.int_list_arg(&rids));
             let rid_list = d.in_int_list("i.rid", 1);
@@ -679,6 +698,7 @@ pub async fn run(
                 d,
                 conds: Vec::new(),
                 args: Vec::new(),
+                date_groups: Vec::new(),
             };
             s.args.push(d.list_arg(&ids));
             let id_list = d.in_list("i.target_id", 1);
