@@ -1,0 +1,406 @@
+//! Who is calling: JWT bearer tokens verified against a local secret (embedded mode, tokens
+//! minted by `hospital token`) or the hospital's OpenID Connect provider (JWKS; RS256 and
+//! ES256; keys refetched when an unknown key id appears), and what each role may do.
+//! Transports (HTTP middleware, gRPC interceptor) only translate; the decisions are here.
+
+mod policy;
+mod throttle;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::RwLock;
+
+pub use policy::{Action, POLICY, PolicyRow, allows, is_patient_data};
+pub use throttle::Throttle;
+
+/// The roles of the hospital (design brief, "Security").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Patient,
+    Clinician,
+    Cashier,
+    Admin,
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Clinician => "clinician",
+            Role::Cashier => "cashier",
+            Role::Admin => "admin",
+            Role::Service => "service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "patient" => Some(Role::Patient),
+            "clinician" => Some(Role::Clinician),
+            "cashier" => Some(Role::Cashier),
+            "admin" => Some(Role::Admin),
+            "service" => Some(Role::Service),
+            _ => None,
+        }
+    }
+}
+
+/// A SMART-style scope, `patient/*.read`, `user/Observation.write`, `system/*.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub resource_type: String,
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        let (context, rest) = s.split_once('/')?;
+        if !matches!(context, "patient" | "user" | "system") {
+            return None;
+        }
+        let (rt, access) = rest.split_once('.')?;
+        let (read, write) = match access {
+            "read" | "rs" | "r" => (true, false),
+            "write" | "cud" => (false, true),
+            "*" | "cruds" => (true, true),
+            _ => return None,
+        };
+        Some(Scope {
+            resource_type: rt.to_owned(),
+            read,
+            write,
+        })
+    }
+
+    pub fn allows(&self, action: Action, resource_type: &str) -> bool {
+        (self.resource_type == "*" || self.resource_type == resource_type)
+            && match action {
+                Action::Read => self.read,
+                Action::Write => self.write,
+            }
+    }
+}
+
+/// The verified caller. Its `Debug` shows ids and role, never the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's `sub`: a user account or a service name.
+    pub subject: String,
+    pub role: Role,
+    /// For the patient role: the Patient whose compartment the token reaches.
+    pub patient: Option<String>,
+    /// For clinicians: the Practitioner they are.
+    pub practitioner: Option<String>,
+    /// SMART scopes, when the token carries them: a further restriction.
+    pub scopes: Option<Vec<Scope>>,
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Principal({} as {}", self.subject, self.role.as_str())?;
+        if let Some(p) = &self.patient {
+            write!(f, ", Patient/{p}")?;
+        }
+        if let Some(p) = &self.practitioner {
+            write!(f, ", Practitioner/{p}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl Principal {
+    /// Whether the role (and the scopes, if any) allow `action` on `resource_type`.
+    pub fn may(&self, action: Action, resource_type: &str) -> bool {
+        policy::allows(self.role, action, resource_type)
+            && self
+                .scopes
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|s| s.allows(action, resource_type)))
+    }
+
+    /// The Patient compartment this caller is confined to, if any.
+    pub fn compartment(&self) -> Option<&str> {
+        match self.role {
+            Role::Patient => Some(self.patient.as_deref().unwrap_or("")),
+            _ => None,
+        }
+    }
+
+    /// A display for audit records: `role:subject`.
+    pub fn audit_name(&self) -> String {
+        format!("{}:{}", self.role.as_str(), self.subject)
+    }
+}
+
+/// The claims we read and write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub practitioner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub iss: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+}
+
+/// Why a token was refused. Never contains the token.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+    #[error("too many failed sign-ins from this client; try again later")]
+    Throttled,
+}
+
+/// Secrets whose `Debug` does not print them.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(***)")
+    }
+}
+
+struct Jwks {
+    url: String,
+    keys: RwLock<(HashMap<String, (DecodingKey, Algorithm)>, Option<Instant>)>,
+    http: reqwest::Client,
+}
+
+/// Verifies tokens (and, in embedded mode, mints them).
+#[derive(Clone)]
+pub struct Authenticator {
+    issuer: String,
+    audience: String,
+    local: Option<Secret>,
+    jwks: Option<Arc<Jwks>>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("local", &self.local.is_some())
+            .field("jwks", &self.jwks.as_ref().map(|j| j.url.clone()))
+            .finish()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Authenticator {
+    /// Embedded mode: HS256 tokens signed with a local secret.
+    pub fn local(secret: Secret, issuer: &str, audience: &str) -> Authenticator {
+        Authenticator {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            local: Some(secret),
+            jwks: None,
+        }
+    }
+
+    /// Production: tokens of an OpenID Connect provider, verified against its JWKS.
+    pub fn oidc(jwks_url: &str, issuer: &str, audience: &str) -> Authenticator {
+        Authenticator {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            local: None,
+            jwks: Some(Arc::new(Jwks {
+                url: jwks_url.to_owned(),
+                keys: RwLock::new((HashMap::new(), None)),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap_or_default(),
+            })),
+        }
+    }
+
+    /// Mints a local token (embedded mode only).
+    pub fn mint(
+        &self,
+        role: Role,
+        subject: &str,
+        patient: Option<&str>,
+        practitioner: Option<&str>,
+        scope: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let secret = self
+            .local
+            .as_ref()
+            .ok_or_else(|| AuthError::Invalid("this server does not mint tokens".into()))?;
+        let iat = now();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            role: role.as_str().to_owned(),
+            patient: patient.map(str::to_owned),
+            practitioner: practitioner.map(str::to_owned),
+            scope: scope.map(str::to_owned),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            exp: iat + ttl.as_secs(),
+            iat,
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&secret.0),
+        )
+        .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.leeway = 30;
+        v
+    }
+
+    /// Verifies a bearer token and returns the caller.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Invalid("malformed".into()))?;
+        let (key, alg) = match (&self.local, &self.jwks, header.alg) {
+            (Some(secret), _, Algorithm::HS256) => {
+                (DecodingKey::from_secret(&secret.0), Algorithm::HS256)
+            }
+            (_, Some(jwks), Algorithm::RS256 | Algorithm::ES256) => {
+                let kid = header
+                    .kid
+                    .ok_or_else(|| AuthError::Invalid("the token names no key (kid)".into()))?;
+                jwks.key(&kid, header.alg).await?
+            }
+            (_, _, alg) => {
+                return Err(AuthError::Invalid(format!(
+                    "algorithm {alg:?} is not accepted"
+                )));
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(alg)).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    AuthError::Invalid("wrong audience".into())
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    AuthError::Invalid("wrong issuer".into())
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    AuthError::Invalid("bad signature".into())
+                }
+                _ => AuthError::Invalid("rejected".into()),
+            },
+        )?;
+        let c = data.claims;
+        let role = Role::parse(&c.role).ok_or_else(|| AuthError::Invalid("unknown role".into()))?;
+        if role == Role::Patient && c.patient.as_deref().is_none_or(str::is_empty) {
+            return Err(AuthError::Invalid(
+                "a patient token must name its Patient".into(),
+            ));
+        }
+        let scopes = match c.scope.as_deref() {
+            None => None,
+            Some(s) => Some(
+                s.split_whitespace()
+                    .filter(|s| s.contains('/'))
+                    .map(|s| {
+                        Scope::parse(s).ok_or_else(|| AuthError::Invalid("malformed scope".into()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(Principal {
+            subject: c.sub,
+            role,
+            patient: c.patient,
+            practitioner: c.practitioner,
+            scopes,
+        })
+    }
+}
+
+impl Jwks {
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<(DecodingKey, Algorithm), AuthError> {
+        {
+            let keys = self.keys.read().await;
+            if let Some((k, a)) = keys.0.get(kid)
+                && *a == alg
+            {
+                return Ok((k.clone(), *a));
+            }
+            // Unknown key id: refetch (key rotation), but at most every 10 seconds.
+            if keys
+                .1
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+                && !keys.0.is_empty()
+            {
+                return Err(AuthError::Invalid("unknown signing key".into()));
+            }
+        }
+        self.refresh().await?;
+        let keys = self.keys.read().await;
+        match keys.0.get(kid) {
+            Some((k, a)) if *a == alg => Ok((k.clone(), *a)),
+            _ => Err(AuthError::Invalid("unknown signing key".into())),
+        }
+    }
+
+    async fn refresh(&self) -> Result<(), AuthError> {
+        let mut keys = self.keys.write().await;
+        let set: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot fetch the JWKS");
+                AuthError::Invalid("the identity provider's keys are unavailable".into())
+            })?
+            .json()
+            .await
+            .map_err(|_| AuthError::Invalid("the identity provider's keys are malformed".into()))?;
+        let mut map = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
+            else {
+                continue;
+            };
+            let alg = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                _ => continue,
+            };
+            map.insert(kid, (key, alg));
+        }
+        *keys = (map, Some(Instant::now()));
+        Ok(())
+    }
+}
