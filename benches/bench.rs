@@ -27,6 +27,25 @@ const GIVEN: &[&str] = &[
 ];
 const PROVINCES: &[&str] = &["001", "048", "049", "051", "052", "079", "092"];
 const NATIONAL_ID: &str = "http://fhir.ehealth.gov.vn/core/sid/national_id";
+const BENCH_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+
+/// A service token for the load generator: every request is authenticated and audited.
+fn token() -> String {
+    hospital_auth::Authenticator::local(
+        hospital_auth::Secret(BENCH_SECRET.as_bytes().to_vec()),
+        "hospital-local",
+        "hospital",
+    )
+    .mint(
+        hospital_auth::Role::Service,
+        "bench",
+        None,
+        None,
+        None,
+        Duration::from_secs(86_400),
+    )
+    .expect("mint")
+}
 
 struct Args {
     backends: Vec<String>,
@@ -144,6 +163,7 @@ impl Server {
             .env("HOSPITAL_RECORDS_GRPC_ADDR", "127.0.0.1:0")
             .env("HOSPITAL_LOG", "warn")
             .env("HOSPITAL_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
+            .env("HOSPITAL_JWT_SECRET", BENCH_SECRET)
             .stdout(Stdio::null())
             .spawn()
             .expect("start the release hospital binary (cargo build --release)");
@@ -262,8 +282,14 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
         other => panic!("unknown backend {other}"),
     };
     let server = Server::start(&url, port);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token()).parse().unwrap(),
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .default_headers(headers)
         .build()
         .unwrap();
     wait_ready(&http, &server.base).await;
@@ -359,32 +385,25 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
     eprintln!("[{backend}] reads {:.0}/s", f.reads_ps);
 
     // 4. Search latency.
-    let kinds: [(
-        &str,
-        Box<dyn Fn(&(String, String, String, String), &mut StdRng) -> String>,
-    ); 3] = [
-        (
-            "identifier",
-            Box::new(|p, _| format!("Patient?identifier={NATIONAL_ID}|{}", p.1)),
-        ),
-        (
-            "name",
-            Box::new(|p, _| format!("Patient?name={}&_count=20", p.2)),
-        ),
-        (
-            "birthdate range",
-            Box::new(|p, _| {
-                format!(
-                    "Patient?birthdate=ge{}&birthdate=le{}&_count=20",
-                    &p.3[..7],
-                    p.3
-                )
-            }),
-        ),
+    type Sample = (String, String, String, String);
+    let by_identifier = |p: &Sample| format!("Patient?identifier={NATIONAL_ID}|{}", p.1);
+    let by_name = |p: &Sample| format!("Patient?name={}&_count=20", p.2);
+    let by_birthdate = |p: &Sample| {
+        format!(
+            "Patient?birthdate=ge{}&birthdate=le{}&_count=20",
+            &p.3[..7],
+            p.3
+        )
+    };
+    type Query<'a> = &'a dyn Fn(&Sample) -> String;
+    let kinds: [(&str, Query); 3] = [
+        ("identifier", &by_identifier),
+        ("name", &by_name),
+        ("birthdate range", &by_birthdate),
     ];
     for (kind, make) in kinds.iter() {
         let queries: Vec<String> = (0..a.searches)
-            .map(|_| make(&bodies[rng.random_range(0..bodies.len())], &mut rng))
+            .map(|_| make(&bodies[rng.random_range(0..bodies.len())]))
             .collect();
         let mut lat: Vec<Duration> = futures::stream::iter(queries)
             .map(|q| {
@@ -407,6 +426,8 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
         f.search.push((kind, p50, p99));
     }
     f.peak_mib = server.peak_rss_mib();
+    // Let the sealer chain what the run wrote, then report the trail's size.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     drop(server);
     if backend == "postgres" {
         let (sample, ..) = patient(9_999_999, &mut rng);

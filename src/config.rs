@@ -30,6 +30,39 @@ pub enum Command {
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Print a bearer token signed with the local secret (embedded mode).
+    Token {
+        /// patient, clinician, cashier, admin or service.
+        #[arg(long)]
+        role: String,
+        /// The Patient a patient token reaches (required for --role patient).
+        #[arg(long)]
+        patient: Option<String>,
+        /// The Practitioner a clinician is (needed to sign entries).
+        #[arg(long)]
+        practitioner: Option<String>,
+        /// The token's subject (user name); defaults to the role.
+        #[arg(long)]
+        subject: Option<String>,
+        /// SMART scopes, space-separated, e.g. "user/Observation.read".
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime: 30m, 8h, 7d.
+        #[arg(long, default_value = "8h")]
+        ttl: String,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Seal what is pending, then walk the whole chain; exits non-zero and names the first
+    /// altered or missing row if the trail was tampered with.
+    Verify,
 }
 
 /// Which services a process runs.
@@ -79,10 +112,48 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HOSPITAL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// Secret for local (embedded-mode) tokens. Default: generated once into --secret-file.
+    #[arg(
+        long,
+        env = "HOSPITAL_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Where the generated local token secret is kept.
+    #[arg(
+        long,
+        env = "HOSPITAL_SECRET_FILE",
+        default_value = "data/jwt-secret",
+        global = true
+    )]
+    pub secret_file: String,
+    /// Production: the hospital's OpenID Connect JWKS URL. Local tokens are then refused.
+    #[arg(long, env = "HOSPITAL_OIDC_JWKS_URL", global = true)]
+    pub oidc_jwks_url: Option<String>,
+    /// Expected token issuer (`iss`).
+    #[arg(
+        long,
+        env = "HOSPITAL_OIDC_ISSUER",
+        default_value = "hospital-local",
+        global = true
+    )]
+    pub oidc_issuer: String,
+    /// Expected token audience (`aud`).
+    #[arg(
+        long,
+        env = "HOSPITAL_OIDC_AUDIENCE",
+        default_value = "hospital",
+        global = true
+    )]
+    pub oidc_audience: String,
     /// Log filter, e.g. info or hospital=debug,tower_http=info.
     #[arg(long, env = "HOSPITAL_LOG", default_value = "info", global = true)]
     pub log: String,
 }
+
+/// The local token secret of test configurations.
+pub const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
 
 impl Config {
     /// A configuration for tests: the given database, ephemeral ports on loopback.
@@ -95,6 +166,11 @@ impl Config {
             public_url: None,
             max_body_bytes: 10 * 1024 * 1024,
             log: "warn".into(),
+            jwt_secret: Some(TEST_SECRET.into()),
+            secret_file: String::new(),
+            oidc_jwks_url: None,
+            oidc_issuer: "hospital-local".into(),
+            oidc_audience: "hospital".into(),
         }
     }
 }

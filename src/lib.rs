@@ -7,6 +7,7 @@ pub mod seed;
 use anyhow::Context;
 use axum::Router;
 use hospital_fhir_http::{FhirApi, FhirConfig, Owners};
+
 use hospital_store::{Store, StoreOptions};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub struct Running {
     pub store: Store,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     stop: tokio::sync::watch::Sender<bool>,
+    /// Seals the audit trail in the background.
+    sealer: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -31,6 +34,9 @@ impl Running {
         for t in self.tasks {
             t.await??;
         }
+        self.sealer.abort();
+        // Seal what the last requests wrote before the store closes.
+        let _ = self.store.audit_seal().await;
         self.store.close().await;
         Ok(())
     }
@@ -54,6 +60,74 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         .context("cannot open the record store (check DATABASE_URL)")
 }
 
+/// The token verifier the configuration asks for: the OIDC provider's JWKS, or the local
+/// secret (given, or generated once into the secret file).
+pub fn authenticator(cfg: &Config) -> anyhow::Result<hospital_auth::Authenticator> {
+    if let Some(url) = &cfg.oidc_jwks_url {
+        return Ok(hospital_auth::Authenticator::oidc(
+            url,
+            &cfg.oidc_issuer,
+            &cfg.oidc_audience,
+        ));
+    }
+    let secret = match &cfg.jwt_secret {
+        Some(s) if s.len() >= 32 => s.clone().into_bytes(),
+        Some(_) => anyhow::bail!("HOSPITAL_JWT_SECRET must be at least 32 characters"),
+        None => {
+            let path = std::path::Path::new(&cfg.secret_file);
+            match std::fs::read_to_string(path) {
+                Ok(s) if s.trim().len() >= 32 => s.trim().as_bytes().to_vec(),
+                _ => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    let s = hex_secret();
+                    std::fs::write(path, &s)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    s.into_bytes()
+                }
+            }
+        }
+    };
+    Ok(hospital_auth::Authenticator::local(
+        hospital_auth::Secret(secret),
+        &cfg.oidc_issuer,
+        &cfg.oidc_audience,
+    ))
+}
+
+fn hex_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The FHIR edge over `store` with the owners `service` runs, and its security.
+pub fn build_api(
+    cfg: &Config,
+    store: &Store,
+    service: Service,
+    base_url: &str,
+) -> anyhow::Result<FhirApi> {
+    let mut owners = Owners::default();
+    if matches!(service, Service::All | Service::Records) {
+        hospital_records::register(&mut owners);
+    }
+    Ok(FhirApi {
+        store: store.clone(),
+        owners,
+        config: FhirConfig {
+            max_body_bytes: cfg.max_body_bytes,
+            base_url: format!("{}/fhir", base_url.trim_end_matches('/')),
+        },
+        security: std::sync::Arc::new(hospital_fhir_http::Security {
+            auth: authenticator(cfg)?,
+            throttle: hospital_auth::Throttle::default(),
+            audit: hospital_store::audit::AuditSink::start(store.clone()),
+            keys: std::sync::Arc::new(hospital_store::signing::LocalKeyStore),
+        }),
+    })
+}
+
 /// Starts `service` (or the whole system) as configured. Listens before it returns.
 pub async fn start(cfg: &Config, service: Service) -> anyhow::Result<Running> {
     let store = open_store(cfg).await?;
@@ -65,28 +139,30 @@ pub async fn start(cfg: &Config, service: Service) -> anyhow::Result<Running> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{http_addr}"));
-    let mut owners = Owners::default();
-    if matches!(service, Service::All | Service::Records) {
-        hospital_records::register(&mut owners);
-    }
-    let api = FhirApi {
-        store: store.clone(),
-        owners,
-        config: FhirConfig {
-            max_body_bytes: cfg.max_body_bytes,
-            base_url: format!("{}/fhir", base_url.trim_end_matches('/')),
-        },
-    };
+    let api = build_api(cfg, &store, service, &base_url)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = Vec::new();
+    let sealer = store.spawn_audit_sealer(Duration::from_millis(500));
 
     let app = Router::new()
         .nest("/fhir", hospital_fhir_http::router(api.clone()))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .layer(
+            // Spans name the method and route, never the URI: queries carry personal data.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| "-".into());
+                    tracing::info_span!("http", method = %req.method(), route = %route)
+                },
+            ),
+        );
     let shutdown = wait(stopped.clone());
     tasks.push(tokio::spawn(async move {
         axum::serve(
@@ -131,5 +207,6 @@ pub async fn start(cfg: &Config, service: Service) -> anyhow::Result<Running> {
         store,
         tasks,
         stop,
+        sealer,
     })
 }

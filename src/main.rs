@@ -1,7 +1,7 @@
 //! `hospital`: runs the system, one service, or an administrative command.
 
 use clap::Parser;
-use hospital::config::{Cli, Command};
+use hospital::config::{AuditCommand, Cli, Command};
 use hospital::{Service, start};
 
 #[tokio::main]
@@ -23,10 +23,60 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("say what to load: `hospital seed --demo`");
             }
             let store = hospital::open_store(&cli.config).await?;
-            let n = hospital::seed::demo(&store).await?;
+            let n = hospital::seed::demo(&cli.config, &store).await?;
             store.close().await;
             println!("loaded the demo data set: {n} resources");
             return Ok(());
+        }
+        Some(Command::Token {
+            role,
+            patient,
+            practitioner,
+            subject,
+            scope,
+            ttl,
+        }) => {
+            let role = hospital_auth::Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("--role is one of patient, clinician, cashier, admin, service")
+            })?;
+            if role == hospital_auth::Role::Patient && patient.is_none() {
+                anyhow::bail!("a patient token needs --patient <Patient id>");
+            }
+            let auth = hospital::authenticator(&cli.config)?;
+            let token = auth.mint(
+                role,
+                subject.as_deref().unwrap_or(role.as_str()),
+                patient.as_deref(),
+                practitioner.as_deref(),
+                scope.as_deref(),
+                parse_ttl(&ttl)?,
+            )?;
+            println!("{token}");
+            return Ok(());
+        }
+        Some(Command::Audit {
+            command: AuditCommand::Verify,
+        }) => {
+            let store = hospital::open_store(&cli.config).await?;
+            let sealed = store.audit_seal().await?;
+            let report = store.audit_verify().await?;
+            store.close().await;
+            match report.first_break {
+                None => {
+                    println!(
+                        "audit trail intact: {} records chained ({sealed} sealed just now)",
+                        report.checked
+                    );
+                    return Ok(());
+                }
+                Some(why) => {
+                    eprintln!(
+                        "AUDIT TRAIL BROKEN after {} intact records: {why}",
+                        report.checked
+                    );
+                    std::process::exit(2);
+                }
+            }
         }
     };
     let running = start(&cli.config, service).await?;
@@ -40,6 +90,21 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("  store       {}", redact(&cli.config.database_url));
     running.run_until(shutdown_signal()).await
+}
+
+fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--ttl is a number with s, m, h or d: `{s}`"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => anyhow::bail!("--ttl is a number with s, m, h or d: `{s}`"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// The database URL without its password.

@@ -3,26 +3,18 @@
 //! transaction of PUTs at fixed ids, through the owners' rules, so loading it twice changes
 //! nothing but versions.
 
-use hospital_fhir_http::{FhirApi, FhirConfig, Owners};
+use hospital_fhir_http::security::Caller;
 use hospital_store::Store;
 
 const DEMO: &str = include_str!("../seed/demo.json");
 
 /// Loads the demo data set; returns how many resources it wrote.
-pub async fn demo(store: &Store) -> anyhow::Result<usize> {
-    let mut owners = Owners::default();
-    hospital_records::register(&mut owners);
-    let api = FhirApi {
-        store: store.clone(),
-        owners,
-        config: FhirConfig {
-            max_body_bytes: usize::MAX,
-            base_url: String::new(),
-        },
-    };
+pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
+    let api = crate::build_api(cfg, store, crate::Service::All, "")?;
     let bundle: serde_json::Value = serde_json::from_str(DEMO)?;
-    let out = hospital_fhir_http::process_bundle(&api, bundle)
+    let (out, _) = hospital_fhir_http::process_bundle(&api, &Caller::system("seed"), bundle)
         .await
         .map_err(|e| anyhow::anyhow!("the demo data set was refused: {e}"))?;
+    store.audit_seal().await?;
     Ok(out["entry"].as_array().map_or(0, Vec::len))
 }

@@ -992,10 +992,14 @@ async fn history_pages_and_since_work(b: Backend) {
 
 async fn the_demo_data_set_loads_twice_without_duplicates(b: Backend) {
     let app = spawn_app(b).await;
-    let n = hospital::seed::demo(&app.store).await.unwrap();
+    let n = hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
+        .await
+        .unwrap();
     assert!(n > 20);
     let patients = app.store.count(Some("Patient")).await.unwrap();
-    hospital::seed::demo(&app.store).await.unwrap();
+    hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
+        .await
+        .unwrap();
     assert_eq!(app.store.count(Some("Patient")).await.unwrap(), patients);
     let ids = app.search_ids("Patient?name=nguyen van an").await;
     assert_eq!(ids, vec!["nguyen-van-an".to_owned()]);

@@ -25,8 +25,13 @@ fn patient(national_id: &str, family: &str) -> Patient {
 
 async fn the_fhir_sdk_client_works_against_the_server(b: Backend) {
     let app = spawn_app(b).await;
+    let settings = fhir_sdk::client::RequestSettings::default().header(
+        fhir_sdk::header::AUTHORIZATION,
+        format!("Bearer {}", app.token).parse().unwrap(),
+    );
     let client: Client<FhirR4B> = Client::builder()
         .base_url(format!("{}/", app.base).parse().unwrap())
+        .request_settings(settings)
         .build()
         .unwrap();
 

@@ -15,16 +15,105 @@ on_both_backends!(
     active_coverage_is_found_by_patient_card_or_personal_id_on_a_date,
     opening_an_encounter_twice_with_one_key_gives_one_encounter,
     bad_requests_get_precise_status_codes_and_change_nothing,
+    calls_without_a_valid_token_are_unauthenticated,
+    a_patient_token_reaches_only_its_own_patient_over_grpc,
 );
 
-async fn client(app: &TestApp) -> RecordsClient<tonic::transport::Channel> {
+async fn calls_without_a_valid_token_are_unauthenticated(b: Backend) {
+    let app = spawn_app(b).await;
+    let id = app.create(patient_an("051085000203")).await;
+    let channel = tonic::transport::Endpoint::from_shared(app.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut bare = RecordsClient::new(channel);
+    let e = bare
+        .get_patient(pb::GetPatientRequest {
+            patient_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let mut forged = client_as(&app, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.AAAA").await;
+    let e = forged
+        .get_patient(pb::GetPatientRequest { patient_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    app.stop().await;
+}
+
+async fn a_patient_token_reaches_only_its_own_patient_over_grpc(b: Backend) {
+    let app = spawn_app(b).await;
+    let mine = app.create(patient_an("051085000204")).await;
+    let other = app.create(patient_an("051085000205")).await;
+    let token = mint(hospital_auth::Role::Patient, "an", Some(&mine), None, None);
+    let mut c = client_as(&app, &token).await;
+    let me = c
+        .get_patient(pb::GetPatientRequest {
+            patient_id: mine.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.id, mine);
+    let e = c
+        .get_patient(pb::GetPatientRequest {
+            patient_id: other.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "another patient is not revealed");
+    let e = c
+        .find_patient_by_identifier(pb::FindPatientByIdentifierRequest {
+            system: NATIONAL_ID.into(),
+            value: "051085000205".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = c
+        .open_encounter(pb::OpenEncounterRequest {
+            patient_id: mine,
+            appointment_id: String::new(),
+            encounter_class: pb::EncounterClass::Virtual as i32,
+            practitioner_id: String::new(),
+            idempotency_key: "k".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    app.stop().await;
+}
+
+/// Adds a bearer token to every call.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+type Client = RecordsClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+async fn client_as(app: &TestApp, token: &str) -> Client {
     let channel = tonic::transport::Endpoint::from_shared(app.grpc.clone())
         .unwrap()
         .timeout(Duration::from_secs(10))
         .connect()
         .await
         .expect("connect");
-    RecordsClient::new(channel)
+    RecordsClient::with_interceptor(channel, Bearer(format!("Bearer {token}").parse().unwrap()))
+}
+
+async fn client(app: &TestApp) -> Client {
+    client_as(app, &app.token).await
 }
 
 async fn the_health_service_reports_records_serving(b: Backend) {

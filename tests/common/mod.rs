@@ -14,7 +14,12 @@ pub enum Backend {
 
 pub struct TestApp {
     pub base: String,
+    /// Sends a service token with every request (a service may do everything but read the
+    /// audit trail); tests of other roles use [`TestApp::client_for`].
     pub http: reqwest::Client,
+    /// Sends no token.
+    pub anonymous: reqwest::Client,
+    pub token: String,
     pub running: Option<Running>,
     pub store: hospital_store::Store,
     pub grpc: String,
@@ -83,9 +88,12 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     let running = hospital::start(&cfg, Service::All)
         .await
         .expect("system starts");
+    let token = mint(hospital_auth::Role::Service, "test-suite", None, None, None);
     TestApp {
         base: format!("http://{}/fhir", running.http_addr),
-        http: reqwest::Client::new(),
+        http: client_with(&token),
+        anonymous: reqwest::Client::new(),
+        token,
         store: running.store.clone(),
         grpc: format!(
             "http://{}",
@@ -97,6 +105,43 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
 }
 
 pub const FHIR: &str = "application/fhir+json";
+
+/// A token signed with the test configuration's local secret.
+pub fn mint(
+    role: hospital_auth::Role,
+    subject: &str,
+    patient: Option<&str>,
+    practitioner: Option<&str>,
+    scope: Option<&str>,
+) -> String {
+    hospital_auth::Authenticator::local(
+        hospital_auth::Secret(hospital::config::TEST_SECRET.as_bytes().to_vec()),
+        "hospital-local",
+        "hospital",
+    )
+    .mint(
+        role,
+        subject,
+        patient,
+        practitioner,
+        scope,
+        std::time::Duration::from_secs(3600),
+    )
+    .expect("mint")
+}
+
+/// An HTTP client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
@@ -172,6 +217,16 @@ impl TestApp {
     /// Every version the store holds: a write of any kind adds one.
     pub async fn versions(&self) -> i64 {
         self.store.count_versions().await.expect("count")
+    }
+
+    /// A client carrying a token of `role`.
+    pub fn client_for(
+        &self,
+        role: hospital_auth::Role,
+        patient: Option<&str>,
+        practitioner: Option<&str>,
+    ) -> reqwest::Client {
+        client_with(&mint(role, role.as_str(), patient, practitioner, None))
     }
 
     pub async fn stop(mut self) {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::RwLock;
 
 pub use policy::{Action, POLICY, PolicyRow, allows, is_patient_data};
-pub use throttle::Throttle;
+pub use throttle::{LockedOut, Throttle};
 
 /// The roles of the hospital (design brief, "Security").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -179,9 +179,12 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Keys by key id, and when they were fetched.
+type KeyCache = (HashMap<String, (DecodingKey, Algorithm)>, Option<Instant>);
+
 struct Jwks {
     url: String,
-    keys: RwLock<(HashMap<String, (DecodingKey, Algorithm)>, Option<Instant>)>,
+    keys: RwLock<KeyCache>,
     http: reqwest::Client,
 }
 

@@ -11,19 +11,24 @@ const LIMIT: u32 = 10;
 const SLOW_AFTER: u32 = 3;
 const WINDOW: Duration = Duration::from_secs(300);
 
+/// Too many failed sign-ins from this client recently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockedOut;
+
 #[derive(Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Throttle {
-    /// `Err` when the client is locked out; otherwise the delay to apply before answering.
-    pub fn check(&self, client: &str) -> Result<Duration, ()> {
+    /// `Err(LockedOut)` when the client is refused for a while; otherwise the delay to apply
+    /// before answering.
+    pub fn check(&self, client: &str) -> Result<Duration, LockedOut> {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(client) {
             Some((n, since)) if since.elapsed() < WINDOW => {
                 if *n >= LIMIT {
-                    Err(())
+                    Err(LockedOut)
                 } else if *n >= SLOW_AFTER {
                     Ok(Duration::from_millis(200 * u64::from(*n - SLOW_AFTER + 1)))
                 } else {

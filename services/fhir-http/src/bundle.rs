@@ -2,8 +2,12 @@
 //! A transaction is one database transaction: all entries commit or none does. `urn:uuid:`
 //! full URLs are given ids before any write, and every reference to them is rewritten.
 
-use crate::rest::{conditional_match, http_date, parse_query};
+use crate::rest::{
+    begin_as, commit_audited, conditional_match, http_date, parse_query, run_search,
+};
+use crate::security::{Caller, Touched, authorize, visible};
 use crate::{ApiError, FhirApi, parse_etag};
+use hospital_auth::Action;
 use hospital_store::{SearchQuery, Tx, Version};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -168,8 +172,12 @@ fn response_entry(v: &Version, status: &str, base: &str, with_resource: bool) ->
     e
 }
 
-/// Handles `POST /fhir` with a Bundle.
-pub async fn process(api: &FhirApi, body: Value) -> Result<Value, ApiError> {
+/// Handles `POST /fhir` with a Bundle, as `caller`: every entry is authorised on its own.
+pub async fn process(
+    api: &FhirApi,
+    caller: &Caller,
+    body: Value,
+) -> Result<(Value, Touched), ApiError> {
     if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(ApiError::invalid(
             "resourceType",
@@ -183,8 +191,8 @@ pub async fn process(api: &FhirApi, body: Value) -> Result<Value, ApiError> {
         Some(_) => return Err(ApiError::invalid("Bundle.entry", "entry must be an array")),
     };
     match kind {
-        "transaction" => transaction(api, entries).await,
-        "batch" => Ok(batch(api, entries).await),
+        "transaction" => transaction(api, caller, entries).await,
+        "batch" => Ok(batch(api, caller, entries).await),
         other => Err(ApiError::invalid(
             "Bundle.type",
             format!("Bundle.type must be batch or transaction, not `{other}`"),
@@ -192,13 +200,26 @@ pub async fn process(api: &FhirApi, body: Value) -> Result<Value, ApiError> {
     }
 }
 
-async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> {
+async fn transaction(
+    api: &FhirApi,
+    caller: &Caller,
+    raw: Vec<Value>,
+) -> Result<(Value, Touched), ApiError> {
     let mut entries = raw
         .iter()
         .enumerate()
         .map(|(i, e)| parse_entry(i, e))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut tx = api.store.begin().await?;
+    for e in &entries {
+        let action = if e.method == Method::Get {
+            Action::Read
+        } else {
+            Action::Write
+        };
+        authorize(caller, action, &e.rtype).map_err(|err| entry_err(e.index, err))?;
+    }
+    let mut touched = Touched::default();
+    let mut tx = begin_as(api, caller).await?;
     let writer = api.writer();
     let base = &api.config.base_url;
 
@@ -259,10 +280,12 @@ async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> 
                     .delete(&mut tx, &e.rtype, id)
                     .await
                     .map_err(|err| entry_err(i, err))?;
+                touched.entities.push(format!("{}/{id}", e.rtype));
                 json!({"response": {"status": "204 No Content"}})
             }
             Method::Post => {
                 if let Some(v) = &skip[i] {
+                    touched.add(v);
                     response_entry(v, "200 OK", base, false)
                 } else {
                     let out = writer
@@ -307,7 +330,7 @@ async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> 
                 let status = if out.created { "201 Created" } else { "200 OK" };
                 response_entry(&out.version, status, base, false)
             }
-            Method::Get => get_entry(&mut tx, api, e)
+            Method::Get => get_entry(&mut tx, api, caller, e, &mut touched)
                 .await
                 .map_err(|err| entry_err(i, err))?,
         };
@@ -320,24 +343,46 @@ async fn transaction(api: &FhirApi, raw: Vec<Value>) -> Result<Value, ApiError> 
             .check(&mut tx, v)
             .await
             .map_err(|err| entry_err(*i, err))?;
+        touched.add(v);
     }
-    tx.commit().await?;
-    Ok(json!({
-        "resourceType": "Bundle",
-        "type": "transaction-response",
-        "entry": responses,
-    }))
+    let touched = commit_audited(tx, caller, "transaction", "Bundle", touched, 200).await?;
+    Ok((
+        json!({
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": responses,
+        }),
+        touched,
+    ))
 }
 
-async fn get_entry(tx: &mut Tx, api: &FhirApi, e: &Entry) -> Result<Value, ApiError> {
+async fn get_entry(
+    tx: &mut Tx,
+    api: &FhirApi,
+    caller: &Caller,
+    e: &Entry,
+    touched: &mut Touched,
+) -> Result<Value, ApiError> {
     match &e.id {
         Some(id) => {
-            let v = tx.read(&e.rtype, id).await?;
+            let v = tx.read(&e.rtype, id).await.map_err(|err| match err {
+                hospital_store::StoreError::Gone(_) if caller.principal.compartment().is_some() => {
+                    ApiError::NotFound(format!("{}/{id} is not known", e.rtype))
+                }
+                other => other.into(),
+            })?;
+            if !visible(caller, &v) {
+                return Err(ApiError::NotFound(format!("{}/{id} is not known", e.rtype)));
+            }
+            touched.add(&v);
             Ok(response_entry(&v, "200 OK", &api.config.base_url, true))
         }
         None => {
-            let q = SearchQuery::new(&e.rtype, parse_query(e.query.as_deref()));
-            let r = tx.search(&q).await?;
+            let mut q = SearchQuery::new(&e.rtype, parse_query(e.query.as_deref()));
+            let r = run_search(api, caller, &mut q, Some(tx)).await?;
+            for v in r.matches.iter().chain(&r.included) {
+                touched.add(v);
+            }
             let bundle = crate::rest::searchset(&api.config.base_url, &e.rtype, &r);
             Ok(json!({
                 "resource": serde_json::from_str::<Value>(&bundle).unwrap_or(Value::Null),
@@ -347,24 +392,36 @@ async fn get_entry(tx: &mut Tx, api: &FhirApi, e: &Entry) -> Result<Value, ApiEr
     }
 }
 
-async fn batch(api: &FhirApi, raw: Vec<Value>) -> Value {
+async fn batch(api: &FhirApi, caller: &Caller, raw: Vec<Value>) -> (Value, Touched) {
     let mut responses = Vec::with_capacity(raw.len());
+    let mut read = Touched::default();
     for (i, e) in raw.iter().enumerate() {
         let r = async {
             let entry = parse_entry(i, e)?;
+            let action = if entry.method == Method::Get {
+                Action::Read
+            } else {
+                Action::Write
+            };
+            authorize(caller, action, &entry.rtype)?;
             let writer = api.writer();
-            let mut tx = api.store.begin().await?;
-            let resp = match entry.method {
-                Method::Get => get_entry(&mut tx, api, &entry).await?,
+            let mut tx = begin_as(api, caller).await?;
+            let mut touched = Touched::default();
+            let (resp, verb, status) = match entry.method {
+                Method::Get => {
+                    let resp = get_entry(&mut tx, api, caller, &entry, &mut read).await?;
+                    tx.commit().await?;
+                    return Ok::<Value, ApiError>(resp);
+                }
                 Method::Delete => {
-                    writer
-                        .delete(
-                            &mut tx,
-                            &entry.rtype,
-                            entry.id.as_deref().unwrap_or_default(),
-                        )
-                        .await?;
-                    json!({"response": {"status": "204 No Content"}})
+                    let id = entry.id.as_deref().unwrap_or_default();
+                    writer.delete(&mut tx, &entry.rtype, id).await?;
+                    touched.entities.push(format!("{}/{id}", entry.rtype));
+                    (
+                        json!({"response": {"status": "204 No Content"}}),
+                        "delete",
+                        204,
+                    )
                 }
                 Method::Post => {
                     if let Some(cond) = &entry.if_none_exist
@@ -372,7 +429,8 @@ async fn batch(api: &FhirApi, raw: Vec<Value>) -> Value {
                             conditional_match(&mut tx, &entry.rtype, cond.trim_start_matches('?'))
                                 .await?
                     {
-                        tx.commit().await?;
+                        touched.add(&v);
+                        commit_audited(tx, caller, "create", &entry.rtype, touched, 200).await?;
                         return Ok(response_entry(&v, "200 OK", &api.config.base_url, false));
                     }
                     let out = writer
@@ -384,7 +442,12 @@ async fn batch(api: &FhirApi, raw: Vec<Value>) -> Value {
                             true,
                         )
                         .await?;
-                    response_entry(&out.version, "201 Created", &api.config.base_url, false)
+                    touched.add(&out.version);
+                    (
+                        response_entry(&out.version, "201 Created", &api.config.base_url, false),
+                        "create",
+                        201,
+                    )
                 }
                 Method::Put => {
                     let Some(id) = entry.id.clone() else {
@@ -402,12 +465,21 @@ async fn batch(api: &FhirApi, raw: Vec<Value>) -> Value {
                             true,
                         )
                         .await?;
-                    let status = if out.created { "201 Created" } else { "200 OK" };
-                    response_entry(&out.version, status, &api.config.base_url, false)
+                    touched.add(&out.version);
+                    let (status, code) = if out.created {
+                        ("201 Created", 201)
+                    } else {
+                        ("200 OK", 200)
+                    };
+                    (
+                        response_entry(&out.version, status, &api.config.base_url, false),
+                        "update",
+                        code,
+                    )
                 }
             };
-            tx.commit().await?;
-            Ok::<Value, ApiError>(resp)
+            commit_audited(tx, caller, verb, &entry.rtype, touched, status).await?;
+            Ok(resp)
         }
         .await;
         responses.push(match r {
@@ -418,5 +490,8 @@ async fn batch(api: &FhirApi, raw: Vec<Value>) -> Value {
             }}),
         });
     }
-    json!({"resourceType": "Bundle", "type": "batch-response", "entry": responses})
+    (
+        json!({"resourceType": "Bundle", "type": "batch-response", "entry": responses}),
+        read,
+    )
 }

@@ -16,6 +16,12 @@ pub enum ApiError {
         message: String,
     },
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Gone(String),
@@ -55,6 +61,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -72,6 +81,9 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid { .. } => "invalid",
+            ApiError::Unauthorized(_) => "login",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests(_) => "throttled",
             ApiError::NotFound(_) => "not-found",
             ApiError::Gone(_) => "deleted",
             ApiError::MethodNotAllowed(_) => "not-supported",
@@ -132,6 +144,22 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static(crate::FHIR_JSON),
         );
+        match &self {
+            ApiError::Unauthorized(why) => {
+                let challenge = format!(
+                    "Bearer realm=\"hospital\", error=\"invalid_token\", error_description=\"{}\"",
+                    why.replace('"', "'")
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            ApiError::TooManyRequests(_) => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("300"));
+            }
+            _ => {}
+        }
         res
     }
 }

@@ -6,10 +6,13 @@
 //! Services plug their rules in per resource type with [`ResourceRules`]; every write door
 //! (plain REST, transaction/batch Bundles, gRPC through [`Writer`]) runs the same rules.
 
+mod audit_event;
 mod bundle;
 mod capability;
 mod error;
 mod rest;
+pub mod security;
+mod signing;
 
 use async_trait::async_trait;
 use hospital_store::{Store, Tx};
@@ -19,7 +22,7 @@ use std::sync::Arc;
 
 pub use bundle::process as process_bundle;
 pub use error::ApiError;
-pub use rest::router;
+pub use rest::{begin_as, commit_audited, router};
 
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -80,12 +83,21 @@ pub struct FhirConfig {
     pub base_url: String,
 }
 
+/// Who may call, how they are throttled, where their actions are recorded, who signs.
+pub struct Security {
+    pub auth: hospital_auth::Authenticator,
+    pub throttle: hospital_auth::Throttle,
+    pub audit: hospital_store::audit::AuditSink,
+    pub keys: Arc<dyn hospital_store::signing::KeyStore>,
+}
+
 /// Shared state of the FHIR edge.
 #[derive(Clone)]
 pub struct FhirApi {
     pub store: Store,
     pub owners: Owners,
     pub config: FhirConfig,
+    pub security: Arc<Security>,
 }
 
 /// Writes through the owners' rules; the one door every transport uses.
@@ -148,8 +160,41 @@ impl Writer<'_> {
         Ok(out)
     }
 
-    /// Updates (or creates at a client-chosen id) `resource_type/id`.
+    /// Updates (or creates at a client-chosen id) `resource_type/id`. A signed entry is
+    /// refused: it can only be amended ([`Writer::amend`]).
     pub async fn update(
+        &self,
+        tx: &mut Tx,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+        check_now: bool,
+    ) -> Result<hospital_store::WriteOutcome, ApiError> {
+        if tx.is_signed(resource_type, id).await? {
+            return Err(ApiError::Conflict(format!(
+                "{resource_type}/{id} is signed; correct it with $amend and a reason"
+            )));
+        }
+        self.update_any(tx, resource_type, id, body, if_match, check_now)
+            .await
+    }
+
+    /// The amendment of a (signed) entry: a new version; the caller signs it in the same
+    /// transaction.
+    pub async fn amend(
+        &self,
+        tx: &mut Tx,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+    ) -> Result<hospital_store::WriteOutcome, ApiError> {
+        tx.read(resource_type, id).await?;
+        self.update_any(tx, resource_type, id, body, None, true)
+            .await
+    }
+
+    async fn update_any(
         &self,
         tx: &mut Tx,
         resource_type: &str,
@@ -192,6 +237,11 @@ impl Writer<'_> {
         id: &str,
     ) -> Result<Option<hospital_store::Version>, ApiError> {
         self.rules(resource_type)?;
+        if tx.is_signed(resource_type, id).await? {
+            return Err(ApiError::Conflict(format!(
+                "{resource_type}/{id} is signed and cannot be deleted; amend it with a reason"
+            )));
+        }
         Ok(tx.delete(resource_type, id).await?)
     }
 

@@ -10,8 +10,14 @@
 //! | `GET, PUT, DELETE /fhir/{type}/{id}` | read, update, delete |
 //! | `GET /fhir/{type}/{id}/_history[/{vid}]` | instance history, vread |
 //! | `GET /fhir/Patient/{id}/$everything` | the patient compartment |
+//! | `POST /fhir/{type}/{id}/$sign`, `POST .../$amend`, `GET .../$verify` | signatures |
+//! | `GET /fhir/AuditEvent` | the audit trail (admins) |
+//!
+//! Every route but `metadata` passes [`crate::security::authenticate`] first.
 
+use crate::security::{Caller, Touched, authorize, finish, visible};
 use crate::{ApiError, FHIR_JSON, FhirApi, parse_etag};
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -19,17 +25,20 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hospital_auth::Action;
 use hospital_store::{HistoryQuery, SearchQuery, SearchResult, Version, dates};
 use serde_json::Value;
 
 type ApiResult = Result<Response, ApiError>;
+/// A handler's result with what it touched, for the audit record.
+type Touching = Result<(Response, Touched), ApiError>;
 
 /// The `/fhir` router.
 pub fn router(api: FhirApi) -> Router {
     let limit = api.config.max_body_bytes;
     Router::new()
-        .route("/metadata", get(metadata))
         .route("/", axum::routing::post(bundle_entry).get(root_get))
+        .route("/AuditEvent", get(crate::audit_event::search))
         .route(
             "/{rtype}",
             get(search_get)
@@ -40,8 +49,17 @@ pub fn router(api: FhirApi) -> Router {
         .route("/{rtype}/_search", axum::routing::post(search_post))
         .route("/{rtype}/_history", get(type_history))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
-        .route("/{rtype}/{id}/{op}", get(instance_op))
+        .route(
+            "/{rtype}/{id}/{op}",
+            get(instance_op).post(crate::signing::operation),
+        )
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            crate::security::authenticate,
+        ))
+        // Only the capability statement is public.
+        .route("/metadata", get(metadata))
         .fallback(|| async { ApiError::NotFound("no such FHIR endpoint".into()) })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
@@ -186,43 +204,85 @@ async fn root_get() -> ApiResult {
     ))
 }
 
+/// A patient must not learn that another patient's resource exists.
+fn hidden(rtype: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!("{rtype}/{id} is not known"))
+}
+
+/// For a caller confined to a compartment, "deleted" would reveal existence.
+fn confine(caller: &Caller, rtype: &str, id: &str, e: hospital_store::StoreError) -> ApiError {
+    match e {
+        hospital_store::StoreError::Gone(_) if caller.principal.compartment().is_some() => {
+            hidden(rtype, id)
+        }
+        other => other.into(),
+    }
+}
+
 async fn read(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> ApiResult {
-    negotiate(&headers, &parse_query(q.as_deref()))?;
-    check_type(&api, &rtype)?;
-    check_id(&rtype, &id)?;
-    let v = api.store.read(&rtype, &id).await?;
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        && parse_etag(inm) == Some(v.version_id)
-    {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
+) -> Response {
+    let r: Touching = async {
+        negotiate(&headers, &parse_query(q.as_deref()))?;
+        check_type(&api, &rtype)?;
+        check_id(&rtype, &id)?;
+        authorize(&caller, Action::Read, &rtype)?;
+        let v = api
+            .store
+            .read(&rtype, &id)
+            .await
+            .map_err(|e| confine(&caller, &rtype, &id, e))?;
+        if !visible(&caller, &v) {
+            return Err(hidden(&rtype, &id));
+        }
+        let touched = Touched::of(std::slice::from_ref(&v));
+        if let Some(inm) = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            && parse_etag(inm) == Some(v.version_id)
+        {
+            let mut res = StatusCode::NOT_MODIFIED.into_response();
+            version_headers(&mut res, &api.config.base_url, &v, false);
+            return Ok((res, touched));
+        }
+        let mut res = fhir_response(StatusCode::OK, v.body.clone());
         version_headers(&mut res, &api.config.base_url, &v, false);
-        return Ok(res);
+        Ok((res, touched))
     }
-    let mut res = fhir_response(StatusCode::OK, v.body.clone());
-    version_headers(&mut res, &api.config.base_url, &v, false);
-    Ok(res)
+    .await;
+    finish(&api, &caller, "read", &rtype, r).await
 }
 
 async fn vread(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path((rtype, id, vid)): Path<(String, String, String)>,
-) -> ApiResult {
-    check_type(&api, &rtype)?;
-    check_id(&rtype, &id)?;
-    let vid: i64 = vid
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{vid}` is not a version id")))?;
-    let v = api.store.vread(&rtype, &id, vid).await?;
-    let mut res = fhir_response(StatusCode::OK, v.body.clone());
-    version_headers(&mut res, &api.config.base_url, &v, false);
-    Ok(res)
+) -> Response {
+    let r: Touching = async {
+        check_type(&api, &rtype)?;
+        check_id(&rtype, &id)?;
+        authorize(&caller, Action::Read, &rtype)?;
+        let vid: i64 = vid
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("`{vid}` is not a version id")))?;
+        let v = api
+            .store
+            .vread(&rtype, &id, vid)
+            .await
+            .map_err(|e| confine(&caller, &rtype, &id, e))?;
+        if !visible(&caller, &v) {
+            return Err(hidden(&rtype, &id));
+        }
+        let mut res = fhir_response(StatusCode::OK, v.body.clone());
+        version_headers(&mut res, &api.config.base_url, &v, false);
+        Ok((res, Touched::of(std::slice::from_ref(&v))))
+    }
+    .await;
+    finish(&api, &caller, "vread", &rtype, r).await
 }
 
 /// The response to a successful write, as FHIR asks: 201 + Location for a create.
@@ -242,35 +302,69 @@ fn write_response(api: &FhirApi, headers: &HeaderMap, v: &Version, created: bool
     res
 }
 
+/// Begins a write transaction that stamps its versions with the caller.
+pub async fn begin_as(api: &FhirApi, caller: &Caller) -> Result<hospital_store::Tx, ApiError> {
+    let mut tx = api.store.begin().await?;
+    tx.set_author(&caller.principal.audit_name());
+    Ok(tx)
+}
+
+/// Writes the audit record of a write inside its transaction, then commits.
+pub async fn commit_audited(
+    mut tx: hospital_store::Tx,
+    caller: &Caller,
+    action: &str,
+    rtype: &str,
+    mut touched: Touched,
+    status: u16,
+) -> Result<Touched, ApiError> {
+    tx.audit(&caller.record(action, rtype, &touched, status))
+        .await?;
+    tx.commit().await?;
+    touched.audited = true;
+    Ok(touched)
+}
+
 async fn create(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    check_type(&api, &rtype)?;
-    let body = json_body(&headers, body)?;
-    if body.get("resourceType").and_then(Value::as_str) != Some(rtype.as_str()) {
-        return Err(ApiError::invalid(
-            "resourceType",
-            format!("the body must be a {rtype}"),
-        ));
-    }
-    let mut tx = api.store.begin().await?;
-    if let Some(cond) = headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
-        let cond = cond.trim_start_matches('?').to_owned();
-        let existing = conditional_match(&mut tx, &rtype, &cond).await?;
-        if let Some(v) = existing {
-            tx.commit().await?;
-            return Ok(write_response(&api, &headers, &v, false));
+) -> Response {
+    let r: Touching = async {
+        check_type(&api, &rtype)?;
+        authorize(&caller, Action::Write, &rtype)?;
+        let body = json_body(&headers, body)?;
+        if body.get("resourceType").and_then(Value::as_str) != Some(rtype.as_str()) {
+            return Err(ApiError::invalid(
+                "resourceType",
+                format!("the body must be a {rtype}"),
+            ));
         }
+        let mut tx = begin_as(&api, &caller).await?;
+        if let Some(cond) = headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
+            let cond = cond.trim_start_matches('?').to_owned();
+            let existing = conditional_match(&mut tx, &rtype, &cond).await?;
+            if let Some(v) = existing {
+                let touched = Touched::of(std::slice::from_ref(&v));
+                let touched = commit_audited(tx, &caller, "create", &rtype, touched, 200).await?;
+                return Ok((write_response(&api, &headers, &v, false), touched));
+            }
+        }
+        let out = api
+            .writer()
+            .create(&mut tx, &rtype, None, body, true)
+            .await?;
+        let touched = Touched::of(std::slice::from_ref(&out.version));
+        let touched = commit_audited(tx, &caller, "create", &rtype, touched, 201).await?;
+        Ok((
+            write_response(&api, &headers, &out.version, out.created),
+            touched,
+        ))
     }
-    let out = api
-        .writer()
-        .create(&mut tx, &rtype, None, body, true)
-        .await?;
-    tx.commit().await?;
-    Ok(write_response(&api, &headers, &out.version, out.created))
+    .await;
+    finish(&api, &caller, "create", &rtype, r).await
 }
 
 /// Finds the single resource matching a conditional request's query, holding a lock on the
@@ -312,75 +406,111 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 
 async fn update(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    check_type(&api, &rtype)?;
-    check_id(&rtype, &id)?;
-    let body = json_body(&headers, body)?;
-    if body.get("resourceType").and_then(Value::as_str) != Some(rtype.as_str()) {
-        return Err(ApiError::invalid(
-            "resourceType",
-            format!("the body must be a {rtype}"),
-        ));
+) -> Response {
+    let r: Touching = async {
+        check_type(&api, &rtype)?;
+        check_id(&rtype, &id)?;
+        authorize(&caller, Action::Write, &rtype)?;
+        let body = json_body(&headers, body)?;
+        if body.get("resourceType").and_then(Value::as_str) != Some(rtype.as_str()) {
+            return Err(ApiError::invalid(
+                "resourceType",
+                format!("the body must be a {rtype}"),
+            ));
+        }
+        let expected = if_match(&headers)?;
+        let mut tx = begin_as(&api, &caller).await?;
+        let out = api
+            .writer()
+            .update(&mut tx, &rtype, &id, body, expected, true)
+            .await?;
+        let status = if out.created { 201 } else { 200 };
+        let touched = Touched::of(std::slice::from_ref(&out.version));
+        let touched = commit_audited(tx, &caller, "update", &rtype, touched, status).await?;
+        Ok((
+            write_response(&api, &headers, &out.version, out.created),
+            touched,
+        ))
     }
-    let expected = if_match(&headers)?;
-    let mut tx = api.store.begin().await?;
-    let out = api
-        .writer()
-        .update(&mut tx, &rtype, &id, body, expected, true)
-        .await?;
-    tx.commit().await?;
-    Ok(write_response(&api, &headers, &out.version, out.created))
+    .await;
+    finish(&api, &caller, "update", &rtype, r).await
 }
 
 async fn conditional_update(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    check_type(&api, &rtype)?;
-    let body = json_body(&headers, body)?;
-    let cond = q.unwrap_or_default();
-    let mut tx = api.store.begin().await?;
-    let found = conditional_match(&mut tx, &rtype, &cond).await?;
-    let id = match (&found, body.get("id").and_then(Value::as_str)) {
-        (Some(v), Some(b)) if b != v.id => {
-            return Err(ApiError::bad_request(format!(
-                "the body's id `{b}` is not the matching resource's id"
-            )));
-        }
-        (Some(v), _) => v.id.clone(),
-        (None, Some(b)) => b.to_owned(),
-        (None, None) => uuid::Uuid::new_v4().to_string(),
-    };
-    let mut body = body;
-    body["id"] = Value::String(id.clone());
-    let out = api
-        .writer()
-        .update(&mut tx, &rtype, &id, body, if_match(&headers)?, true)
-        .await?;
-    tx.commit().await?;
-    Ok(write_response(&api, &headers, &out.version, out.created))
+) -> Response {
+    let r: Touching = async {
+        check_type(&api, &rtype)?;
+        authorize(&caller, Action::Write, &rtype)?;
+        let body = json_body(&headers, body)?;
+        let cond = q.unwrap_or_default();
+        let mut tx = begin_as(&api, &caller).await?;
+        let found = conditional_match(&mut tx, &rtype, &cond).await?;
+        let id = match (&found, body.get("id").and_then(Value::as_str)) {
+            (Some(v), Some(b)) if b != v.id => {
+                return Err(ApiError::bad_request(format!(
+                    "the body's id `{b}` is not the matching resource's id"
+                )));
+            }
+            (Some(v), _) => v.id.clone(),
+            (None, Some(b)) => b.to_owned(),
+            (None, None) => uuid::Uuid::new_v4().to_string(),
+        };
+        let mut body = body;
+        body["id"] = Value::String(id.clone());
+        let out = api
+            .writer()
+            .update(&mut tx, &rtype, &id, body, if_match(&headers)?, true)
+            .await?;
+        let status = if out.created { 201 } else { 200 };
+        let touched = Touched::of(std::slice::from_ref(&out.version));
+        let touched = commit_audited(tx, &caller, "update", &rtype, touched, status).await?;
+        Ok((
+            write_response(&api, &headers, &out.version, out.created),
+            touched,
+        ))
+    }
+    .await;
+    finish(&api, &caller, "update", &rtype, r).await
 }
 
 async fn delete(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path((rtype, id)): Path<(String, String)>,
-) -> ApiResult {
-    check_type(&api, &rtype)?;
-    check_id(&rtype, &id)?;
-    let mut tx = api.store.begin().await?;
-    let v = api.writer().delete(&mut tx, &rtype, &id).await?;
-    tx.commit().await?;
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    if let Some(v) = v {
-        version_headers(&mut res, &api.config.base_url, &v, false);
+) -> Response {
+    let r: Touching = async {
+        check_type(&api, &rtype)?;
+        check_id(&rtype, &id)?;
+        authorize(&caller, Action::Write, &rtype)?;
+        let mut tx = begin_as(&api, &caller).await?;
+        // The patients of what is deleted, read before the tombstone hides them.
+        let mut touched = match tx.read(&rtype, &id).await {
+            Ok(v) => Touched::of(std::slice::from_ref(&v)),
+            Err(_) => Touched::default(),
+        };
+        let v = api.writer().delete(&mut tx, &rtype, &id).await?;
+        if touched.entities.is_empty() {
+            touched.entities.push(format!("{rtype}/{id}"));
+        }
+        let touched = commit_audited(tx, &caller, "delete", &rtype, touched, 204).await?;
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        if let Some(v) = v {
+            version_headers(&mut res, &api.config.base_url, &v, false);
+        }
+        Ok((res, touched))
     }
-    Ok(res)
+    .await;
+    finish(&api, &caller, "delete", &rtype, r).await
 }
 
 async fn conditional_delete() -> ApiResult {
@@ -391,41 +521,83 @@ async fn conditional_delete() -> ApiResult {
 
 async fn search_get(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> ApiResult {
+) -> Response {
     let params = parse_query(q.as_deref());
-    search(api, rtype, headers, params).await
+    search(api, caller, rtype, headers, params).await
 }
 
 async fn search_post(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
-) -> ApiResult {
+) -> Response {
     let mut params = parse_query(q.as_deref());
     params.extend(parse_query(std::str::from_utf8(&body).ok()));
-    search(api, rtype, headers, params).await
+    search(api, caller, rtype, headers, params).await
+}
+
+/// The search a caller may run: a patient's is confined to their compartment, and what it
+/// includes is filtered the same way.
+pub(crate) async fn run_search(
+    api: &FhirApi,
+    caller: &Caller,
+    query: &mut SearchQuery,
+    tx: Option<&mut hospital_store::Tx>,
+) -> Result<SearchResult, ApiError> {
+    if let Some(pid) = caller.principal.compartment()
+        && hospital_auth::is_patient_data(&query.resource_type)
+    {
+        query.compartment = Some(pid.to_owned());
+    }
+    let mut result = match tx {
+        Some(tx) => tx.search(query).await?,
+        None => api.store.search(query).await?,
+    };
+    if caller.principal.compartment().is_some() {
+        result.matches.retain(|v| visible(caller, v));
+        result.included.retain(|v| visible(caller, v));
+    }
+    result
+        .included
+        .retain(|v| caller.principal.may(Action::Read, &v.resource_type));
+    Ok(result)
 }
 
 async fn search(
     api: FhirApi,
+    caller: Caller,
     rtype: String,
     headers: HeaderMap,
     params: Vec<(String, String)>,
-) -> ApiResult {
-    negotiate(&headers, &params)?;
-    check_type(&api, &rtype)?;
-    let mut query = SearchQuery::new(&rtype, params);
-    query.lenient = lenient(&headers);
-    let result = api.store.search(&query).await?;
-    Ok(fhir_response(
-        StatusCode::OK,
-        searchset(&api.config.base_url, &rtype, &result),
-    ))
+) -> Response {
+    let r: Touching = async {
+        negotiate(&headers, &params)?;
+        check_type(&api, &rtype)?;
+        authorize(&caller, Action::Read, &rtype)?;
+        let mut query = SearchQuery::new(&rtype, params);
+        query.lenient = lenient(&headers);
+        let result = run_search(&api, &caller, &mut query, None).await?;
+        let mut touched = Touched::of(&result.matches);
+        for v in &result.included {
+            touched.add(v);
+        }
+        Ok((
+            fhir_response(
+                StatusCode::OK,
+                searchset(&api.config.base_url, &rtype, &result),
+            ),
+            touched,
+        ))
+    }
+    .await;
+    finish(&api, &caller, "search-type", &rtype, r).await
 }
 
 fn link_url(base: &str, path: &str, params: &[(String, String)]) -> String {
@@ -506,47 +678,101 @@ pub(crate) fn searchset(base: &str, rtype: &str, r: &SearchResult) -> String {
 
 async fn instance_op(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path((rtype, id, op)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
-) -> ApiResult {
-    check_type(&api, &rtype)?;
-    check_id(&rtype, &id)?;
-    match op.as_str() {
-        "_history" => history(api, rtype, Some(id), parse_query(q.as_deref())).await,
-        "$everything" if rtype == "Patient" => {
-            let all = api.store.patient_everything(&id).await?;
-            let result = SearchResult {
-                matches: all,
-                ..Default::default()
-            };
-            let body = searchset(
-                &api.config.base_url,
-                &format!("Patient/{id}/$everything"),
-                &result,
-            );
-            Ok(fhir_response(StatusCode::OK, body))
+) -> Response {
+    let action = match op.as_str() {
+        "_history" => "history-instance",
+        "$everything" => "everything",
+        "$verify" => "verify",
+        _ => "operation",
+    };
+    let r: Touching = async {
+        check_type(&api, &rtype)?;
+        check_id(&rtype, &id)?;
+        authorize(&caller, Action::Read, &rtype)?;
+        match op.as_str() {
+            "_history" => {
+                // A patient sees the history of what is theirs now.
+                if caller.principal.compartment().is_some() {
+                    let current = api
+                        .store
+                        .read(&rtype, &id)
+                        .await
+                        .map_err(|e| confine(&caller, &rtype, &id, e))?;
+                    if !visible(&caller, &current) {
+                        return Err(hidden(&rtype, &id));
+                    }
+                }
+                history(
+                    &api,
+                    &caller,
+                    rtype.clone(),
+                    Some(id.clone()),
+                    parse_query(q.as_deref()),
+                )
+                .await
+            }
+            "$everything" if rtype == "Patient" => {
+                if let Some(pid) = caller.principal.compartment()
+                    && pid != id
+                {
+                    return Err(hidden(&rtype, &id));
+                }
+                let mut all = api.store.patient_everything(&id).await?;
+                all.retain(|v| caller.principal.may(Action::Read, &v.resource_type));
+                let touched = Touched::of(&all);
+                let result = SearchResult {
+                    matches: all,
+                    ..Default::default()
+                };
+                let body = searchset(
+                    &api.config.base_url,
+                    &format!("Patient/{id}/$everything"),
+                    &result,
+                );
+                Ok((fhir_response(StatusCode::OK, body), touched))
+            }
+            "$verify" => crate::signing::verify(&api, &caller, &rtype, &id).await,
+            other => Err(ApiError::NotFound(format!(
+                "operation `{other}` is not supported on {rtype}"
+            ))),
         }
-        other => Err(ApiError::NotFound(format!(
-            "operation `{other}` is not supported on {rtype}"
-        ))),
     }
+    .await;
+    finish(&api, &caller, action, &rtype, r).await
 }
 
 async fn type_history(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     Path(rtype): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult {
-    check_type(&api, &rtype)?;
-    history(api, rtype, None, parse_query(q.as_deref())).await
+) -> Response {
+    let r: Touching = async {
+        check_type(&api, &rtype)?;
+        authorize(&caller, Action::Read, &rtype)?;
+        history(
+            &api,
+            &caller,
+            rtype.clone(),
+            None,
+            parse_query(q.as_deref()),
+        )
+        .await
+    }
+    .await;
+    finish(&api, &caller, "history-type", &rtype, r).await
 }
 
 async fn history(
-    api: FhirApi,
+    api: &FhirApi,
+    caller: &Caller,
     rtype: String,
     id: Option<String>,
     params: Vec<(String, String)>,
-) -> ApiResult {
+) -> Touching {
     let mut query = HistoryQuery {
         resource_type: rtype.clone(),
         id: id.clone(),
@@ -585,7 +811,12 @@ async fn history(
             }
         }
     }
-    let page = api.store.history(&query).await?;
+    let mut page = api.store.history(&query).await?;
+    // A patient sees the versions that are theirs (a deletion shows no owner: hidden).
+    page.versions
+        .retain(|v| !v.deleted || caller.principal.compartment().is_none());
+    page.versions.retain(|v| v.deleted || visible(caller, v));
+    let touched = Touched::of(&page.versions);
     let base = &api.config.base_url;
     let path = match &id {
         Some(id) => format!("{rtype}/{id}/_history"),
@@ -630,15 +861,24 @@ async fn history(
         out.push(']');
     }
     out.push('}');
-    Ok(fhir_response(StatusCode::OK, out))
+    Ok((fhir_response(StatusCode::OK, out), touched))
 }
 
 async fn bundle_entry(
     State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    let body = json_body(&headers, body)?;
-    let out = crate::bundle::process(&api, body).await?;
-    Ok(fhir_response(StatusCode::OK, out.to_string()))
+) -> Response {
+    let parsed = json_body(&headers, body);
+    let kind = match &parsed {
+        Ok(b) if b.get("type").and_then(Value::as_str) == Some("transaction") => "transaction",
+        _ => "batch",
+    };
+    let r: Touching = async {
+        let (out, touched) = crate::bundle::process(&api, &caller, parsed?).await?;
+        Ok((fhir_response(StatusCode::OK, out.to_string()), touched))
+    }
+    .await;
+    finish(&api, &caller, kind, "Bundle", r).await
 }

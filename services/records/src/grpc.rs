@@ -2,7 +2,9 @@
 //! store calls and back; writes go through the same [`hospital_fhir_http::Writer`] as REST.
 
 use crate::identifiers::{INSURANCE_NUMBER, NATIONAL_ID, PATIENT_INTERNAL_ID};
-use hospital_fhir_http::{ApiError, FhirApi};
+use hospital_auth::{Action, AuthError};
+use hospital_fhir_http::security::{Caller, Touched, authorize, visible};
+use hospital_fhir_http::{ApiError, FhirApi, begin_as, commit_audited};
 use hospital_proto::records::v1 as pb;
 use hospital_store::{SearchQuery, StoreError, Version};
 use serde_json::{Value, json};
@@ -28,6 +30,9 @@ impl RecordsGrpc {
 fn status(e: ApiError) -> Status {
     let msg = e.to_string();
     match e {
+        ApiError::Unauthorized(_) => Status::unauthenticated(msg),
+        ApiError::Forbidden(_) => Status::permission_denied(msg),
+        ApiError::TooManyRequests(_) => Status::resource_exhausted(msg),
         ApiError::Invalid { .. } => Status::invalid_argument(msg),
         ApiError::NotFound(_) | ApiError::Gone(_) => Status::not_found(msg),
         ApiError::Conflict(_) => Status::already_exists(msg),
@@ -114,7 +119,103 @@ fn encounter_record(v: &Version) -> Result<pb::EncounterRecord, Status> {
     })
 }
 
+/// The HTTP status an audit record gives a gRPC outcome.
+fn http_of(code: tonic::Code) -> u16 {
+    match code {
+        tonic::Code::Ok => 200,
+        tonic::Code::InvalidArgument => 400,
+        tonic::Code::Unauthenticated => 401,
+        tonic::Code::PermissionDenied => 403,
+        tonic::Code::NotFound => 404,
+        tonic::Code::AlreadyExists => 409,
+        tonic::Code::FailedPrecondition => 412,
+        tonic::Code::ResourceExhausted => 429,
+        _ => 500,
+    }
+}
+
 impl RecordsGrpc {
+    /// Authenticates a call from its `authorization` metadata (a bearer token); a service
+    /// token may carry the user it acts for in `x-on-behalf-of`.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let sec = &self.api.security;
+        let client = req
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        if sec.throttle.check(&client).is_err() {
+            return Err(Status::resource_exhausted(AuthError::Throttled.to_string()));
+        }
+        let md = req.metadata();
+        let token = md
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let verified = match token {
+            None => Err(AuthError::Missing),
+            Some(t) => sec.auth.verify(&t).await,
+        };
+        let mut principal = match verified {
+            Ok(p) => p,
+            Err(e) => {
+                sec.throttle.failed(&client);
+                let mut anonymous = Caller::system("anonymous");
+                anonymous.client = client;
+                let mut rec = anonymous.record("authenticate", "", &Touched::default(), 401);
+                rec.actor = "anonymous".into();
+                rec.role = String::new();
+                let _ = sec.audit.record(rec).await;
+                return Err(Status::unauthenticated(e.to_string()));
+            }
+        };
+        let mut via = None;
+        if principal.role == hospital_auth::Role::Service
+            && let Some(user) = md.get("x-on-behalf-of").and_then(|v| v.to_str().ok())
+        {
+            let u = sec
+                .auth
+                .verify(user)
+                .await
+                .map_err(|e| Status::unauthenticated(format!("on-behalf-of token: {e}")))?;
+            via = Some(principal.audit_name());
+            principal = u;
+        }
+        Ok(Caller {
+            principal,
+            via,
+            client,
+            user_agent: md
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect(),
+        })
+    }
+
+    /// Audits a read-only call before its answer leaves.
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        rtype: &str,
+        result: Result<(T, Vec<Version>), Status>,
+    ) -> Result<Response<T>, Status> {
+        let (touched, code) = match &result {
+            Ok((_, vs)) => (Touched::of(vs), 200),
+            Err(s) => (Touched::default(), http_of(s.code())),
+        };
+        self.api
+            .security
+            .audit
+            .record(caller.record(method, rtype, &touched, code))
+            .await
+            .map_err(|_| Status::unavailable("audit unavailable"))?;
+        result.map(|(t, _)| Response::new(t))
+    }
+
     async fn search_one(
         &self,
         rtype: &str,
@@ -139,48 +240,132 @@ impl pb::records_server::Records for RecordsGrpc {
         &self,
         request: Request<pb::GetPatientRequest>,
     ) -> Result<Response<pb::PatientRecord>, Status> {
+        let caller = self.caller(&request).await?;
         let id = request.into_inner().patient_id;
-        if !hospital_store::is_valid_id(&id) {
-            return Err(Status::invalid_argument(
-                "patient_id is not a valid FHIR id",
-            ));
+        let r = async {
+            authorize(&caller, Action::Read, "Patient").map_err(status)?;
+            if !hospital_store::is_valid_id(&id) {
+                return Err(Status::invalid_argument(
+                    "patient_id is not a valid FHIR id",
+                ));
+            }
+            let v = self
+                .api
+                .store
+                .read("Patient", &id)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Gone(_) if caller.principal.compartment().is_some() => {
+                        Status::not_found("no such patient")
+                    }
+                    other => store_status(other),
+                })?;
+            if !visible(&caller, &v) {
+                return Err(Status::not_found("no such patient"));
+            }
+            Ok((patient_record(&v)?, vec![v]))
         }
-        let v = self
-            .api
-            .store
-            .read("Patient", &id)
-            .await
-            .map_err(store_status)?;
-        Ok(Response::new(patient_record(&v)?))
+        .await;
+        self.audited(&caller, "GetPatient", "Patient", r).await
     }
 
     async fn find_patient_by_identifier(
         &self,
         request: Request<pb::FindPatientByIdentifierRequest>,
     ) -> Result<Response<pb::PatientRecord>, Status> {
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        if r.value.is_empty() {
-            return Err(Status::invalid_argument("value is required"));
+        let result = async {
+            authorize(&caller, Action::Read, "Patient").map_err(status)?;
+            if r.value.is_empty() {
+                return Err(Status::invalid_argument("value is required"));
+            }
+            let token = if r.system.is_empty() {
+                r.value.replace(',', "\\,")
+            } else {
+                format!("{}|{}", r.system, r.value.replace(',', "\\,"))
+            };
+            match self
+                .search_one("Patient", vec![("identifier".into(), token)])
+                .await?
+            {
+                Some(v) if visible(&caller, &v) => Ok((patient_record(&v)?, vec![v])),
+                _ => Err(Status::not_found("no patient carries this identifier")),
+            }
         }
-        let token = if r.system.is_empty() {
-            r.value.replace(',', "\\,")
-        } else {
-            format!("{}|{}", r.system, r.value.replace(',', "\\,"))
-        };
-        match self
-            .search_one("Patient", vec![("identifier".into(), token)])
-            .await?
-        {
-            Some(v) => Ok(Response::new(patient_record(&v)?)),
-            None => Err(Status::not_found("no patient carries this identifier")),
-        }
+        .await;
+        self.audited(&caller, "FindPatientByIdentifier", "Patient", result)
+            .await
     }
 
     async fn get_active_coverage(
         &self,
         request: Request<pb::GetActiveCoverageRequest>,
     ) -> Result<Response<pb::CoverageRecord>, Status> {
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
+        let result = async {
+            authorize(&caller, Action::Read, "Coverage").map_err(status)?;
+            self.active_coverage(&caller, r).await
+        }
+        .await;
+        self.audited(&caller, "GetActiveCoverage", "Coverage", result)
+            .await
+    }
+
+    async fn open_encounter(
+        &self,
+        request: Request<pb::OpenEncounterRequest>,
+    ) -> Result<Response<pb::EncounterRecord>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let result = self.open(&caller, r).await;
+        if let Err(s) = &result {
+            let _ = self
+                .api
+                .security
+                .audit
+                .record(caller.record(
+                    "OpenEncounter",
+                    "Encounter",
+                    &Touched::default(),
+                    http_of(s.code()),
+                ))
+                .await;
+        }
+        result.map(Response::new)
+    }
+
+    async fn close_encounter(
+        &self,
+        request: Request<pb::CloseEncounterRequest>,
+    ) -> Result<Response<pb::EncounterRecord>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = request.into_inner().encounter_id;
+        let result = self.close(&caller, id).await;
+        if let Err(s) = &result {
+            let _ = self
+                .api
+                .security
+                .audit
+                .record(caller.record(
+                    "CloseEncounter",
+                    "Encounter",
+                    &Touched::default(),
+                    http_of(s.code()),
+                ))
+                .await;
+        }
+        result.map(Response::new)
+    }
+}
+
+impl RecordsGrpc {
+    async fn active_coverage(
+        &self,
+        caller: &Caller,
+        r: pb::GetActiveCoverageRequest,
+    ) -> Result<(pb::CoverageRecord, Vec<Version>), Status> {
         let date = if r.date.is_empty() {
             chrono::Utc::now().date_naive().to_string()
         } else {
@@ -211,6 +396,7 @@ impl pb::records_server::Records for RecordsGrpc {
                         vec![("identifier".into(), format!("{NATIONAL_ID}|{nid}"))],
                     )
                     .await?
+                    .filter(|p| visible(caller, p))
                     .ok_or_else(|| Status::not_found("no patient carries this personal ID"))?;
                 params.push(("beneficiary".into(), format!("Patient/{}", patient.id)));
             }
@@ -228,7 +414,7 @@ impl pb::records_server::Records for RecordsGrpc {
             .search(&SearchQuery::new("Coverage", params))
             .await
             .map_err(store_status)?;
-        for v in &found.matches {
+        for v in found.matches.iter().filter(|v| visible(caller, v)) {
             let body = parse(v)?;
             let start = body
                 .pointer("/period/start")
@@ -270,25 +456,29 @@ impl pb::records_server::Records for RecordsGrpc {
                 .and_then(|c| c.get("value").and_then(Value::as_str))
                 .unwrap_or_default()
                 .to_owned();
-            return Ok(Response::new(pb::CoverageRecord {
-                id: v.id.clone(),
-                patient_id,
-                card_number: card,
-                benefit_level,
-                registered_facility,
-                valid_from: start.get(..10).unwrap_or(start).to_owned(),
-                valid_to: end.get(..10).unwrap_or(end).to_owned(),
-                resource_json: v.body.clone(),
-            }));
+            return Ok((
+                pb::CoverageRecord {
+                    id: v.id.clone(),
+                    patient_id,
+                    card_number: card,
+                    benefit_level,
+                    registered_facility,
+                    valid_from: start.get(..10).unwrap_or(start).to_owned(),
+                    valid_to: end.get(..10).unwrap_or(end).to_owned(),
+                    resource_json: v.body.clone(),
+                },
+                vec![v.clone()],
+            ));
         }
         Err(Status::not_found("no coverage is active on that date"))
     }
 
-    async fn open_encounter(
+    async fn open(
         &self,
-        request: Request<pb::OpenEncounterRequest>,
-    ) -> Result<Response<pb::EncounterRecord>, Status> {
-        let r = request.into_inner();
+        caller: &Caller,
+        r: pb::OpenEncounterRequest,
+    ) -> Result<pb::EncounterRecord, Status> {
+        authorize(caller, Action::Write, "Encounter").map_err(status)?;
         if r.idempotency_key.is_empty() || r.idempotency_key.len() > 128 {
             return Err(Status::invalid_argument(
                 "idempotency_key is required (at most 128 characters)",
@@ -337,7 +527,7 @@ impl pb::records_server::Records for RecordsGrpc {
             body["appointment"] =
                 json!([{"reference": format!("Appointment/{}", r.appointment_id)}]);
         }
-        let mut tx = self.api.store.begin().await.map_err(store_status)?;
+        let mut tx = begin_as(&self.api, caller).await.map_err(status)?;
         tx.lock(&format!("Encounter?idempotency={}", r.idempotency_key))
             .await
             .map_err(store_status)?;
@@ -354,66 +544,69 @@ impl pb::records_server::Records for RecordsGrpc {
             ))
             .await
             .map_err(store_status)?;
-        if let Some(v) = existing.matches.first() {
-            tx.commit().await.map_err(store_status)?;
-            return Ok(Response::new(encounter_record(v)?));
-        }
-        let out = self
-            .api
-            .writer()
-            .create(&mut tx, "Encounter", None, body, true)
+        let (v, code) = match existing.matches.into_iter().next() {
+            Some(v) => (v, 200),
+            None => {
+                let out = self
+                    .api
+                    .writer()
+                    .create(&mut tx, "Encounter", None, body, true)
+                    .await
+                    .map_err(status)?;
+                (out.version, 201)
+            }
+        };
+        let touched = Touched::of(std::slice::from_ref(&v));
+        commit_audited(tx, caller, "OpenEncounter", "Encounter", touched, code)
             .await
             .map_err(status)?;
-        tx.commit().await.map_err(store_status)?;
-        Ok(Response::new(encounter_record(&out.version)?))
+        encounter_record(&v)
     }
 
-    async fn close_encounter(
-        &self,
-        request: Request<pb::CloseEncounterRequest>,
-    ) -> Result<Response<pb::EncounterRecord>, Status> {
-        let id = request.into_inner().encounter_id;
+    async fn close(&self, caller: &Caller, id: String) -> Result<pb::EncounterRecord, Status> {
+        authorize(caller, Action::Write, "Encounter").map_err(status)?;
         if !hospital_store::is_valid_id(&id) {
             return Err(Status::invalid_argument(
                 "encounter_id is not a valid FHIR id",
             ));
         }
-        let mut tx = self.api.store.begin().await.map_err(store_status)?;
+        let mut tx = begin_as(&self.api, caller).await.map_err(status)?;
         let current = tx.read("Encounter", &id).await.map_err(store_status)?;
         let mut body = parse(&current)?;
-        match body.get("status").and_then(Value::as_str) {
-            Some("finished") => {
-                tx.commit().await.map_err(store_status)?;
-                return Ok(Response::new(encounter_record(&current)?));
+        let v = match body.get("status").and_then(Value::as_str) {
+            Some("finished") => current,
+            Some("in-progress" | "arrived" | "triaged" | "planned" | "onleave") => {
+                body["status"] = json!("finished");
+                body["period"]["end"] = json!(hospital_store::dates::format_instant(
+                    hospital_store::dates::now_micros()
+                ));
+                if let Value::Object(m) = &mut body {
+                    m.remove("meta");
+                }
+                self.api
+                    .writer()
+                    .update(
+                        &mut tx,
+                        "Encounter",
+                        &id,
+                        body,
+                        Some(current.version_id),
+                        true,
+                    )
+                    .await
+                    .map_err(status)?
+                    .version
             }
-            Some("in-progress" | "arrived" | "triaged" | "planned" | "onleave") => {}
             other => {
                 return Err(Status::failed_precondition(format!(
                     "an encounter in status {other:?} cannot be closed"
                 )));
             }
-        }
-        body["status"] = json!("finished");
-        body["period"]["end"] = json!(hospital_store::dates::format_instant(
-            hospital_store::dates::now_micros()
-        ));
-        if let Value::Object(m) = &mut body {
-            m.remove("meta");
-        }
-        let out = self
-            .api
-            .writer()
-            .update(
-                &mut tx,
-                "Encounter",
-                &id,
-                body,
-                Some(current.version_id),
-                true,
-            )
+        };
+        let touched = Touched::of(std::slice::from_ref(&v));
+        commit_audited(tx, caller, "CloseEncounter", "Encounter", touched, 200)
             .await
             .map_err(status)?;
-        tx.commit().await.map_err(store_status)?;
-        Ok(Response::new(encounter_record(&out.version)?))
+        encounter_record(&v)
     }
 }

@@ -27,6 +27,7 @@ pub const OWNED_TYPES: &[&str] = &[
     "DiagnosticReport",
     "DocumentReference",
     "ServiceRequest",
+    "Provenance",
 ];
 
 /// Reference targets that must exist when a resource points at them.
@@ -166,6 +167,11 @@ impl ResourceRules for RecordsRules {
                 assign_facility_code(tx, id, creating, body).await?;
             }
             "Coverage" => check_coverage_identifiers(body)?,
+            "Provenance" => {
+                return Err(ApiError::MethodNotAllowed(
+                    "Provenance records signatures; they are written by $sign and $amend".into(),
+                ));
+            }
             _ => {}
         }
         Ok(())

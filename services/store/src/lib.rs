@@ -7,10 +7,12 @@
 //!   `resource_history`, which both backends refuse to update or delete.
 //! - Dialect differences live in [`Dialect`] and nowhere else.
 
+pub mod audit;
 pub mod dates;
 pub mod extract;
 pub mod params;
 pub mod search;
+pub mod signing;
 pub mod text;
 
 use serde_json::Value;
@@ -309,6 +311,7 @@ impl Store {
         Ok(Tx {
             tx,
             store: self.clone(),
+            author: None,
         })
     }
 
@@ -555,6 +558,8 @@ async fn read_current(
 pub struct Tx {
     tx: Transaction<'static, Any>,
     store: Store,
+    /// Who writes: stamped on every version (`meta.extension` recorded-by).
+    author: Option<String>,
 }
 
 /// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).
@@ -569,6 +574,11 @@ pub fn is_valid_id(id: &str) -> bool {
 impl Tx {
     pub fn dialect(&self) -> Dialect {
         self.store.dialect()
+    }
+
+    /// Stamps the versions this transaction writes with their author (`role:subject`).
+    pub fn set_author(&mut self, author: &str) {
+        self.author = Some(author.to_owned());
     }
 
     pub async fn commit(self) -> Result<()> {
@@ -799,7 +809,7 @@ impl Tx {
                 (0, 1, true)
             }
         };
-        set_meta(&mut body, id, version_id, now);
+        set_meta(&mut body, id, version_id, now, self.author.as_deref());
         let text = serde_json::to_string(&body)
             .map_err(|e| StoreError::invalid(resource_type, e.to_string()))?;
         if d == Dialect::Sqlite {
@@ -1349,7 +1359,10 @@ fn sqlite_pragmas(
     })
 }
 
-fn set_meta(body: &mut Value, id: &str, version_id: i64, now: i64) {
+/// Extension URL of the author stamp in `meta`: every entry shows who wrote it.
+pub const RECORDED_BY: &str = "urn:hospital:recorded-by";
+
+fn set_meta(body: &mut Value, id: &str, version_id: i64, now: i64, author: Option<&str>) {
     if let Value::Object(map) = body {
         map.insert("id".into(), Value::String(id.to_owned()));
         let meta = map
@@ -1364,6 +1377,16 @@ fn set_meta(body: &mut Value, id: &str, version_id: i64, now: i64) {
                 "lastUpdated".into(),
                 Value::String(dates::format_instant(now)),
             );
+            if let Some(author) = author {
+                let mut exts: Vec<Value> = meta
+                    .get("extension")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                exts.retain(|e| e.get("url").and_then(Value::as_str) != Some(RECORDED_BY));
+                exts.push(serde_json::json!({"url": RECORDED_BY, "valueString": author}));
+                meta.insert("extension".into(), Value::Array(exts));
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct SearchQuery {
     pub params: Vec<(String, String)>,
     /// `Prefer: handling=lenient`: unknown parameters are ignored (and reported).
     pub lenient: bool,
+    /// Confine the results to one Patient's compartment (a patient's own token).
+    pub compartment: Option<String>,
 }
 
 impl SearchQuery {
@@ -29,6 +31,7 @@ impl SearchQuery {
             resource_type: resource_type.to_owned(),
             params,
             lenient: false,
+            compartment: None,
         }
     }
 }
@@ -300,8 +303,12 @@ fn param_cond(
             for v in &values {
                 match modifier {
                     None => {
-                        let a = sql.arg(Arg::Text(format!("{}%", like_escape(&fold(v)))));
-                        ors.push(format!("value LIKE {a} ESCAPE '\\'"));
+                        // A prefix as a range over the folded values, so both backends walk
+                        // their index (LIKE cannot use SQLite's, being case-insensitive).
+                        let folded = fold(v);
+                        let lo = sql.arg(Arg::Text(folded.clone()));
+                        let hi = sql.arg(Arg::Text(format!("{folded}\u{10FFFF}")));
+                        ors.push(format!("(value >= {lo} AND value <= {hi})"));
                     }
                     Some("contains") => {
                         let a = sql.arg(Arg::Text(format!("%{}%", like_escape(&fold(v)))));
@@ -468,10 +475,18 @@ pub async fn run(
         args: Vec::new(),
         date_groups: Vec::new(),
     };
-    let t = sql.arg(Arg::Text(rt.to_owned()));
-    sql.conds.push(format!("r.resource_type = {t}"));
     sql.conds.push("r.deleted = 0".into());
 
+    if let Some(pid) = &query.compartment {
+        let a = sql.arg(Arg::Text(pid.clone()));
+        sql.conds.push(if rt == "Patient" {
+            format!("r.resource_id = {a}")
+        } else {
+            format!(
+                "r.rid IN (SELECT rid FROM idx_reference WHERE target_type = 'Patient' AND target_id = {a})"
+            )
+        });
+    }
     let mut count = DEFAULT_COUNT;
     let mut sort = SortKey::Rid;
     let mut descending = false;
@@ -588,6 +603,17 @@ pub async fn run(
         }
     }
 
+    // Every parameter condition already names the resource type; testing it again on
+    // `resources` tempts the planner to scan all resources of the type instead of driving
+    // from the (selective) index subqueries.
+    let typed = sql
+        .conds
+        .iter()
+        .any(|c| c.starts_with("r.rid IN (SELECT rid FROM idx_") && c.contains("resource_type = "));
+    if !typed && sql.date_groups.is_empty() {
+        let t = sql.arg(Arg::Text(rt.to_owned()));
+        sql.conds.push(format!("r.resource_type = {t}"));
+    }
     for (name, conds) in std::mem::take(&mut sql.date_groups) {
         let t = sql.arg(Arg::Text(rt.to_owned()));
         let n = sql.arg(Arg::Text(name.to_owned()));

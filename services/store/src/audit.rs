@@ -1,0 +1,482 @@
+//! The audit trail: who did what to which patient's data, when, from where, with what outcome.
+//!
+//! - Appending never waits on a shared lock: a record is a plain INSERT (in the same
+//!   transaction as a write; for reads, in a group commit that completes before the response).
+//! - Tamper evidence: a sealer (one at a time across replicas) takes unsealed rows in order and
+//!   appends them to `audit_chain`, each with the SHA-256 of the previous chain entry and its own
+//!   row. [`Store::audit_verify`] recomputes the chain and names the first row that no longer
+//!   matches, or that has disappeared.
+//! - Both tables refuse UPDATE and DELETE at the database level.
+
+use crate::{Arg, Dialect, Result, Store, StoreError, Tx, bind_all};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// One audit record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// µs since the epoch.
+    pub at: i64,
+    /// `role:subject`, or `anonymous`.
+    pub actor: String,
+    pub role: String,
+    /// The service that relayed the call on the actor's behalf, if any.
+    pub on_behalf_of: String,
+    /// The FHIR interaction (`read`, `search-type`, `create`, ...) or gRPC method.
+    pub action: String,
+    pub resource_type: String,
+    /// `Type/id` of every resource touched (for a search: returned).
+    pub entities: Vec<String>,
+    /// Ids of the patients whose data was touched.
+    pub patients: Vec<String>,
+    pub client: String,
+    pub user_agent: String,
+    /// HTTP status of the outcome.
+    pub outcome: i64,
+}
+
+/// A stored record, as read back.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub record: AuditRecord,
+}
+
+const COLUMNS: &str = "at, actor, role, on_behalf_of, action, resource_type, entities, patients, client, user_agent, outcome";
+const WIDTH: usize = 11;
+
+fn args_of(r: &AuditRecord) -> [Arg; WIDTH] {
+    let cap = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    [
+        Arg::I64(r.at),
+        Arg::Text(cap(&r.actor, 200)),
+        Arg::Text(r.role.clone()),
+        Arg::Text(cap(&r.on_behalf_of, 200)),
+        Arg::Text(r.action.clone()),
+        Arg::Text(r.resource_type.clone()),
+        Arg::Text(r.entities.join(" ")),
+        Arg::Text(if r.patients.is_empty() {
+            String::new()
+        } else {
+            format!(" {} ", r.patients.join(" "))
+        }),
+        Arg::Text(cap(&r.client, 100)),
+        Arg::Text(cap(&r.user_agent, 300)),
+        Arg::I64(r.outcome),
+    ]
+}
+
+fn insert_sql(d: Dialect, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..WIDTH {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&d.ph(r * WIDTH + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+impl Tx {
+    /// Records an audit entry in this (write) transaction: it commits with the write or not
+    /// at all.
+    pub async fn audit(&mut self, r: &AuditRecord) -> Result<()> {
+        let d = self.dialect();
+        let args = args_of(r);
+        bind_all(sqlx::query(&insert_sql(d, 1)), &args)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
+
+/// Group commit of audit records for reads: records that arrive together are written in one
+/// transaction, and each caller learns when its record is durable (or that it failed, in which
+/// case the read must fail too).
+#[derive(Clone)]
+pub struct AuditSink {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl AuditSink {
+    /// Starts the writer task on `store`.
+    pub fn start(store: Store) -> AuditSink {
+        let (queue, mut rx) = mpsc::channel::<Pending>(8192);
+        tokio::spawn(async move {
+            let mut batch: Vec<Pending> = Vec::with_capacity(256);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < 200 {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
+                let result = store
+                    .audit_insert_many(&records)
+                    .await
+                    .map_err(|e| e.to_string());
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(result.clone());
+                }
+            }
+        });
+        AuditSink { queue }
+    }
+
+    /// Writes `r` and returns once it is committed.
+    pub async fn record(&self, r: AuditRecord) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send((r, done))
+            .await
+            .map_err(|_| StoreError::PreconditionFailed("the audit writer has stopped".into()))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::PreconditionFailed(format!(
+                "audit write failed: {e}"
+            ))),
+            Err(_) => Err(StoreError::PreconditionFailed(
+                "the audit writer has stopped".into(),
+            )),
+        }
+    }
+}
+
+/// What [`Store::audit_verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Chain entries checked.
+    pub checked: i64,
+    /// The first problem, naming the audit row (`seq`), if any.
+    pub first_break: Option<String>,
+}
+
+fn row_digest(prev: &str, seq: i64, r: &AuditRecord) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update([0x1e]);
+    let fields = [
+        seq.to_string(),
+        r.at.to_string(),
+        r.actor.clone(),
+        r.role.clone(),
+        r.on_behalf_of.clone(),
+        r.action.clone(),
+        r.resource_type.clone(),
+        r.entities.join(" "),
+        r.patients.join(" "),
+        r.client.clone(),
+        r.user_agent.clone(),
+        r.outcome.to_string(),
+    ];
+    for f in fields {
+        h.update(f.as_bytes());
+        h.update([0x1f]);
+    }
+    hex::encode(h.finalize())
+}
+
+fn record_from(row: &sqlx::any::AnyRow, offset: usize) -> Result<AuditRecord> {
+    let text = |i: usize| -> Result<String> { Ok(row.try_get::<String, _>(offset + i)?) };
+    let split = |s: String| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
+    Ok(AuditRecord {
+        at: row.try_get(offset)?,
+        actor: text(1)?,
+        role: text(2)?,
+        on_behalf_of: text(3)?,
+        action: text(4)?,
+        resource_type: text(5)?,
+        entities: split(text(6)?),
+        patients: split(text(7)?),
+        client: text(8)?,
+        user_agent: text(9)?,
+        outcome: row.try_get(offset + 10)?,
+    })
+}
+
+const GENESIS: &str = "genesis";
+
+/// Search of the trail (FHIR AuditEvent search).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub patient: Option<String>,
+    pub agent: Option<String>,
+    /// Interactions (`read`, `create`, ...) to match, any of them.
+    pub actions: Vec<String>,
+    /// Inclusive bounds, µs since the epoch.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub count: usize,
+    /// Keyset: only rows with a smaller seq (newest first).
+    pub before_seq: Option<i64>,
+}
+
+impl Store {
+    async fn audit_insert_many(&self, records: &[&AuditRecord]) -> Result<()> {
+        let d = self.dialect();
+        let mut tx = self.inner.writer.begin().await?;
+        for chunk in records.chunks(100) {
+            let args: Vec<Arg> = chunk.iter().flat_map(|r| args_of(r)).collect();
+            bind_all(sqlx::query(&insert_sql(d, chunk.len())), &args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Seals pending audit rows into the chain; returns how many. Safe to call from every
+    /// replica: on PostgreSQL only one sealer runs at a time (advisory lock).
+    pub async fn audit_seal(&self) -> Result<usize> {
+        let d = self.dialect();
+        let mut tx = self.inner.writer.begin().await?;
+        if d == Dialect::Postgres {
+            let row = sqlx::query("SELECT pg_try_advisory_xact_lock(7243911)")
+                .fetch_one(&mut *tx)
+                .await?;
+            if !row.try_get::<bool, _>(0)? {
+                return Ok(0);
+            }
+        }
+        let last = sqlx::query("SELECT pos, hash FROM audit_chain ORDER BY pos DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (mut pos, mut prev) = match last {
+            Some(r) => (r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?),
+            None => (0, GENESIS.to_owned()),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT a.seq, {} FROM audit_pending p JOIN audit_log a ON a.seq = p.seq ORDER BY p.seq LIMIT 2000",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("a.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut chain_args = Vec::with_capacity(rows.len() * 4);
+        let mut seqs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get(0)?;
+            let rec = record_from(row, 1)?;
+            let hash = row_digest(&prev, seq, &rec);
+            pos += 1;
+            chain_args.extend([
+                Arg::I64(pos),
+                Arg::I64(seq),
+                Arg::Text(prev.clone()),
+                Arg::Text(hash.clone()),
+            ]);
+            prev = hash;
+            seqs.push(seq);
+        }
+        for chunk in chain_args.chunks(4 * 200) {
+            let mut sql =
+                String::from("INSERT INTO audit_chain (pos, seq, prev_hash, hash) VALUES ");
+            for r in 0..chunk.len() / 4 {
+                if r > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "({},{},{},{})",
+                    d.ph(r * 4 + 1),
+                    d.ph(r * 4 + 2),
+                    d.ph(r * 4 + 3),
+                    d.ph(r * 4 + 4)
+                ));
+            }
+            bind_all(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
+        }
+        let list = d.int_list_arg(&seqs);
+        let sql = format!(
+            "DELETE FROM audit_pending WHERE {}",
+            d.in_int_list("seq", 1)
+        );
+        bind_all(sqlx::query(&sql), std::slice::from_ref(&list))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seqs.len())
+    }
+
+    /// Seals in the background every `every` until the store closes.
+    pub fn spawn_audit_sealer(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if store.inner.writer.is_closed() {
+                    break;
+                }
+                loop {
+                    match store.audit_seal().await {
+                        Ok(2000) => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "audit sealing failed; will retry");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Recomputes the whole chain. Names the first audit row that was changed or removed, and
+    /// any row that was never sealed although no longer pending.
+    pub async fn audit_verify(&self) -> Result<AuditVerification> {
+        let mut prev = GENESIS.to_owned();
+        let mut expected_pos = 1;
+        let mut checked = 0;
+        let mut after = 0i64;
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let d = self.dialect();
+        loop {
+            let rows = sqlx::query(&d.sql(&format!(
+                "SELECT c.pos, c.seq, c.prev_hash, c.hash, a.seq, {cols} FROM audit_chain c \
+                 LEFT JOIN audit_log a ON a.seq = c.seq WHERE c.pos > $1 ORDER BY c.pos LIMIT 5000"
+            )))
+            .bind(after)
+            .fetch_all(&self.inner.reader)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let pos: i64 = row.try_get(0)?;
+                let seq: i64 = row.try_get(1)?;
+                let prev_hash: String = row.try_get(2)?;
+                let hash: String = row.try_get(3)?;
+                let broken = |why: &str| {
+                    Ok(AuditVerification {
+                        checked,
+                        first_break: Some(format!(
+                            "audit row seq {seq} (chain position {pos}): {why}"
+                        )),
+                    })
+                };
+                if pos != expected_pos {
+                    return broken("a chain entry before it is missing");
+                }
+                if prev_hash != prev {
+                    return broken("its link to the previous entry was altered");
+                }
+                if row.try_get::<Option<i64>, _>(4)?.is_none() {
+                    return broken("the row was deleted");
+                }
+                let rec = record_from(row, 5)?;
+                if row_digest(&prev, seq, &rec) != hash {
+                    return broken("the row was altered after it was sealed");
+                }
+                prev = hash;
+                expected_pos += 1;
+                checked += 1;
+                after = pos;
+            }
+        }
+        let orphan = sqlx::query(
+            "SELECT a.seq FROM audit_log a WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.seq = a.seq) \
+             AND NOT EXISTS (SELECT 1 FROM audit_pending p WHERE p.seq = a.seq) ORDER BY a.seq LIMIT 1",
+        )
+        .fetch_optional(&self.inner.reader)
+        .await?;
+        if let Some(o) = orphan {
+            let seq: i64 = o.try_get(0)?;
+            return Ok(AuditVerification {
+                checked,
+                first_break: Some(format!(
+                    "audit row seq {seq} was removed from sealing and never chained"
+                )),
+            });
+        }
+        Ok(AuditVerification {
+            checked,
+            first_break: None,
+        })
+    }
+
+    /// Searches the trail, newest first.
+    pub async fn audit_search(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
+        let d = self.dialect();
+        let mut conds = vec!["1 = 1".to_owned()];
+        let mut args: Vec<Arg> = Vec::new();
+        let ph = |a: Arg, args: &mut Vec<Arg>| {
+            args.push(a);
+            d.ph(args.len())
+        };
+        if let Some(p) = &q.patient {
+            let x = ph(Arg::Text(format!("% {p} %")), &mut args);
+            conds.push(format!("patients LIKE {x}"));
+        }
+        if let Some(a) = &q.agent {
+            // An agent is named as `role:subject` or by subject alone.
+            let exact = ph(Arg::Text(a.clone()), &mut args);
+            let suffix = ph(Arg::Text(format!("%:{a}")), &mut args);
+            conds.push(format!(
+                "(actor = {exact} OR on_behalf_of = {exact} OR actor LIKE {suffix})"
+            ));
+        }
+        if !q.actions.is_empty() {
+            args.push(d.list_arg(&q.actions));
+            conds.push(d.in_list("action", args.len()));
+        }
+        if let Some(f) = q.from {
+            let x = ph(Arg::I64(f), &mut args);
+            conds.push(format!("at >= {x}"));
+        }
+        if let Some(t) = q.to {
+            let x = ph(Arg::I64(t), &mut args);
+            conds.push(format!("at <= {x}"));
+        }
+        if let Some(b) = q.before_seq {
+            let x = ph(Arg::I64(b), &mut args);
+            conds.push(format!("seq < {x}"));
+        }
+        args.push(Arg::I64(q.count as i64));
+        let sql = format!(
+            "SELECT seq, {COLUMNS} FROM audit_log WHERE {} ORDER BY seq DESC LIMIT {}",
+            conds.join(" AND "),
+            d.ph(args.len())
+        );
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRow {
+                    seq: row.try_get(0)?,
+                    record: record_from(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Rows in the trail.
+    pub async fn audit_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&self.inner.reader)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
