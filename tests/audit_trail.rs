@@ -1,0 +1,263 @@
+//! The audit trail: every access recorded, readable as AuditEvent by admins only, and
+//! tampering detected by `hospital audit verify`.
+
+mod common;
+
+use common::*;
+use hospital_auth::Role;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    every_read_search_and_write_is_recorded_and_searchable_as_audit_event,
+    tampering_with_one_audit_row_is_detected_and_named,
+    a_request_whose_audit_record_cannot_be_written_fails,
+);
+
+async fn every_read_search_and_write_is_recorded_and_searchable_as_audit_event(b: Backend) {
+    let app = spawn_app(b).await;
+    let doctor = app
+        .create(
+            json!({"resourceType": "Practitioner", "name": [{"family": "Trần", "given": ["Mai"]}]}),
+        )
+        .await;
+    let clinician = app.client_for(Role::Clinician, None, Some(&doctor));
+    let r = clinician
+        .post(app.url("Patient"))
+        .header("content-type", FHIR)
+        .header("user-agent", "his-desktop/2.1")
+        .body(patient_an("051085000401").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pid = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        clinician
+            .get(app.url(&format!("Patient/{pid}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        clinician
+            .get(app.url("Patient?name=nguyen"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        clinician
+            .get(app.url("Patient/nobody"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let admin = app.client_for(Role::Admin, None, None);
+    let trail: Value = admin
+        .get(app.url(&format!("AuditEvent?patient={pid}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = trail["entry"].as_array().expect("events");
+    let subtypes: Vec<&str> = events
+        .iter()
+        .map(|e| e["resource"]["subtype"][0]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subtypes,
+        vec!["search-type", "read", "create"],
+        "newest first: {trail}"
+    );
+    let create = &events[2]["resource"];
+    assert_eq!(create["action"], "C");
+    assert_eq!(create["outcome"], "0");
+    assert_eq!(
+        create["agent"][0]["who"]["identifier"]["value"],
+        "clinician:clinician"
+    );
+    assert_eq!(create["agent"][0]["network"]["address"], "127.0.0.1");
+    assert_eq!(create["source"]["site"], "his-desktop/2.1");
+    assert!(
+        create["entity"]
+            .to_string()
+            .contains(&format!("Patient/{pid}"))
+    );
+
+    // Search by agent, action and date; the failed read is there too.
+    let reads: Value = admin
+        .get(app.url("AuditEvent?agent=clinician&action=R&date=ge2026-01-01"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = reads["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["4", "0", "0"], "{reads}");
+    let future: Value = admin
+        .get(app.url("AuditEvent?date=ge2999-01-01"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(future["entry"].as_array().unwrap().is_empty());
+    // Nobody but admins reads the trail.
+    for role in [Role::Clinician, Role::Cashier, Role::Service] {
+        let s = app
+            .client_for(role, None, Some(&doctor))
+            .get(app.url("AuditEvent"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 403, "{role:?}");
+    }
+    let s = app
+        .client_for(Role::Patient, Some(&pid), None)
+        .get(app.url("AuditEvent"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 403);
+    app.stop().await;
+}
+
+/// Runs `hospital audit verify` against the test's database.
+fn verify_cli(url: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", url)
+        .env("HOSPITAL_LOG", "error")
+        .output()
+        .expect("run hospital");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn tampering_with_one_audit_row_is_detected_and_named(b: Backend) {
+    let (url, _dir) = fresh_database(b).await;
+    let cfg = hospital::Config::for_tests(&url);
+    let running = hospital::start(&cfg, hospital::Service::All).await.unwrap();
+    let base = format!("http://{}/fhir", running.http_addr);
+    let http = client_with(&mint(Role::Service, "tester", None, None, None));
+    for i in 0..5 {
+        let r = http
+            .post(format!("{base}/Organization"))
+            .header("content-type", FHIR)
+            .body(json!({"resourceType": "Organization", "name": format!("Khoa {i}")}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        assert_eq!(
+            http.get(format!("{base}/Organization"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let store = running.store.clone();
+    running.shutdown().await.unwrap();
+
+    let (code, out) = verify_cli(&url);
+    assert_eq!(code, 0, "an untouched trail verifies: {out}");
+    assert!(out.contains("10 records chained"), "{out}");
+
+    // Someone with database access rewrites history: the append-only trigger must be
+    // removed first, and the chain still tells.
+    let victim = 4;
+    let raw = hospital_store::Store::open(&url, Default::default())
+        .await
+        .unwrap();
+    let stmts: Vec<String> = match b {
+        Backend::Sqlite => vec![
+            "DROP TRIGGER audit_log_no_update".into(),
+            format!("UPDATE audit_log SET actor = 'service:someone-else' WHERE seq = {victim}"),
+        ],
+        Backend::Postgres => vec![
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only".into(),
+            format!("UPDATE audit_log SET actor = 'service:someone-else' WHERE seq = {victim}"),
+        ],
+    };
+    for s in stmts {
+        sqlx::query(&s).execute(raw.pool()).await.unwrap();
+    }
+    raw.close().await;
+    drop(store);
+    let (code, out) = verify_cli(&url);
+    assert_ne!(code, 0, "a tampered trail fails: {out}");
+    assert!(
+        out.contains(&format!("seq {victim} ")),
+        "names the row: {out}"
+    );
+}
+
+async fn a_request_whose_audit_record_cannot_be_written_fails(b: Backend) {
+    let app = spawn_app(b).await;
+    let id = app.create(patient_an("051085000402")).await;
+    sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_away")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("Patient/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500, "no unaudited access");
+    let before = app.versions().await;
+    let (s, _, _) = app
+        .post(
+            "Organization",
+            &json!({"resourceType": "Organization", "name": "X"}),
+        )
+        .await;
+    assert_eq!(s, 500);
+    assert_eq!(
+        app.versions().await,
+        before,
+        "the write rolled back with its audit record"
+    );
+    sqlx::query("ALTER TABLE audit_log_away RENAME TO audit_log")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("Patient/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}

@@ -1,0 +1,129 @@
+//! A full flow with a known patient, with every log line of the system captured at the most
+//! verbose level our crates have: none of the patient's identifying strings, no token and no
+//! secret may appear.
+
+mod common;
+
+use common::*;
+use hospital_proto::records::v1 as pb;
+use serde_json::json;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_name_personal_id_card_phone_or_token_reaches_the_logs() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            "trace,hyper=info,hyper_util=info,h2=info,reqwest=info,tower=info,rustls=info",
+        )
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .init();
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let name = ("Phùng", "Thị", "Xuân");
+    let (nid, card, phone) = ("051195004321", "HN2519876543210", "0912345678");
+    let patient = json!({
+        "resourceType": "Patient",
+        "identifier": [
+            {"system": NATIONAL_ID, "value": nid},
+            {"system": INSURANCE, "value": card}
+        ],
+        "name": [{"family": name.0, "given": [name.1, name.2]}],
+        "gender": "female", "birthDate": "1995-06-01",
+        "telecom": [{"system": "phone", "value": phone}]
+    });
+    let id = app.create(patient.clone()).await;
+    for q in [
+        format!("Patient?identifier={NATIONAL_ID}|{nid}"),
+        format!("Patient?name={} {} {}", name.0, name.1, name.2),
+        format!("Patient?phone={phone}"),
+        format!("Coverage?identifier={card}"),
+        format!("Patient/{id}"),
+    ] {
+        let (s, _) = app.get_json(&q).await;
+        assert_eq!(s, 200, "{q}");
+    }
+    // Failures log too: a duplicate personal ID, a bad one, a bad token.
+    let (s, _, _) = app.post("Patient", &patient).await;
+    assert_eq!(s, 409);
+    let mut bad = patient.clone();
+    bad["identifier"][0]["value"] = json!("051195004329X");
+    let (s, _, _) = app.post("Patient", &bad).await;
+    assert_eq!(s, 400);
+    let r = app
+        .anonymous
+        .get(app.url("Patient"))
+        .bearer_auth("forged.token.value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // And over gRPC.
+    let channel = tonic::transport::Endpoint::from_shared(app.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = pb::records_client::RecordsClient::new(channel);
+    let mut req = tonic::Request::new(pb::FindPatientByIdentifierRequest {
+        system: NATIONAL_ID.into(),
+        value: nid.into(),
+    });
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", app.token).parse().unwrap(),
+    );
+    assert_eq!(
+        grpc.find_patient_by_identifier(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .id,
+        id
+    );
+    let token = app.token.clone();
+    app.stop().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.lines().count() > 50,
+        "the flow was logged at all: {} lines",
+        text.lines().count()
+    );
+    assert!(text.contains("sqlx"), "database statements were logged");
+    for secret in [
+        name.0,
+        "Phung",
+        name.2,
+        "Xuan",
+        nid,
+        card,
+        phone,
+        token_signature(&token),
+        hospital::config::TEST_SECRET,
+        "forged.token.value",
+    ] {
+        assert!(!text.contains(secret), "`{secret}` appeared in the logs");
+    }
+}
+
+/// The signature part of a token: the part only its holder knows.
+fn token_signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap_or(token)
+}
