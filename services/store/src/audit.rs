@@ -110,29 +110,43 @@ pub struct AuditSink {
 }
 
 impl AuditSink {
-    /// Starts the writer task on `store`.
+    /// Starts the writer tasks on `store`: several on PostgreSQL, so that one group commits
+    /// while the next gathers (the server merges their WAL flushes); one on SQLite, whose
+    /// writes are serialised anyway.
     pub fn start(store: Store) -> AuditSink {
-        let (queue, mut rx) = mpsc::channel::<Pending>(8192);
-        tokio::spawn(async move {
-            let mut batch: Vec<Pending> = Vec::with_capacity(256);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < 200 {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
+        let (queue, rx) = mpsc::channel::<Pending>(8192);
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let workers = if store.dialect() == Dialect::Postgres { 4 } else { 1 };
+        for _ in 0..workers {
+            let rx = rx.clone();
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut batch: Vec<Pending> = Vec::with_capacity(256);
+                loop {
+                    {
+                        let mut rx = rx.lock().await;
+                        match rx.recv().await {
+                            Some(first) => batch.push(first),
+                            None => break,
+                        }
+                        while batch.len() < 200 {
+                            match rx.try_recv() {
+                                Ok(p) => batch.push(p),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
+                    let result = store
+                        .audit_insert_many(&records)
+                        .await
+                        .map_err(|e| e.to_string());
+                    for (_, done) in batch.drain(..) {
+                        let _ = done.send(result.clone());
                     }
                 }
-                let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
-                let result = store
-                    .audit_insert_many(&records)
-                    .await
-                    .map_err(|e| e.to_string());
-                for (_, done) in batch.drain(..) {
-                    let _ = done.send(result.clone());
-                }
-            }
-        });
+            });
+        }
         AuditSink { queue }
     }
 
