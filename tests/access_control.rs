@@ -13,7 +13,57 @@ on_both_backends!(
     a_patient_token_never_sees_another_patients_data,
     missing_expired_forged_or_foreign_tokens_get_401_with_a_challenge,
     smart_scopes_restrict_a_role_further,
+    a_service_acting_for_a_patient_is_confined_and_audited_as_that_patient,
 );
+
+async fn a_service_acting_for_a_patient_is_confined_and_audited_as_that_patient(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000306")).await;
+    let binh = app.create(patient_an("051085000307")).await;
+    let service = mint(Role::Service, "telemedicine", None, None, None);
+    let user = mint(Role::Patient, "an", Some(&an), None, None);
+    let relay = |path: String, on_behalf: Option<String>| {
+        let mut req = app.anonymous.get(app.url(&path)).bearer_auth(&service);
+        if let Some(u) = on_behalf {
+            req = req.header("x-on-behalf-of", u);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        relay(format!("Patient/{binh}"), None).await,
+        200,
+        "the service alone may"
+    );
+    assert_eq!(
+        relay(format!("Patient/{binh}"), Some(user.clone())).await,
+        404,
+        "acting for An it may not"
+    );
+    assert_eq!(relay(format!("Patient/{an}"), Some(user)).await, 200);
+    assert_eq!(
+        relay(format!("Patient/{an}"), Some("forged".into())).await,
+        401
+    );
+    let admin = app.client_for(Role::Admin, None, None);
+    let trail: Value = admin
+        .get(app.url(&format!("AuditEvent?patient={an}&agent=patient:an")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ev = &trail["entry"][0]["resource"];
+    assert_eq!(
+        ev["agent"][0]["who"]["identifier"]["value"], "patient:an",
+        "{trail}"
+    );
+    assert_eq!(
+        ev["agent"][1]["who"]["identifier"]["value"], "service:telemedicine",
+        "{trail}"
+    );
+    app.stop().await;
+}
 
 /// A representative type per group of `docs/access.md`, with a valid body to create.
 fn representative(group: &str, patient: &str) -> (&'static str, Value) {

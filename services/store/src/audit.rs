@@ -116,7 +116,11 @@ impl AuditSink {
     pub fn start(store: Store) -> AuditSink {
         let (queue, rx) = mpsc::channel::<Pending>(8192);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        let workers = if store.dialect() == Dialect::Postgres { 4 } else { 1 };
+        let workers = if store.dialect() == Dialect::Postgres {
+            4
+        } else {
+            1
+        };
         for _ in 0..workers {
             let rx = rx.clone();
             let store = store.clone();

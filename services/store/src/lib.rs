@@ -269,7 +269,7 @@ impl Store {
                 SQLITE_MIGRATIONS.run(&writer).await?;
                 // Readers beyond a few per core only add page caches (memory), not throughput.
                 let reader = AnyPoolOptions::new()
-                    .max_connections(options.max_connections.min(6))
+                    .max_connections(options.max_connections.min(4))
                     .after_connect(|c, _| sqlite_pragmas(c))
                     .connect(&url)
                     .await?;
@@ -1351,7 +1351,7 @@ fn sqlite_pragmas(
             "PRAGMA synchronous = NORMAL",
             "PRAGMA busy_timeout = 10000",
             "PRAGMA foreign_keys = ON",
-            "PRAGMA cache_size = -8000",
+            "PRAGMA cache_size = -4000",
         ] {
             sqlx::query(p).execute(&mut *conn).await?;
         }

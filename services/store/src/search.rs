@@ -151,9 +151,32 @@ fn parse_range(value: &str, name: &str) -> Result<Range> {
 
 /// SQL condition for a date comparison between the target columns and the search range
 /// (<https://hl7.org/fhir/R4B/search.html#prefix>).
-fn date_cond(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, r: Range) -> Result<String> {
+/// `max_width`: the widest range a stored value of the parameter can cover, when known (a
+/// date or dateTime covers at most a year; a Period is unbounded). It turns `ge`/`gt` into a
+/// bounded scan of the index on `lo`.
+fn date_cond(
+    sql: &mut Sql,
+    lo: &str,
+    hi: &str,
+    prefix: Prefix,
+    r: Range,
+    max_width: Option<i64>,
+) -> Result<String> {
     let slo = sql.arg(Arg::I64(r.lo));
     let shi = sql.arg(Arg::I64(r.hi));
+    if let Some(w) = max_width {
+        match prefix {
+            Prefix::Ge => {
+                let floor = sql.arg(Arg::I64(r.lo.saturating_sub(w)));
+                return Ok(format!("({hi} >= {slo} AND {lo} >= {floor})"));
+            }
+            Prefix::Gt => {
+                let floor = sql.arg(Arg::I64(r.hi.saturating_sub(w)));
+                return Ok(format!("({hi} > {shi} AND {lo} > {floor})"));
+            }
+            _ => {}
+        }
+    }
     Ok(match prefix {
         // `lo <= shi` is implied; it lets the index on `lo` bound the scan on both sides.
         Prefix::Eq | Prefix::Ap => format!("({lo} >= {slo} AND {lo} <= {shi} AND {hi} <= {shi})"),
@@ -342,7 +365,13 @@ fn param_cond(
             for v in &values {
                 let (prefix, raw) = split_prefix(v);
                 let r = parse_range(raw, name)?;
-                ors.push(date_cond(sql, "lo", "hi", prefix, r)?);
+                // Values of date/dateTime paths span at most a (leap) year; Periods have no bound.
+                let width = (!p
+                    .paths
+                    .iter()
+                    .any(|path| path.to_ascii_lowercase().contains("period")))
+                .then_some(366 * 86_400 * 1_000_000);
+                ors.push(date_cond(sql, "lo", "hi", prefix, r, width)?);
             }
             let cond = format!("({})", ors.join(" OR "));
             match sql.date_groups.iter_mut().find(|(n, _)| *n == name) {
@@ -579,6 +608,7 @@ pub async fn run(
                             "r.last_updated",
                             prefix,
                             r,
+                            None,
                         )?);
                     }
                     sql.conds.push(format!("({})", ors.join(" OR ")));
