@@ -302,6 +302,25 @@ fn write_response(api: &FhirApi, headers: &HeaderMap, v: &Version, created: bool
     res
 }
 
+/// Audits a single-resource write in its transaction, commits, and answers as FHIR asks.
+async fn written(
+    api: &FhirApi,
+    headers: &HeaderMap,
+    tx: hospital_store::Tx,
+    caller: &Caller,
+    action: &str,
+    rtype: &str,
+    out: hospital_store::WriteOutcome,
+) -> Touching {
+    let status = if out.created { 201 } else { 200 };
+    let touched = Touched::of(std::slice::from_ref(&out.version));
+    let touched = commit_audited(tx, caller, action, rtype, touched, status).await?;
+    Ok((
+        write_response(api, headers, &out.version, out.created),
+        touched,
+    ))
+}
+
 /// Begins a write transaction that stamps its versions with the caller.
 pub async fn begin_as(api: &FhirApi, caller: &Caller) -> Result<hospital_store::Tx, ApiError> {
     let mut tx = api.store.begin().await?;
@@ -356,12 +375,7 @@ async fn create(
             .writer()
             .create(&mut tx, &rtype, None, body, true)
             .await?;
-        let touched = Touched::of(std::slice::from_ref(&out.version));
-        let touched = commit_audited(tx, &caller, "create", &rtype, touched, 201).await?;
-        Ok((
-            write_response(&api, &headers, &out.version, out.created),
-            touched,
-        ))
+        written(&api, &headers, tx, &caller, "create", &rtype, out).await
     }
     .await;
     finish(&api, &caller, "create", &rtype, r).await
@@ -428,13 +442,7 @@ async fn update(
             .writer()
             .update(&mut tx, &rtype, &id, body, expected, true)
             .await?;
-        let status = if out.created { 201 } else { 200 };
-        let touched = Touched::of(std::slice::from_ref(&out.version));
-        let touched = commit_audited(tx, &caller, "update", &rtype, touched, status).await?;
-        Ok((
-            write_response(&api, &headers, &out.version, out.created),
-            touched,
-        ))
+        written(&api, &headers, tx, &caller, "update", &rtype, out).await
     }
     .await;
     finish(&api, &caller, "update", &rtype, r).await
@@ -471,13 +479,7 @@ async fn conditional_update(
             .writer()
             .update(&mut tx, &rtype, &id, body, if_match(&headers)?, true)
             .await?;
-        let status = if out.created { 201 } else { 200 };
-        let touched = Touched::of(std::slice::from_ref(&out.version));
-        let touched = commit_audited(tx, &caller, "update", &rtype, touched, status).await?;
-        Ok((
-            write_response(&api, &headers, &out.version, out.created),
-            touched,
-        ))
+        written(&api, &headers, tx, &caller, "update", &rtype, out).await
     }
     .await;
     finish(&api, &caller, "update", &rtype, r).await

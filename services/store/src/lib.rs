@@ -953,20 +953,15 @@ impl Tx {
              VALUES ({RID}, ?1, ?3, ?4, ?6, 0, ?5);"
         ));
         let rows = extract::extract(resource_type, body);
-        let push_rows = |table: &str,
-                         columns: &str,
-                         rows: Vec<Vec<Arg>>,
-                         args: &mut Vec<Arg>,
-                         sql: &mut String| {
+        for (table, columns, rows) in index_tables(&rows) {
             if rows.is_empty() {
-                return;
+                continue;
             }
-            sql.push_str(&format!("INSERT INTO {table} (rid, resource_type, param, {columns}) SELECT r.rid, ?1, v.* FROM (VALUES "));
+            sql.push_str(&format!(
+                "INSERT INTO {table} (rid, resource_type, {columns}) SELECT r.rid, ?1, v.* FROM (VALUES "
+            ));
             for (i, row) in rows.into_iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
+                sql.push_str(if i > 0 { ",(" } else { "(" });
                 for (j, a) in row.into_iter().enumerate() {
                     if j > 0 {
                         sql.push(',');
@@ -977,60 +972,7 @@ impl Tx {
                 sql.push(')');
             }
             sql.push_str(") AS v, resources r WHERE r.resource_type = ?1 AND r.resource_id = ?2;");
-        };
-        let t = |s: &str| Arg::Text(s.to_owned());
-        push_rows(
-            "idx_token",
-            "system, code, sc",
-            rows.tokens
-                .iter()
-                .map(|(p, sys, code)| {
-                    vec![t(p), t(sys), t(code), Arg::Text(format!("{sys}|{code}"))]
-                })
-                .collect(),
-            &mut args,
-            &mut sql,
-        );
-        push_rows(
-            "idx_string",
-            "value, raw",
-            rows.strings
-                .iter()
-                .map(|(p, v, raw)| vec![t(p), t(v), t(raw)])
-                .collect(),
-            &mut args,
-            &mut sql,
-        );
-        push_rows(
-            "idx_date",
-            "lo, hi",
-            rows.dates
-                .iter()
-                .map(|(p, r)| vec![t(p), Arg::I64(r.lo), Arg::I64(r.hi)])
-                .collect(),
-            &mut args,
-            &mut sql,
-        );
-        push_rows(
-            "idx_reference",
-            "target_type, target_id",
-            rows.references
-                .iter()
-                .map(|(p, tt, ti)| vec![t(p), t(tt), t(ti)])
-                .collect(),
-            &mut args,
-            &mut sql,
-        );
-        push_rows(
-            "idx_number",
-            "value, system, code",
-            rows.numbers
-                .iter()
-                .map(|(p, v, s, c)| vec![t(p), Arg::F64(*v), t(s), t(c)])
-                .collect(),
-            &mut args,
-            &mut sql,
-        );
+        }
         let claims = self.unique_claims(resource_type, body, now);
         for (system, value) in &claims {
             args.push(Arg::Text(system.clone()));
@@ -1157,108 +1099,29 @@ impl Tx {
     async fn index(&mut self, rid: i64, resource_type: &str, body: &Value) -> Result<()> {
         let d = self.dialect();
         let rows = extract::extract(resource_type, body);
-        let rt = || Arg::Text(resource_type.to_owned());
-        let mut batches: Vec<(&str, &str, usize, Vec<Arg>)> = Vec::new();
-        let mut args = Vec::new();
-        for (param, system, code) in &rows.tokens {
-            let sc = format!("{system}|{code}");
-            args.extend([
-                Arg::I64(rid),
-                rt(),
-                Arg::Text((*param).to_owned()),
-                Arg::Text(system.clone()),
-                Arg::Text(code.clone()),
-                Arg::Text(sc),
-            ]);
-        }
-        batches.push((
-            "idx_token",
-            "rid, resource_type, param, system, code, sc",
-            6,
-            std::mem::take(&mut args),
-        ));
-        for (param, value, raw) in &rows.strings {
-            args.extend([
-                Arg::I64(rid),
-                rt(),
-                Arg::Text((*param).to_owned()),
-                Arg::Text(value.clone()),
-                Arg::Text(raw.clone()),
-            ]);
-        }
-        batches.push((
-            "idx_string",
-            "rid, resource_type, param, value, raw",
-            5,
-            std::mem::take(&mut args),
-        ));
-        for (param, range) in &rows.dates {
-            args.extend([
-                Arg::I64(rid),
-                rt(),
-                Arg::Text((*param).to_owned()),
-                Arg::I64(range.lo),
-                Arg::I64(range.hi),
-            ]);
-        }
-        batches.push((
-            "idx_date",
-            "rid, resource_type, param, lo, hi",
-            5,
-            std::mem::take(&mut args),
-        ));
-        for (param, target_type, target_id) in &rows.references {
-            args.extend([
-                Arg::I64(rid),
-                rt(),
-                Arg::Text((*param).to_owned()),
-                Arg::Text(target_type.clone()),
-                Arg::Text(target_id.clone()),
-            ]);
-        }
-        batches.push((
-            "idx_reference",
-            "rid, resource_type, param, target_type, target_id",
-            5,
-            std::mem::take(&mut args),
-        ));
-        for (param, value, system, code) in &rows.numbers {
-            args.extend([
-                Arg::I64(rid),
-                rt(),
-                Arg::Text((*param).to_owned()),
-                Arg::F64(*value),
-                Arg::Text(system.clone()),
-                Arg::Text(code.clone()),
-            ]);
-        }
-        batches.push((
-            "idx_number",
-            "rid, resource_type, param, value, system, code",
-            6,
-            std::mem::take(&mut args),
-        ));
-        for (table, columns, width, args) in batches {
+        for (table, columns, rows) in index_tables(&rows) {
+            let Some(width) = rows.first().map(|r| r.len() + 2) else {
+                continue;
+            };
             // Chunks stay far below both backends' bind-parameter limits.
-            for chunk in args.chunks(width * 100) {
-                if chunk.is_empty() {
-                    continue;
-                }
-                let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
-                for row in 0..chunk.len() / width {
-                    if row > 0 {
-                        sql.push(',');
-                    }
-                    sql.push('(');
+            for chunk in rows.chunks(100) {
+                let mut sql =
+                    format!("INSERT INTO {table} (rid, resource_type, {columns}) VALUES ");
+                let mut args = Vec::with_capacity(chunk.len() * width);
+                for (i, row) in chunk.iter().enumerate() {
+                    sql.push_str(if i > 0 { ",(" } else { "(" });
+                    args.push(Arg::I64(rid));
+                    args.push(Arg::Text(resource_type.to_owned()));
+                    args.extend(row.iter().cloned());
                     for col in 0..width {
                         if col > 0 {
                             sql.push(',');
                         }
-                        sql.push_str(&d.ph(row * width + col + 1));
+                        sql.push_str(&d.ph(i * width + col + 1));
                     }
                     sql.push(')');
                 }
-                bind_all(sqlx::query(&sql), chunk)
+                bind_all(sqlx::query(&sql), &args)
                     .execute(&mut *self.tx)
                     .await?;
             }
@@ -1275,71 +1138,90 @@ impl Tx {
         body: &Value,
         now: i64,
     ) -> Result<()> {
-        let systems: Vec<&'static str> = self
-            .store
-            .inner
-            .unique_identifiers
-            .iter()
-            .filter(|(t, _)| *t == resource_type)
-            .map(|(_, s)| *s)
-            .collect();
-        if systems.is_empty() {
-            return Ok(());
-        }
         let d = self.dialect();
-        let Some(identifiers) = body.get("identifier").and_then(Value::as_array) else {
-            return Ok(());
-        };
-        for ident in identifiers {
-            let (Some(system), Some(value)) = (
-                ident.get("system").and_then(Value::as_str),
-                ident.get("value").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            if !systems.contains(&system) {
-                continue;
-            }
-            let ended = ident
-                .pointer("/period/end")
-                .and_then(Value::as_str)
-                .and_then(dates::parse_range)
-                .is_some_and(|r| r.hi < now);
-            if ended {
-                continue;
-            }
+        for (system, value) in self.unique_claims(resource_type, body, now) {
             let inserted = sqlx::query(&d.sql(
                 "INSERT INTO unique_identifier (resource_type, system, value, rid) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (resource_type, system, value) DO NOTHING RETURNING rid",
             ))
             .bind(resource_type)
-            .bind(system)
-            .bind(value)
+            .bind(system.as_str())
+            .bind(value.as_str())
             .bind(rid)
             .fetch_optional(&mut *self.tx)
             .await?;
-            if inserted.is_none() {
-                let row = sqlx::query(&d.sql(
-                    "SELECT r.rid, r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
-                     WHERE u.resource_type = $1 AND u.system = $2 AND u.value = $3",
-                ))
-                .bind(resource_type)
-                .bind(system)
-                .bind(value)
-                .fetch_one(&mut *self.tx)
-                .await?;
-                let owner: i64 = row.try_get(0)?;
-                if owner != rid {
-                    let existing: String = row.try_get(1)?;
-                    return Err(StoreError::DuplicateIdentifier {
-                        system: system.to_owned(),
-                        existing: format!("{resource_type}/{existing}"),
-                    });
-                }
+            if inserted.is_some() {
+                continue;
+            }
+            let row = sqlx::query(&d.sql(
+                "SELECT r.rid, r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
+                 WHERE u.resource_type = $1 AND u.system = $2 AND u.value = $3",
+            ))
+            .bind(resource_type)
+            .bind(system.as_str())
+            .bind(value.as_str())
+            .fetch_one(&mut *self.tx)
+            .await?;
+            if row.try_get::<i64, _>(0)? != rid {
+                let existing: String = row.try_get(1)?;
+                return Err(StoreError::DuplicateIdentifier {
+                    system,
+                    existing: format!("{resource_type}/{existing}"),
+                });
             }
         }
         Ok(())
     }
+}
+
+/// The rows of each index table for one version, without `rid` and `resource_type` (which
+/// the two backends supply in their own ways): `(table, columns, rows)`.
+fn index_tables(rows: &extract::IndexRows) -> [(&'static str, &'static str, Vec<Vec<Arg>>); 5] {
+    let t = |s: &str| Arg::Text(s.to_owned());
+    [
+        (
+            "idx_token",
+            "param, system, code, sc",
+            rows.tokens
+                .iter()
+                .map(|(p, sys, code)| {
+                    vec![t(p), t(sys), t(code), Arg::Text(format!("{sys}|{code}"))]
+                })
+                .collect(),
+        ),
+        (
+            "idx_string",
+            "param, value, raw",
+            rows.strings
+                .iter()
+                .map(|(p, v, raw)| vec![t(p), t(v), t(raw)])
+                .collect(),
+        ),
+        (
+            "idx_date",
+            "param, lo, hi",
+            rows.dates
+                .iter()
+                .map(|(p, r)| vec![t(p), Arg::I64(r.lo), Arg::I64(r.hi)])
+                .collect(),
+        ),
+        (
+            "idx_reference",
+            "param, target_type, target_id",
+            rows.references
+                .iter()
+                .map(|(p, tt, ti)| vec![t(p), t(tt), t(ti)])
+                .collect(),
+        ),
+        (
+            "idx_number",
+            "param, value, system, code",
+            rows.numbers
+                .iter()
+                .map(|(p, v, sys, c)| vec![t(p), Arg::F64(*v), t(sys), t(c)])
+                .collect(),
+        ),
+    ]
 }
 
 fn sqlite_pragmas(
