@@ -1007,3 +1007,16 @@ async fn the_demo_data_set_loads_twice_without_duplicates(b: Backend) {
     assert_eq!(ids.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_unknown_database_scheme_is_refused_loudly() {
+    let cfg = hospital::Config::for_tests("mysql://root@127.0.0.1/hospital");
+    let err = match hospital::start(&cfg, hospital::Service::All).await {
+        Ok(_) => panic!("a MySQL URL must not start the system"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("unsupported DATABASE_URL scheme `mysql`"),
+        "{err}"
+    );
+}

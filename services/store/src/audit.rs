@@ -269,6 +269,16 @@ impl Store {
                 return Ok(0);
             }
         }
+        if d == Dialect::Sqlite {
+            // Take the write lock before reading the chain's tail: another process (the CLI,
+            // a second server) sealing at the same moment then waits instead of clashing.
+            sqlx::query(
+                "INSERT INTO counters (name, value) VALUES ('audit-seal', 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         let last = sqlx::query("SELECT pos, hash FROM audit_chain ORDER BY pos DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;

@@ -312,6 +312,7 @@ impl Store {
             tx,
             store: self.clone(),
             author: None,
+            pending_index: Vec::new(),
         })
     }
 
@@ -560,6 +561,10 @@ pub struct Tx {
     store: Store,
     /// Who writes: stamped on every version (`meta.extension` recorded-by).
     author: Option<String>,
+    /// PostgreSQL: index rows of this transaction's writes, inserted together (one multi-row
+    /// INSERT per table) before the next search in the transaction and before commit, so a
+    /// Bundle of 200 resources costs a handful of index statements instead of a thousand.
+    pending_index: Vec<(i64, String, extract::IndexRows)>,
 }
 
 /// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).
@@ -581,7 +586,8 @@ impl Tx {
         self.author = Some(author.to_owned());
     }
 
-    pub async fn commit(self) -> Result<()> {
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush_index().await?;
         self.tx.commit().await?;
         Ok(())
     }
@@ -601,8 +607,9 @@ impl Tx {
         }
     }
 
-    /// Searches inside the transaction.
+    /// Searches inside the transaction (seeing its own writes).
     pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult> {
+        self.flush_index().await?;
         let d = self.dialect();
         search::run(d, &mut self.tx, query).await
     }
@@ -884,7 +891,11 @@ impl Tx {
         .bind(text.as_str())
         .execute(&mut *self.tx)
         .await?;
-        self.index(rid, resource_type, &body).await?;
+        self.pending_index.push((
+            rid,
+            resource_type.to_owned(),
+            extract::extract(resource_type, &body),
+        ));
         self.claim_unique_identifiers(rid, resource_type, &body, now)
             .await?;
         Ok(WriteOutcome {
@@ -1078,41 +1089,71 @@ impl Tx {
     }
 
     async fn clear_index(&mut self, rid: i64) -> Result<()> {
-        let d = self.dialect();
-        for table in [
+        self.pending_index.retain(|(r, ..)| *r != rid);
+        const TABLES: [&str; 6] = [
             "idx_token",
             "idx_string",
             "idx_date",
             "idx_reference",
             "idx_number",
             "unique_identifier",
-        ] {
-            sqlx::query(&d.sql(&format!("DELETE FROM {table} WHERE rid = $1")))
-                .bind(rid)
-                .execute(&mut *self.tx)
-                .await?;
+        ];
+        match self.dialect() {
+            // One round trip: data-modifying CTEs.
+            Dialect::Postgres => {
+                let mut sql = String::from("WITH ");
+                for (i, table) in TABLES[..5].iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("d{i} AS (DELETE FROM {table} WHERE rid = $1)"));
+                }
+                sql.push_str(&format!(" DELETE FROM {} WHERE rid = $1", TABLES[5]));
+                sqlx::query(&sql).bind(rid).execute(&mut *self.tx).await?;
+            }
+            Dialect::Sqlite => {
+                let sql: String = TABLES
+                    .iter()
+                    .map(|t| format!("DELETE FROM {t} WHERE rid = {rid};"))
+                    .collect();
+                sqlx::query(&sql).execute(&mut *self.tx).await?;
+            }
         }
         Ok(())
     }
 
-    /// Writes the index rows of one version: one multi-row INSERT per index table.
-    async fn index(&mut self, rid: i64, resource_type: &str, body: &Value) -> Result<()> {
+    /// Inserts the pending index rows: one multi-row INSERT per table (in chunks that stay
+    /// far below both backends' bind-parameter limits).
+    async fn flush_index(&mut self) -> Result<()> {
+        if self.pending_index.is_empty() {
+            return Ok(());
+        }
         let d = self.dialect();
-        let rows = extract::extract(resource_type, body);
-        for (table, columns, rows) in index_tables(&rows) {
-            let Some(width) = rows.first().map(|r| r.len() + 2) else {
+        let pending = std::mem::take(&mut self.pending_index);
+        let mut tables: Vec<(&'static str, &'static str, Vec<Vec<Arg>>)> = Vec::new();
+        for (rid, rt, rows) in &pending {
+            for (i, (table, columns, rows)) in index_tables(rows).into_iter().enumerate() {
+                if tables.len() <= i {
+                    tables.push((table, columns, Vec::new()));
+                }
+                for row in rows {
+                    let mut full = Vec::with_capacity(row.len() + 2);
+                    full.push(Arg::I64(*rid));
+                    full.push(Arg::Text(rt.clone()));
+                    full.extend(row);
+                    tables[i].2.push(full);
+                }
+            }
+        }
+        for (table, columns, rows) in tables {
+            let Some(width) = rows.first().map(Vec::len) else {
                 continue;
             };
-            // Chunks stay far below both backends' bind-parameter limits.
-            for chunk in rows.chunks(100) {
+            for chunk in rows.chunks(200) {
                 let mut sql =
                     format!("INSERT INTO {table} (rid, resource_type, {columns}) VALUES ");
-                let mut args = Vec::with_capacity(chunk.len() * width);
-                for (i, row) in chunk.iter().enumerate() {
+                for i in 0..chunk.len() {
                     sql.push_str(if i > 0 { ",(" } else { "(" });
-                    args.push(Arg::I64(rid));
-                    args.push(Arg::Text(resource_type.to_owned()));
-                    args.extend(row.iter().cloned());
                     for col in 0..width {
                         if col > 0 {
                             sql.push(',');
@@ -1121,6 +1162,7 @@ impl Tx {
                     }
                     sql.push(')');
                 }
+                let args: Vec<Arg> = chunk.iter().flatten().cloned().collect();
                 bind_all(sqlx::query(&sql), &args)
                     .execute(&mut *self.tx)
                     .await?;
