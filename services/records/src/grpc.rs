@@ -195,6 +195,22 @@ impl RecordsGrpc {
         })
     }
 
+    /// Audits a write that failed (a successful one is audited in its own transaction).
+    async fn audit_failure<T>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        rtype: &str,
+        result: &Result<T, Status>,
+    ) {
+        if let Err(s) = result {
+            let record = caller.record(method, rtype, &Touched::default(), http_of(s.code()));
+            if let Err(e) = self.api.security.audit.record(record).await {
+                tracing::error!(error = %e, "audit record of a failed call could not be written");
+            }
+        }
+    }
+
     /// Audits a read-only call before its answer leaves.
     async fn audited<T>(
         &self,
@@ -320,19 +336,8 @@ impl pb::records_server::Records for RecordsGrpc {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let result = self.open(&caller, r).await;
-        if let Err(s) = &result {
-            let _ = self
-                .api
-                .security
-                .audit
-                .record(caller.record(
-                    "OpenEncounter",
-                    "Encounter",
-                    &Touched::default(),
-                    http_of(s.code()),
-                ))
-                .await;
-        }
+        self.audit_failure(&caller, "OpenEncounter", "Encounter", &result)
+            .await;
         result.map(Response::new)
     }
 
@@ -343,19 +348,8 @@ impl pb::records_server::Records for RecordsGrpc {
         let caller = self.caller(&request).await?;
         let id = request.into_inner().encounter_id;
         let result = self.close(&caller, id).await;
-        if let Err(s) = &result {
-            let _ = self
-                .api
-                .security
-                .audit
-                .record(caller.record(
-                    "CloseEncounter",
-                    "Encounter",
-                    &Touched::default(),
-                    http_of(s.code()),
-                ))
-                .await;
-        }
+        self.audit_failure(&caller, "CloseEncounter", "Encounter", &result)
+            .await;
         result.map(Response::new)
     }
 }

@@ -831,19 +831,39 @@ impl Tx {
                 &body,
             )
             .await?;
-            return Ok(WriteOutcome {
-                version: Version {
-                    resource_type: resource_type.to_owned(),
-                    id: id.to_owned(),
-                    version_id,
-                    last_updated: now,
-                    deleted: false,
-                    body: text,
-                    method: method.to_owned(),
-                },
-                created,
-            });
+        } else {
+            self.write_postgres(rid, resource_type, id, version_id, now, method, &text, body)
+                .await?;
         }
+        Ok(WriteOutcome {
+            version: Version {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                version_id,
+                last_updated: now,
+                deleted: false,
+                body: text,
+                method: method.to_owned(),
+            },
+            created,
+        })
+    }
+
+    /// PostgreSQL: the row, its history and unique identifiers now; index rows with the
+    /// transaction's others ([`Tx::flush_index`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn write_postgres(
+        &mut self,
+        rid: i64,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        now: i64,
+        method: &str,
+        text: &str,
+        body: Value,
+    ) -> Result<()> {
+        let d = self.dialect();
         let rid = if rid == 0 {
             let row = sqlx::query(&d.sql(
                 "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
@@ -853,7 +873,7 @@ impl Tx {
             .bind(id)
             .bind(version_id)
             .bind(now)
-            .bind(text.as_str())
+            .bind(text)
             .fetch_optional(&mut *self.tx)
             .await?;
             match row {
@@ -872,7 +892,7 @@ impl Tx {
             ))
             .bind(version_id)
             .bind(now)
-            .bind(text.as_str())
+            .bind(text)
             .bind(rid)
             .execute(&mut *self.tx)
             .await?;
@@ -888,7 +908,7 @@ impl Tx {
         .bind(version_id)
         .bind(now)
         .bind(method)
-        .bind(text.as_str())
+        .bind(text)
         .execute(&mut *self.tx)
         .await?;
         self.pending_index.push((
@@ -898,18 +918,7 @@ impl Tx {
         ));
         self.claim_unique_identifiers(rid, resource_type, &body, now)
             .await?;
-        Ok(WriteOutcome {
-            version: Version {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                version_id,
-                last_updated: now,
-                deleted: false,
-                body: text,
-                method: method.to_owned(),
-            },
-            created,
-        })
+        Ok(())
     }
 
     /// SQLite: the whole version (row, history, index rows, unique identifiers) as one script
