@@ -5,7 +5,7 @@
 use crate::rest::{
     begin_as, commit_audited, conditional_match, http_date, parse_query, run_search,
 };
-use crate::security::{Caller, Touched, authorize, visible};
+use crate::security::{Caller, Touched, authorize, reveal};
 use crate::{ApiError, FhirApi, parse_etag};
 use hospital_auth::Action;
 use hospital_store::{SearchQuery, Tx, Version};
@@ -365,15 +365,7 @@ async fn get_entry(
 ) -> Result<Value, ApiError> {
     match &e.id {
         Some(id) => {
-            let v = tx.read(&e.rtype, id).await.map_err(|err| match err {
-                hospital_store::StoreError::Gone(_) if caller.principal.compartment().is_some() => {
-                    ApiError::NotFound(format!("{}/{id} is not known", e.rtype))
-                }
-                other => other.into(),
-            })?;
-            if !visible(caller, &v) {
-                return Err(ApiError::NotFound(format!("{}/{id} is not known", e.rtype)));
-            }
+            let v = reveal(caller, &e.rtype, id, tx.read(&e.rtype, id).await)?;
             touched.add(&v);
             Ok(response_entry(&v, "200 OK", &api.config.base_url, true))
         }

@@ -15,7 +15,7 @@
 //!
 //! Every route but `metadata` passes [`crate::security::authenticate`] first.
 
-use crate::security::{Caller, Touched, authorize, finish, visible};
+use crate::security::{Caller, Touched, authorize, finish, reveal, visible};
 use crate::{ApiError, FHIR_JSON, FhirApi, parse_etag};
 use axum::Extension;
 use axum::Router;
@@ -204,21 +204,6 @@ async fn root_get() -> ApiResult {
     ))
 }
 
-/// A patient must not learn that another patient's resource exists.
-fn hidden(rtype: &str, id: &str) -> ApiError {
-    ApiError::NotFound(format!("{rtype}/{id} is not known"))
-}
-
-/// For a caller confined to a compartment, "deleted" would reveal existence.
-fn confine(caller: &Caller, rtype: &str, id: &str, e: hospital_store::StoreError) -> ApiError {
-    match e {
-        hospital_store::StoreError::Gone(_) if caller.principal.compartment().is_some() => {
-            hidden(rtype, id)
-        }
-        other => other.into(),
-    }
-}
-
 async fn read(
     State(api): State<FhirApi>,
     Extension(caller): Extension<Caller>,
@@ -231,14 +216,7 @@ async fn read(
         check_type(&api, &rtype)?;
         check_id(&rtype, &id)?;
         authorize(&caller, Action::Read, &rtype)?;
-        let v = api
-            .store
-            .read(&rtype, &id)
-            .await
-            .map_err(|e| confine(&caller, &rtype, &id, e))?;
-        if !visible(&caller, &v) {
-            return Err(hidden(&rtype, &id));
-        }
+        let v = reveal(&caller, &rtype, &id, api.store.read(&rtype, &id).await)?;
         let touched = Touched::of(std::slice::from_ref(&v));
         if let Some(inm) = headers
             .get(header::IF_NONE_MATCH)
@@ -269,14 +247,12 @@ async fn vread(
         let vid: i64 = vid
             .parse()
             .map_err(|_| ApiError::bad_request(format!("`{vid}` is not a version id")))?;
-        let v = api
-            .store
-            .vread(&rtype, &id, vid)
-            .await
-            .map_err(|e| confine(&caller, &rtype, &id, e))?;
-        if !visible(&caller, &v) {
-            return Err(hidden(&rtype, &id));
-        }
+        let v = reveal(
+            &caller,
+            &rtype,
+            &id,
+            api.store.vread(&rtype, &id, vid).await,
+        )?;
         let mut res = fhir_response(StatusCode::OK, v.body.clone());
         version_headers(&mut res, &api.config.base_url, &v, false);
         Ok((res, Touched::of(std::slice::from_ref(&v))))
@@ -698,14 +674,7 @@ async fn instance_op(
             "_history" => {
                 // A patient sees the history of what is theirs now.
                 if caller.principal.compartment().is_some() {
-                    let current = api
-                        .store
-                        .read(&rtype, &id)
-                        .await
-                        .map_err(|e| confine(&caller, &rtype, &id, e))?;
-                    if !visible(&caller, &current) {
-                        return Err(hidden(&rtype, &id));
-                    }
+                    reveal(&caller, &rtype, &id, api.store.read(&rtype, &id).await)?;
                 }
                 history(
                     &api,
@@ -720,7 +689,7 @@ async fn instance_op(
                 if let Some(pid) = caller.principal.compartment()
                     && pid != id
                 {
-                    return Err(hidden(&rtype, &id));
+                    return Err(ApiError::NotFound(format!("{rtype}/{id} is not known")));
                 }
                 let mut all = api.store.patient_everything(&id).await?;
                 all.retain(|v| caller.principal.may(Action::Read, &v.resource_type));

@@ -153,6 +153,26 @@ pub fn visible(caller: &Caller, v: &Version) -> bool {
         .any(|(_, t, id)| t == "Patient" && id == pid)
 }
 
+/// The answer to a caller who addressed `rtype/id` directly: the version read, unless the
+/// caller is confined to a compartment it is not in. Then it is "not known" — never 403 or
+/// 410 — so that a patient cannot learn that someone else's resource exists or was deleted.
+pub fn reveal(
+    caller: &Caller,
+    rtype: &str,
+    id: &str,
+    read: Result<Version, hospital_store::StoreError>,
+) -> Result<Version, ApiError> {
+    let hidden = || ApiError::NotFound(format!("{rtype}/{id} is not known"));
+    match read {
+        Ok(v) if visible(caller, &v) => Ok(v),
+        Ok(_) => Err(hidden()),
+        Err(hospital_store::StoreError::Gone(_)) if caller.principal.compartment().is_some() => {
+            Err(hidden())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Completes a request: writes the audit record (unless the write transaction did), then
 /// answers. No response leaves without its audit record; if the record cannot be written the
 /// request fails.

@@ -11,7 +11,7 @@
 //!   signature.
 
 use crate::rest::{begin_as, commit_audited};
-use crate::security::{Caller, Touched, authorize, finish, visible};
+use crate::security::{Caller, Touched, authorize, finish, reveal};
 use crate::{ApiError, FHIR_JSON, FhirApi};
 use axum::Extension;
 use axum::body::Bytes;
@@ -190,10 +190,7 @@ pub async fn verify(
     rtype: &str,
     id: &str,
 ) -> Result<(Response, Touched), ApiError> {
-    let current = api.store.read(rtype, id).await?;
-    if !visible(caller, &current) {
-        return Err(ApiError::NotFound(format!("{rtype}/{id} is not known")));
-    }
+    let current = reveal(caller, rtype, id, api.store.read(rtype, id).await)?;
     let touched = Touched::of(std::slice::from_ref(&current));
     let Some(sig) = api.store.latest_signature(rtype, id).await? else {
         return Ok((

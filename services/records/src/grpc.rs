@@ -3,7 +3,7 @@
 
 use crate::identifiers::{INSURANCE_NUMBER, NATIONAL_ID, PATIENT_INTERNAL_ID};
 use hospital_auth::{Action, AuthError};
-use hospital_fhir_http::security::{Caller, Touched, authorize, visible};
+use hospital_fhir_http::security::{Caller, Touched, authorize, reveal, visible};
 use hospital_fhir_http::{ApiError, FhirApi, begin_as, commit_audited};
 use hospital_proto::records::v1 as pb;
 use hospital_store::{SearchQuery, StoreError, Version};
@@ -265,20 +265,13 @@ impl pb::records_server::Records for RecordsGrpc {
                     "patient_id is not a valid FHIR id",
                 ));
             }
-            let v = self
-                .api
-                .store
-                .read("Patient", &id)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Gone(_) if caller.principal.compartment().is_some() => {
-                        Status::not_found("no such patient")
-                    }
-                    other => store_status(other),
-                })?;
-            if !visible(&caller, &v) {
-                return Err(Status::not_found("no such patient"));
-            }
+            let v = reveal(
+                &caller,
+                "Patient",
+                &id,
+                self.api.store.read("Patient", &id).await,
+            )
+            .map_err(status)?;
             Ok((patient_record(&v)?, vec![v]))
         }
         .await;
