@@ -1,7 +1,7 @@
 //! The audit trail as FHIR `AuditEvent` (<https://hl7.org/fhir/R4B/auditevent.html>), for
 //! admins only. Search by `patient`, `agent`, `date` (with prefixes) and `action` (C R U D E).
 
-use crate::rest::parse_query;
+use crate::rest::{page_size, parse_query, seq_cursor};
 use crate::security::{Caller, Touched, authorize, finish};
 use crate::{ApiError, FHIR_JSON, FhirApi};
 use axum::Extension;
@@ -145,18 +145,8 @@ pub async fn search(
                         }
                     }
                 }
-                "_count" => {
-                    query.count = v
-                        .parse::<usize>()
-                        .map_err(|_| ApiError::bad_request("_count must be a whole number"))?
-                        .clamp(1, 1000)
-                }
-                "_cursor" => {
-                    query.before_seq = Some(
-                        v.parse()
-                            .map_err(|_| ApiError::bad_request("invalid _cursor"))?,
-                    )
-                }
+                "_count" => query.count = page_size(&v)?,
+                "_cursor" => query.before_seq = Some(seq_cursor(&v)?),
                 "_format" => {}
                 other => {
                     return Err(ApiError::bad_request(format!(

@@ -118,6 +118,19 @@ fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<(), ApiE
     Ok(())
 }
 
+/// `_count` of history and audit pages: a whole number, kept within 1..=1000.
+pub(crate) fn page_size(v: &str) -> Result<usize, ApiError> {
+    Ok(v.parse::<usize>()
+        .map_err(|_| ApiError::bad_request("_count must be a whole number"))?
+        .clamp(1, 1000))
+}
+
+/// `_cursor` of history and audit pages: the sequence number this server put in a `next` link.
+pub(crate) fn seq_cursor(v: &str) -> Result<i64, ApiError> {
+    v.parse()
+        .map_err(|_| ApiError::bad_request("the _cursor value is not one this server issued"))
+}
+
 pub(crate) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| {
         url::form_urlencoded::parse(q.as_bytes())
@@ -753,12 +766,7 @@ async fn history(
     };
     for (k, v) in &params {
         match k.as_str() {
-            "_count" => {
-                query.count = v
-                    .parse::<usize>()
-                    .map_err(|_| ApiError::bad_request("_count must be a whole number"))?
-                    .clamp(1, 1000)
-            }
+            "_count" => query.count = page_size(v)?,
             "_since" => {
                 query.since = Some(
                     dates::parse_range(v)
@@ -768,12 +776,7 @@ async fn history(
                         .lo,
                 )
             }
-            "_cursor" => {
-                query.before_seq = Some(
-                    v.parse()
-                        .map_err(|_| ApiError::bad_request("invalid _cursor"))?,
-                )
-            }
+            "_cursor" => query.before_seq = Some(seq_cursor(v)?),
             "_format" => {}
             other => {
                 return Err(ApiError::bad_request(format!(

@@ -819,50 +819,33 @@ impl Tx {
         set_meta(&mut body, id, version_id, now, self.author.as_deref());
         let text = serde_json::to_string(&body)
             .map_err(|e| StoreError::invalid(resource_type, e.to_string()))?;
-        if d == Dialect::Sqlite {
-            self.write_sqlite_script(
-                rid,
-                resource_type,
-                id,
-                version_id,
-                now,
-                method,
-                &text,
-                &body,
-            )
-            .await?;
-        } else {
-            self.write_postgres(rid, resource_type, id, version_id, now, method, &text, body)
-                .await?;
+        let version = Version {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated: now,
+            deleted: false,
+            body: text,
+            method: method.to_owned(),
+        };
+        match d {
+            Dialect::Sqlite => self.write_sqlite_script(rid, &version, &body).await?,
+            Dialect::Postgres => self.write_postgres(rid, &version, &body).await?,
         }
-        Ok(WriteOutcome {
-            version: Version {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                version_id,
-                last_updated: now,
-                deleted: false,
-                body: text,
-                method: method.to_owned(),
-            },
-            created,
-        })
+        Ok(WriteOutcome { version, created })
     }
 
     /// PostgreSQL: the row, its history and unique identifiers now; index rows with the
     /// transaction's others ([`Tx::flush_index`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn write_postgres(
-        &mut self,
-        rid: i64,
-        resource_type: &str,
-        id: &str,
-        version_id: i64,
-        now: i64,
-        method: &str,
-        text: &str,
-        body: Value,
-    ) -> Result<()> {
+    async fn write_postgres(&mut self, rid: i64, v: &Version, body: &Value) -> Result<()> {
+        let (resource_type, id, version_id, now, method, text) = (
+            v.resource_type.as_str(),
+            v.id.as_str(),
+            v.version_id,
+            v.last_updated,
+            v.method.as_str(),
+            v.body.as_str(),
+        );
         let d = self.dialect();
         let rid = if rid == 0 {
             let row = sqlx::query(&d.sql(
@@ -914,9 +897,9 @@ impl Tx {
         self.pending_index.push((
             rid,
             resource_type.to_owned(),
-            extract::extract(resource_type, &body),
+            extract::extract(resource_type, body),
         ));
-        self.claim_unique_identifiers(rid, resource_type, &body, now)
+        self.claim_unique_identifiers(rid, resource_type, body, now)
             .await?;
         Ok(())
     }
@@ -924,18 +907,15 @@ impl Tx {
     /// SQLite: the whole version (row, history, index rows, unique identifiers) as one script
     /// of statements sharing numbered parameters. Every statement costs a hop to SQLite's
     /// worker thread, and those hops, not SQLite, bound the write rate.
-    #[allow(clippy::too_many_arguments)]
-    async fn write_sqlite_script(
-        &mut self,
-        rid: i64,
-        resource_type: &str,
-        id: &str,
-        version_id: i64,
-        now: i64,
-        method: &str,
-        text: &str,
-        body: &Value,
-    ) -> Result<()> {
+    async fn write_sqlite_script(&mut self, rid: i64, v: &Version, body: &Value) -> Result<()> {
+        let (resource_type, id, version_id, now, method, text) = (
+            v.resource_type.as_str(),
+            v.id.as_str(),
+            v.version_id,
+            v.last_updated,
+            v.method.as_str(),
+            v.body.as_str(),
+        );
         let mut args = vec![
             Arg::Text(resource_type.to_owned()),
             Arg::Text(id.to_owned()),
