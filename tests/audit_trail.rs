@@ -11,7 +11,46 @@ on_both_backends!(
     every_read_search_and_write_is_recorded_and_searchable_as_audit_event,
     tampering_with_one_audit_row_is_detected_and_named,
     a_request_whose_audit_record_cannot_be_written_fails,
+    an_audit_row_deleted_before_it_was_sealed_is_detected,
 );
+
+async fn an_audit_row_deleted_before_it_was_sealed_is_detected(b: Backend) {
+    let (url, _dir) = fresh_database(b).await;
+    let store = hospital_store::Store::open(&url, Default::default())
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    for actor in ["clinician:a", "clinician:b", "clinician:c"] {
+        let record = hospital_store::audit::AuditRecord {
+            at: 1,
+            actor: actor.into(),
+            action: "read".into(),
+            outcome: 200,
+            ..Default::default()
+        };
+        tx.audit(&record).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    // No sealer has run yet: remove the middle row around the append-only trigger.
+    let stmts: [&str; 2] = match b {
+        Backend::Sqlite => [
+            "DROP TRIGGER audit_log_no_delete",
+            "DELETE FROM audit_log WHERE seq = 2",
+        ],
+        Backend::Postgres => [
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+            "DELETE FROM audit_log WHERE seq = 2",
+        ],
+    };
+    for s in stmts {
+        sqlx::query(s).execute(store.pool()).await.unwrap();
+    }
+    store.audit_seal().await.unwrap();
+    let report = store.audit_verify().await.unwrap();
+    let why = report.first_break.expect("the deletion is detected");
+    assert!(why.contains("seq 2 "), "{why}");
+    store.close().await;
+}
 
 async fn every_read_search_and_write_is_recorded_and_searchable_as_audit_event(b: Backend) {
     let app = spawn_app(b).await;

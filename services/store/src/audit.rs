@@ -423,6 +423,22 @@ impl Store {
                 after = pos;
             }
         }
+        // A row deleted before the sealer reached it leaves its pending entry behind.
+        let vanished = sqlx::query(
+            "SELECT p.seq FROM audit_pending p WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.seq = p.seq) \
+             ORDER BY p.seq LIMIT 1",
+        )
+        .fetch_optional(&self.inner.reader)
+        .await?;
+        if let Some(v) = vanished {
+            let seq: i64 = v.try_get(0)?;
+            return Ok(AuditVerification {
+                checked,
+                first_break: Some(format!(
+                    "audit row seq {seq} was deleted before it was sealed"
+                )),
+            });
+        }
         let orphan = sqlx::query(
             "SELECT a.seq FROM audit_log a WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.seq = a.seq) \
              AND NOT EXISTS (SELECT 1 FROM audit_pending p WHERE p.seq = a.seq) ORDER BY a.seq LIMIT 1",
