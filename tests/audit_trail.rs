@@ -32,19 +32,7 @@ async fn an_audit_row_deleted_before_it_was_sealed_is_detected(b: Backend) {
     }
     tx.commit().await.unwrap();
     // No sealer has run yet: remove the middle row around the append-only trigger.
-    let stmts: [&str; 2] = match b {
-        Backend::Sqlite => [
-            "DROP TRIGGER audit_log_no_delete",
-            "DELETE FROM audit_log WHERE seq = 2",
-        ],
-        Backend::Postgres => [
-            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
-            "DELETE FROM audit_log WHERE seq = 2",
-        ],
-    };
-    for s in stmts {
-        sqlx::query(s).execute(store.pool()).await.unwrap();
-    }
+    behind_the_triggers(b, store.pool(), "DELETE FROM audit_log WHERE seq = 2").await;
     store.audit_seal().await.unwrap();
     let report = store.audit_verify().await.unwrap();
     let why = report.first_break.expect("the deletion is detected");
@@ -182,6 +170,18 @@ async fn every_read_search_and_write_is_recorded_and_searchable_as_audit_event(b
     app.stop().await;
 }
 
+/// Runs `sql` on the audit trail as someone with database access would: the append-only
+/// triggers have to go first.
+async fn behind_the_triggers(b: Backend, pool: &sqlx::AnyPool, sql: &str) {
+    let disable = match b {
+        Backend::Sqlite => "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete",
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+    };
+    for s in [disable, sql] {
+        sqlx::query(s).execute(pool).await.unwrap();
+    }
+}
+
 /// Runs `hospital audit verify` against the test's database.
 fn verify_cli(url: &str) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
@@ -237,19 +237,12 @@ async fn tampering_with_one_audit_row_is_detected_and_named(b: Backend) {
     let raw = hospital_store::Store::open(&url, Default::default())
         .await
         .unwrap();
-    let stmts: Vec<String> = match b {
-        Backend::Sqlite => vec![
-            "DROP TRIGGER audit_log_no_update".into(),
-            format!("UPDATE audit_log SET actor = 'service:someone-else' WHERE seq = {victim}"),
-        ],
-        Backend::Postgres => vec![
-            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only".into(),
-            format!("UPDATE audit_log SET actor = 'service:someone-else' WHERE seq = {victim}"),
-        ],
-    };
-    for s in stmts {
-        sqlx::query(&s).execute(raw.pool()).await.unwrap();
-    }
+    behind_the_triggers(
+        b,
+        raw.pool(),
+        &format!("UPDATE audit_log SET actor = 'service:someone-else' WHERE seq = {victim}"),
+    )
+    .await;
     raw.close().await;
     drop(store);
     let (code, out) = verify_cli(&url);

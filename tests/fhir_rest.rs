@@ -139,27 +139,14 @@ async fn twenty_identical_conditional_creates_store_one_patient(b: Backend) {
         "identifier": [{"system": "urn:test:license", "value": "CCHN-0001"}],
         "name": [{"family": "Lê", "given": ["Văn", "Hùng"]}]
     });
-    let mut handles = Vec::new();
-    for _ in 0..20 {
-        let http = app.http.clone();
-        let url = app.url("Practitioner");
-        let body = body.to_string();
-        handles.push(tokio::spawn(async move {
-            http.post(url)
-                .header("content-type", FHIR)
-                .header("if-none-exist", "identifier=urn:test:license|CCHN-0001")
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for h in handles {
-        statuses.push(h.await.unwrap());
-    }
+    let statuses = app
+        .post_concurrently(
+            20,
+            "Practitioner",
+            &body,
+            &[("if-none-exist", "identifier=urn:test:license|CCHN-0001")],
+        )
+        .await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
@@ -198,26 +185,9 @@ async fn a_second_patient_with_the_same_personal_id_is_refused_with_409(b: Backe
 
 async fn concurrent_patients_with_one_personal_id_store_only_one(b: Backend) {
     let app = spawn_app(b).await;
-    let mut handles = Vec::new();
-    for _ in 0..10 {
-        let http = app.http.clone();
-        let url = app.url("Patient");
-        let body = patient_an("051085000127").to_string();
-        handles.push(tokio::spawn(async move {
-            http.post(url)
-                .header("content-type", FHIR)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for h in handles {
-        statuses.push(h.await.unwrap());
-    }
+    let statuses = app
+        .post_concurrently(10, "Patient", &patient_an("051085000127"), &[])
+        .await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,

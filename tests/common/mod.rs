@@ -219,6 +219,36 @@ impl TestApp {
         self.store.count_versions().await.expect("count")
     }
 
+    /// Sends `n` identical POSTs of `body` to `path` at once (with extra `headers`) and
+    /// returns every status.
+    pub async fn post_concurrently(
+        &self,
+        n: usize,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Vec<u16> {
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let mut req = self
+                .http
+                .post(self.url(path))
+                .header("content-type", FHIR)
+                .body(body.to_string());
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            handles.push(tokio::spawn(async move {
+                req.send().await.expect("request").status().as_u16()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for h in handles {
+            statuses.push(h.await.expect("task"));
+        }
+        statuses
+    }
+
     /// A client carrying a token of `role`.
     pub fn client_for(
         &self,
