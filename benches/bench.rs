@@ -5,7 +5,8 @@
 //! Bundles, then measures single creates, reads by id and searches over HTTP from this process
 //! (load generator and server share the machine), and the server's peak resident memory. On
 //! PostgreSQL it also measures, with pgbench, how fast the same JSON rows go into a plain table:
-//! the physical limit the create path is compared with.
+//! the physical limit the create path is compared with. Every request carries a service
+//! token (the child gets the bench's secret), so authentication and audit are measured too.
 //!
 //! `cargo build --release && target/release/bench [--backend sqlite|postgres|both] [--patients N]`
 

@@ -5,7 +5,10 @@
 //! - A write validates once (fhir-sdk models), extracts index rows once, and commits once.
 //! - Nothing is overwritten or erased: every create, update and delete appends a version to
 //!   `resource_history`, which both backends refuse to update or delete.
-//! - Dialect differences live in [`Dialect`] and nowhere else.
+//! - SQL that differs by backend is written through [`Dialect`] (placeholders, list binding);
+//!   the rest of the differences are the two write paths (`write_sqlite_script`,
+//!   `write_postgres`), the index clean-up, and the locks that serialise conditional writes
+//!   and audit sealing (advisory locks on PostgreSQL, the single writer on SQLite).
 
 pub mod audit;
 pub mod dates;
