@@ -32,13 +32,13 @@ const BENCH_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
 /// A service token for the load generator: every request is authenticated and audited.
 fn token() -> String {
-    hospital_auth::Authenticator::local(
-        hospital_auth::Secret(BENCH_SECRET.as_bytes().to_vec()),
+    hospital_core::auth::Authenticator::local(
+        hospital_core::auth::Secret(BENCH_SECRET.as_bytes().to_vec()),
         "hospital-local",
         "hospital",
     )
     .mint(
-        hospital_auth::Role::Service,
+        hospital_core::auth::Role::Service,
         "bench",
         None,
         None,

@@ -13,6 +13,8 @@ async fn main() -> anyhow::Result<()> {
     let service = match cli.command {
         None | Some(Command::All) => Service::All,
         Some(Command::Records) => Service::Records,
+        Some(Command::Telemedicine) => Service::Telemedicine,
+        Some(Command::Billing) => Service::Billing,
         Some(Command::Migrate) => {
             hospital::open_store(&cli.config).await?.close().await;
             println!("database is up to date");
@@ -36,10 +38,10 @@ async fn main() -> anyhow::Result<()> {
             scope,
             ttl,
         }) => {
-            let role = hospital_auth::Role::parse(&role).ok_or_else(|| {
+            let role = hospital_core::auth::Role::parse(&role).ok_or_else(|| {
                 anyhow::anyhow!("--role is one of patient, clinician, cashier, admin, service")
             })?;
-            if role == hospital_auth::Role::Patient && patient.is_none() {
+            if role == hospital_core::auth::Role::Patient && patient.is_none() {
                 anyhow::bail!("a patient token needs --patient <Patient id>");
             }
             let auth = hospital::authenticator(&cli.config)?;
@@ -85,8 +87,8 @@ async fn main() -> anyhow::Result<()> {
         "  FHIR REST   http://{}/fhir   (try /fhir/metadata)",
         running.http_addr
     );
-    if let Some(a) = running.records_grpc_addr {
-        println!("  records gRPC {a}   (hospital.records.v1.Records, grpc.health.v1.Health)");
+    for (service, a) in &running.grpc_addrs {
+        println!("  {service} gRPC {a}   (grpc.health.v1.Health)");
     }
     println!("  store       {}", redact(&cli.config.database_url));
     running.run_until(shutdown_signal()).await

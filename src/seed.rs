@@ -3,14 +3,22 @@
 //! transaction of PUTs at fixed ids, through the owners' rules, so loading it twice changes
 //! nothing but versions.
 
-use hospital_fhir_http::security::Caller;
-use hospital_store::Store;
+use hospital_core::Caller;
+use hospital_core::store::Store;
 
 const DEMO: &str = include_str!("../seed/demo.json");
 
 /// Loads the demo data set; returns how many resources it wrote.
 pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
-    let api = crate::build_api(cfg, store, crate::Service::All, "")?;
+    let registry = hospital_host::registry(&crate::registrations())?;
+    let platform = hospital_host::platform(cfg, store, registry, hospital_core::Deployment::all())?;
+    let api = hospital_fhir_http::FhirApi {
+        platform,
+        config: hospital_fhir_http::FhirConfig {
+            max_body_bytes: cfg.max_body_bytes,
+            base_url: String::new(),
+        },
+    };
     let bundle: serde_json::Value = serde_json::from_str(DEMO)?;
     let (out, _) = hospital_fhir_http::process_bundle(&api, &Caller::system("seed"), bundle)
         .await

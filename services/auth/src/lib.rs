@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::RwLock;
 
 pub use policy::{Action, POLICY, PolicyRow, allows, is_patient_data};
-pub use throttle::{LockedOut, Throttle};
+pub use throttle::{Throttle, Verdict};
 
 /// The roles of the hospital (design brief, "Security").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

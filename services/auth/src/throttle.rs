@@ -1,19 +1,28 @@
-//! Repeated failed sign-ins from one client are slowed, then refused for a while.
-//! Per process: each replica throttles what it sees (a defence in depth, not shared state).
+//! Failed sign-ins are slowed, then refused for a while — failures only: a request with a
+//! valid token is never throttled, so nobody can lock the hospital out by failing on purpose.
+//! Keyed by client address (behind a proxy, the forwarded address from a trusted proxy), so
+//! one client's failures never slow another. Per process: each replica throttles what it sees.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failures allowed in a window before the client is refused.
+/// Failures allowed in a window before the client's failures are refused outright.
 const LIMIT: u32 = 10;
-/// Failures after which each further attempt is delayed.
+/// Failures after which each further failure is answered late.
 const SLOW_AFTER: u32 = 3;
 const WINDOW: Duration = Duration::from_secs(300);
+/// Clients remembered at most; beyond it the oldest windows are forgotten.
+const MAX_CLIENTS: usize = 100_000;
 
-/// Too many failed sign-ins from this client recently.
+/// How to answer a failed sign-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockedOut;
+pub enum Verdict {
+    /// Answer 401 after this delay.
+    Slow(Duration),
+    /// Too many failures recently: answer 429.
+    LockedOut,
+}
 
 #[derive(Default)]
 pub struct Throttle {
@@ -21,27 +30,10 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// `Err(LockedOut)` when the client is refused for a while; otherwise the delay to apply
-    /// before answering.
-    pub fn check(&self, client: &str) -> Result<Duration, LockedOut> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(client) {
-            Some((n, since)) if since.elapsed() < WINDOW => {
-                if *n >= LIMIT {
-                    Err(LockedOut)
-                } else if *n >= SLOW_AFTER {
-                    Ok(Duration::from_millis(200 * u64::from(*n - SLOW_AFTER + 1)))
-                } else {
-                    Ok(Duration::ZERO)
-                }
-            }
-            _ => Ok(Duration::ZERO),
-        }
-    }
-
-    pub fn failed(&self, client: &str) {
+    /// Counts a failed sign-in from `client` and says how to answer it.
+    pub fn failed(&self, client: &str) -> Verdict {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
+        if map.len() >= MAX_CLIENTS {
             map.retain(|_, (_, since)| since.elapsed() < WINDOW);
         }
         let e = map.entry(client.to_owned()).or_insert((0, Instant::now()));
@@ -49,10 +41,32 @@ impl Throttle {
             *e = (0, Instant::now());
         }
         e.0 += 1;
+        let n = e.0;
+        if n > LIMIT {
+            Verdict::LockedOut
+        } else if n > SLOW_AFTER {
+            Verdict::Slow(Duration::from_millis(200 * u64::from(n - SLOW_AFTER)))
+        } else {
+            Verdict::Slow(Duration::ZERO)
+        }
     }
+}
 
-    pub fn succeeded(&self, client: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(client);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_slowed_then_refused_per_client() {
+        let t = Throttle::default();
+        for _ in 0..3 {
+            assert_eq!(t.failed("a"), Verdict::Slow(Duration::ZERO));
+        }
+        assert_eq!(t.failed("a"), Verdict::Slow(Duration::from_millis(200)));
+        for _ in 4..10 {
+            t.failed("a");
+        }
+        assert_eq!(t.failed("a"), Verdict::LockedOut);
+        assert_eq!(t.failed("b"), Verdict::Slow(Duration::ZERO));
     }
 }

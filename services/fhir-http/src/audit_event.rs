@@ -1,34 +1,24 @@
 //! The audit trail as FHIR `AuditEvent` (<https://hl7.org/fhir/R4B/auditevent.html>), for
 //! admins only. Search by `patient`, `agent`, `date` (with prefixes) and `action` (C R U D E).
 
-use crate::rest::{page_size, parse_query, seq_cursor};
-use crate::security::{Caller, Touched, authorize, finish};
-use crate::{ApiError, FHIR_JSON, FhirApi};
+use crate::request::{page_size, parse_query, seq_cursor};
+use crate::security::finish;
+use crate::{FHIR_JSON, FhirApi};
 use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hospital_auth::Action;
-use hospital_store::audit::{AuditQuery, AuditRow};
-use hospital_store::dates;
+use hospital_core::auth::Action;
+use hospital_core::store::dates;
+use hospital_core::store::{AuditQuery, AuditRow};
+use hospital_core::{AuditAction, Caller, Error, Interaction, Touched, authorize};
 use serde_json::{Value, json};
 
-/// The AuditEvent.action code of an interaction.
-fn action_code(action: &str) -> &'static str {
-    match action {
-        "create" => "C",
-        "read" | "vread" | "search-type" | "history-instance" | "history-type" | "everything"
-        | "verify" => "R",
-        "update" | "amend" => "U",
-        "delete" => "D",
-        _ => "E",
-    }
-}
-
-fn interactions_of(code: &str) -> Option<&'static [&'static str]> {
-    Some(match code {
-        "C" => &["create"],
-        "R" => &[
+/// The action codes of records written before each record kept its own: by interaction name.
+fn legacy_interactions(code: AuditAction) -> &'static [&'static str] {
+    match code {
+        AuditAction::C => &["create"],
+        AuditAction::R => &[
             "read",
             "vread",
             "search-type",
@@ -37,11 +27,28 @@ fn interactions_of(code: &str) -> Option<&'static [&'static str]> {
             "everything",
             "verify",
         ],
-        "U" => &["update", "amend"],
-        "D" => &["delete"],
-        "E" => &["transaction", "batch", "sign", "authenticate", "operation"],
-        _ => return None,
-    })
+        AuditAction::U => &["update", "amend"],
+        AuditAction::D => &["delete"],
+        AuditAction::E => &["transaction", "batch", "sign", "authenticate", "operation"],
+    }
+}
+
+/// The record's action code, derived from its interaction for records from before codes.
+fn action_code(r: &hospital_core::store::AuditRecord) -> String {
+    if !r.action_code.is_empty() {
+        return r.action_code.clone();
+    }
+    for a in [
+        AuditAction::C,
+        AuditAction::R,
+        AuditAction::U,
+        AuditAction::D,
+    ] {
+        if legacy_interactions(a).contains(&r.action.as_str()) {
+            return a.as_str().to_owned();
+        }
+    }
+    "E".into()
 }
 
 fn to_fhir(row: &AuditRow) -> Value {
@@ -81,7 +88,7 @@ fn to_fhir(row: &AuditRow) -> Value {
         "id": row.seq.to_string(),
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": r.action}],
-        "action": action_code(&r.action),
+        "action": action_code(r),
         "recorded": dates::format_instant(r.at),
         "outcome": outcome,
         "outcomeDesc": format!("HTTP {}", r.outcome),
@@ -114,21 +121,19 @@ pub async fn search(
                 "patient" => query.patient = Some(v.trim_start_matches("Patient/").to_owned()),
                 "agent" => query.agent = Some(v),
                 "action" => {
-                    query.actions = interactions_of(&v)
-                        .ok_or_else(|| ApiError::bad_request("action is one of C, R, U, D, E"))?
-                        .iter()
-                        .map(|a| (*a).to_owned())
-                        .collect()
+                    let code = AuditAction::parse(&v)
+                        .ok_or_else(|| Error::bad_request("action is one of C, R, U, D, E"))?;
+                    let legacy = legacy_interactions(code).iter().map(|a| (*a).to_owned());
+                    query.action = Some((code.as_str().to_owned(), legacy.collect()));
                 }
                 "date" => {
-                    let (prefix, raw) = v.split_at(v.len().min(2));
-                    let (prefix, raw) = if prefix.chars().all(|c| c.is_ascii_alphabetic()) {
-                        (prefix, raw)
-                    } else {
-                        ("eq", v.as_str())
+                    // A prefix is two ASCII letters; anything else is the date itself.
+                    let (prefix, raw) = match v.get(..2) {
+                        Some(p) if p.bytes().all(|b| b.is_ascii_alphabetic()) => (p, &v[2..]),
+                        _ => ("eq", v.as_str()),
                     };
                     let range = dates::parse_range(raw)
-                        .ok_or_else(|| ApiError::bad_request(format!("`{raw}` is not a date")))?;
+                        .ok_or_else(|| Error::bad_request(format!("`{raw}` is not a date")))?;
                     match prefix {
                         "eq" => {
                             query.from = Some(range.lo);
@@ -139,7 +144,7 @@ pub async fn search(
                         "le" => query.to = Some(range.hi),
                         "lt" => query.to = Some(range.lo - 1),
                         other => {
-                            return Err(ApiError::bad_request(format!(
+                            return Err(Error::bad_request(format!(
                                 "date prefix `{other}` is not supported on AuditEvent"
                             )));
                         }
@@ -149,7 +154,7 @@ pub async fn search(
                 "_cursor" => query.before_seq = Some(seq_cursor(&v)?),
                 "_format" => {}
                 other => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(Error::bad_request(format!(
                         "unknown search parameter `{other}` for AuditEvent"
                     )));
                 }
@@ -158,7 +163,7 @@ pub async fn search(
         // One more than asked tells whether a next page exists.
         let want = query.count;
         query.count = want + 1;
-        let mut rows = api.store.audit_search(&query).await?;
+        let mut rows = api.platform.store().audit_search(&query).await?;
         let next = (rows.len() > want).then(|| rows[want - 1].seq);
         rows.truncate(want);
         let base = &api.config.base_url;
@@ -186,5 +191,13 @@ pub async fn search(
         Ok((res, Touched::default()))
     }
     .await;
-    finish(&api, &caller, "search-type", "AuditEvent", r).await
+    finish(
+        &api,
+        &caller,
+        Interaction::SearchType,
+        "AuditEvent",
+        Some("AuditEvent"),
+        r,
+    )
+    .await
 }

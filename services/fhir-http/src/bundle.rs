@@ -1,14 +1,15 @@
 //! `batch` and `transaction` Bundles (<https://hl7.org/fhir/R4B/http.html#transaction>).
 //! A transaction is one database transaction: all entries commit or none does. `urn:uuid:`
 //! full URLs are given ids before any write, and every reference to them is rewritten.
+//! Every write entry — of a transaction, of a batch — goes through [`write_entry`], the same
+//! single-entry path whatever the Bundle, so what works in one works in the other.
 
-use crate::rest::{
-    begin_as, commit_audited, conditional_match, http_date, parse_query, run_search,
-};
-use crate::security::{Caller, Touched, authorize, reveal};
-use crate::{ApiError, FhirApi, parse_etag};
-use hospital_auth::Action;
-use hospital_store::{SearchQuery, Tx, Version};
+use crate::request::parse_query;
+use crate::{FhirApi, parse_etag};
+use hospital_core::auth::Action;
+use hospital_core::conditional::find_match;
+use hospital_core::store::{SearchQuery, Version};
+use hospital_core::{Caller, Checks, Error, Interaction, Touched, Tx, authorize, codes, reveal};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -32,35 +33,22 @@ struct Entry {
     if_match: Option<i64>,
 }
 
-fn entry_err(i: usize, e: ApiError) -> ApiError {
-    let prefix = |m: String| format!("Bundle.entry[{i}]: {m}");
-    match e {
-        ApiError::Invalid { path, message } => ApiError::Invalid {
-            path,
-            message: prefix(message),
-        },
-        ApiError::NotFound(m) => ApiError::NotFound(prefix(m)),
-        ApiError::Gone(m) => ApiError::Gone(prefix(m)),
-        ApiError::MethodNotAllowed(m) => ApiError::MethodNotAllowed(prefix(m)),
-        ApiError::Conflict(m) => ApiError::Conflict(prefix(m)),
-        ApiError::PreconditionFailed(m) => ApiError::PreconditionFailed(prefix(m)),
-        ApiError::Unprocessable(m) => ApiError::Unprocessable(prefix(m)),
-        other => other,
-    }
+fn entry_err(i: usize, e: Error) -> Error {
+    e.prefixed(&format!("Bundle.entry[{i}]: "))
 }
 
-fn parse_entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
+fn parse_entry(i: usize, e: &Value) -> Result<Entry, Error> {
     let path = |p: &str| format!("Bundle.entry[{i}].{p}");
     let req = e
         .get("request")
-        .ok_or_else(|| ApiError::invalid(path("request"), "every entry needs a request"))?;
+        .ok_or_else(|| Error::invalid(path("request"), "every entry needs a request"))?;
     let method = match req.get("method").and_then(Value::as_str) {
         Some("GET") => Method::Get,
         Some("POST") => Method::Post,
         Some("PUT") => Method::Put,
         Some("DELETE") => Method::Delete,
         other => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 path("request.method"),
                 format!("method {other:?} is not supported in bundles"),
             ));
@@ -69,7 +57,7 @@ fn parse_entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
     let url = req
         .get("url")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid(path("request.url"), "request.url is required"))?;
+        .ok_or_else(|| Error::invalid(path("request.url"), "request.url is required"))?;
     let (p, query) = match url.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (url, None),
@@ -78,37 +66,35 @@ fn parse_entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
     let rtype = segs.next().unwrap_or_default().to_owned();
     let id = segs.next().map(str::to_owned);
     if rtype.is_empty() || segs.next().is_some() {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             path("request.url"),
             format!("`{url}` is not a Type, Type/id or Type?query URL"),
         ));
     }
     if !hospital_fhir_model::is_supported(&rtype) {
-        return Err(ApiError::invalid(
-            path("request.url"),
+        return Err(Error::new(
+            codes::NO_SUCH_ENDPOINT,
             format!("resource type `{rtype}` is not supported"),
-        ));
+        )
+        .at(path("request.url")));
     }
     let resource = e.get("resource").cloned();
     if matches!(method, Method::Post | Method::Put) {
         let r = resource.as_ref().ok_or_else(|| {
-            ApiError::invalid(path("resource"), "POST and PUT entries need a resource")
+            Error::invalid(path("resource"), "POST and PUT entries need a resource")
         })?;
         if r.get("resourceType").and_then(Value::as_str) != Some(rtype.as_str()) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 path("resource.resourceType"),
                 format!("the resource must be a {rtype} to match request.url"),
             ));
         }
     }
     if method == Method::Delete && id.is_none() {
-        return Err(ApiError::invalid(
-            path("request.url"),
-            "DELETE needs Type/id",
-        ));
+        return Err(Error::invalid(path("request.url"), "DELETE needs Type/id"));
     }
     if method == Method::Put && id.is_none() && query.is_none() {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             path("request.url"),
             "PUT needs Type/id or Type?condition",
         ));
@@ -116,7 +102,7 @@ fn parse_entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
     let if_match = match req.get("ifMatch").and_then(Value::as_str) {
         Some(v) => Some(
             parse_etag(v)
-                .ok_or_else(|| ApiError::invalid(path("request.ifMatch"), "not a version ETag"))?,
+                .ok_or_else(|| Error::invalid(path("request.ifMatch"), "not a version ETag"))?,
         ),
         None => None,
     };
@@ -161,14 +147,13 @@ fn response_entry(v: &Version, status: &str, base: &str, with_resource: bool) ->
             "status": status,
             "location": format!("{}/{}/_history/{}", v.resource_type, v.id, v.version_id),
             "etag": v.etag(),
-            "lastModified": hospital_store::dates::format_instant(v.last_updated),
+            "lastModified": hospital_core::store::dates::format_instant(v.last_updated),
         }
     });
     if with_resource && !v.body.is_empty() {
         e["fullUrl"] = Value::String(format!("{base}/{}/{}", v.resource_type, v.id));
         e["resource"] = serde_json::from_str(&v.body).unwrap_or(Value::Null);
     }
-    let _ = http_date;
     e
 }
 
@@ -177,80 +162,197 @@ pub async fn process(
     api: &FhirApi,
     caller: &Caller,
     body: Value,
-) -> Result<(Value, Touched), ApiError> {
+) -> Result<(Value, Touched), Error> {
     if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(ApiError::invalid(
-            "resourceType",
-            "POST /fhir takes a Bundle",
-        ));
+        return Err(Error::invalid("resourceType", "POST /fhir takes a Bundle"));
     }
     let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
     let entries = match body.get("entry") {
         None => Vec::new(),
         Some(Value::Array(a)) => a.clone(),
-        Some(_) => return Err(ApiError::invalid("Bundle.entry", "entry must be an array")),
+        Some(_) => return Err(Error::invalid("Bundle.entry", "entry must be an array")),
     };
     match kind {
         "transaction" => transaction(api, caller, entries).await,
         "batch" => Ok(batch(api, caller, entries).await),
-        other => Err(ApiError::invalid(
+        other => Err(Error::invalid(
             "Bundle.type",
             format!("Bundle.type must be batch or transaction, not `{other}`"),
         )),
     }
 }
 
+fn action_of(m: Method) -> Action {
+    if m == Method::Get {
+        Action::Read
+    } else {
+        Action::Write
+    }
+}
+
+/// What one write entry did.
+struct Written {
+    response: Value,
+    /// The version written, to check after the transaction's writes (None: nothing written,
+    /// e.g. a conditional create that found its match).
+    version: Option<Version>,
+    touched: Touched,
+    interaction: Interaction,
+    status: u16,
+}
+
+/// One write entry, the same for a transaction (`Checks::Deferred`, ids assigned beforehand)
+/// and a batch (`Checks::Now`). `assigned` is the id a transaction gave a POST, or the match
+/// its condition found.
+async fn write_entry(
+    api: &FhirApi,
+    tx: &mut Tx,
+    e: &Entry,
+    assigned: Option<&Assigned>,
+    checks: Checks,
+) -> Result<Written, Error> {
+    let writer = api.platform.writer();
+    let base = &api.config.base_url;
+    match e.method {
+        Method::Delete => {
+            let id = e.id.as_deref().unwrap_or_default();
+            let mut touched = match tx.read(&e.rtype, id).await {
+                Ok(v) => Touched::of(std::slice::from_ref(&v)),
+                Err(_) => Touched::default(),
+            };
+            writer.delete(tx, &e.rtype, id).await?;
+            touched.entity(&format!("{}/{id}", e.rtype));
+            Ok(Written {
+                response: json!({"response": {"status": "204 No Content"}}),
+                version: None,
+                touched,
+                interaction: Interaction::Delete,
+                status: 204,
+            })
+        }
+        Method::Post => {
+            let found = match assigned {
+                Some(Assigned::Existing(v)) => Some(v.clone()),
+                Some(Assigned::New(_)) => None,
+                None => match &e.if_none_exist {
+                    Some(cond) => find_match(tx, &e.rtype, cond).await?,
+                    None => None,
+                },
+            };
+            if let Some(v) = found {
+                return Ok(Written {
+                    response: response_entry(&v, "200 OK", base, false),
+                    version: None,
+                    touched: Touched::of(std::slice::from_ref(&v)),
+                    interaction: Interaction::Create,
+                    status: 200,
+                });
+            }
+            let id = match assigned {
+                Some(Assigned::New(id)) => Some(id.as_str()),
+                _ => None,
+            };
+            let out = writer
+                .create(
+                    tx,
+                    &e.rtype,
+                    id,
+                    e.resource.clone().unwrap_or_default(),
+                    checks,
+                )
+                .await?;
+            Ok(Written {
+                response: response_entry(&out.version, "201 Created", base, false),
+                touched: Touched::of(std::slice::from_ref(&out.version)),
+                version: Some(out.version),
+                interaction: Interaction::Create,
+                status: 201,
+            })
+        }
+        Method::Put => {
+            let mut resource = e.resource.clone().unwrap_or_default();
+            let id = match (&e.id, &e.query) {
+                (Some(id), _) => id.clone(),
+                (None, Some(q)) => match find_match(tx, &e.rtype, q).await? {
+                    Some(v) => v.id,
+                    None => resource
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                },
+                (None, None) => {
+                    return Err(Error::bad_request("PUT needs Type/id or Type?condition"));
+                }
+            };
+            resource["id"] = Value::String(id.clone());
+            let out = writer
+                .update(tx, &e.rtype, &id, resource, e.if_match, checks)
+                .await?;
+            let (status, code) = if out.created {
+                ("201 Created", 201)
+            } else {
+                ("200 OK", 200)
+            };
+            Ok(Written {
+                response: response_entry(&out.version, status, base, false),
+                touched: Touched::of(std::slice::from_ref(&out.version)),
+                version: Some(out.version),
+                interaction: Interaction::Update,
+                status: code,
+            })
+        }
+        Method::Get => Err(Error::internal("a GET entry is not a write")),
+    }
+}
+
+/// A transaction's decision for a POST entry, made before anything is written.
+enum Assigned {
+    New(String),
+    Existing(Version),
+}
+
 async fn transaction(
     api: &FhirApi,
     caller: &Caller,
     raw: Vec<Value>,
-) -> Result<(Value, Touched), ApiError> {
+) -> Result<(Value, Touched), Error> {
     let mut entries = raw
         .iter()
         .enumerate()
         .map(|(i, e)| parse_entry(i, e))
         .collect::<Result<Vec<_>, _>>()?;
     for e in &entries {
-        let action = if e.method == Method::Get {
-            Action::Read
-        } else {
-            Action::Write
-        };
-        authorize(caller, action, &e.rtype).map_err(|err| entry_err(e.index, err))?;
+        authorize(caller, action_of(e.method), &e.rtype).map_err(|err| entry_err(e.index, err))?;
     }
     let mut touched = Touched::default();
-    let mut tx = begin_as(api, caller).await?;
-    let writer = api.writer();
-    let base = &api.config.base_url;
+    let mut tx = Tx::begin(&api.platform, caller).await?;
 
     // 1. Decide every POST's id (or its existing match) before anything is written.
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut skip: Vec<Option<Version>> = (0..entries.len()).map(|_| None).collect();
-    let mut assigned: Vec<Option<String>> = vec![None; entries.len()];
+    let mut assigned: Vec<Option<Assigned>> = (0..entries.len()).map(|_| None).collect();
     for e in &entries {
         let i = e.index;
         match e.method {
             Method::Post => {
-                let id = match &e.if_none_exist {
-                    Some(cond) => {
-                        match conditional_match(&mut tx, &e.rtype, cond.trim_start_matches('?'))
-                            .await
-                            .map_err(|err| entry_err(i, err))?
-                        {
-                            Some(v) => {
-                                let id = v.id.clone();
-                                skip[i] = Some(v);
-                                id
-                            }
-                            None => uuid::Uuid::new_v4().to_string(),
-                        }
-                    }
-                    None => uuid::Uuid::new_v4().to_string(),
+                let decision = match &e.if_none_exist {
+                    Some(cond) => match find_match(&mut tx, &e.rtype, cond)
+                        .await
+                        .map_err(|err| entry_err(i, err))?
+                    {
+                        Some(v) => Assigned::Existing(v),
+                        None => Assigned::New(uuid::Uuid::new_v4().to_string()),
+                    },
+                    None => Assigned::New(uuid::Uuid::new_v4().to_string()),
+                };
+                let id = match &decision {
+                    Assigned::New(id) => id.clone(),
+                    Assigned::Existing(v) => v.id.clone(),
                 };
                 if let Some(f) = &e.full_url {
                     ids.insert(f.clone(), format!("{}/{id}", e.rtype));
                 }
-                assigned[i] = Some(id);
+                assigned[i] = Some(decision);
             }
             Method::Put => {
                 if let (Some(f), Some(id)) = (&e.full_url, &e.id) {
@@ -273,79 +375,39 @@ async fn transaction(
     let mut written: Vec<(usize, Version)> = Vec::new();
     for i in order {
         let e = &entries[i];
-        let resp = match e.method {
-            Method::Delete => {
-                let id = e.id.as_deref().unwrap_or_default();
-                writer
-                    .delete(&mut tx, &e.rtype, id)
-                    .await
-                    .map_err(|err| entry_err(i, err))?;
-                touched.entities.push(format!("{}/{id}", e.rtype));
-                json!({"response": {"status": "204 No Content"}})
-            }
-            Method::Post => {
-                if let Some(v) = &skip[i] {
-                    touched.add(v);
-                    response_entry(v, "200 OK", base, false)
-                } else {
-                    let out = writer
-                        .create(
-                            &mut tx,
-                            &e.rtype,
-                            assigned[i].as_deref(),
-                            e.resource.clone().unwrap_or_default(),
-                            false,
-                        )
-                        .await
-                        .map_err(|err| entry_err(i, err))?;
-                    written.push((i, out.version.clone()));
-                    response_entry(&out.version, "201 Created", base, false)
-                }
-            }
-            Method::Put => {
-                let mut resource = e.resource.clone().unwrap_or_default();
-                let id = match (&e.id, &e.query) {
-                    (Some(id), _) => id.clone(),
-                    (None, Some(q)) => {
-                        match conditional_match(&mut tx, &e.rtype, q)
-                            .await
-                            .map_err(|err| entry_err(i, err))?
-                        {
-                            Some(v) => v.id,
-                            None => resource
-                                .get("id")
-                                .and_then(Value::as_str)
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                        }
-                    }
-                    (None, None) => unreachable!("checked when parsing"),
-                };
-                resource["id"] = Value::String(id.clone());
-                let out = writer
-                    .update(&mut tx, &e.rtype, &id, resource, e.if_match, false)
-                    .await
-                    .map_err(|err| entry_err(i, err))?;
-                written.push((i, out.version.clone()));
-                let status = if out.created { "201 Created" } else { "200 OK" };
-                response_entry(&out.version, status, base, false)
-            }
-            Method::Get => get_entry(&mut tx, api, caller, e, &mut touched)
+        let resp = if e.method == Method::Get {
+            get_entry(&mut tx, api, caller, e, &mut touched)
                 .await
-                .map_err(|err| entry_err(i, err))?,
+                .map_err(|err| entry_err(i, err))?
+        } else {
+            let w = write_entry(api, &mut tx, e, assigned[i].as_ref(), Checks::Deferred)
+                .await
+                .map_err(|err| entry_err(i, err))?;
+            for x in &w.touched.entities {
+                touched.entity(x);
+            }
+            for p in &w.touched.patients {
+                touched.patient(p);
+            }
+            if let Some(v) = w.version {
+                written.push((i, v));
+            }
+            w.response
         };
         responses[i] = resp;
     }
 
     // 3. Every written resource is checked against the store as the transaction left it.
+    let writer = api.platform.writer();
     for (i, v) in &written {
         writer
             .check(&mut tx, v)
             .await
             .map_err(|err| entry_err(*i, err))?;
-        touched.add(v);
     }
-    let touched = commit_audited(tx, caller, "transaction", "Bundle", touched, 200).await?;
+    let touched = tx
+        .commit_audited(Interaction::Transaction, "Bundle", touched, 200)
+        .await?;
     Ok((
         json!({
             "resourceType": "Bundle",
@@ -362,20 +424,20 @@ async fn get_entry(
     caller: &Caller,
     e: &Entry,
     touched: &mut Touched,
-) -> Result<Value, ApiError> {
+) -> Result<Value, Error> {
     match &e.id {
         Some(id) => {
-            let v = reveal(caller, &e.rtype, id, tx.read(&e.rtype, id).await)?;
+            let v = reveal(caller, &e.rtype, id, tx.read_raw(&e.rtype, id).await)?;
             touched.add(&v);
             Ok(response_entry(&v, "200 OK", &api.config.base_url, true))
         }
         None => {
             let mut q = SearchQuery::new(&e.rtype, parse_query(e.query.as_deref()));
-            let r = run_search(api, caller, &mut q, Some(tx)).await?;
+            let r = hospital_core::read::search(&api.platform, caller, &mut q, Some(tx)).await?;
             for v in r.matches.iter().chain(&r.included) {
                 touched.add(v);
             }
-            let bundle = crate::rest::searchset(&api.config.base_url, &e.rtype, &r);
+            let bundle = crate::response::searchset(&api.config.base_url, &e.rtype, &r);
             Ok(json!({
                 "resource": serde_json::from_str::<Value>(&bundle).unwrap_or(Value::Null),
                 "response": {"status": "200 OK"}
@@ -390,95 +452,24 @@ async fn batch(api: &FhirApi, caller: &Caller, raw: Vec<Value>) -> (Value, Touch
     for (i, e) in raw.iter().enumerate() {
         let r = async {
             let entry = parse_entry(i, e)?;
-            let action = if entry.method == Method::Get {
-                Action::Read
-            } else {
-                Action::Write
-            };
-            authorize(caller, action, &entry.rtype)?;
-            let writer = api.writer();
-            let mut tx = begin_as(api, caller).await?;
-            let mut touched = Touched::default();
-            let (resp, verb, status) = match entry.method {
-                Method::Get => {
-                    let resp = get_entry(&mut tx, api, caller, &entry, &mut read).await?;
-                    tx.commit().await?;
-                    return Ok::<Value, ApiError>(resp);
-                }
-                Method::Delete => {
-                    let id = entry.id.as_deref().unwrap_or_default();
-                    writer.delete(&mut tx, &entry.rtype, id).await?;
-                    touched.entities.push(format!("{}/{id}", entry.rtype));
-                    (
-                        json!({"response": {"status": "204 No Content"}}),
-                        "delete",
-                        204,
-                    )
-                }
-                Method::Post => {
-                    if let Some(cond) = &entry.if_none_exist
-                        && let Some(v) =
-                            conditional_match(&mut tx, &entry.rtype, cond.trim_start_matches('?'))
-                                .await?
-                    {
-                        touched.add(&v);
-                        commit_audited(tx, caller, "create", &entry.rtype, touched, 200).await?;
-                        return Ok(response_entry(&v, "200 OK", &api.config.base_url, false));
-                    }
-                    let out = writer
-                        .create(
-                            &mut tx,
-                            &entry.rtype,
-                            None,
-                            entry.resource.clone().unwrap_or_default(),
-                            true,
-                        )
-                        .await?;
-                    touched.add(&out.version);
-                    (
-                        response_entry(&out.version, "201 Created", &api.config.base_url, false),
-                        "create",
-                        201,
-                    )
-                }
-                Method::Put => {
-                    let Some(id) = entry.id.clone() else {
-                        return Err(ApiError::bad_request(
-                            "conditional PUT is not supported in a batch",
-                        ));
-                    };
-                    let out = writer
-                        .update(
-                            &mut tx,
-                            &entry.rtype,
-                            &id,
-                            entry.resource.clone().unwrap_or_default(),
-                            entry.if_match,
-                            true,
-                        )
-                        .await?;
-                    touched.add(&out.version);
-                    let (status, code) = if out.created {
-                        ("201 Created", 201)
-                    } else {
-                        ("200 OK", 200)
-                    };
-                    (
-                        response_entry(&out.version, status, &api.config.base_url, false),
-                        "update",
-                        code,
-                    )
-                }
-            };
-            commit_audited(tx, caller, verb, &entry.rtype, touched, status).await?;
-            Ok(resp)
+            authorize(caller, action_of(entry.method), &entry.rtype)?;
+            let mut tx = Tx::begin(&api.platform, caller).await?;
+            if entry.method == Method::Get {
+                let resp = get_entry(&mut tx, api, caller, &entry, &mut read).await?;
+                tx.commit().await?;
+                return Ok::<Value, Error>(resp);
+            }
+            let w = write_entry(api, &mut tx, &entry, None, Checks::Now).await?;
+            tx.commit_audited(w.interaction, &entry.rtype, w.touched, w.status)
+                .await?;
+            Ok(w.response)
         }
         .await;
         responses.push(match r {
             Ok(v) => v,
             Err(err) => json!({"response": {
-                "status": err.status().as_u16().to_string(),
-                "outcome": err.outcome(),
+                "status": crate::error::status(&err).as_u16().to_string(),
+                "outcome": crate::error::outcome(&err),
             }}),
         });
     }

@@ -2,16 +2,17 @@
 //! (supported types, owners, search parameters), so it claims nothing the server cannot do.
 
 use crate::FhirApi;
-use hospital_store::params;
+use hospital_core::store::params;
 use serde_json::{Value, json};
 
 pub fn statement(api: &FhirApi) -> Value {
-    let owned = api.owners.owned_types();
+    let deployment = api.platform.deployment();
     let resources: Vec<Value> = hospital_fhir_model::SUPPORTED_TYPES
         .iter()
         .map(|t| {
             let mut interactions = vec!["read", "vread", "history-instance", "history-type", "search-type"];
-            let writable = owned.contains(t);
+            // Exactly what this process writes: the types of the services it runs.
+            let writable = deployment.writes(t);
             if writable {
                 interactions.extend(["create", "update", "delete"]);
             }
@@ -60,7 +61,10 @@ pub fn statement(api: &FhirApi) -> Value {
         "date": "2026-11-27",
         "kind": "instance",
         "software": {"name": "hospital", "version": env!("CARGO_PKG_VERSION")},
-        "implementation": {"description": "Hospital platform FHIR server", "url": api.config.base_url},
+        "implementation": {
+            "description": format!("Hospital platform FHIR server ({})", deployment.name()),
+            "url": api.config.base_url
+        },
         "fhirVersion": "4.3.0",
         "format": ["application/fhir+json", "json"],
         "rest": [{

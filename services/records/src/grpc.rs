@@ -1,55 +1,59 @@
-//! The records gRPC server (`hospital.records.v1.Records`). It translates prost messages to
-//! store calls and back; writes go through the same [`hospital_fhir_http::Writer`] as REST.
+//! The records gRPC server (`hospital.records.v1.Records`). It only translates prost messages
+//! to the records service's functions and the platform's, and back; authentication is the
+//! shared layer ([`hospital_grpc::Authenticated`]), writes go through the same
+//! [`hospital_core::Writer`] as REST.
 
-use crate::identifiers::{INSURANCE_NUMBER, NATIONAL_ID, PATIENT_INTERNAL_ID};
-use hospital_auth::{Action, AuthError};
-use hospital_fhir_http::security::{Caller, Touched, authorize, reveal, visible};
-use hospital_fhir_http::{ApiError, FhirApi, begin_as, commit_audited};
+use crate::coverage::{self, CoverageKey};
+use crate::identifiers::{NATIONAL_ID, PATIENT_INTERNAL_ID};
+use hospital_core::auth::Action;
+use hospital_core::store::Version;
+use hospital_core::{
+    AuditAction, Caller, Checks, Error, Interaction, Platform, Touched, Tx, authorize, reveal,
+};
+use hospital_grpc::{Call, caller};
 use hospital_proto::records::v1 as pb;
-use hospital_store::{SearchQuery, StoreError, Version};
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
 /// Idempotency keys of encounters opened over gRPC live in this identifier system.
 pub const IDEMPOTENCY_SYSTEM: &str = "urn:hospital:idempotency-key";
 
+const GET_PATIENT: Interaction = Interaction::Call("GetPatient", AuditAction::R);
+const FIND_PATIENT: Interaction = Interaction::Call("FindPatientByIdentifier", AuditAction::R);
+const ACTIVE_COVERAGE: Interaction = Interaction::Call("GetActiveCoverage", AuditAction::R);
+const OPEN_ENCOUNTER: Interaction = Interaction::Call("OpenEncounter", AuditAction::C);
+const CLOSE_ENCOUNTER: Interaction = Interaction::Call("CloseEncounter", AuditAction::U);
+
 pub struct RecordsGrpc {
-    api: FhirApi,
+    platform: Platform,
 }
 
 impl RecordsGrpc {
-    pub fn new(api: FhirApi) -> Self {
-        RecordsGrpc { api }
+    pub fn new(platform: Platform) -> Self {
+        RecordsGrpc { platform }
     }
 
     pub fn into_server(self) -> pb::records_server::RecordsServer<RecordsGrpc> {
         pb::records_server::RecordsServer::new(self)
     }
-}
 
-fn status(e: ApiError) -> Status {
-    let msg = e.to_string();
-    match e {
-        ApiError::Unauthorized(_) => Status::unauthenticated(msg),
-        ApiError::Forbidden(_) => Status::permission_denied(msg),
-        ApiError::TooManyRequests(_) => Status::resource_exhausted(msg),
-        ApiError::Invalid { .. } => Status::invalid_argument(msg),
-        ApiError::NotFound(_) | ApiError::Gone(_) => Status::not_found(msg),
-        ApiError::Conflict(_) => Status::already_exists(msg),
-        ApiError::PreconditionFailed(_) | ApiError::Unprocessable(_) => {
-            Status::failed_precondition(msg)
+    fn call<'a>(
+        &'a self,
+        caller: &'a Caller,
+        interaction: Interaction,
+        rtype: &'a str,
+    ) -> Call<'a> {
+        Call {
+            platform: &self.platform,
+            caller,
+            interaction,
+            resource_type: rtype,
         }
-        ApiError::MethodNotAllowed(_) => Status::unimplemented(msg),
-        _ => Status::internal("internal error"),
     }
 }
 
-fn store_status(e: StoreError) -> Status {
-    status(ApiError::from(e))
-}
-
-fn parse(v: &Version) -> Result<Value, Status> {
-    serde_json::from_str(&v.body).map_err(|_| Status::internal("stored resource unreadable"))
+fn parse(v: &Version) -> Result<Value, Error> {
+    serde_json::from_str(&v.body).map_err(|_| Error::internal("stored resource unreadable"))
 }
 
 fn identifier_value(body: &Value, system: &str) -> String {
@@ -63,7 +67,7 @@ fn identifier_value(body: &Value, system: &str) -> String {
         .to_owned()
 }
 
-fn patient_record(v: &Version) -> Result<pb::PatientRecord, Status> {
+fn patient_record(v: &Version) -> Result<pb::PatientRecord, Error> {
     let body = parse(v)?;
     let name = body.pointer("/name/0");
     let full_name = name
@@ -105,7 +109,7 @@ fn patient_record(v: &Version) -> Result<pb::PatientRecord, Status> {
     })
 }
 
-fn encounter_record(v: &Version) -> Result<pb::EncounterRecord, Status> {
+fn encounter_record(v: &Version) -> Result<pb::EncounterRecord, Error> {
     let body = parse(v)?;
     Ok(pb::EncounterRecord {
         id: v.id.clone(),
@@ -119,149 +123,19 @@ fn encounter_record(v: &Version) -> Result<pb::EncounterRecord, Status> {
     })
 }
 
-/// The HTTP status an audit record gives a gRPC outcome.
-fn http_of(code: tonic::Code) -> u16 {
-    match code {
-        tonic::Code::Ok => 200,
-        tonic::Code::InvalidArgument => 400,
-        tonic::Code::Unauthenticated => 401,
-        tonic::Code::PermissionDenied => 403,
-        tonic::Code::NotFound => 404,
-        tonic::Code::AlreadyExists => 409,
-        tonic::Code::FailedPrecondition => 412,
-        tonic::Code::ResourceExhausted => 429,
-        _ => 500,
-    }
-}
-
-impl RecordsGrpc {
-    /// Authenticates a call from its `authorization` metadata (a bearer token); a service
-    /// token may carry the user it acts for in `x-on-behalf-of`.
-    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        let sec = &self.api.security;
-        let client = req
-            .remote_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        if sec.throttle.check(&client).is_err() {
-            return Err(Status::resource_exhausted(AuthError::Throttled.to_string()));
-        }
-        let md = req.metadata();
-        let token = md
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        let verified = match token {
-            None => Err(AuthError::Missing),
-            Some(t) => sec.auth.verify(&t).await,
-        };
-        let mut principal = match verified {
-            Ok(p) => p,
-            Err(e) => {
-                sec.throttle.failed(&client);
-                let mut anonymous = Caller::system("anonymous");
-                anonymous.client = client;
-                let mut rec = anonymous.record("authenticate", "", &Touched::default(), 401);
-                rec.actor = "anonymous".into();
-                rec.role = String::new();
-                let _ = sec.audit.record(rec).await;
-                return Err(Status::unauthenticated(e.to_string()));
-            }
-        };
-        let mut via = None;
-        if principal.role == hospital_auth::Role::Service
-            && let Some(user) = md.get("x-on-behalf-of").and_then(|v| v.to_str().ok())
-        {
-            let u = sec
-                .auth
-                .verify(user)
-                .await
-                .map_err(|e| Status::unauthenticated(format!("on-behalf-of token: {e}")))?;
-            via = Some(principal.audit_name());
-            principal = u;
-        }
-        Ok(Caller {
-            principal,
-            via,
-            client,
-            user_agent: md
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .chars()
-                .take(300)
-                .collect(),
-        })
-    }
-
-    /// Audits a write that failed (a successful one is audited in its own transaction).
-    async fn audit_failure<T>(
-        &self,
-        caller: &Caller,
-        method: &str,
-        rtype: &str,
-        result: &Result<T, Status>,
-    ) {
-        if let Err(s) = result {
-            let record = caller.record(method, rtype, &Touched::default(), http_of(s.code()));
-            if let Err(e) = self.api.security.audit.record(record).await {
-                tracing::error!(error = %e, "audit record of a failed call could not be written");
-            }
-        }
-    }
-
-    /// Audits a read-only call before its answer leaves.
-    async fn audited<T>(
-        &self,
-        caller: &Caller,
-        method: &str,
-        rtype: &str,
-        result: Result<(T, Vec<Version>), Status>,
-    ) -> Result<Response<T>, Status> {
-        let (touched, code) = match &result {
-            Ok((_, vs)) => (Touched::of(vs), 200),
-            Err(s) => (Touched::default(), http_of(s.code())),
-        };
-        self.api
-            .security
-            .audit
-            .record(caller.record(method, rtype, &touched, code))
-            .await
-            .map_err(|_| Status::unavailable("audit unavailable"))?;
-        result.map(|(t, _)| Response::new(t))
-    }
-
-    async fn search_one(
-        &self,
-        rtype: &str,
-        params: Vec<(String, String)>,
-    ) -> Result<Option<Version>, Status> {
-        let mut q = SearchQuery::new(rtype, params);
-        q.params.push(("_count".into(), "2".into()));
-        let r = self.api.store.search(&q).await.map_err(store_status)?;
-        match r.matches.len() {
-            0 => Ok(None),
-            1 => Ok(r.matches.into_iter().next()),
-            _ => Err(Status::failed_precondition(format!(
-                "more than one {rtype} matches"
-            ))),
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl pb::records_server::Records for RecordsGrpc {
     async fn get_patient(
         &self,
         request: Request<pb::GetPatientRequest>,
     ) -> Result<Response<pb::PatientRecord>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&request)?;
         let id = request.into_inner().patient_id;
         let r = async {
-            authorize(&caller, Action::Read, "Patient").map_err(status)?;
-            if !hospital_store::is_valid_id(&id) {
-                return Err(Status::invalid_argument(
+            authorize(&caller, Action::Read, "Patient")?;
+            if !hospital_core::store::is_valid_id(&id) {
+                return Err(Error::invalid(
+                    "patient_id",
                     "patient_id is not a valid FHIR id",
                 ));
             }
@@ -269,210 +143,136 @@ impl pb::records_server::Records for RecordsGrpc {
                 &caller,
                 "Patient",
                 &id,
-                self.api.store.read("Patient", &id).await,
-            )
-            .map_err(status)?;
-            Ok((patient_record(&v)?, vec![v]))
+                self.platform.store().read("Patient", &id).await,
+            )?;
+            Ok((patient_record(&v)?, Touched::of(&[v])))
         }
         .await;
-        self.audited(&caller, "GetPatient", "Patient", r).await
+        self.call(&caller, GET_PATIENT, "Patient")
+            .audited(r)
+            .await
+            .map(Response::new)
     }
 
     async fn find_patient_by_identifier(
         &self,
         request: Request<pb::FindPatientByIdentifierRequest>,
     ) -> Result<Response<pb::PatientRecord>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            authorize(&caller, Action::Read, "Patient").map_err(status)?;
-            if r.value.is_empty() {
-                return Err(Status::invalid_argument("value is required"));
-            }
-            let token = if r.system.is_empty() {
-                r.value.replace(',', "\\,")
-            } else {
-                format!("{}|{}", r.system, r.value.replace(',', "\\,"))
-            };
-            match self
-                .search_one("Patient", vec![("identifier".into(), token)])
-                .await?
+            authorize(&caller, Action::Read, "Patient")?;
+            let token = coverage::token_value(&r.system, &r.value)?;
+            match coverage::find_one(
+                &self.platform,
+                &caller,
+                "Patient",
+                vec![("identifier".into(), token)],
+            )
+            .await?
             {
-                Some(v) if visible(&caller, &v) => Ok((patient_record(&v)?, vec![v])),
-                _ => Err(Status::not_found("no patient carries this identifier")),
+                Some(v) => Ok((patient_record(&v)?, Touched::of(&[v]))),
+                None => Err(Error::not_found("no patient carries this identifier")),
             }
         }
         .await;
-        self.audited(&caller, "FindPatientByIdentifier", "Patient", result)
+        self.call(&caller, FIND_PATIENT, "Patient")
+            .audited(result)
             .await
+            .map(Response::new)
     }
 
     async fn get_active_coverage(
         &self,
         request: Request<pb::GetActiveCoverageRequest>,
     ) -> Result<Response<pb::CoverageRecord>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let result = async {
-            authorize(&caller, Action::Read, "Coverage").map_err(status)?;
-            self.active_coverage(&caller, r).await
+            authorize(&caller, Action::Read, "Coverage")?;
+            let key = match r.patient {
+                Some(pb::get_active_coverage_request::Patient::PatientId(id)) => {
+                    CoverageKey::Patient(id)
+                }
+                Some(pb::get_active_coverage_request::Patient::CardNumber(c)) => {
+                    CoverageKey::Card(c)
+                }
+                Some(pb::get_active_coverage_request::Patient::NationalId(n)) => {
+                    CoverageKey::NationalId(n)
+                }
+                None => {
+                    return Err(Error::invalid(
+                        "patient",
+                        "give patient_id, card_number or national_id",
+                    ));
+                }
+            };
+            let date = coverage::service_date(&r.date)?;
+            let (c, touched) = coverage::active_on(&self.platform, &caller, &key, date).await?;
+            Ok((
+                pb::CoverageRecord {
+                    id: c.version.id.clone(),
+                    patient_id: c.patient_id,
+                    card_number: c.card_number,
+                    benefit_level: c.benefit_level,
+                    registered_facility: c.registered_facility,
+                    valid_from: c.valid_from,
+                    valid_to: c.valid_to,
+                    resource_json: c.version.body,
+                },
+                touched,
+            ))
         }
         .await;
-        self.audited(&caller, "GetActiveCoverage", "Coverage", result)
+        self.call(&caller, ACTIVE_COVERAGE, "Coverage")
+            .audited(result)
             .await
+            .map(Response::new)
     }
 
     async fn open_encounter(
         &self,
         request: Request<pb::OpenEncounterRequest>,
     ) -> Result<Response<pb::EncounterRecord>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let result = self.open(&caller, r).await;
-        self.audit_failure(&caller, "OpenEncounter", "Encounter", &result)
-            .await;
-        result.map(Response::new)
+        self.call(&caller, OPEN_ENCOUNTER, "Encounter")
+            .audited(result)
+            .await
+            .map(Response::new)
     }
 
     async fn close_encounter(
         &self,
         request: Request<pb::CloseEncounterRequest>,
     ) -> Result<Response<pb::EncounterRecord>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&request)?;
         let id = request.into_inner().encounter_id;
         let result = self.close(&caller, id).await;
-        self.audit_failure(&caller, "CloseEncounter", "Encounter", &result)
-            .await;
-        result.map(Response::new)
+        self.call(&caller, CLOSE_ENCOUNTER, "Encounter")
+            .audited(result)
+            .await
+            .map(Response::new)
     }
 }
 
 impl RecordsGrpc {
-    async fn active_coverage(
-        &self,
-        caller: &Caller,
-        r: pb::GetActiveCoverageRequest,
-    ) -> Result<(pb::CoverageRecord, Vec<Version>), Status> {
-        let date = if r.date.is_empty() {
-            chrono::Utc::now().date_naive().to_string()
-        } else {
-            chrono::NaiveDate::parse_from_str(&r.date, "%Y-%m-%d")
-                .map_err(|_| Status::invalid_argument("date must be YYYY-MM-DD"))?
-                .to_string()
-        };
-        let mut params: Vec<(String, String)> = Vec::new();
-        match r.patient {
-            Some(pb::get_active_coverage_request::Patient::PatientId(id)) => {
-                if !hospital_store::is_valid_id(&id) {
-                    return Err(Status::invalid_argument(
-                        "patient_id is not a valid FHIR id",
-                    ));
-                }
-                params.push(("beneficiary".into(), format!("Patient/{id}")));
-            }
-            Some(pb::get_active_coverage_request::Patient::CardNumber(card)) => {
-                crate::identifiers::BhytCardNumber::parse(&card)
-                    .map_err(Status::invalid_argument)?;
-                params.push(("identifier".into(), format!("{INSURANCE_NUMBER}|{card}")));
-            }
-            Some(pb::get_active_coverage_request::Patient::NationalId(nid)) => {
-                crate::identifiers::Cccd::parse(&nid).map_err(Status::invalid_argument)?;
-                let patient = self
-                    .search_one(
-                        "Patient",
-                        vec![("identifier".into(), format!("{NATIONAL_ID}|{nid}"))],
-                    )
-                    .await?
-                    .filter(|p| visible(caller, p))
-                    .ok_or_else(|| Status::not_found("no patient carries this personal ID"))?;
-                params.push(("beneficiary".into(), format!("Patient/{}", patient.id)));
-            }
-            None => {
-                return Err(Status::invalid_argument(
-                    "give patient_id, card_number or national_id",
-                ));
-            }
-        }
-        params.push(("status".into(), "active".into()));
-        params.push(("_count".into(), "50".into()));
-        let found = self
-            .api
-            .store
-            .search(&SearchQuery::new("Coverage", params))
-            .await
-            .map_err(store_status)?;
-        for v in found.matches.iter().filter(|v| visible(caller, v)) {
-            let body = parse(v)?;
-            let start = body
-                .pointer("/period/start")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let end = body
-                .pointer("/period/end")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let in_force = (start.is_empty() || start.get(..10).unwrap_or(start) <= date.as_str())
-                && (end.is_empty() || end.get(..10).unwrap_or(end) >= date.as_str());
-            if !in_force {
-                continue;
-            }
-            let card = identifier_value(&body, INSURANCE_NUMBER);
-            let card = if card.is_empty() {
-                body.get("subscriberId")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            } else {
-                card
-            };
-            let benefit_level = crate::identifiers::BhytCardNumber::parse(&card)
-                .map(|c| c.benefit_level())
-                .unwrap_or(0);
-            let patient_id = body
-                .pointer("/beneficiary/reference")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("Patient/"))
-                .unwrap_or_default()
-                .to_owned();
-            let registered_facility = body
-                .get("class")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|c| c.pointer("/type/coding/0/code").and_then(Value::as_str) == Some("KCBBD"))
-                .and_then(|c| c.get("value").and_then(Value::as_str))
-                .unwrap_or_default()
-                .to_owned();
-            return Ok((
-                pb::CoverageRecord {
-                    id: v.id.clone(),
-                    patient_id,
-                    card_number: card,
-                    benefit_level,
-                    registered_facility,
-                    valid_from: start.get(..10).unwrap_or(start).to_owned(),
-                    valid_to: end.get(..10).unwrap_or(end).to_owned(),
-                    resource_json: v.body.clone(),
-                },
-                vec![v.clone()],
-            ));
-        }
-        Err(Status::not_found("no coverage is active on that date"))
-    }
-
     async fn open(
         &self,
         caller: &Caller,
         r: pb::OpenEncounterRequest,
-    ) -> Result<pb::EncounterRecord, Status> {
-        authorize(caller, Action::Write, "Encounter").map_err(status)?;
+    ) -> Result<(pb::EncounterRecord, Touched), Error> {
+        authorize(caller, Action::Write, "Encounter")?;
         if r.idempotency_key.is_empty() || r.idempotency_key.len() > 128 {
-            return Err(Status::invalid_argument(
+            return Err(Error::invalid(
+                "idempotency_key",
                 "idempotency_key is required (at most 128 characters)",
             ));
         }
-        if !hospital_store::is_valid_id(&r.patient_id) {
-            return Err(Status::invalid_argument(
+        if !hospital_core::store::is_valid_id(&r.patient_id) {
+            return Err(Error::invalid(
+                "patient_id",
                 "patient_id is not a valid FHIR id",
             ));
         }
@@ -484,7 +284,8 @@ impl RecordsGrpc {
                 json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"})
             }
             _ => {
-                return Err(Status::invalid_argument(
+                return Err(Error::invalid(
+                    "encounter_class",
                     "encounter_class must be VIRTUAL or AMBULATORY",
                 ));
             }
@@ -495,82 +296,96 @@ impl RecordsGrpc {
             "status": "in-progress",
             "class": class,
             "subject": {"reference": format!("Patient/{}", r.patient_id)},
-            "period": {"start": hospital_store::dates::format_instant(hospital_store::dates::now_micros())},
+            "period": {"start": hospital_core::store::dates::format_instant(hospital_core::store::dates::now_micros())},
         });
         if !r.practitioner_id.is_empty() {
-            if !hospital_store::is_valid_id(&r.practitioner_id) {
-                return Err(Status::invalid_argument(
+            if !hospital_core::store::is_valid_id(&r.practitioner_id) {
+                return Err(Error::invalid(
+                    "practitioner_id",
                     "practitioner_id is not a valid FHIR id",
                 ));
             }
             body["participant"] = json!([{"individual": {"reference": format!("Practitioner/{}", r.practitioner_id)}}]);
         }
         if !r.appointment_id.is_empty() {
-            if !hospital_store::is_valid_id(&r.appointment_id) {
-                return Err(Status::invalid_argument(
+            if !hospital_core::store::is_valid_id(&r.appointment_id) {
+                return Err(Error::invalid(
+                    "appointment_id",
                     "appointment_id is not a valid FHIR id",
                 ));
             }
             body["appointment"] =
                 json!([{"reference": format!("Appointment/{}", r.appointment_id)}]);
         }
-        let mut tx = begin_as(&self.api, caller).await.map_err(status)?;
-        tx.lock(&format!("Encounter?idempotency={}", r.idempotency_key))
-            .await
-            .map_err(store_status)?;
-        let existing = tx
-            .search(&SearchQuery::new(
-                "Encounter",
-                vec![(
-                    "identifier".into(),
-                    format!(
-                        "{IDEMPOTENCY_SYSTEM}|{}",
-                        r.idempotency_key.replace(',', "\\,")
-                    ),
-                )],
-            ))
-            .await
-            .map_err(store_status)?;
-        let (v, code) = match existing.matches.into_iter().next() {
-            Some(v) => (v, 200),
+        // The key is a condition like any If-None-Exist on the identifier, so the same lock
+        // serialises a gRPC open and a REST conditional create with this key.
+        let mut tx = Tx::begin(&self.platform, caller).await?;
+        let condition = format!(
+            "identifier={}",
+            coverage::token_value(IDEMPOTENCY_SYSTEM, &r.idempotency_key)?
+                .replace('%', "%25")
+                .replace('&', "%26")
+                .replace('+', "%2B")
+                .replace('#', "%23")
+        );
+        let existing =
+            hospital_core::conditional::find_match(&mut tx, "Encounter", &condition).await?;
+        let subject = format!("Patient/{}", r.patient_id);
+        let (v, code) = match existing {
+            Some(v) => {
+                let same_patient = parse(&v)?
+                    .pointer("/subject/reference")
+                    .and_then(Value::as_str)
+                    == Some(subject.as_str());
+                if !same_patient {
+                    return Err(Error::conflict(
+                        "this idempotency key opened an encounter for another patient",
+                    ));
+                }
+                (v, 200)
+            }
             None => {
                 let out = self
-                    .api
+                    .platform
                     .writer()
-                    .create(&mut tx, "Encounter", None, body, true)
-                    .await
-                    .map_err(status)?;
+                    .create(&mut tx, "Encounter", None, body, Checks::Now)
+                    .await?;
                 (out.version, 201)
             }
         };
         let touched = Touched::of(std::slice::from_ref(&v));
-        commit_audited(tx, caller, "OpenEncounter", "Encounter", touched, code)
-            .await
-            .map_err(status)?;
-        encounter_record(&v)
+        let touched = tx
+            .commit_audited(OPEN_ENCOUNTER, "Encounter", touched, code)
+            .await?;
+        Ok((encounter_record(&v)?, touched))
     }
 
-    async fn close(&self, caller: &Caller, id: String) -> Result<pb::EncounterRecord, Status> {
-        authorize(caller, Action::Write, "Encounter").map_err(status)?;
-        if !hospital_store::is_valid_id(&id) {
-            return Err(Status::invalid_argument(
+    async fn close(
+        &self,
+        caller: &Caller,
+        id: String,
+    ) -> Result<(pb::EncounterRecord, Touched), Error> {
+        authorize(caller, Action::Write, "Encounter")?;
+        if !hospital_core::store::is_valid_id(&id) {
+            return Err(Error::invalid(
+                "encounter_id",
                 "encounter_id is not a valid FHIR id",
             ));
         }
-        let mut tx = begin_as(&self.api, caller).await.map_err(status)?;
-        let current = tx.read("Encounter", &id).await.map_err(store_status)?;
+        let mut tx = Tx::begin(&self.platform, caller).await?;
+        let current = tx.read("Encounter", &id).await?;
         let mut body = parse(&current)?;
         let v = match body.get("status").and_then(Value::as_str) {
             Some("finished") => current,
             Some("in-progress" | "arrived" | "triaged" | "planned" | "onleave") => {
                 body["status"] = json!("finished");
-                body["period"]["end"] = json!(hospital_store::dates::format_instant(
-                    hospital_store::dates::now_micros()
+                body["period"]["end"] = json!(hospital_core::store::dates::format_instant(
+                    hospital_core::store::dates::now_micros()
                 ));
                 if let Value::Object(m) = &mut body {
                     m.remove("meta");
                 }
-                self.api
+                self.platform
                     .writer()
                     .update(
                         &mut tx,
@@ -578,22 +393,22 @@ impl RecordsGrpc {
                         &id,
                         body,
                         Some(current.version_id),
-                        true,
+                        Checks::Now,
                     )
-                    .await
-                    .map_err(status)?
+                    .await?
                     .version
             }
             other => {
-                return Err(Status::failed_precondition(format!(
-                    "an encounter in status {other:?} cannot be closed"
-                )));
+                return Err(Error::new(
+                    hospital_core::codes::WRONG_STATE,
+                    format!("an encounter in status {other:?} cannot be closed"),
+                ));
             }
         };
         let touched = Touched::of(std::slice::from_ref(&v));
-        commit_audited(tx, caller, "CloseEncounter", "Encounter", touched, 200)
-            .await
-            .map_err(status)?;
-        encounter_record(&v)
+        let touched = tx
+            .commit_audited(CLOSE_ENCOUNTER, "Encounter", touched, 200)
+            .await?;
+        Ok((encounter_record(&v)?, touched))
     }
 }

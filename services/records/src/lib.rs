@@ -2,11 +2,13 @@
 //! encounters and the clinical record. It owns those resource types in the shared store,
 //! enforces their rules on every write, and serves `hospital.records.v1` over gRPC.
 
+pub mod coverage;
 pub mod grpc;
 pub mod identifiers;
 pub mod rules;
 
-use hospital_fhir_http::Owners;
+use hospital_core::ownership::{ServiceName, owned_by};
+use hospital_core::{Platform, ResourceRules, ServiceDefinition};
 use std::sync::Arc;
 
 /// Identifier systems that name one Patient only.
@@ -15,10 +17,26 @@ pub const UNIQUE_IDENTIFIERS: &[(&str, &str)] = &[
     ("Patient", identifiers::PATIENT_INTERNAL_ID),
 ];
 
-/// Declares the records service as owner of its resource types.
-pub fn register(owners: &mut Owners) {
-    let rules = Arc::new(rules::RecordsRules);
-    for t in rules::OWNED_TYPES {
-        owners.own("records", t, rules.clone());
+/// What every process needs of the records service: its rules on the types it owns.
+pub fn definition() -> ServiceDefinition {
+    let rules: Arc<dyn ResourceRules> = Arc::new(rules::RecordsRules);
+    ServiceDefinition {
+        name: ServiceName::Records,
+        rules: owned_by(ServiceName::Records)
+            .map(|t| (t, rules.clone()))
+            .collect(),
+        unique_identifiers: UNIQUE_IDENTIFIERS,
     }
+}
+
+/// The records gRPC server, behind authentication.
+pub fn grpc_server(
+    platform: &Platform,
+) -> hospital_grpc::Authenticated<
+    hospital_proto::records::v1::records_server::RecordsServer<grpc::RecordsGrpc>,
+> {
+    hospital_grpc::Authenticated::new(
+        platform.clone(),
+        grpc::RecordsGrpc::new(platform.clone()).into_server(),
+    )
 }

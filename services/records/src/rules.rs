@@ -1,37 +1,12 @@
 //! The records service's rules on the resources it owns. They run on every write door: REST,
-//! Bundles and gRPC all go through [`hospital_fhir_http::Writer`].
+//! Bundles and gRPC all go through [`hospital_core::Writer`].
 
 use crate::identifiers::{
     BhytCardNumber, CITIZEN_ID, Cccd, INSURANCE_NUMBER, NATIONAL_ID, PATIENT_INTERNAL_ID, Sex,
 };
 use async_trait::async_trait;
-use hospital_fhir_http::{ApiError, ResourceRules};
-use hospital_store::Tx;
-use hospital_store::extract::{all_references, split_reference};
+use hospital_core::{Error, Origin, ResourceRules, Tx, Write, WriteKind};
 use serde_json::{Value, json};
-
-/// Resource types the records service owns (writes).
-pub const OWNED_TYPES: &[&str] = &[
-    "Patient",
-    "Practitioner",
-    "PractitionerRole",
-    "Organization",
-    "Location",
-    "Coverage",
-    "Encounter",
-    "Observation",
-    "Condition",
-    "AllergyIntolerance",
-    "MedicationRequest",
-    "Procedure",
-    "DiagnosticReport",
-    "DocumentReference",
-    "ServiceRequest",
-    "Provenance",
-];
-
-/// Reference targets that must exist when a resource points at them.
-const CHECKED_TARGETS: &[&str] = &["Patient", "Encounter", "Practitioner", "Organization"];
 
 pub struct RecordsRules;
 
@@ -50,7 +25,7 @@ fn identifiers(body: &Value) -> impl Iterator<Item = (usize, &str, &str)> {
         })
 }
 
-fn check_patient_identifiers(body: &Value) -> Result<(), ApiError> {
+fn check_patient_identifiers(body: &Value) -> Result<(), Error> {
     let birth_year: Option<i32> = body
         .get("birthDate")
         .and_then(Value::as_str)
@@ -61,11 +36,11 @@ fn check_patient_identifiers(body: &Value) -> Result<(), ApiError> {
         let path = format!("Patient.identifier[{i}].value");
         match system {
             NATIONAL_ID => {
-                let id = Cccd::parse(value).map_err(|m| ApiError::invalid(&path, m))?;
+                let id = Cccd::parse(value).map_err(|m| Error::invalid(&path, m))?;
                 if let Some(y) = birth_year
                     && y != id.birth_year()
                 {
-                    return Err(ApiError::invalid(
+                    return Err(Error::invalid(
                         &path,
                         "the personal ID's century and year digits disagree with birthDate",
                     ));
@@ -75,20 +50,20 @@ fn check_patient_identifiers(body: &Value) -> Result<(), ApiError> {
                     (Some("male"), Sex::Female) | (Some("female"), Sex::Male)
                 );
                 if sex_disagrees {
-                    return Err(ApiError::invalid(
+                    return Err(Error::invalid(
                         &path,
                         "the personal ID's sex digit disagrees with gender",
                     ));
                 }
             }
             CITIZEN_ID if value.len() != 9 || !value.bytes().all(|b| b.is_ascii_digit()) => {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     &path,
                     "an old identity card number (CMND) is 9 digits",
                 ));
             }
             INSURANCE_NUMBER => {
-                BhytCardNumber::parse(value).map_err(|m| ApiError::invalid(&path, m))?;
+                BhytCardNumber::parse(value).map_err(|m| Error::invalid(&path, m))?;
             }
             _ => {}
         }
@@ -96,11 +71,11 @@ fn check_patient_identifiers(body: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_coverage_identifiers(body: &Value) -> Result<(), ApiError> {
+fn check_coverage_identifiers(body: &Value) -> Result<(), Error> {
     for (i, system, value) in identifiers(body) {
         if system == INSURANCE_NUMBER {
             BhytCardNumber::parse(value)
-                .map_err(|m| ApiError::invalid(format!("Coverage.identifier[{i}].value"), m))?;
+                .map_err(|m| Error::invalid(format!("Coverage.identifier[{i}].value"), m))?;
         }
     }
     Ok(())
@@ -111,13 +86,13 @@ fn check_coverage_identifiers(body: &Value) -> Result<(), ApiError> {
 async fn assign_facility_code(
     tx: &mut Tx,
     id: &str,
-    creating: bool,
+    kind: WriteKind,
     body: &mut Value,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if identifiers(body).any(|(_, s, _)| s == PATIENT_INTERNAL_ID) {
         return Ok(());
     }
-    let stored = if creating {
+    let stored = if kind == WriteKind::Create {
         None
     } else {
         tx.read("Patient", id).await.ok()
@@ -153,23 +128,16 @@ async fn assign_facility_code(
 
 #[async_trait]
 impl ResourceRules for RecordsRules {
-    async fn prepare(
-        &self,
-        tx: &mut Tx,
-        resource_type: &str,
-        id: &str,
-        creating: bool,
-        body: &mut Value,
-    ) -> Result<(), ApiError> {
-        match resource_type {
+    async fn prepare(&self, tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Result<(), Error> {
+        match w.resource_type {
             "Patient" => {
                 check_patient_identifiers(body)?;
-                assign_facility_code(tx, id, creating, body).await?;
+                assign_facility_code(tx, w.id, w.kind, body).await?;
             }
             "Coverage" => check_coverage_identifiers(body)?,
-            "Provenance" => {
-                return Err(ApiError::MethodNotAllowed(
-                    "Provenance records signatures; they are written by $sign and $amend".into(),
+            "Provenance" if w.origin != Origin::Signature => {
+                return Err(Error::not_supported(
+                    "Provenance records signatures; they are written by $sign and $amend",
                 ));
             }
             _ => {}
@@ -177,20 +145,7 @@ impl ResourceRules for RecordsRules {
         Ok(())
     }
 
-    async fn check(&self, tx: &mut Tx, _resource_type: &str, body: &Value) -> Result<(), ApiError> {
-        for (path, reference) in all_references(body) {
-            let Some((t, target_id)) = split_reference(&reference) else {
-                continue;
-            };
-            if CHECKED_TARGETS.contains(&t) && !tx.exists(t, target_id).await? {
-                return Err(ApiError::invalid(
-                    format!("{path}.reference"),
-                    format!(
-                        "the reference `{t}/{target_id}` does not resolve to a stored resource"
-                    ),
-                ));
-            }
-        }
-        Ok(())
+    async fn check(&self, tx: &mut Tx, _resource_type: &str, body: &Value) -> Result<(), Error> {
+        hospital_core::rules::check_references(tx, body).await
     }
 }

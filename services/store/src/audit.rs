@@ -26,6 +26,9 @@ pub struct AuditRecord {
     pub on_behalf_of: String,
     /// The FHIR interaction (`read`, `search-type`, `create`, ...) or gRPC method.
     pub action: String,
+    /// Its AuditEvent action code: C, R, U, D or E. Empty in records written before the code
+    /// was kept (their code is derived from `action`).
+    pub action_code: String,
     pub resource_type: String,
     /// `Type/id` of every resource touched (for a search: returned).
     pub entities: Vec<String>,
@@ -44,8 +47,8 @@ pub struct AuditRow {
     pub record: AuditRecord,
 }
 
-const COLUMNS: &str = "at, actor, role, on_behalf_of, action, resource_type, entities, patients, client, user_agent, outcome";
-const WIDTH: usize = 11;
+const COLUMNS: &str = "at, actor, role, on_behalf_of, action, resource_type, entities, patients, client, user_agent, outcome, action_code";
+const WIDTH: usize = 12;
 
 fn args_of(r: &AuditRecord) -> [Arg; WIDTH] {
     let cap = |s: &str, n: usize| s.chars().take(n).collect::<String>();
@@ -65,6 +68,7 @@ fn args_of(r: &AuditRecord) -> [Arg; WIDTH] {
         Arg::Text(cap(&r.client, 100)),
         Arg::Text(cap(&r.user_agent, 300)),
         Arg::I64(r.outcome),
+        Arg::Text(r.action_code.clone()),
     ]
 }
 
@@ -204,6 +208,11 @@ fn row_digest(prev: &str, seq: i64, r: &AuditRecord) -> String {
         h.update(f.as_bytes());
         h.update([0x1f]);
     }
+    // Records from before the action code was kept were chained without it.
+    if !r.action_code.is_empty() {
+        h.update(r.action_code.as_bytes());
+        h.update([0x1f]);
+    }
     hex::encode(h.finalize())
 }
 
@@ -222,18 +231,31 @@ fn record_from(row: &sqlx::any::AnyRow, offset: usize) -> Result<AuditRecord> {
         client: text(8)?,
         user_agent: text(9)?,
         outcome: row.try_get(offset + 10)?,
+        action_code: text(11)?,
     })
 }
 
 const GENESIS: &str = "genesis";
+
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// Search of the trail (FHIR AuditEvent search).
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub patient: Option<String>,
     pub agent: Option<String>,
-    /// Interactions (`read`, `create`, ...) to match, any of them.
-    pub actions: Vec<String>,
+    /// The AuditEvent action code to match (C, R, U, D, E), with the interaction names that
+    /// had it before codes were recorded.
+    pub action: Option<(String, Vec<String>)>,
     /// Inclusive bounds, µs since the epoch.
     pub from: Option<i64>,
     pub to: Option<i64>,
@@ -470,20 +492,22 @@ impl Store {
             d.ph(args.len())
         };
         if let Some(p) = &q.patient {
-            let x = ph(Arg::Text(format!("% {p} %")), &mut args);
-            conds.push(format!("patients LIKE {x}"));
+            let x = ph(Arg::Text(format!("% {} %", like_escape(p))), &mut args);
+            conds.push(format!("patients LIKE {x} ESCAPE '\\'"));
         }
         if let Some(a) = &q.agent {
             // An agent is named as `role:subject` or by subject alone.
             let exact = ph(Arg::Text(a.clone()), &mut args);
-            let suffix = ph(Arg::Text(format!("%:{a}")), &mut args);
+            let suffix = ph(Arg::Text(format!("%:{}", like_escape(a))), &mut args);
             conds.push(format!(
-                "(actor = {exact} OR on_behalf_of = {exact} OR actor LIKE {suffix})"
+                "(actor = {exact} OR on_behalf_of = {exact} OR actor LIKE {suffix} ESCAPE '\\')"
             ));
         }
-        if !q.actions.is_empty() {
-            args.push(d.list_arg(&q.actions));
-            conds.push(d.in_list("action", args.len()));
+        if let Some((code, legacy)) = &q.action {
+            let c = ph(Arg::Text(code.clone()), &mut args);
+            args.push(d.list_arg(legacy));
+            let l = d.in_list("action", args.len());
+            conds.push(format!("(action_code = {c} OR (action_code = '' AND {l}))"));
         }
         if let Some(f) = q.from {
             let x = ph(Arg::I64(f), &mut args);

@@ -166,6 +166,49 @@ pub(crate) fn bind_all<'q>(
     q
 }
 
+/// The key to the store's write transactions. Only the platform crate (`hospital-core`)
+/// depends on the store, so only it can name this key: every write goes through its
+/// `Writer` and the owners' rules. A workspace test keeps the dependency that way.
+#[derive(Debug)]
+pub struct WriteKey(());
+
+impl WriteKey {
+    pub const PLATFORM: WriteKey = WriteKey(());
+}
+
+/// The HTTP method that wrote a version, as history entries report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn parse(s: &str) -> Method {
+        match s {
+            "POST" => Method::Post,
+            "DELETE" => Method::Delete,
+            _ => Method::Put,
+        }
+    }
+}
+
+/// Where a version goes: a new row, or a new version of the row `rid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    New,
+    Existing(i64),
+}
+
 /// How to open the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -197,7 +240,7 @@ pub struct Version {
     /// The resource JSON as served (empty for a deletion).
     pub body: String,
     /// The HTTP method that wrote this version (history entries report it).
-    pub method: String,
+    pub method: Method,
 }
 
 impl Version {
@@ -309,7 +352,7 @@ impl Store {
     }
 
     /// Starts a write transaction. Everything done through it commits or rolls back together.
-    pub async fn begin(&self) -> Result<Tx> {
+    pub async fn begin(&self, _key: &WriteKey) -> Result<Tx> {
         let tx = self.inner.writer.begin().await?;
         Ok(Tx {
             tx,
@@ -413,7 +456,7 @@ impl Store {
                 last_updated: row.try_get(4)?,
                 deleted: row.try_get::<i64, _>(5)? != 0,
                 body: row.try_get(6)?,
-                method: row.try_get(7)?,
+                method: Method::parse(&row.try_get::<String, _>(7)?),
             });
             last_seq = Some(seq);
         }
@@ -438,14 +481,22 @@ impl Store {
     pub async fn patient_everything(&self, patient_id: &str) -> Result<Vec<Version>> {
         let d = self.dialect();
         let patient = self.read("Patient", patient_id).await?;
-        let rows = sqlx::query(&d.sql(
+        // Only the compartment's parameters count (params::PATIENT_COMPARTMENT).
+        let pairs: Vec<String> = params::PATIENT_COMPARTMENT
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |p| format!("{t}|{p}")))
+            .collect();
+        let list = d.in_list("i.resource_type || '|' || i.param", 2);
+        let sql = format!(
             "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body FROM resources r \
-             WHERE r.deleted = 0 AND r.rid IN (SELECT rid FROM idx_reference \
-             WHERE target_type = 'Patient' AND target_id = $1) ORDER BY r.rid",
-        ))
-        .bind(patient_id)
-        .fetch_all(&self.inner.reader)
-        .await?;
+             WHERE r.deleted = 0 AND r.rid IN (SELECT i.rid FROM idx_reference i \
+             WHERE i.target_type = 'Patient' AND i.target_id = {} AND {list}) ORDER BY r.rid",
+            d.ph(1)
+        );
+        let args = [Arg::Text(patient_id.to_owned()), d.list_arg(&pairs)];
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.inner.reader)
+            .await?;
         let mut out = vec![patient];
         for row in rows {
             out.push(current_from_row(&row)?);
@@ -511,7 +562,7 @@ fn history_version(resource_type: &str, id: &str, row: &AnyRow) -> Result<Versio
         last_updated: row.try_get(1)?,
         deleted: row.try_get::<i64, _>(2)? != 0,
         body: row.try_get(3)?,
-        method: row.try_get(4)?,
+        method: Method::parse(&row.try_get::<String, _>(4)?),
     })
 }
 
@@ -524,7 +575,7 @@ pub(crate) fn current_from_row(row: &AnyRow) -> Result<Version> {
         last_updated: row.try_get(3)?,
         deleted: false,
         body: row.try_get(4)?,
-        method: String::new(),
+        method: Method::Put,
     })
 }
 
@@ -550,7 +601,7 @@ async fn read_current(
         last_updated: row.try_get(1)?,
         deleted: row.try_get::<i64, _>(2)? != 0,
         body: row.try_get(3)?,
-        method: String::new(),
+        method: Method::Put,
     };
     if v.deleted {
         return Err(StoreError::Gone(format!("{resource_type}/{id}")));
@@ -661,37 +712,41 @@ impl Tx {
         Ok(row.try_get(0)?)
     }
 
-    /// Creates a resource with a server-assigned id.
-    pub async fn create(&mut self, resource_type: &str, body: Value) -> Result<WriteOutcome> {
-        let id = uuid::Uuid::new_v4().to_string();
-        self.write(resource_type, &id, body, None, "POST").await
-    }
-
-    /// Creates a resource with a caller-chosen id (transaction bundles resolving `urn:uuid`).
+    /// Creates a resource at an id chosen by the platform (server-assigned, or a Bundle's
+    /// `urn:uuid` resolved).
     pub async fn create_with_id(
         &mut self,
+        _key: &WriteKey,
         resource_type: &str,
         id: &str,
         body: Value,
     ) -> Result<WriteOutcome> {
-        self.write(resource_type, id, body, None, "POST").await
+        self.write(resource_type, id, body, None, Method::Post)
+            .await
     }
 
     /// Updates `resource_type/id`, creating it when it does not exist (update-as-create).
     /// `if_match` is the version the client last saw.
     pub async fn update(
         &mut self,
+        _key: &WriteKey,
         resource_type: &str,
         id: &str,
         body: Value,
         if_match: Option<i64>,
     ) -> Result<WriteOutcome> {
-        self.write(resource_type, id, body, if_match, "PUT").await
+        self.write(resource_type, id, body, if_match, Method::Put)
+            .await
     }
 
     /// Deletes (tombstones) `resource_type/id`. Returns the deletion version, or `None` when
     /// there was nothing to delete.
-    pub async fn delete(&mut self, resource_type: &str, id: &str) -> Result<Option<Version>> {
+    pub async fn delete(
+        &mut self,
+        _key: &WriteKey,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Version>> {
         let d = self.dialect();
         let Some((rid, version, deleted)) = self.current_for_update(resource_type, id).await?
         else {
@@ -728,7 +783,7 @@ impl Tx {
             last_updated: now,
             deleted: true,
             body: String::new(),
-            method: "DELETE".into(),
+            method: Method::Delete,
         }))
     }
 
@@ -760,7 +815,7 @@ impl Tx {
         id: &str,
         mut body: Value,
         if_match: Option<i64>,
-        method: &str,
+        method: Method,
     ) -> Result<WriteOutcome> {
         if !is_valid_id(id) {
             return Err(StoreError::invalid(
@@ -790,14 +845,14 @@ impl Tx {
         let d = self.dialect();
         let now = dates::now_micros();
         // A POST writes a new id: nothing to look up (a clash fails on the unique key).
-        let existing = if method == "POST" {
+        let existing = if method == Method::Post {
             None
         } else {
             self.current_for_update(resource_type, id).await?
         };
         let (rid, version_id, created) = match existing {
             Some((rid, current, deleted)) => {
-                if method == "POST" {
+                if method == Method::Post {
                     return Err(StoreError::PreconditionFailed(format!(
                         "{resource_type}/{id} already exists"
                     )));
@@ -807,7 +862,7 @@ impl Tx {
                 {
                     return Err(StoreError::VersionConflict { expected, current });
                 }
-                (rid, current + 1, deleted)
+                (Target::Existing(rid), current + 1, deleted)
             }
             None => {
                 if let Some(expected) = if_match {
@@ -816,7 +871,7 @@ impl Tx {
                         current: 0,
                     });
                 }
-                (0, 1, true)
+                (Target::New, 1, true)
             }
         };
         set_meta(&mut body, id, version_id, now, self.author.as_deref());
@@ -829,7 +884,7 @@ impl Tx {
             last_updated: now,
             deleted: false,
             body: text,
-            method: method.to_owned(),
+            method,
         };
         match d {
             Dialect::Sqlite => self.write_sqlite_script(rid, &version, &body).await?,
@@ -840,7 +895,7 @@ impl Tx {
 
     /// PostgreSQL: the row, its history and unique identifiers now; index rows with the
     /// transaction's others ([`Tx::flush_index`]).
-    async fn write_postgres(&mut self, rid: i64, v: &Version, body: &Value) -> Result<()> {
+    async fn write_postgres(&mut self, target: Target, v: &Version, body: &Value) -> Result<()> {
         let (resource_type, id, version_id, now, method, text) = (
             v.resource_type.as_str(),
             v.id.as_str(),
@@ -850,7 +905,19 @@ impl Tx {
             v.body.as_str(),
         );
         let d = self.dialect();
-        let rid = if rid == 0 {
+        let rid = if let Target::Existing(rid) = target {
+            sqlx::query(&d.sql(
+                "UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, body = $3 WHERE rid = $4",
+            ))
+            .bind(version_id)
+            .bind(now)
+            .bind(text)
+            .bind(rid)
+            .execute(&mut *self.tx)
+            .await?;
+            self.clear_index(rid).await?;
+            rid
+        } else {
             let row = sqlx::query(&d.sql(
                 "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
                  VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid",
@@ -872,18 +939,6 @@ impl Tx {
                     });
                 }
             }
-        } else {
-            sqlx::query(&d.sql(
-                "UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, body = $3 WHERE rid = $4",
-            ))
-            .bind(version_id)
-            .bind(now)
-            .bind(text)
-            .bind(rid)
-            .execute(&mut *self.tx)
-            .await?;
-            self.clear_index(rid).await?;
-            rid
         };
         sqlx::query(&d.sql(
             "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
@@ -910,7 +965,12 @@ impl Tx {
     /// SQLite: the whole version (row, history, index rows, unique identifiers) as one script
     /// of statements sharing numbered parameters. Every statement costs a hop to SQLite's
     /// worker thread, and those hops, not SQLite, bound the write rate.
-    async fn write_sqlite_script(&mut self, rid: i64, v: &Version, body: &Value) -> Result<()> {
+    async fn write_sqlite_script(
+        &mut self,
+        target: Target,
+        v: &Version,
+        body: &Value,
+    ) -> Result<()> {
         let (resource_type, id, version_id, now, method, text) = (
             v.resource_type.as_str(),
             v.id.as_str(),
@@ -928,26 +988,19 @@ impl Tx {
             Arg::Text(method.to_owned()),
         ];
         let mut sql = String::with_capacity(2048);
-        if rid == 0 {
-            sql.push_str(
-                "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5);",
-            );
-        } else {
+        if let Target::Existing(rid) = target {
             sql.push_str(
                 "UPDATE resources SET version_id = ?3, last_updated = ?4, deleted = 0, body = ?5 \
                  WHERE resource_type = ?1 AND resource_id = ?2;",
             );
-            for table in [
-                "idx_token",
-                "idx_string",
-                "idx_date",
-                "idx_reference",
-                "idx_number",
-                "unique_identifier",
-            ] {
+            for table in INDEX_TABLES {
                 sql.push_str(&format!("DELETE FROM {table} WHERE rid = {rid};"));
             }
+        } else {
+            sql.push_str(
+                "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5);",
+            );
         }
         const RID: &str =
             "(SELECT rid FROM resources WHERE resource_type = ?1 AND resource_id = ?2)";
@@ -1082,14 +1135,7 @@ impl Tx {
 
     async fn clear_index(&mut self, rid: i64) -> Result<()> {
         self.pending_index.retain(|(r, ..)| *r != rid);
-        const TABLES: [&str; 6] = [
-            "idx_token",
-            "idx_string",
-            "idx_date",
-            "idx_reference",
-            "idx_number",
-            "unique_identifier",
-        ];
+        const TABLES: [&str; 6] = INDEX_TABLES;
         match self.dialect() {
             // One round trip: data-modifying CTEs.
             Dialect::Postgres => {
@@ -1207,6 +1253,17 @@ impl Tx {
         Ok(())
     }
 }
+
+/// Every table that holds rows derived from a resource's current version (its search index
+/// and its unique identifiers): cleared when a new version replaces it.
+const INDEX_TABLES: [&str; 6] = [
+    "idx_token",
+    "idx_string",
+    "idx_date",
+    "idx_reference",
+    "idx_number",
+    "unique_identifier",
+];
 
 /// The rows of each index table for one version, without `rid` and `resource_type` (which
 /// the two backends supply in their own ways): `(table, columns, rows)`.

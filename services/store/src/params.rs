@@ -91,6 +91,12 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     p("Patient", "address", String, &["address"]),
     r(
         "Patient",
+        "link",
+        &["link.other"],
+        &["Patient", "RelatedPerson"],
+    ),
+    r(
+        "Patient",
         "organization",
         &["managingOrganization"],
         &["Organization"],
@@ -124,6 +130,18 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
         &["Organization", "Patient", "RelatedPerson"],
     ),
     p("Coverage", "status", Token, &["status"]),
+    r(
+        "Coverage",
+        "policy-holder",
+        &["policyHolder"],
+        &["Organization", "Patient", "RelatedPerson"],
+    ),
+    r(
+        "Coverage",
+        "subscriber",
+        &["subscriber"],
+        &["Patient", "RelatedPerson"],
+    ),
     p("Encounter", "identifier", Token, &["identifier"]),
     r("Encounter", "patient", SUBJECT, PATIENT),
     r("Encounter", "subject", SUBJECT, &[]),
@@ -169,6 +187,7 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     p("Condition", "code", Token, &["code"]),
     p("Condition", "clinical-status", Token, &["clinicalStatus"]),
     r("Condition", "encounter", &["encounter"], ENCOUNTER),
+    r("Condition", "asserter", &["asserter"], &[]),
     p(
         "Condition",
         "onset-date",
@@ -176,6 +195,8 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
         &["onsetDateTime", "onsetPeriod"],
     ),
     r("AllergyIntolerance", "patient", &["patient"], PATIENT),
+    r("AllergyIntolerance", "recorder", &["recorder"], &[]),
+    r("AllergyIntolerance", "asserter", &["asserter"], &[]),
     p(
         "AllergyIntolerance",
         "code",
@@ -211,6 +232,7 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     ),
     p("Procedure", "code", Token, &["code"]),
     r("Procedure", "encounter", &["encounter"], ENCOUNTER),
+    r("Procedure", "performer", &["performer.actor"], &[]),
     p("DiagnosticReport", "identifier", Token, &["identifier"]),
     r("DiagnosticReport", "patient", SUBJECT, PATIENT),
     r("DiagnosticReport", "subject", SUBJECT, &[]),
@@ -226,6 +248,7 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     p("DocumentReference", "identifier", Token, &["identifier"]),
     r("DocumentReference", "patient", SUBJECT, PATIENT),
     r("DocumentReference", "subject", SUBJECT, &[]),
+    r("DocumentReference", "author", &["author"], &[]),
     p("DocumentReference", "date", Date, &["date"]),
     p("DocumentReference", "type", Token, &["type"]),
     r(
@@ -239,7 +262,81 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     r("ServiceRequest", "encounter", &["encounter"], ENCOUNTER),
     p("ServiceRequest", "code", Token, &["code"]),
     p("ServiceRequest", "status", Token, &["status"]),
+    r("ServiceRequest", "subject", SUBJECT, &[]),
+    r("ServiceRequest", "performer", &["performer"], &[]),
+    r("Provenance", "target", &["target"], &[]),
+    r("Provenance", "patient", &["target"], PATIENT),
+    r("Schedule", "actor", &["actor"], &[]),
+    r("Appointment", "actor", &["participant.actor"], &[]),
+    r("Appointment", "patient", &["participant.actor"], PATIENT),
+    r("ChargeItem", "subject", SUBJECT, &[]),
+    r("ChargeItem", "patient", SUBJECT, PATIENT),
+    r("Invoice", "subject", SUBJECT, &[]),
+    r("Invoice", "patient", SUBJECT, PATIENT),
+    r("Invoice", "recipient", &["recipient"], &[]),
+    r("Account", "subject", SUBJECT, &[]),
+    r("Account", "patient", SUBJECT, PATIENT),
 ];
+
+/// The patient compartment (<https://hl7.org/fhir/R4B/compartmentdefinition-patient.html>):
+/// for each type, the parameters whose Patient references put a resource in that patient's
+/// compartment. Types not listed are in no patient's compartment. This is the one definition
+/// of "belongs to this patient": searches, reads by id, history and the audit trail use it.
+pub static PATIENT_COMPARTMENT: &[(&str, &[&str])] = &[
+    ("Patient", &["link"]),
+    (
+        "Coverage",
+        &["policy-holder", "subscriber", "beneficiary", "payor"],
+    ),
+    ("Encounter", &["patient"]),
+    ("Observation", &["subject", "performer"]),
+    ("Condition", &["patient", "asserter"]),
+    ("AllergyIntolerance", &["patient", "recorder", "asserter"]),
+    ("MedicationRequest", &["subject"]),
+    ("Procedure", &["patient", "performer"]),
+    ("DiagnosticReport", &["subject"]),
+    ("DocumentReference", &["subject", "author"]),
+    ("ServiceRequest", &["subject", "performer"]),
+    ("Provenance", &["patient"]),
+    ("Schedule", &["actor"]),
+    ("Appointment", &["actor"]),
+    ("ChargeItem", &["subject"]),
+    ("Invoice", &["subject", "patient", "recipient"]),
+    ("Account", &["subject"]),
+];
+
+/// The compartment parameters of `resource_type` (empty: in no patient's compartment).
+pub fn compartment_params(resource_type: &str) -> &'static [&'static str] {
+    PATIENT_COMPARTMENT
+        .iter()
+        .find(|(t, _)| *t == resource_type)
+        .map_or(&[], |(_, p)| p)
+}
+
+/// The patients whose compartment holds `resource_type/id` with this body: a Patient is in
+/// its own, and anything is in the compartment of every Patient its compartment parameters
+/// reference.
+pub fn compartment_patients(
+    resource_type: &str,
+    id: &str,
+    body: &serde_json::Value,
+) -> Vec<std::string::String> {
+    let mut out = Vec::new();
+    if resource_type == "Patient" {
+        out.push(id.to_owned());
+    }
+    let names = compartment_params(resource_type);
+    if names.is_empty() {
+        return out;
+    }
+    let rows = crate::extract::extract(resource_type, body);
+    for (param, t, target) in &rows.references {
+        if t == "Patient" && names.contains(param) && !out.contains(target) {
+            out.push(target.clone());
+        }
+    }
+    out
+}
 
 /// The parameter `name` of `resource_type`, if declared.
 pub fn find(resource_type: &str, name: &str) -> Option<&'static SearchParam> {

@@ -109,7 +109,7 @@ fn bad(msg: impl Into<String>) -> StoreError {
 }
 
 /// Splits a parameter value on unescaped commas (`\,` is a literal comma).
-fn split_values(v: &str) -> Vec<String> {
+pub fn split_values(v: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut chars = v.chars();
     while let Some(c) = chars.next() {
@@ -507,13 +507,29 @@ pub async fn run(
     sql.conds.push("r.deleted = 0".into());
 
     if let Some(pid) = &query.compartment {
+        // The compartment's own parameters only (params::PATIENT_COMPARTMENT), so that e.g.
+        // an Encounter a patient merely takes part in is not theirs.
+        let names: Vec<String> = params::compartment_params(rt)
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect();
         let a = sql.arg(Arg::Text(pid.clone()));
-        sql.conds.push(if rt == "Patient" {
-            format!("r.resource_id = {a}")
+        let by_reference = if names.is_empty() {
+            None
         } else {
-            format!(
-                "r.rid IN (SELECT rid FROM idx_reference WHERE target_type = 'Patient' AND target_id = {a})"
-            )
+            let t = sql.arg(Arg::Text(rt.to_owned()));
+            sql.args.push(d.list_arg(&names));
+            let list = d.in_list("param", sql.args.len());
+            Some(format!(
+                "r.rid IN (SELECT rid FROM idx_reference WHERE resource_type = {t} AND {list} \
+                 AND target_type = 'Patient' AND target_id = {a})"
+            ))
+        };
+        sql.conds.push(match (rt == "Patient", by_reference) {
+            (true, Some(r)) => format!("(r.resource_id = {a} OR {r})"),
+            (true, None) => format!("r.resource_id = {a}"),
+            (false, Some(r)) => r,
+            (false, None) => "1 = 0".to_owned(),
         });
     }
     let mut count = DEFAULT_COUNT;

@@ -170,7 +170,11 @@ pub fn unb64(s: &str) -> Option<Vec<u8>> {
 
 impl Tx {
     /// Records a signature (in the transaction that creates its Provenance).
-    pub async fn record_signature(&mut self, s: &SignatureRecord) -> Result<()> {
+    pub async fn record_signature(
+        &mut self,
+        _key: &crate::WriteKey,
+        s: &SignatureRecord,
+    ) -> Result<()> {
         let d = self.dialect();
         sqlx::query(&d.sql(
             "INSERT INTO signatures (resource_type, resource_id, version_id, provenance_id, signer, digest, signature, signed_at) \

@@ -2,9 +2,7 @@
 //! verbose level our crates have: none of the patient's identifying strings, no token and no
 //! secret may appear.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hospital_proto::records::v1 as pb;
 use serde_json::json;
 use std::io::Write;

@@ -1,13 +1,11 @@
 //! Signed clinical entries: `$sign`, `$verify`, `$amend`, and what a signature forbids.
 
-mod common;
-
-use common::*;
-use hospital_auth::Role;
+use crate::common::*;
+use hospital_core::auth::Role;
 use hospital_store::signing::{KeyStore, LocalKeyStore, digest_of, unb64};
 use serde_json::{Value, json};
 
-on_both_backends!(
+hospital_test_kit::on_both_backends!(
     a_signed_observation_edited_in_the_database_fails_verify,
     an_amendment_keeps_both_versions_and_both_signatures_valid,
 );

@@ -1,11 +1,9 @@
 //! The FHIR REST API and the record store behind it, through HTTP, on SQLite and PostgreSQL.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
-on_both_backends!(
+hospital_test_kit::on_both_backends!(
     create_read_update_delete_keep_every_version,
     a_stale_if_match_is_refused_with_412_and_changes_nothing,
     a_put_to_a_new_id_creates_the_resource,

@@ -1,9 +1,10 @@
-//! `spawn_app`: the whole system on ephemeral ports with a fresh store — a new SQLite file,
-//! or a new schema in the PostgreSQL test database (which must be reachable: a PostgreSQL
-//! test never skips itself).
-#![allow(dead_code)]
+//! Test kit (dev-only): [`spawn`] starts the services a test needs on ephemeral ports with a
+//! fresh store — a new SQLite file, or a new schema in the PostgreSQL test database (which must
+//! be reachable: a PostgreSQL test never skips itself; the schema is dropped afterwards).
+//! Each service's tests start only what they need; the system's end-to-end tests start all.
 
-use hospital::{Config, Running, Service};
+use hospital_core::{Deployment, ServiceName};
+use hospital_host::{Config, Registration, Running};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +22,43 @@ pub struct TestApp {
     pub anonymous: reqwest::Client,
     pub token: String,
     pub running: Option<Running>,
-    pub store: hospital_store::Store,
+    pub store: hospital_core::store::Store,
+    /// The records gRPC endpoint (`http://addr`), when this app runs records.
     pub grpc: String,
-    _dir: Option<tempdir::TempDir>,
+    _db: Database,
+}
+
+/// A fresh database that is removed when the test ends.
+pub struct Database {
+    pub url: String,
+    dir: Option<tempdir::TempDir>,
+    schema: Option<String>,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = &self.dir;
+        if let Some(schema) = self.schema.take() {
+            // Drop the schema from a thread of its own: Drop cannot await.
+            let admin = postgres_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(rt) = rt {
+                    rt.block_on(async {
+                        if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                                .execute(&pool)
+                                .await;
+                            pool.close().await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
 }
 
 /// The PostgreSQL database tests create their schemas in.
@@ -49,13 +84,17 @@ mod tempdir {
     }
 }
 
-/// A fresh, empty database URL for `backend`.
-pub async fn fresh_database(backend: Backend) -> (String, Option<tempdir::TempDir>) {
+/// A fresh, empty database for `backend`, removed on drop.
+pub async fn fresh_database(backend: Backend) -> Database {
     match backend {
         Backend::Sqlite => {
             let dir = tempdir::TempDir::new();
             let url = format!("sqlite://{}/hospital.db", dir.0.display());
-            (url, Some(dir))
+            Database {
+                url,
+                dir: Some(dir),
+                schema: None,
+            }
         }
         Backend::Postgres => {
             let admin = postgres_url();
@@ -69,38 +108,49 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempdir::TempDi
                 .expect("create schema");
             pool.close().await;
             let sep = if admin.contains('?') { '&' } else { '?' };
-            (
-                format!("{admin}{sep}options=-c%20search_path%3D{schema}"),
-                None,
-            )
+            Database {
+                url: format!("{admin}{sep}options=-c%20search_path%3D{schema}"),
+                dir: None,
+                schema: Some(schema),
+            }
         }
     }
 }
 
-pub async fn spawn_app(backend: Backend) -> TestApp {
-    spawn_app_with(backend, |_| {}).await
-}
-
-pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let (url, dir) = fresh_database(backend).await;
-    let mut cfg = Config::for_tests(&url);
+/// Starts `deployment` of the given services on a fresh `backend` store, with the test
+/// configuration changed by `tweak`.
+pub async fn spawn(
+    registrations: &[Registration],
+    deployment: Deployment,
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let db = fresh_database(backend).await;
+    let mut cfg = Config::for_tests(&db.url);
     tweak(&mut cfg);
-    let running = hospital::start(&cfg, Service::All)
+    let running = hospital_host::start(&cfg, registrations, deployment)
         .await
         .expect("system starts");
-    let token = mint(hospital_auth::Role::Service, "test-suite", None, None, None);
+    let token = mint(
+        hospital_core::auth::Role::Service,
+        "test-suite",
+        None,
+        None,
+        None,
+    );
     TestApp {
         base: format!("http://{}/fhir", running.http_addr),
         http: client_with(&token),
         anonymous: reqwest::Client::new(),
         token,
         store: running.store.clone(),
-        grpc: format!(
-            "http://{}",
-            running.records_grpc_addr.expect("records gRPC")
-        ),
+        grpc: running
+            .grpc_addrs
+            .get(&ServiceName::Records)
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default(),
         running: Some(running),
-        _dir: dir,
+        _db: db,
     }
 }
 
@@ -108,14 +158,14 @@ pub const FHIR: &str = "application/fhir+json";
 
 /// A token signed with the test configuration's local secret.
 pub fn mint(
-    role: hospital_auth::Role,
+    role: hospital_core::auth::Role,
     subject: &str,
     patient: Option<&str>,
     practitioner: Option<&str>,
     scope: Option<&str>,
 ) -> String {
-    hospital_auth::Authenticator::local(
-        hospital_auth::Secret(hospital::config::TEST_SECRET.as_bytes().to_vec()),
+    hospital_core::auth::Authenticator::local(
+        hospital_core::auth::Secret(hospital_host::config::TEST_SECRET.as_bytes().to_vec()),
         "hospital-local",
         "hospital",
     )
@@ -252,7 +302,7 @@ impl TestApp {
     /// A client carrying a token of `role`.
     pub fn client_for(
         &self,
-        role: hospital_auth::Role,
+        role: hospital_core::auth::Role,
         patient: Option<&str>,
         practitioner: Option<&str>,
     ) -> reqwest::Client {
@@ -290,7 +340,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await
+                    super::$name($crate::Backend::Sqlite).await
                 }
             )*
         }
@@ -298,7 +348,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Postgres).await
+                    super::$name($crate::Backend::Postgres).await
                 }
             )*
         }

@@ -1,13 +1,11 @@
 //! The official FHIR R4 examples are accepted at their own ids and read back with the same
 //! content. The only acceptable refusal is a reference to a resource not among the examples.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 
-on_both_backends!(the_official_examples_load_and_read_back_unchanged);
+hospital_test_kit::on_both_backends!(the_official_examples_load_and_read_back_unchanged);
 
 /// Loading order: targets before the resources that point at them.
 const ORDER: &[&str] = &[

@@ -1,15 +1,13 @@
 //! The records gRPC server through a real tonic client over TCP.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hospital_proto::records::v1 as pb;
 use pb::records_client::RecordsClient;
 use serde_json::json;
 use std::time::Duration;
 use tonic::Code;
 
-on_both_backends!(
+hospital_test_kit::on_both_backends!(
     the_health_service_reports_records_serving,
     patients_are_found_by_id_and_by_identifier,
     active_coverage_is_found_by_patient_card_or_personal_id_on_a_date,
@@ -48,7 +46,13 @@ async fn a_patient_token_reaches_only_its_own_patient_over_grpc(b: Backend) {
     let app = spawn_app(b).await;
     let mine = app.create(patient_an("051085000204")).await;
     let other = app.create(patient_an("051085000205")).await;
-    let token = mint(hospital_auth::Role::Patient, "an", Some(&mine), None, None);
+    let token = mint(
+        hospital_core::auth::Role::Patient,
+        "an",
+        Some(&mine),
+        None,
+        None,
+    );
     let mut c = client_as(&app, &token).await;
     let me = c
         .get_patient(pb::GetPatientRequest {

@@ -1,16 +1,14 @@
 //! A FHIR client written by others (fhir-sdk, R4B) drives the running server: create, read,
 //! vread, update with If-Match, search with paging, history, delete and a transaction.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fhir_sdk::TryStreamExt;
 use fhir_sdk::client::{Client, ResourceWrite, SearchParameters, TokenSearch};
 use fhir_sdk::r4b::resources::{Patient, Resource, ResourceType};
 use fhir_sdk::version::FhirR4B;
 use serde_json::json;
 
-on_both_backends!(the_fhir_sdk_client_works_against_the_server);
+hospital_test_kit::on_both_backends!(the_fhir_sdk_client_works_against_the_server);
 
 fn patient(national_id: &str, family: &str) -> Patient {
     serde_json::from_value(json!({

@@ -1,13 +1,11 @@
 //! The audit trail: every access recorded, readable as AuditEvent by admins only, and
 //! tampering detected by `hospital audit verify`.
 
-mod common;
-
-use common::*;
-use hospital_auth::Role;
+use crate::common::*;
+use hospital_core::auth::Role;
 use serde_json::{Value, json};
 
-on_both_backends!(
+hospital_test_kit::on_both_backends!(
     every_read_search_and_write_is_recorded_and_searchable_as_audit_event,
     tampering_with_one_audit_row_is_detected_and_named,
     a_request_whose_audit_record_cannot_be_written_fails,
@@ -15,11 +13,14 @@ on_both_backends!(
 );
 
 async fn an_audit_row_deleted_before_it_was_sealed_is_detected(b: Backend) {
-    let (url, _dir) = fresh_database(b).await;
-    let store = hospital_store::Store::open(&url, Default::default())
+    let db = fresh_database(b).await;
+    let store = hospital_store::Store::open(&db.url, Default::default())
         .await
         .unwrap();
-    let mut tx = store.begin().await.unwrap();
+    let mut tx = store
+        .begin(&hospital_store::WriteKey::PLATFORM)
+        .await
+        .unwrap();
     for actor in ["clinician:a", "clinician:b", "clinician:c"] {
         let record = hospital_store::audit::AuditRecord {
             at: 1,
@@ -201,7 +202,8 @@ fn verify_cli(url: &str) -> (i32, String) {
 }
 
 async fn tampering_with_one_audit_row_is_detected_and_named(b: Backend) {
-    let (url, _dir) = fresh_database(b).await;
+    let db = fresh_database(b).await;
+    let url = db.url.clone();
     let cfg = hospital::Config::for_tests(&url);
     let running = hospital::start(&cfg, hospital::Service::All).await.unwrap();
     let base = format!("http://{}/fhir", running.http_addr);

@@ -1,0 +1,107 @@
+//! What a request does, as the audit trail records it. Each interaction carries its own
+//! AuditEvent action code (<https://hl7.org/fhir/R4B/valueset-audit-event-action.html>), so a
+//! read is recorded as a read through every door, REST or gRPC.
+
+/// AuditEvent.action: Create, Read, Update, Delete, Execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    C,
+    R,
+    U,
+    D,
+    E,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::C => "C",
+            AuditAction::R => "R",
+            AuditAction::U => "U",
+            AuditAction::D => "D",
+            AuditAction::E => "E",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuditAction> {
+        Some(match s {
+            "C" => AuditAction::C,
+            "R" => AuditAction::R,
+            "U" => AuditAction::U,
+            "D" => AuditAction::D,
+            "E" => AuditAction::E,
+            _ => return None,
+        })
+    }
+}
+
+/// One kind of request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    Read,
+    VRead,
+    SearchType,
+    HistoryInstance,
+    HistoryType,
+    Everything,
+    Verify,
+    Create,
+    Update,
+    Delete,
+    Amend,
+    Sign,
+    Transaction,
+    Batch,
+    /// Checking credentials, recorded when they are refused.
+    Authenticate,
+    /// A named FHIR operation (`$name`) or a gRPC method, with what it does.
+    Call(&'static str, AuditAction),
+}
+
+impl Interaction {
+    /// The name in the audit trail (the FHIR restful interaction, or the method).
+    pub fn name(self) -> &'static str {
+        match self {
+            Interaction::Read => "read",
+            Interaction::VRead => "vread",
+            Interaction::SearchType => "search-type",
+            Interaction::HistoryInstance => "history-instance",
+            Interaction::HistoryType => "history-type",
+            Interaction::Everything => "everything",
+            Interaction::Verify => "verify",
+            Interaction::Create => "create",
+            Interaction::Update => "update",
+            Interaction::Delete => "delete",
+            Interaction::Amend => "amend",
+            Interaction::Sign => "sign",
+            Interaction::Transaction => "transaction",
+            Interaction::Batch => "batch",
+            Interaction::Authenticate => "authenticate",
+            Interaction::Call(name, _) => name,
+        }
+    }
+
+    pub fn action(self) -> AuditAction {
+        match self {
+            Interaction::Read
+            | Interaction::VRead
+            | Interaction::SearchType
+            | Interaction::HistoryInstance
+            | Interaction::HistoryType
+            | Interaction::Everything
+            | Interaction::Verify => AuditAction::R,
+            Interaction::Create => AuditAction::C,
+            Interaction::Update | Interaction::Amend => AuditAction::U,
+            Interaction::Delete => AuditAction::D,
+            Interaction::Sign
+            | Interaction::Transaction
+            | Interaction::Batch
+            | Interaction::Authenticate => AuditAction::E,
+            Interaction::Call(_, a) => a,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        self.action().as_str()
+    }
+}

@@ -1,0 +1,96 @@
+//! The audited transaction: a store transaction that stamps every version with its author and
+//! commits together with the audit record of the request. Owners' rules get it to read; only
+//! [`crate::Writer`] writes through it.
+
+use crate::caller::{Caller, Touched};
+use crate::error::Error;
+use crate::interaction::Interaction;
+use crate::platform::Platform;
+use hospital_store::{SearchQuery, SearchResult, Version};
+
+pub struct Tx {
+    pub(crate) inner: hospital_store::Tx,
+    pub(crate) platform: Platform,
+    caller: Caller,
+}
+
+impl Tx {
+    /// Begins a write transaction on behalf of `caller`.
+    pub async fn begin(platform: &Platform, caller: &Caller) -> Result<Tx, Error> {
+        let mut inner = platform.store().begin(&crate::WRITE_KEY).await?;
+        inner.set_author(&caller.principal.audit_name());
+        Ok(Tx {
+            inner,
+            platform: platform.clone(),
+            caller: caller.clone(),
+        })
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// The current version, seeing this transaction's own writes.
+    pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Version, Error> {
+        Ok(self.inner.read(resource_type, id).await?)
+    }
+
+    /// [`Tx::read`], keeping the store's error (for [`crate::reveal`]).
+    pub async fn read_raw(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Version, hospital_store::StoreError> {
+        self.inner.read(resource_type, id).await
+    }
+
+    pub async fn exists(&mut self, resource_type: &str, id: &str) -> Result<bool, Error> {
+        Ok(self.inner.exists(resource_type, id).await?)
+    }
+
+    pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult, Error> {
+        Ok(self.inner.search(query).await?)
+    }
+
+    /// Serialises writers that race on the same thing (see [`crate::conditional`]).
+    pub async fn lock(&mut self, key: &str) -> Result<(), Error> {
+        Ok(self.inner.lock(key).await?)
+    }
+
+    /// Next value of a named counter (1, 2, 3, ...), e.g. for facility patient codes.
+    pub async fn next_counter(&mut self, name: &str) -> Result<i64, Error> {
+        Ok(self.inner.next_counter(name).await?)
+    }
+
+    /// Whether any version of the resource has been signed.
+    pub async fn is_signed(&mut self, resource_type: &str, id: &str) -> Result<bool, Error> {
+        Ok(self.inner.is_signed(resource_type, id).await?)
+    }
+
+    /// Writes the request's audit record in this transaction, then commits: the write and its
+    /// record stand or fall together.
+    pub async fn commit_audited(
+        mut self,
+        interaction: Interaction,
+        resource_type: &str,
+        mut touched: Touched,
+        status: u16,
+    ) -> Result<Touched, Error> {
+        let record = self
+            .caller
+            .record(interaction, resource_type, &touched, status);
+        self.inner.audit(&record).await?;
+        self.inner.commit().await?;
+        touched.audited = true;
+        Ok(touched)
+    }
+
+    /// Commits without an audit record of its own (the caller audits the request).
+    pub async fn commit(self) -> Result<(), Error> {
+        Ok(self.inner.commit().await?)
+    }
+}

@@ -1,0 +1,145 @@
+//! Configuration of a process, from flags and the environment: every flag has an environment
+//! variable. Each service has its own gRPC listen address.
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Record store: sqlite://PATH (embedded, the default) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/hospital.db",
+        global = true
+    )]
+    pub database_url: String,
+    /// Database connections per process.
+    #[arg(
+        long,
+        env = "HOSPITAL_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// HTTP listen address (FHIR at /fhir).
+    #[arg(
+        long,
+        env = "HOSPITAL_HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub http_addr: String,
+    /// gRPC listen address of the records service.
+    #[arg(
+        long,
+        env = "HOSPITAL_RECORDS_GRPC_ADDR",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub records_grpc_addr: String,
+    /// gRPC listen address of the telemedicine service.
+    #[arg(
+        long,
+        env = "HOSPITAL_TELEMEDICINE_GRPC_ADDR",
+        default_value = "127.0.0.1:50052",
+        global = true
+    )]
+    pub telemedicine_grpc_addr: String,
+    /// gRPC listen address of the billing service.
+    #[arg(
+        long,
+        env = "HOSPITAL_BILLING_GRPC_ADDR",
+        default_value = "127.0.0.1:50053",
+        global = true
+    )]
+    pub billing_grpc_addr: String,
+    /// Proxies (the ingress) whose X-Forwarded-For names the client, comma-separated IPs.
+    #[arg(
+        long,
+        env = "HOSPITAL_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Public base URL used in links and Location headers (default: http://HTTP_ADDR).
+    #[arg(long, env = "HOSPITAL_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HOSPITAL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+    /// Secret for local (embedded-mode) tokens. Default: generated once into --secret-file.
+    #[arg(
+        long,
+        env = "HOSPITAL_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Where the generated local token secret is kept.
+    #[arg(
+        long,
+        env = "HOSPITAL_SECRET_FILE",
+        default_value = "data/jwt-secret",
+        global = true
+    )]
+    pub secret_file: String,
+    /// Production: the hospital's OpenID Connect JWKS URL. Local tokens are then refused.
+    #[arg(long, env = "HOSPITAL_OIDC_JWKS_URL", global = true)]
+    pub oidc_jwks_url: Option<String>,
+    /// Expected token issuer (`iss`).
+    #[arg(
+        long,
+        env = "HOSPITAL_OIDC_ISSUER",
+        default_value = "hospital-local",
+        global = true
+    )]
+    pub oidc_issuer: String,
+    /// Expected token audience (`aud`).
+    #[arg(
+        long,
+        env = "HOSPITAL_OIDC_AUDIENCE",
+        default_value = "hospital",
+        global = true
+    )]
+    pub oidc_audience: String,
+    /// Log filter, e.g. info or hospital=debug,tower_http=info.
+    #[arg(long, env = "HOSPITAL_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+/// The local token secret of test configurations.
+pub const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+impl Config {
+    /// A configuration for tests: the given database, ephemeral ports on loopback.
+    pub fn for_tests(database_url: &str) -> Config {
+        Config {
+            database_url: database_url.to_owned(),
+            db_max_connections: 8,
+            http_addr: "127.0.0.1:0".into(),
+            records_grpc_addr: "127.0.0.1:0".into(),
+            telemedicine_grpc_addr: "127.0.0.1:0".into(),
+            billing_grpc_addr: "127.0.0.1:0".into(),
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            log: "warn".into(),
+            jwt_secret: Some(TEST_SECRET.into()),
+            secret_file: String::new(),
+            oidc_jwks_url: None,
+            oidc_issuer: "hospital-local".into(),
+            oidc_audience: "hospital".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The gRPC listen address of `service`.
+    pub fn grpc_addr(&self, service: hospital_core::ServiceName) -> &str {
+        match service {
+            hospital_core::ServiceName::Records => &self.records_grpc_addr,
+            hospital_core::ServiceName::Telemedicine => &self.telemedicine_grpc_addr,
+            hospital_core::ServiceName::Billing => &self.billing_grpc_addr,
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Runs services in one process: opens the store, builds the [`Platform`] with every service's
+//! rules (every process registers all of them, so all index and check the same way), serves
+//! `/fhir` and each run service's gRPC server and routes, and shuts down gracefully.
+//!
+//! A service plugs in with one [`Registration`]: its definition (rules, unique identifiers),
+//! its gRPC services, and its HTTP routes outside `/fhir`. `start` returns a [`Running`] handle
+//! with the bound addresses; `run_until(signal)` takes its shutdown from the caller.
+
+pub mod config;
+
+use anyhow::Context;
+use axum::Router;
+use hospital_core::rules::Registry;
+use hospital_core::store::{Store, StoreOptions};
+use hospital_core::{Deployment, Platform, Security, ServiceDefinition, ServiceName};
+use hospital_fhir_http::{FhirApi, FhirConfig};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// One gRPC service of a service crate, already behind authentication.
+pub struct GrpcService {
+    /// Its full name, e.g. `hospital.records.v1.Records`, as the health service reports it.
+    pub name: &'static str,
+    /// Adds the server to a process's routes (`|r| r.add_service(server)`).
+    pub add: Box<dyn FnOnce(tonic::service::Routes) -> tonic::service::Routes + Send>,
+}
+
+/// Everything a service brings.
+pub struct Registration {
+    /// Rules and unique identifiers: registered in every process.
+    pub definition: fn() -> ServiceDefinition,
+    /// Its gRPC services: served only where the service runs.
+    pub grpc: fn(&Platform) -> Vec<GrpcService>,
+    /// Its HTTP routes outside `/fhir` (pages, webhooks): served only where it runs.
+    pub routes: fn(&Platform) -> Option<Router>,
+}
+
+/// A started process: where it listens, and how to stop it.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    /// The bound gRPC address of each service this process runs.
+    pub grpc_addrs: BTreeMap<ServiceName, SocketAddr>,
+    pub store: Store,
+    pub platform: Platform,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Seals the audit trail in the background.
+    sealer: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.await??;
+        }
+        self.sealer.abort();
+        // Seal what the last requests wrote before the store closes.
+        let _ = self.store.audit_seal().await;
+        self.store.close().await;
+        Ok(())
+    }
+
+    /// Waits until `signal` resolves, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+/// Every service's rules, from their registrations.
+pub fn registry(registrations: &[Registration]) -> anyhow::Result<Registry> {
+    let mut registry = Registry::default();
+    for r in registrations {
+        registry
+            .register((r.definition)())
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(registry)
+}
+
+/// Opens the store with the options every service needs.
+pub async fn open_store(cfg: &Config, registry: &Registry) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections: cfg.db_max_connections,
+        unique_identifiers: registry.unique_identifiers().to_vec(),
+    };
+    Store::open(&cfg.database_url, options)
+        .await
+        .context("cannot open the record store (check DATABASE_URL)")
+}
+
+/// The token verifier the configuration asks for: the OIDC provider's JWKS, or the local
+/// secret (given, or generated once into the secret file).
+pub fn authenticator(cfg: &Config) -> anyhow::Result<hospital_core::auth::Authenticator> {
+    if let Some(url) = &cfg.oidc_jwks_url {
+        return Ok(hospital_core::auth::Authenticator::oidc(
+            url,
+            &cfg.oidc_issuer,
+            &cfg.oidc_audience,
+        ));
+    }
+    let secret = match &cfg.jwt_secret {
+        Some(s) if s.len() >= 32 => s.clone().into_bytes(),
+        Some(_) => anyhow::bail!("HOSPITAL_JWT_SECRET must be at least 32 characters"),
+        None => {
+            let path = std::path::Path::new(&cfg.secret_file);
+            match std::fs::read_to_string(path) {
+                Ok(s) if s.trim().len() >= 32 => s.trim().as_bytes().to_vec(),
+                _ => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    let s = hex_secret();
+                    std::fs::write(path, &s)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    s.into_bytes()
+                }
+            }
+        }
+    };
+    Ok(hospital_core::auth::Authenticator::local(
+        hospital_core::auth::Secret(secret),
+        &cfg.oidc_issuer,
+        &cfg.oidc_audience,
+    ))
+}
+
+fn hex_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The platform over `store`: every service's rules, this process's deployment, security.
+pub fn platform(
+    cfg: &Config,
+    store: &Store,
+    registry: Registry,
+    deployment: Deployment,
+) -> anyhow::Result<Platform> {
+    Ok(Platform::new(
+        store.clone(),
+        registry,
+        deployment,
+        Security {
+            auth: authenticator(cfg)?,
+            throttle: hospital_core::auth::Throttle::default(),
+            audit: hospital_core::store::AuditSink::start(store.clone()),
+            keys: std::sync::Arc::new(hospital_core::store::LocalKeyStore),
+            trusted_proxies: cfg.trusted_proxies.clone(),
+        },
+    ))
+}
+
+/// Starts the services of `deployment` as configured. Listens before it returns.
+pub async fn start(
+    cfg: &Config,
+    registrations: &[Registration],
+    deployment: Deployment,
+) -> anyhow::Result<Running> {
+    let registry = registry(registrations)?;
+    let store = open_store(cfg, &registry).await?;
+    let http = TcpListener::bind(&cfg.http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_addr))?;
+    let http_addr = http.local_addr()?;
+    let base_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let platform = platform(cfg, &store, registry, deployment.clone())?;
+    let api = FhirApi {
+        platform: platform.clone(),
+        config: FhirConfig {
+            max_body_bytes: cfg.max_body_bytes,
+            base_url: format!("{}/fhir", base_url.trim_end_matches('/')),
+        },
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    let sealer = store.spawn_audit_sealer(Duration::from_millis(500));
+
+    let mut app = Router::new()
+        .nest("/fhir", hospital_fhir_http::router(api.clone()))
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let mut grpc_addrs = BTreeMap::new();
+    for (name, reg) in ServiceName::ALL.iter().zip(registrations) {
+        if !deployment.runs(*name) {
+            continue;
+        }
+        if let Some(routes) = (reg.routes)(&platform) {
+            app = app.merge(routes);
+        }
+        let services = (reg.grpc)(&platform);
+        if services.is_empty() {
+            continue;
+        }
+        let addr = cfg.grpc_addr(*name);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for {name} gRPC on {addr}"))?;
+        grpc_addrs.insert(*name, listener.local_addr()?);
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let mut routes = tonic::service::Routes::new(health);
+        for s in services {
+            reporter
+                .set_service_status(s.name, tonic_health::ServingStatus::Serving)
+                .await;
+            routes = (s.add)(routes);
+        }
+        let shutdown = wait(stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .timeout(Duration::from_secs(30))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    shutdown,
+                )
+                .await
+                .context("gRPC server failed")
+        }));
+    }
+    let app = app.layer(
+        // Spans name the method and route, never the URI: queries carry personal data.
+        tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "-".into());
+                tracing::info_span!("http", method = %req.method(), route = %route)
+            },
+        ),
+    );
+    // `POST /fhir/` and `/fhir/Patient/`: clients that join paths onto a base URL send a
+    // trailing slash; every route answers with and without one.
+    let app = tower::Layer::layer(
+        &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
+        app,
+    );
+    let shutdown = wait(stopped.clone());
+    tasks.push(tokio::spawn(async move {
+        axum::serve(
+            http,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(app),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")
+    }));
+    Ok(Running {
+        http_addr,
+        grpc_addrs,
+        store,
+        platform,
+        tasks,
+        stop,
+        sealer,
+    })
+}

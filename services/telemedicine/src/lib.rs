@@ -1,0 +1,21 @@
+//! The telemedicine service: schedules, slots, appointments, and the video visit. It owns
+//! Schedule, Slot and Appointment in the shared store (the ownership table of
+//! `hospital-core`). Its place exists; its behaviour is the next issue. Until then its types
+//! are written with the platform's common rule: references must resolve.
+
+use hospital_core::ownership::{ServiceName, owned_by};
+use hospital_core::rules::ReferencesResolve;
+use hospital_core::{ResourceRules, ServiceDefinition};
+use std::sync::Arc;
+
+/// What every process needs of the telemedicine service: its rules on the types it owns.
+pub fn definition() -> ServiceDefinition {
+    let rules: Arc<dyn ResourceRules> = Arc::new(ReferencesResolve);
+    ServiceDefinition {
+        name: ServiceName::Telemedicine,
+        rules: owned_by(ServiceName::Telemedicine)
+            .map(|t| (t, rules.clone()))
+            .collect(),
+        unique_identifiers: &[],
+    }
+}

@@ -1,0 +1,36 @@
+//! The end-to-end tests of the whole system, in one test binary (one link, not one per file):
+//! every service in one process, real HTTP and real gRPC, on SQLite and on PostgreSQL.
+
+mod access_control;
+mod architecture;
+mod audit_trail;
+mod fhir_rest;
+mod fhir_sdk_client;
+mod logs_without_personal_data;
+mod official_examples;
+mod platform;
+mod records_grpc;
+mod signatures;
+
+/// The system's test helpers: the test kit, starting every service.
+mod common {
+    pub use hospital_test_kit::*;
+
+    /// The whole system on a fresh `backend` store.
+    pub async fn spawn_app(backend: Backend) -> TestApp {
+        spawn_app_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_app_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut hospital::Config),
+    ) -> TestApp {
+        spawn(
+            &hospital::registrations(),
+            hospital_core::Deployment::all(),
+            backend,
+            tweak,
+        )
+        .await
+    }
+}
