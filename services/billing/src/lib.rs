@@ -8,6 +8,8 @@ use hospital_core::rules::ReferencesResolve;
 use hospital_core::{ResourceRules, ServiceDefinition};
 use std::sync::Arc;
 
+pub mod search_params;
+
 /// What every process needs of the billing service: its rules on the types it owns.
 pub fn definition() -> ServiceDefinition {
     let rules: Arc<dyn ResourceRules> = Arc::new(ReferencesResolve);
@@ -17,5 +19,6 @@ pub fn definition() -> ServiceDefinition {
             .map(|t| (t, rules.clone()))
             .collect(),
         unique_identifiers: &[],
+        search_params: search_params::SEARCH_PARAMS,
     }
 }

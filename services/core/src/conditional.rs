@@ -78,6 +78,13 @@ mod tests {
 
     #[test]
     fn two_spellings_of_one_identifier_lock_the_same_key() {
+        static PARAMS: &[params::SearchParam] = &[params::SearchParam::new(
+            "Patient",
+            "identifier",
+            ParamKind::Token,
+            &["identifier"],
+        )];
+        params::install(&[PARAMS]).unwrap();
         let a = lock_keys(
             "Patient",
             &[("identifier".into(), "urn:probe:mrn|V".into())],

@@ -64,6 +64,8 @@ pub struct ServiceDefinition {
     pub rules: Vec<(&'static str, Arc<dyn ResourceRules>)>,
     /// `(resource type, identifier system)` pairs that may name one resource only.
     pub unique_identifiers: &'static [(&'static str, &'static str)],
+    /// The search parameters of the types it owns (its own crate and file).
+    pub search_params: &'static [hospital_store::params::SearchParam],
 }
 
 /// Every service's rules, by type.
@@ -71,6 +73,7 @@ pub struct ServiceDefinition {
 pub struct Registry {
     rules: HashMap<&'static str, Arc<dyn ResourceRules>>,
     unique: Vec<(&'static str, &'static str)>,
+    params: Vec<&'static [hospital_store::params::SearchParam]>,
     services: Vec<ServiceName>,
 }
 
@@ -88,6 +91,15 @@ impl Registry {
             }
             self.rules.insert(t, rules);
         }
+        for p in def.search_params {
+            if owner_of(p.resource_type) != Some(def.name) {
+                return Err(format!(
+                    "the {} service declared the search parameter {}.{} of a type it does not own",
+                    def.name, p.resource_type, p.name
+                ));
+            }
+        }
+        self.params.push(def.search_params);
         self.unique.extend_from_slice(def.unique_identifiers);
         self.services.push(def.name);
         Ok(())
@@ -95,6 +107,11 @@ impl Registry {
 
     pub fn rules(&self, resource_type: &str) -> Option<&Arc<dyn ResourceRules>> {
         self.rules.get(resource_type)
+    }
+
+    /// Installs every registered service's search parameters in the store (once per process).
+    pub fn install_search_params(&self) -> Result<(), String> {
+        hospital_store::params::install(&self.params)
     }
 
     pub fn unique_identifiers(&self) -> &[(&'static str, &'static str)] {

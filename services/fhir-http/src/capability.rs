@@ -27,8 +27,7 @@ pub fn statement(api: &FhirApi) -> Value {
                 .filter(|p| p.kind == params::ParamKind::Reference)
                 .map(|p| format!("{t}:{}", p.name))
                 .collect();
-            let revs: Vec<String> = params::SEARCH_PARAMS
-                .iter()
+            let revs: Vec<String> = params::all()
                 .filter(|p| p.kind == params::ParamKind::Reference && (p.targets.is_empty() || p.targets.contains(t)))
                 .map(|p| format!("{}:{}", p.resource_type, p.name))
                 .collect();

@@ -83,6 +83,9 @@ pub fn registry(registrations: &[Registration]) -> anyhow::Result<Registry> {
             .register((r.definition)())
             .map_err(|e| anyhow::anyhow!(e))?;
     }
+    registry
+        .install_search_params()
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(registry)
 }
 

@@ -6,6 +6,7 @@ pub mod coverage;
 pub mod grpc;
 pub mod identifiers;
 pub mod rules;
+pub mod search_params;
 
 use hospital_core::ownership::{ServiceName, owned_by};
 use hospital_core::{Platform, ResourceRules, ServiceDefinition};
@@ -26,6 +27,7 @@ pub fn definition() -> ServiceDefinition {
             .map(|t| (t, rules.clone()))
             .collect(),
         unique_identifiers: UNIQUE_IDENTIFIERS,
+        search_params: search_params::SEARCH_PARAMS,
     }
 }
 

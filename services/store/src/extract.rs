@@ -251,44 +251,6 @@ pub fn all_references(resource: &Value) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_patient_yields_identifier_name_birthdate_and_phone_rows() {
-        let p = json!({
-            "resourceType": "Patient",
-            "identifier": [{"system": "urn:x", "value": "123"}],
-            "name": [{"family": "Nguyễn", "given": ["Văn", "An"]}],
-            "telecom": [{"system": "phone", "value": "0905123456"}, {"system": "email", "value": "a@b.vn"}],
-            "birthDate": "1985-03-12"
-        });
-        let rows = extract("Patient", &p);
-        assert!(
-            rows.tokens
-                .contains(&("identifier", "urn:x".into(), "123".into()))
-        );
-        assert!(
-            rows.tokens
-                .contains(&("phone", "phone".into(), "0905123456".into()))
-        );
-        assert!(
-            !rows
-                .tokens
-                .iter()
-                .any(|t| t.0 == "phone" && t.2 == "a@b.vn")
-        );
-        assert!(
-            rows.strings
-                .iter()
-                .any(|s| s.0 == "name" && s.1 == "nguyen van an")
-        );
-        assert!(
-            rows.strings
-                .iter()
-                .any(|s| s.0 == "family" && s.1 == "nguyen" && s.2 == "Nguyễn")
-        );
-        assert_eq!(rows.dates.len(), 1);
-    }
 
     #[test]
     fn references_split_only_when_relative() {

@@ -42,241 +42,83 @@ pub struct SearchParam {
     pub targets: &'static [&'static str],
 }
 
-const fn p(
-    resource_type: &'static str,
-    name: &'static str,
-    kind: ParamKind,
-    paths: &'static [&'static str],
-) -> SearchParam {
-    SearchParam {
-        resource_type,
-        name,
-        kind,
-        paths,
-        targets: &[],
+impl SearchParam {
+    /// A parameter of any kind but reference.
+    pub const fn new(
+        resource_type: &'static str,
+        name: &'static str,
+        kind: ParamKind,
+        paths: &'static [&'static str],
+    ) -> SearchParam {
+        SearchParam {
+            resource_type,
+            name,
+            kind,
+            paths,
+            targets: &[],
+        }
+    }
+
+    /// A reference parameter, restricted to `targets` (empty: any type).
+    pub const fn reference(
+        resource_type: &'static str,
+        name: &'static str,
+        paths: &'static [&'static str],
+        targets: &'static [&'static str],
+    ) -> SearchParam {
+        SearchParam {
+            resource_type,
+            name,
+            kind: ParamKind::Reference,
+            paths,
+            targets,
+        }
     }
 }
 
-const fn r(
-    resource_type: &'static str,
-    name: &'static str,
-    paths: &'static [&'static str],
-    targets: &'static [&'static str],
-) -> SearchParam {
-    SearchParam {
-        resource_type,
-        name,
-        kind: ParamKind::Reference,
-        paths,
-        targets,
+/// The parameters of every service, gathered once at start-up. Each service declares the
+/// parameters of the types it owns in its own crate; every process installs all of them, so
+/// every process indexes and searches the same way.
+static INSTALLED: std::sync::OnceLock<Vec<&'static SearchParam>> = std::sync::OnceLock::new();
+
+/// Installs the declarations (once per process; installing the same set again is a no-op,
+/// a different one an error).
+pub fn install(sets: &[&'static [SearchParam]]) -> Result<(), std::string::String> {
+    let mut all: Vec<&'static SearchParam> = sets.iter().flat_map(|s| s.iter()).collect();
+    for (i, p) in all.iter().enumerate() {
+        if all[..i]
+            .iter()
+            .any(|q| q.resource_type == p.resource_type && q.name == p.name)
+        {
+            return Err(format!("{}.{} is declared twice", p.resource_type, p.name));
+        }
     }
+    let key = |v: &[&'static SearchParam]| {
+        let mut k: Vec<(&str, &str)> = v.iter().map(|p| (p.resource_type, p.name)).collect();
+        k.sort_unstable();
+        k
+    };
+    let installed = INSTALLED.get_or_init(|| std::mem::take(&mut all));
+    if !all.is_empty() && key(installed) != key(&all) {
+        return Err("a different set of search parameters is already installed".into());
+    }
+    Ok(())
 }
 
-use ParamKind::*;
+/// Every installed parameter, besides the common `_id` and `_lastUpdated`.
+pub fn all() -> impl Iterator<Item = &'static SearchParam> {
+    INSTALLED.get().into_iter().flatten().copied()
+}
 
-const SUBJECT: &[&str] = &["subject"];
-const PATIENT: &[&str] = &["Patient"];
-const ENCOUNTER: &[&str] = &["Encounter"];
+/// The parameter `name` of `resource_type`, if declared.
+pub fn find(resource_type: &str, name: &str) -> Option<&'static SearchParam> {
+    all().find(|p| p.resource_type == resource_type && p.name == name)
+}
 
-/// Every search parameter the server supports, besides the common `_id` and `_lastUpdated`.
-pub static SEARCH_PARAMS: &[SearchParam] = &[
-    p("Patient", "identifier", Token, &["identifier"]),
-    p("Patient", "name", String, &["name"]),
-    p("Patient", "family", String, &["name.family"]),
-    p("Patient", "given", String, &["name.given"]),
-    p("Patient", "birthdate", Date, &["birthDate"]),
-    p("Patient", "gender", Token, &["gender"]),
-    p("Patient", "telecom", Token, &["telecom"]),
-    p("Patient", "phone", Token, &["telecom(system=phone)"]),
-    p("Patient", "address", String, &["address"]),
-    r(
-        "Patient",
-        "link",
-        &["link.other"],
-        &["Patient", "RelatedPerson"],
-    ),
-    r(
-        "Patient",
-        "organization",
-        &["managingOrganization"],
-        &["Organization"],
-    ),
-    p("Practitioner", "identifier", Token, &["identifier"]),
-    p("Practitioner", "name", String, &["name"]),
-    p("PractitionerRole", "identifier", Token, &["identifier"]),
-    r(
-        "PractitionerRole",
-        "practitioner",
-        &["practitioner"],
-        &["Practitioner"],
-    ),
-    r(
-        "PractitionerRole",
-        "organization",
-        &["organization"],
-        &["Organization"],
-    ),
-    p("Organization", "identifier", Token, &["identifier"]),
-    p("Organization", "name", String, &["name", "alias"]),
-    p("Location", "identifier", Token, &["identifier"]),
-    p("Location", "name", String, &["name", "alias"]),
-    p("Coverage", "identifier", Token, &["identifier"]),
-    r("Coverage", "beneficiary", &["beneficiary"], PATIENT),
-    r("Coverage", "patient", &["beneficiary"], PATIENT),
-    r(
-        "Coverage",
-        "payor",
-        &["payor"],
-        &["Organization", "Patient", "RelatedPerson"],
-    ),
-    p("Coverage", "status", Token, &["status"]),
-    r(
-        "Coverage",
-        "policy-holder",
-        &["policyHolder"],
-        &["Organization", "Patient", "RelatedPerson"],
-    ),
-    r(
-        "Coverage",
-        "subscriber",
-        &["subscriber"],
-        &["Patient", "RelatedPerson"],
-    ),
-    p("Encounter", "identifier", Token, &["identifier"]),
-    r("Encounter", "patient", SUBJECT, PATIENT),
-    r("Encounter", "subject", SUBJECT, &[]),
-    p("Encounter", "date", Date, &["period"]),
-    p("Encounter", "status", Token, &["status"]),
-    p("Encounter", "class", Token, &["class"]),
-    r("Encounter", "participant", &["participant.individual"], &[]),
-    r(
-        "Encounter",
-        "practitioner",
-        &["participant.individual"],
-        &["Practitioner"],
-    ),
-    r(
-        "Encounter",
-        "service-provider",
-        &["serviceProvider"],
-        &["Organization"],
-    ),
-    p("Observation", "identifier", Token, &["identifier"]),
-    r("Observation", "patient", SUBJECT, PATIENT),
-    r("Observation", "subject", SUBJECT, &[]),
-    p("Observation", "code", Token, &["code"]),
-    p("Observation", "category", Token, &["category"]),
-    p("Observation", "status", Token, &["status"]),
-    p(
-        "Observation",
-        "date",
-        Date,
-        &["effectiveDateTime", "effectivePeriod", "effectiveInstant"],
-    ),
-    p(
-        "Observation",
-        "value-quantity",
-        Quantity,
-        &["valueQuantity"],
-    ),
-    r("Observation", "encounter", &["encounter"], ENCOUNTER),
-    r("Observation", "performer", &["performer"], &[]),
-    p("Condition", "identifier", Token, &["identifier"]),
-    r("Condition", "patient", SUBJECT, PATIENT),
-    r("Condition", "subject", SUBJECT, &[]),
-    p("Condition", "code", Token, &["code"]),
-    p("Condition", "clinical-status", Token, &["clinicalStatus"]),
-    r("Condition", "encounter", &["encounter"], ENCOUNTER),
-    r("Condition", "asserter", &["asserter"], &[]),
-    p(
-        "Condition",
-        "onset-date",
-        Date,
-        &["onsetDateTime", "onsetPeriod"],
-    ),
-    r("AllergyIntolerance", "patient", &["patient"], PATIENT),
-    r("AllergyIntolerance", "recorder", &["recorder"], &[]),
-    r("AllergyIntolerance", "asserter", &["asserter"], &[]),
-    p(
-        "AllergyIntolerance",
-        "code",
-        Token,
-        &["code", "reaction.substance"],
-    ),
-    p(
-        "AllergyIntolerance",
-        "clinical-status",
-        Token,
-        &["clinicalStatus"],
-    ),
-    p("MedicationRequest", "identifier", Token, &["identifier"]),
-    r("MedicationRequest", "patient", SUBJECT, PATIENT),
-    r("MedicationRequest", "subject", SUBJECT, &[]),
-    p("MedicationRequest", "status", Token, &["status"]),
-    p("MedicationRequest", "authoredon", Date, &["authoredOn"]),
-    r("MedicationRequest", "encounter", &["encounter"], ENCOUNTER),
-    p(
-        "MedicationRequest",
-        "code",
-        Token,
-        &["medicationCodeableConcept"],
-    ),
-    p("Procedure", "identifier", Token, &["identifier"]),
-    r("Procedure", "patient", SUBJECT, PATIENT),
-    r("Procedure", "subject", SUBJECT, &[]),
-    p(
-        "Procedure",
-        "date",
-        Date,
-        &["performedDateTime", "performedPeriod"],
-    ),
-    p("Procedure", "code", Token, &["code"]),
-    r("Procedure", "encounter", &["encounter"], ENCOUNTER),
-    r("Procedure", "performer", &["performer.actor"], &[]),
-    p("DiagnosticReport", "identifier", Token, &["identifier"]),
-    r("DiagnosticReport", "patient", SUBJECT, PATIENT),
-    r("DiagnosticReport", "subject", SUBJECT, &[]),
-    p("DiagnosticReport", "code", Token, &["code"]),
-    p(
-        "DiagnosticReport",
-        "date",
-        Date,
-        &["effectiveDateTime", "effectivePeriod"],
-    ),
-    r("DiagnosticReport", "encounter", &["encounter"], ENCOUNTER),
-    r("DiagnosticReport", "result", &["result"], &["Observation"]),
-    p("DocumentReference", "identifier", Token, &["identifier"]),
-    r("DocumentReference", "patient", SUBJECT, PATIENT),
-    r("DocumentReference", "subject", SUBJECT, &[]),
-    r("DocumentReference", "author", &["author"], &[]),
-    p("DocumentReference", "date", Date, &["date"]),
-    p("DocumentReference", "type", Token, &["type"]),
-    r(
-        "DocumentReference",
-        "encounter",
-        &["context.encounter"],
-        ENCOUNTER,
-    ),
-    p("ServiceRequest", "identifier", Token, &["identifier"]),
-    r("ServiceRequest", "patient", SUBJECT, PATIENT),
-    r("ServiceRequest", "encounter", &["encounter"], ENCOUNTER),
-    p("ServiceRequest", "code", Token, &["code"]),
-    p("ServiceRequest", "status", Token, &["status"]),
-    r("ServiceRequest", "subject", SUBJECT, &[]),
-    r("ServiceRequest", "performer", &["performer"], &[]),
-    r("Provenance", "target", &["target"], &[]),
-    r("Provenance", "patient", &["target"], PATIENT),
-    r("Schedule", "actor", &["actor"], &[]),
-    r("Appointment", "actor", &["participant.actor"], &[]),
-    r("Appointment", "patient", &["participant.actor"], PATIENT),
-    r("ChargeItem", "subject", SUBJECT, &[]),
-    r("ChargeItem", "patient", SUBJECT, PATIENT),
-    r("Invoice", "subject", SUBJECT, &[]),
-    r("Invoice", "patient", SUBJECT, PATIENT),
-    r("Invoice", "recipient", &["recipient"], &[]),
-    r("Account", "subject", SUBJECT, &[]),
-    r("Account", "patient", SUBJECT, PATIENT),
-];
+/// The declared parameters of one resource type.
+pub fn of_type(resource_type: &str) -> impl Iterator<Item = &'static SearchParam> + '_ {
+    all().filter(move |p| p.resource_type == resource_type)
+}
 
 /// The patient compartment (<https://hl7.org/fhir/R4B/compartmentdefinition-patient.html>):
 /// for each type, the parameters whose Patient references put a resource in that patient's
@@ -336,18 +178,4 @@ pub fn compartment_patients(
         }
     }
     out
-}
-
-/// The parameter `name` of `resource_type`, if declared.
-pub fn find(resource_type: &str, name: &str) -> Option<&'static SearchParam> {
-    SEARCH_PARAMS
-        .iter()
-        .find(|p| p.resource_type == resource_type && p.name == name)
-}
-
-/// The declared parameters of one resource type.
-pub fn of_type(resource_type: &str) -> impl Iterator<Item = &'static SearchParam> + '_ {
-    SEARCH_PARAMS
-        .iter()
-        .filter(move |p| p.resource_type == resource_type)
 }
