@@ -36,8 +36,8 @@ pub fn registrations() -> Vec<Registration> {
     vec![
         Registration {
             definition: hospital_records::definition,
-            grpc: |p| {
-                let server = hospital_records::grpc_server(p);
+            grpc: |c| {
+                let server = hospital_records::grpc_server(&c.platform);
                 vec![GrpcService {
                     name: "hospital.records.v1.Records",
                     add: Box::new(move |r| r.add_service(server)),

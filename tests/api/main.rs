@@ -8,6 +8,7 @@ mod fhir_rest;
 mod fhir_sdk_client;
 mod logs_without_personal_data;
 mod official_examples;
+mod outbound;
 mod platform;
 mod records_grpc;
 mod signatures;

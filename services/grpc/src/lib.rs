@@ -8,6 +8,8 @@
 //!   stable error code in the `hospital-error-code` metadata.
 //! - [`Call`] audits a call before its answer leaves.
 
+pub mod outbound;
+
 use hospital_core::{Caller, Credentials, Error, Interaction, Kind, Platform, Touched};
 use std::convert::Infallible;
 use std::future::Future;

@@ -53,6 +53,38 @@ pub struct Config {
         global = true
     )]
     pub billing_grpc_addr: String,
+    /// Where other services reach the records service's gRPC (default: its listen address).
+    #[arg(long, env = "HOSPITAL_RECORDS_GRPC_URL", global = true)]
+    pub records_grpc_url: Option<String>,
+    /// Where other services reach the telemedicine service's gRPC.
+    #[arg(long, env = "HOSPITAL_TELEMEDICINE_GRPC_URL", global = true)]
+    pub telemedicine_grpc_url: Option<String>,
+    /// Where other services reach the billing service's gRPC.
+    #[arg(long, env = "HOSPITAL_BILLING_GRPC_URL", global = true)]
+    pub billing_grpc_url: Option<String>,
+    /// Deadline of every call to another service, in milliseconds.
+    #[arg(
+        long,
+        env = "HOSPITAL_GRPC_DEADLINE_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub grpc_deadline_ms: u64,
+    /// Production: the identity provider's token endpoint, for the services' own tokens
+    /// (OAuth2 client-credentials grant). Embedded mode mints them locally.
+    #[arg(long, env = "HOSPITAL_OAUTH_TOKEN_URL", global = true)]
+    pub oauth_token_url: Option<String>,
+    /// This service's client id at the identity provider.
+    #[arg(long, env = "HOSPITAL_OAUTH_CLIENT_ID", global = true)]
+    pub oauth_client_id: Option<String>,
+    /// This service's client secret at the identity provider.
+    #[arg(
+        long,
+        env = "HOSPITAL_OAUTH_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub oauth_client_secret: Option<String>,
     /// Proxies (the ingress) whose X-Forwarded-For names the client, comma-separated IPs.
     #[arg(
         long,
@@ -121,6 +153,13 @@ impl Config {
             telemedicine_grpc_addr: "127.0.0.1:0".into(),
             billing_grpc_addr: "127.0.0.1:0".into(),
             trusted_proxies: Vec::new(),
+            records_grpc_url: None,
+            telemedicine_grpc_url: None,
+            billing_grpc_url: None,
+            grpc_deadline_ms: 5000,
+            oauth_token_url: None,
+            oauth_client_id: None,
+            oauth_client_secret: None,
             public_url: None,
             max_body_bytes: 10 * 1024 * 1024,
             log: "warn".into(),
@@ -134,6 +173,15 @@ impl Config {
 }
 
 impl Config {
+    /// Where other services reach `service`, if configured.
+    pub fn grpc_url(&self, service: hospital_core::ServiceName) -> Option<&str> {
+        match service {
+            hospital_core::ServiceName::Records => self.records_grpc_url.as_deref(),
+            hospital_core::ServiceName::Telemedicine => self.telemedicine_grpc_url.as_deref(),
+            hospital_core::ServiceName::Billing => self.billing_grpc_url.as_deref(),
+        }
+    }
+
     /// The gRPC listen address of `service`.
     pub fn grpc_addr(&self, service: hospital_core::ServiceName) -> &str {
         match service {

@@ -8,7 +8,7 @@
 
 pub mod config;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use axum::Router;
 use hospital_core::rules::Registry;
 use hospital_core::store::{Store, StoreOptions};
@@ -32,12 +32,90 @@ pub struct GrpcService {
 
 /// Everything a service brings.
 pub struct Registration {
-    /// Rules and unique identifiers: registered in every process.
+    /// Rules, search parameters and unique identifiers: registered in every process.
     pub definition: fn() -> ServiceDefinition,
     /// Its gRPC services: served only where the service runs.
-    pub grpc: fn(&Platform) -> Vec<GrpcService>,
+    pub grpc: fn(&Context) -> Vec<GrpcService>,
     /// Its HTTP routes outside `/fhir` (pages, webhooks): served only where it runs.
-    pub routes: fn(&Platform) -> Option<Router>,
+    pub routes: fn(&Context) -> Option<Router>,
+}
+
+/// What a service's edges are built with: the platform, and clients of the other services.
+#[derive(Clone)]
+pub struct Context {
+    pub platform: Platform,
+    pub clients: Clients,
+}
+
+/// Outbound gRPC clients of every service. Inside the all-in-one process too, services call
+/// each other over gRPC on loopback, so the same code path is what the tests exercise.
+#[derive(Clone)]
+pub struct Clients {
+    clients: BTreeMap<ServiceName, hospital_grpc::outbound::Outbound>,
+}
+
+impl Clients {
+    pub fn of(&self, service: ServiceName) -> &hospital_grpc::outbound::Outbound {
+        &self.clients[&service]
+    }
+}
+
+/// The calling services' own token: minted locally, or by the client-credentials grant.
+pub fn service_token(
+    cfg: &Config,
+    deployment: &Deployment,
+) -> anyhow::Result<std::sync::Arc<hospital_grpc::outbound::ServiceToken>> {
+    use hospital_grpc::outbound::{ServiceToken, TokenSource};
+    let source = match (
+        &cfg.oauth_token_url,
+        &cfg.oauth_client_id,
+        &cfg.oauth_client_secret,
+    ) {
+        (Some(url), Some(id), Some(secret)) => TokenSource::ClientCredentials {
+            token_url: url.clone(),
+            client_id: id.clone(),
+            client_secret: secret.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        },
+        (Some(_), _, _) => {
+            anyhow::bail!("HOSPITAL_OAUTH_TOKEN_URL needs HOSPITAL_OAUTH_CLIENT_ID and _SECRET")
+        }
+        _ if cfg.oidc_jwks_url.is_some() => {
+            tracing::warn!(
+                "no service credentials (HOSPITAL_OAUTH_TOKEN_URL, _CLIENT_ID, _CLIENT_SECRET): calls to other services will fail"
+            );
+            TokenSource::Unconfigured
+        }
+        _ => TokenSource::Local {
+            auth: authenticator(cfg)?,
+            subject: deployment.name(),
+        },
+    };
+    Ok(ServiceToken::new(source))
+}
+
+/// Clients of every service: the configured URL, or the address this process bound.
+pub fn clients(
+    cfg: &Config,
+    deployment: &Deployment,
+    bound: &BTreeMap<ServiceName, SocketAddr>,
+) -> anyhow::Result<Clients> {
+    let token = service_token(cfg, deployment)?;
+    let deadline = Duration::from_millis(cfg.grpc_deadline_ms);
+    let mut clients = BTreeMap::new();
+    for s in ServiceName::ALL {
+        let url = match (cfg.grpc_url(s), bound.get(&s)) {
+            (Some(u), _) => u.to_owned(),
+            (None, Some(a)) => format!("http://{a}"),
+            (None, None) => format!("http://{}", cfg.grpc_addr(s)),
+        };
+        let client = hospital_grpc::outbound::Outbound::new(&url, token.clone(), deadline)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        clients.insert(s, client);
+    }
+    Ok(Clients { clients })
 }
 
 /// A started process: where it listens, and how to stop it.
@@ -47,6 +125,7 @@ pub struct Running {
     pub grpc_addrs: BTreeMap<ServiceName, SocketAddr>,
     pub store: Store,
     pub platform: Platform,
+    pub context: Context,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     stop: tokio::sync::watch::Sender<bool>,
     /// Seals the audit trail in the background.
@@ -196,23 +275,38 @@ pub async fn start(
     let mut app = Router::new()
         .nest("/fhir", hospital_fhir_http::router(api.clone()))
         .route("/healthz", axum::routing::get(|| async { "ok" }));
+    // Bind first: the clients of services this process runs dial the bound addresses.
+    let mut listeners = BTreeMap::new();
+    for name in ServiceName::ALL {
+        if deployment.runs(name) {
+            let addr = cfg.grpc_addr(name);
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for {name} gRPC on {addr}"))?;
+            listeners.insert(name, listener);
+        }
+    }
+    let bound = listeners
+        .iter()
+        .map(|(n, l)| Ok((*n, l.local_addr()?)))
+        .collect::<std::io::Result<BTreeMap<_, _>>>()?;
+    let context = Context {
+        platform: platform.clone(),
+        clients: clients(cfg, &deployment, &bound)?,
+    };
     let mut grpc_addrs = BTreeMap::new();
     for (name, reg) in ServiceName::ALL.iter().zip(registrations) {
-        if !deployment.runs(*name) {
+        let Some(listener) = listeners.remove(name) else {
             continue;
-        }
-        if let Some(routes) = (reg.routes)(&platform) {
+        };
+        if let Some(routes) = (reg.routes)(&context) {
             app = app.merge(routes);
         }
-        let services = (reg.grpc)(&platform);
+        let services = (reg.grpc)(&context);
         if services.is_empty() {
             continue;
         }
-        let addr = cfg.grpc_addr(*name);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for {name} gRPC on {addr}"))?;
-        grpc_addrs.insert(*name, listener.local_addr()?);
+        grpc_addrs.insert(*name, bound[name]);
         let (reporter, health) = tonic_health::server::health_reporter();
         let mut routes = tonic::service::Routes::new(health);
         for s in services {
@@ -270,6 +364,7 @@ pub async fn start(
         grpc_addrs,
         store,
         platform,
+        context,
         tasks,
         stop,
         sealer,
