@@ -97,7 +97,11 @@ fn representative(group: &str, patient: &str) -> (&'static str, Value) {
 /// The table of `docs/access.md`: role -> (group -> cell).
 fn role_table() -> Vec<(Role, Vec<(String, String)>)> {
     let doc = include_str!("../../docs/access.md");
-    let mut lines = doc.lines().filter(|l| l.starts_with('|'));
+    // The first table of the document is the role table.
+    let mut lines = doc
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'));
     let header: Vec<String> = lines
         .next()
         .expect("a table")

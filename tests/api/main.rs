@@ -12,6 +12,7 @@ mod outbound;
 mod platform;
 mod records_grpc;
 mod signatures;
+mod web_signin;
 
 /// The system's test helpers: the test kit, starting every service.
 mod common {

@@ -79,6 +79,16 @@ impl Scope {
         })
     }
 
+    /// The scope as written: `user/Observation.read`.
+    pub fn render(&self) -> String {
+        let access = match (self.read, self.write) {
+            (true, true) => "*",
+            (true, false) => "read",
+            _ => "write",
+        };
+        format!("user/{}.{access}", self.resource_type)
+    }
+
     pub fn allows(&self, action: Action, resource_type: &str) -> bool {
         (self.resource_type == "*" || self.resource_type == resource_type)
             && match action {

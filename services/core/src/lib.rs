@@ -22,6 +22,7 @@ pub mod ownership;
 pub mod platform;
 pub mod read;
 pub mod rules;
+pub mod session;
 pub mod signing;
 pub mod tx;
 pub mod writer;

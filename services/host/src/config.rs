@@ -74,6 +74,11 @@ pub struct Config {
     /// (OAuth2 client-credentials grant). Embedded mode mints them locally.
     #[arg(long, env = "HOSPITAL_OAUTH_TOKEN_URL", global = true)]
     pub oauth_token_url: Option<String>,
+    /// Production: the identity provider's authorization endpoint, for signing browsers in
+    /// to the web pages (authorization code with PKCE; the code is redeemed at
+    /// HOSPITAL_OAUTH_TOKEN_URL). Without it, embedded mode's local sign-in page is used.
+    #[arg(long, env = "HOSPITAL_OIDC_AUTHORIZATION_URL", global = true)]
+    pub oidc_authorization_url: Option<String>,
     /// This service's client id at the identity provider.
     #[arg(long, env = "HOSPITAL_OAUTH_CLIENT_ID", global = true)]
     pub oauth_client_id: Option<String>,
@@ -158,6 +163,7 @@ impl Config {
             billing_grpc_url: None,
             grpc_deadline_ms: 5000,
             oauth_token_url: None,
+            oidc_authorization_url: None,
             oauth_client_id: None,
             oauth_client_secret: None,
             public_url: None,

@@ -241,6 +241,35 @@ pub fn platform(
     ))
 }
 
+/// How browsers sign in to the pages: the provider's code flow, or the local page.
+pub fn signin(cfg: &Config, base_url: &str) -> anyhow::Result<hospital_web::SignIn> {
+    let Some(authorization_url) = &cfg.oidc_authorization_url else {
+        if cfg.oidc_jwks_url.is_some() {
+            tracing::warn!(
+                "no HOSPITAL_OIDC_AUTHORIZATION_URL: the web pages cannot sign anyone in"
+            );
+            return Ok(hospital_web::SignIn::Disabled);
+        }
+        return Ok(hospital_web::SignIn::Local);
+    };
+    let (Some(token_url), Some(id), Some(secret)) = (
+        &cfg.oauth_token_url,
+        &cfg.oauth_client_id,
+        &cfg.oauth_client_secret,
+    ) else {
+        anyhow::bail!(
+            "HOSPITAL_OIDC_AUTHORIZATION_URL needs HOSPITAL_OAUTH_TOKEN_URL, _CLIENT_ID and _CLIENT_SECRET"
+        );
+    };
+    Ok(hospital_web::SignIn::Provider {
+        authorization_url: authorization_url.clone(),
+        token_url: token_url.clone(),
+        client_id: id.clone(),
+        client_secret: secret.clone(),
+        redirect_uri: format!("{}/signin/callback", base_url.trim_end_matches('/')),
+    })
+}
+
 /// Starts the services of `deployment` as configured. Listens before it returns.
 pub async fn start(
     cfg: &Config,
@@ -274,6 +303,10 @@ pub async fn start(
 
     let mut app = Router::new()
         .nest("/fhir", hospital_fhir_http::router(api.clone()))
+        .merge(hospital_web::routes(
+            platform.clone(),
+            signin(cfg, &base_url)?,
+        ))
         .route("/healthz", axum::routing::get(|| async { "ok" }));
     // Bind first: the clients of services this process runs dial the bound addresses.
     let mut listeners = BTreeMap::new();

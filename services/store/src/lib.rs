@@ -15,6 +15,7 @@ pub mod dates;
 pub mod extract;
 pub mod params;
 pub mod search;
+pub mod sessions;
 pub mod signing;
 pub mod text;
 
