@@ -5,8 +5,9 @@
 
 use crate::dates::{self, Range};
 use crate::params::{self, ParamKind, SearchParam};
+use crate::read::current_from_row;
 use crate::text::fold;
-use crate::{Arg, Dialect, Result, StoreError, Version, bind_all, current_from_row};
+use crate::{Arg, Dialect, Result, StoreError, Version, bind_all};
 use sqlx::{AnyConnection, Row};
 
 /// Default and maximum page sizes.
@@ -225,13 +226,7 @@ fn number_cond(sql: &mut Sql, col: &str, prefix: Prefix, raw: &str, name: &str) 
 }
 
 fn index_table(kind: ParamKind) -> &'static str {
-    match kind {
-        ParamKind::Token => "idx_token",
-        ParamKind::String => "idx_string",
-        ParamKind::Date => "idx_date",
-        ParamKind::Reference => "idx_reference",
-        ParamKind::Quantity | ParamKind::Number => "idx_number",
-    }
+    crate::index::IndexTable::of(kind).name()
 }
 
 /// Adds the condition of one declared parameter.

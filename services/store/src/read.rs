@@ -1,0 +1,249 @@
+//! Reads: current versions, versions, history, the compartment, counts. Every read serves
+//! the stored JSON text as it is.
+
+use crate::search::{self, SearchQuery, SearchResult};
+use crate::{Arg, Dialect, Method, Result, Store, StoreError, Version, bind_all, params};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+impl Store {
+    /// The current version of `resource_type/id`; deleted resources give [`StoreError::Gone`].
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Version> {
+        let mut conn = self.inner.reader.acquire().await?;
+        read_current(self.dialect(), &mut conn, resource_type, id).await
+    }
+
+    /// One version of `resource_type/id`.
+    pub async fn vread(&self, resource_type: &str, id: &str, version_id: i64) -> Result<Version> {
+        let d = self.dialect();
+        let row = sqlx::query(&d.sql(
+            "SELECT h.version_id, h.last_updated, h.deleted, h.body, h.method \
+             FROM resource_history h JOIN resources r ON r.rid = h.rid \
+             WHERE r.resource_type = $1 AND r.resource_id = $2 AND h.version_id = $3",
+        ))
+        .bind(resource_type)
+        .bind(id)
+        .bind(version_id)
+        .fetch_optional(&self.inner.reader)
+        .await?;
+        let row = row.ok_or_else(|| {
+            StoreError::NotFound(format!("{resource_type}/{id}/_history/{version_id}"))
+        })?;
+        let v = history_version(resource_type, id, &row)?;
+        if v.deleted {
+            return Err(StoreError::Gone(format!(
+                "{resource_type}/{id}/_history/{version_id}"
+            )));
+        }
+        Ok(v)
+    }
+
+    /// History, newest first: of one resource (`id` given), or of a whole type.
+    pub async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage> {
+        let d = self.dialect();
+        let mut sql = String::from(
+            "SELECT h.seq, r.resource_type, r.resource_id, h.version_id, h.last_updated, \
+             h.deleted, h.body, h.method FROM resource_history h JOIN resources r ON r.rid = h.rid \
+             WHERE h.resource_type = $1",
+        );
+        let mut args = vec![Arg::Text(query.resource_type.clone())];
+        if let Some(id) = &query.id {
+            args.push(Arg::Text(id.clone()));
+            sql.push_str(&format!(" AND r.resource_id = {}", d.ph(args.len())));
+        }
+        if let Some(since) = query.since {
+            args.push(Arg::I64(since));
+            sql.push_str(&format!(" AND h.last_updated >= {}", d.ph(args.len())));
+        }
+        if let Some(before) = query.before_seq {
+            args.push(Arg::I64(before));
+            sql.push_str(&format!(" AND h.seq < {}", d.ph(args.len())));
+        }
+        args.push(Arg::I64(query.count as i64 + 1));
+        sql.push_str(&format!(" ORDER BY h.seq DESC LIMIT {}", d.ph(args.len())));
+        let sql = d.sql(&sql);
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        if query.id.is_some() && rows.is_empty() {
+            // Distinguish "no such resource" from "no versions in the window".
+            let exists = sqlx::query(
+                &d.sql("SELECT 1 FROM resources WHERE resource_type = $1 AND resource_id = $2"),
+            )
+            .bind(&query.resource_type)
+            .bind(query.id.as_deref().unwrap_or_default())
+            .fetch_optional(&self.inner.reader)
+            .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "{}/{}",
+                    query.resource_type,
+                    query.id.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        let mut versions = Vec::with_capacity(rows.len());
+        let mut last_seq = None;
+        for row in rows.iter().take(query.count) {
+            let seq: i64 = row.try_get(0)?;
+            let rt: String = row.try_get(1)?;
+            let id: String = row.try_get(2)?;
+            versions.push(Version {
+                resource_type: rt,
+                id,
+                version_id: row.try_get(3)?,
+                last_updated: row.try_get(4)?,
+                deleted: row.try_get::<i64, _>(5)? != 0,
+                body: row.try_get(6)?,
+                method: Method::parse(&row.try_get::<String, _>(7)?),
+            });
+            last_seq = Some(seq);
+        }
+        let next_before_seq = if rows.len() > query.count {
+            last_seq
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            versions,
+            next_before_seq,
+        })
+    }
+
+    /// Runs a search on the read pool.
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult> {
+        let mut conn = self.inner.reader.acquire().await?;
+        search::run(self.dialect(), &mut conn, query).await
+    }
+
+    /// The patient compartment: the Patient and every current resource that references it.
+    pub async fn patient_everything(&self, patient_id: &str) -> Result<Vec<Version>> {
+        let d = self.dialect();
+        let patient = self.read("Patient", patient_id).await?;
+        // Only the compartment's parameters count (params::PATIENT_COMPARTMENT).
+        let pairs: Vec<String> = params::PATIENT_COMPARTMENT
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |p| format!("{t}|{p}")))
+            .collect();
+        let list = d.in_list("i.resource_type || '|' || i.param", 2);
+        let sql = format!(
+            "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body FROM resources r \
+             WHERE r.deleted = 0 AND r.rid IN (SELECT i.rid FROM idx_reference i \
+             WHERE i.target_type = 'Patient' AND i.target_id = {} AND {list}) ORDER BY r.rid",
+            d.ph(1)
+        );
+        let args = [Arg::Text(patient_id.to_owned()), d.list_arg(&pairs)];
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.inner.reader)
+            .await?;
+        let mut out = vec![patient];
+        for row in rows {
+            out.push(current_from_row(&row)?);
+        }
+        Ok(out)
+    }
+
+    /// How many current (not deleted) resources of a type exist; `None` counts all types.
+    pub async fn count(&self, resource_type: Option<&str>) -> Result<i64> {
+        let d = self.dialect();
+        let row =
+            match resource_type {
+                Some(t) => {
+                    sqlx::query(&d.sql(
+                        "SELECT COUNT(*) FROM resources WHERE resource_type = $1 AND deleted = 0",
+                    ))
+                    .bind(t)
+                    .fetch_one(&self.inner.reader)
+                    .await?
+                }
+                None => {
+                    sqlx::query("SELECT COUNT(*) FROM resources WHERE deleted = 0")
+                        .fetch_one(&self.inner.reader)
+                        .await?
+                }
+            };
+        Ok(row.try_get(0)?)
+    }
+
+    /// How many versions the history holds in all.
+    pub async fn count_versions(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM resource_history")
+            .fetch_one(&self.inner.reader)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+/// Which history to read.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub resource_type: String,
+    pub id: Option<String>,
+    /// Only versions written at or after this instant (µs since the epoch).
+    pub since: Option<i64>,
+    pub count: usize,
+    /// Keyset cursor from a previous page.
+    pub before_seq: Option<i64>,
+}
+
+/// One page of history.
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub versions: Vec<Version>,
+    pub next_before_seq: Option<i64>,
+}
+
+pub(crate) fn history_version(resource_type: &str, id: &str, row: &AnyRow) -> Result<Version> {
+    Ok(Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id: row.try_get(0)?,
+        last_updated: row.try_get(1)?,
+        deleted: row.try_get::<i64, _>(2)? != 0,
+        body: row.try_get(3)?,
+        method: Method::parse(&row.try_get::<String, _>(4)?),
+    })
+}
+
+/// Decodes `resource_type, resource_id, version_id, last_updated, body` of a current row.
+pub(crate) fn current_from_row(row: &AnyRow) -> Result<Version> {
+    Ok(Version {
+        resource_type: row.try_get(0)?,
+        id: row.try_get(1)?,
+        version_id: row.try_get(2)?,
+        last_updated: row.try_get(3)?,
+        deleted: false,
+        body: row.try_get(4)?,
+        method: Method::Put,
+    })
+}
+
+pub(crate) async fn read_current(
+    d: Dialect,
+    conn: &mut AnyConnection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Version> {
+    let row = sqlx::query(&d.sql(
+        "SELECT version_id, last_updated, deleted, body FROM resources \
+         WHERE resource_type = $1 AND resource_id = $2",
+    ))
+    .bind(resource_type)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let row = row.ok_or_else(|| StoreError::NotFound(format!("{resource_type}/{id}")))?;
+    let v = Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id: row.try_get(0)?,
+        last_updated: row.try_get(1)?,
+        deleted: row.try_get::<i64, _>(2)? != 0,
+        body: row.try_get(3)?,
+        method: Method::Put,
+    };
+    if v.deleted {
+        return Err(StoreError::Gone(format!("{resource_type}/{id}")));
+    }
+    Ok(v)
+}

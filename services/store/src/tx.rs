@@ -1,0 +1,372 @@
+//! The write transaction: what both backends share of a write (validation, versions, the
+//! author stamp, unique identifiers); each backend's own way of storing it is in
+//! `write_sqlite.rs` and `write_postgres.rs`.
+
+use crate::read::read_current;
+use crate::search::{self, SearchQuery, SearchResult};
+use crate::{
+    Dialect, Method, Result, Store, StoreError, Target, Version, WriteKey, WriteOutcome, dates,
+    extract, is_valid_id,
+};
+use serde_json::Value;
+use sqlx::{Any, Row, Transaction};
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
+pub struct Tx {
+    pub(crate) tx: Transaction<'static, Any>,
+    pub(crate) store: Store,
+    /// Who writes: stamped on every version (`meta.extension` recorded-by).
+    pub(crate) author: Option<String>,
+    /// PostgreSQL: index rows of this transaction's writes, inserted together (one multi-row
+    /// INSERT per table) before the next search in the transaction and before commit, so a
+    /// Bundle of 200 resources costs a handful of index statements instead of a thousand.
+    pub(crate) pending_index: Vec<(i64, String, extract::IndexRows)>,
+}
+
+impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    /// Stamps the versions this transaction writes with their author (`role:subject`).
+    pub fn set_author(&mut self, author: &str) {
+        self.author = Some(author.to_owned());
+    }
+
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush_index().await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads the current version inside the transaction (sees its own writes).
+    pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Version> {
+        let d = self.dialect();
+        read_current(d, &mut self.tx, resource_type, id).await
+    }
+
+    /// Whether `resource_type/id` exists and is not deleted.
+    pub async fn exists(&mut self, resource_type: &str, id: &str) -> Result<bool> {
+        match self.read(resource_type, id).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_) | StoreError::Gone(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Searches inside the transaction (seeing its own writes).
+    pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult> {
+        self.flush_index().await?;
+        let d = self.dialect();
+        search::run(d, &mut self.tx, query).await
+    }
+
+    /// Serialises writers that race on the same condition (conditional create, uniqueness
+    /// checks). PostgreSQL: a transaction-scoped advisory lock; SQLite writes are already
+    /// serialised by its single writer connection.
+    pub async fn lock(&mut self, key: &str) -> Result<()> {
+        if self.dialect() == Dialect::Postgres {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(key.as_bytes());
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&digest[..8]);
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(i64::from_be_bytes(b))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Next value of a named counter (1, 2, 3, ...), e.g. for facility patient codes.
+    pub async fn next_counter(&mut self, name: &str) -> Result<i64> {
+        let d = self.dialect();
+        if d == Dialect::Postgres {
+            // A sequence, where the migrations declare one (no lock held until commit).
+            let seq = format!(
+                "counter_{}",
+                name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            );
+            let row = sqlx::query("SELECT nextval(CAST(to_regclass($1) AS regclass)) WHERE to_regclass($1) IS NOT NULL")
+                .bind(&seq)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+            if let Some(row) = row {
+                return Ok(row.try_get(0)?);
+            }
+        }
+        let row = sqlx::query(&d.sql(
+            "INSERT INTO counters (name, value) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        ))
+        .bind(name)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Creates a resource at an id chosen by the platform (server-assigned, or a Bundle's
+    /// `urn:uuid` resolved).
+    pub async fn create_with_id(
+        &mut self,
+        _key: &WriteKey,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+    ) -> Result<WriteOutcome> {
+        self.write(resource_type, id, body, None, Method::Post)
+            .await
+    }
+
+    /// Updates `resource_type/id`, creating it when it does not exist (update-as-create).
+    /// `if_match` is the version the client last saw.
+    pub async fn update(
+        &mut self,
+        _key: &WriteKey,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome> {
+        self.write(resource_type, id, body, if_match, Method::Put)
+            .await
+    }
+
+    /// Deletes (tombstones) `resource_type/id`. Returns the deletion version, or `None` when
+    /// there was nothing to delete.
+    pub async fn delete(
+        &mut self,
+        _key: &WriteKey,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Version>> {
+        let d = self.dialect();
+        let Some((rid, version, deleted)) = self.current_for_update(resource_type, id).await?
+        else {
+            return Ok(None);
+        };
+        if deleted {
+            return Ok(None);
+        }
+        let version_id = version + 1;
+        let now = dates::now_micros();
+        sqlx::query(&d.sql(
+            "UPDATE resources SET version_id = $1, last_updated = $2, deleted = 1, body = '' WHERE rid = $3",
+        ))
+        .bind(version_id)
+        .bind(now)
+        .bind(rid)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(&d.sql(
+            "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, 'DELETE', 1, '')",
+        ))
+        .bind(rid)
+        .bind(resource_type)
+        .bind(version_id)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        self.clear_index(rid).await?;
+        Ok(Some(Version {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated: now,
+            deleted: true,
+            body: String::new(),
+            method: Method::Delete,
+        }))
+    }
+
+    pub(crate) async fn current_for_update(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(i64, i64, bool)>> {
+        let d = self.dialect();
+        let lock = if d == Dialect::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let row = sqlx::query(&d.sql(&format!(
+            "SELECT rid, version_id, deleted FROM resources WHERE resource_type = $1 AND resource_id = $2{lock}"
+        )))
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? != 0)))
+            .transpose()
+    }
+
+    async fn write(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        mut body: Value,
+        if_match: Option<i64>,
+        method: Method,
+    ) -> Result<WriteOutcome> {
+        if !is_valid_id(id) {
+            return Err(StoreError::invalid(
+                format!("{resource_type}.id"),
+                "an id is 1 to 64 letters, digits, '-' or '.'",
+            ));
+        }
+        match body.get("resourceType").and_then(Value::as_str) {
+            Some(t) if t == resource_type => {}
+            Some(t) => {
+                return Err(StoreError::invalid(
+                    "resourceType",
+                    format!("the body is a {t}, the request addresses {resource_type}"),
+                ));
+            }
+            None => {
+                return Err(StoreError::invalid(
+                    "resourceType",
+                    "resourceType is missing",
+                ));
+            }
+        }
+        hospital_fhir_model::validate(resource_type, &body).map_err(|e| StoreError::Invalid {
+            path: e.path,
+            message: e.message,
+        })?;
+        let d = self.dialect();
+        let now = dates::now_micros();
+        // A POST writes a new id: nothing to look up (a clash fails on the unique key).
+        let existing = if method == Method::Post {
+            None
+        } else {
+            self.current_for_update(resource_type, id).await?
+        };
+        let (rid, version_id, created) = match existing {
+            Some((rid, current, deleted)) => {
+                if method == Method::Post {
+                    return Err(StoreError::PreconditionFailed(format!(
+                        "{resource_type}/{id} already exists"
+                    )));
+                }
+                if let Some(expected) = if_match
+                    && expected != current
+                {
+                    return Err(StoreError::VersionConflict { expected, current });
+                }
+                (Target::Existing(rid), current + 1, deleted)
+            }
+            None => {
+                if let Some(expected) = if_match {
+                    return Err(StoreError::VersionConflict {
+                        expected,
+                        current: 0,
+                    });
+                }
+                (Target::New, 1, true)
+            }
+        };
+        set_meta(&mut body, id, version_id, now, self.author.as_deref());
+        let text = serde_json::to_string(&body)
+            .map_err(|e| StoreError::invalid(resource_type, e.to_string()))?;
+        let version = Version {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated: now,
+            deleted: false,
+            body: text,
+            method,
+        };
+        match d {
+            Dialect::Sqlite => self.write_sqlite_script(rid, &version, &body).await?,
+            Dialect::Postgres => self.write_postgres(rid, &version, &body).await?,
+        }
+        Ok(WriteOutcome { version, created })
+    }
+
+    /// The identifiers of `body` that must be unique (declared systems, not ended).
+    pub(crate) fn unique_claims(
+        &self,
+        resource_type: &str,
+        body: &Value,
+        now: i64,
+    ) -> Vec<(String, String)> {
+        let systems: Vec<&'static str> = self
+            .store
+            .inner
+            .unique_identifiers
+            .iter()
+            .filter(|(t, _)| *t == resource_type)
+            .map(|(_, s)| *s)
+            .collect();
+        let mut out = Vec::new();
+        if systems.is_empty() {
+            return out;
+        }
+        for ident in body
+            .get("identifier")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(system), Some(value)) = (
+                ident.get("system").and_then(Value::as_str),
+                ident.get("value").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let ended = ident
+                .pointer("/period/end")
+                .and_then(Value::as_str)
+                .and_then(dates::parse_range)
+                .is_some_and(|r| r.hi < now);
+            if systems.contains(&system)
+                && !ended
+                && !out.iter().any(|(s, v)| s == system && v == value)
+            {
+                out.push((system.to_owned(), value.to_owned()));
+            }
+        }
+        out
+    }
+}
+
+/// Extension URL of the author stamp in `meta`: every entry shows who wrote it.
+pub const RECORDED_BY: &str = "urn:hospital:recorded-by";
+
+pub(crate) fn set_meta(
+    body: &mut Value,
+    id: &str,
+    version_id: i64,
+    now: i64,
+    author: Option<&str>,
+) {
+    if let Value::Object(map) = body {
+        map.insert("id".into(), Value::String(id.to_owned()));
+        let meta = map
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !meta.is_object() {
+            *meta = Value::Object(Default::default());
+        }
+        if let Value::Object(meta) = meta {
+            meta.insert("versionId".into(), Value::String(version_id.to_string()));
+            meta.insert(
+                "lastUpdated".into(),
+                Value::String(dates::format_instant(now)),
+            );
+            if let Some(author) = author {
+                let mut exts: Vec<Value> = meta
+                    .get("extension")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                exts.retain(|e| e.get("url").and_then(Value::as_str) != Some(RECORDED_BY));
+                exts.push(serde_json::json!({"url": RECORDED_BY, "valueString": author}));
+                meta.insert("extension".into(), Value::Array(exts));
+            }
+        }
+    }
+}
