@@ -1,0 +1,355 @@
+//! A plan to SQL: the conditions over the alias `r` (table `resources`) and the bound
+//! arguments. Placeholders and list binding go through [`Dialect`].
+
+use super::parse::{
+    Condition, NumberValue, Plan, Prefix, ReferenceValue, SortKey, StringMatch, TokenValue,
+};
+use crate::dates::Range;
+use crate::index::IndexTable;
+use crate::params::SearchParam;
+use crate::text::fold;
+use crate::{Arg, Dialect};
+
+/// The SQL being assembled: conditions and their binds.
+pub(crate) struct Sql {
+    pub d: Dialect,
+    pub conds: Vec<String>,
+    pub args: Vec<Arg>,
+}
+
+impl Sql {
+    pub(crate) fn new(d: Dialect) -> Sql {
+        Sql {
+            d,
+            conds: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        self.d.ph(self.args.len())
+    }
+
+    /// A bound list of strings, `column IN <list>` (or `=` for one value).
+    fn list(&mut self, column: &str, values: Vec<String>) -> String {
+        if values.len() == 1 {
+            let a = self.arg(Arg::Text(values.into_iter().next().unwrap_or_default()));
+            format!("{column} = {a}")
+        } else {
+            self.args.push(self.d.list_arg(&values));
+            self.d.in_list(column, self.args.len())
+        }
+    }
+
+    /// `SELECT rid FROM <table of p> WHERE resource_type = .. AND param = .. AND (inner)`.
+    fn semi_join(&mut self, rt: &str, p: &SearchParam, inner: Option<&str>) -> String {
+        let table = IndexTable::of(p.kind).name();
+        let t = self.arg(Arg::Text(rt.to_owned()));
+        let n = self.arg(Arg::Text(p.name.to_owned()));
+        match inner {
+            Some(i) => format!(
+                "SELECT rid FROM {table} WHERE resource_type = {t} AND param = {n} AND ({i})"
+            ),
+            None => format!("SELECT rid FROM {table} WHERE resource_type = {t} AND param = {n}"),
+        }
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// SQL condition for a date comparison between the target columns and the search range
+/// (<https://hl7.org/fhir/R4B/search.html#prefix>).
+/// `max_width`: the widest range a stored value of the parameter can cover, when known (a
+/// date or dateTime covers at most a year; a Period is unbounded). It turns `ge`/`gt` into a
+/// bounded scan of the index on `lo`.
+fn date_cond(
+    sql: &mut Sql,
+    lo: &str,
+    hi: &str,
+    prefix: Prefix,
+    r: Range,
+    max_width: Option<i64>,
+) -> String {
+    let slo = sql.arg(Arg::I64(r.lo));
+    let shi = sql.arg(Arg::I64(r.hi));
+    if let Some(w) = max_width {
+        match prefix {
+            Prefix::Ge => {
+                let floor = sql.arg(Arg::I64(r.lo.saturating_sub(w)));
+                return format!("({hi} >= {slo} AND {lo} >= {floor})");
+            }
+            Prefix::Gt => {
+                let floor = sql.arg(Arg::I64(r.hi.saturating_sub(w)));
+                return format!("({hi} > {shi} AND {lo} > {floor})");
+            }
+            _ => {}
+        }
+    }
+    match prefix {
+        // `lo <= shi` is implied; it lets the index on `lo` bound the scan on both sides.
+        Prefix::Eq | Prefix::Ap => format!("({lo} >= {slo} AND {lo} <= {shi} AND {hi} <= {shi})"),
+        Prefix::Ne => format!("NOT ({lo} >= {slo} AND {hi} <= {shi})"),
+        Prefix::Gt => format!("{hi} > {shi}"),
+        Prefix::Lt => format!("{lo} < {slo}"),
+        Prefix::Ge => format!("{hi} >= {slo}"),
+        Prefix::Le => format!("{lo} <= {shi}"),
+        Prefix::Sa => format!("{lo} > {shi}"),
+        Prefix::Eb => format!("{hi} < {slo}"),
+    }
+}
+
+/// Numeric comparison; `eq` honours the precision of the value given (`5.4` means [5.35, 5.45)).
+fn number_cond(sql: &mut Sql, col: &str, v: &NumberValue) -> String {
+    let n = v.value;
+    let half = 0.5 * 10f64.powi(-v.decimals);
+    match v.prefix {
+        Prefix::Eq => {
+            let lo = sql.arg(Arg::F64(n - half));
+            let hi = sql.arg(Arg::F64(n + half));
+            format!("({col} >= {lo} AND {col} < {hi})")
+        }
+        Prefix::Ap => {
+            let lo = sql.arg(Arg::F64(n * 0.9));
+            let hi = sql.arg(Arg::F64(n * 1.1));
+            format!("({col} >= {lo} AND {col} <= {hi})")
+        }
+        Prefix::Ne => {
+            let lo = sql.arg(Arg::F64(n - half));
+            let hi = sql.arg(Arg::F64(n + half));
+            format!("NOT ({col} >= {lo} AND {col} < {hi})")
+        }
+        Prefix::Gt | Prefix::Sa => format!("{col} > {}", sql.arg(Arg::F64(n))),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", sql.arg(Arg::F64(n))),
+        Prefix::Ge => format!("{col} >= {}", sql.arg(Arg::F64(n))),
+        Prefix::Le => format!("{col} <= {}", sql.arg(Arg::F64(n))),
+    }
+}
+
+/// Whether a condition is an index semi-join that itself names the resource type: then
+/// testing the type again on `resources` would only tempt the planner to scan every resource
+/// of the type instead of driving from the (selective) index.
+fn names_the_type(c: &Condition) -> bool {
+    match c {
+        Condition::Compartment { params, .. } => !params.is_empty(),
+        Condition::Missing { missing, .. } => !missing,
+        Condition::Token { negated, .. } => !negated,
+        Condition::String { .. }
+        | Condition::Date { .. }
+        | Condition::Reference { .. }
+        | Condition::Number { .. } => true,
+        Condition::Id(_) | Condition::LastUpdated(_) => false,
+    }
+}
+
+/// The WHERE clause of a plan (without paging).
+pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
+    let rt = plan.resource_type.as_str();
+    let mut sql = Sql::new(d);
+    sql.conds.push("r.deleted = 0".into());
+    // Conditions on each date parameter, combined into one subquery per parameter: every
+    // declared date parameter is single-valued (birthDate, period, effective[x], ...), so
+    // repeated conditions (`date=ge..&date=le..`) can test the same index row.
+    let mut date_groups: Vec<(&'static SearchParam, Vec<String>)> = Vec::new();
+    for c in &plan.conditions {
+        match c {
+            Condition::Compartment { patient, params } => {
+                let a = sql.arg(Arg::Text(patient.clone()));
+                let by_reference = if params.is_empty() {
+                    None
+                } else {
+                    let t = sql.arg(Arg::Text(rt.to_owned()));
+                    sql.args.push(d.list_arg(params));
+                    let list = d.in_list("param", sql.args.len());
+                    Some(format!(
+                        "r.rid IN (SELECT rid FROM idx_reference WHERE resource_type = {t} AND {list} \
+                         AND target_type = 'Patient' AND target_id = {a})"
+                    ))
+                };
+                sql.conds.push(match (rt == "Patient", by_reference) {
+                    (true, Some(r)) => format!("(r.resource_id = {a} OR {r})"),
+                    (true, None) => format!("r.resource_id = {a}"),
+                    (false, Some(r)) => r,
+                    (false, None) => "1 = 0".to_owned(),
+                });
+            }
+            Condition::Id(ids) => {
+                let c = sql.list("r.resource_id", ids.clone());
+                sql.conds.push(c);
+            }
+            Condition::LastUpdated(values) => {
+                let ors: Vec<String> = values
+                    .iter()
+                    .map(|(p, r)| {
+                        date_cond(&mut sql, "r.last_updated", "r.last_updated", *p, *r, None)
+                    })
+                    .collect();
+                sql.conds.push(format!("({})", ors.join(" OR ")));
+            }
+            Condition::Missing { param, missing } => {
+                let s = sql.semi_join(rt, param, None);
+                sql.conds.push(if *missing {
+                    format!("r.rid NOT IN ({s})")
+                } else {
+                    format!("r.rid IN ({s})")
+                });
+            }
+            Condition::Token {
+                param,
+                negated,
+                values,
+            } => {
+                let (mut code, mut sc, mut none, mut system) = (vec![], vec![], vec![], vec![]);
+                for v in values {
+                    match v {
+                        TokenValue::Code(c) => code.push(c.clone()),
+                        TokenValue::SystemCode(c) => sc.push(c.clone()),
+                        TokenValue::NoSystem(c) => none.push(c.clone()),
+                        TokenValue::System(s) => system.push(s.clone()),
+                    }
+                }
+                let mut ors = Vec::new();
+                if !code.is_empty() {
+                    ors.push(sql.list("code", code));
+                }
+                if !sc.is_empty() {
+                    ors.push(sql.list("sc", sc));
+                }
+                if !none.is_empty() {
+                    let l = sql.list("code", none);
+                    ors.push(format!("(system = '' AND {l})"));
+                }
+                if !system.is_empty() {
+                    ors.push(sql.list("system", system));
+                }
+                let s = sql.semi_join(rt, param, Some(&ors.join(" OR ")));
+                sql.conds.push(if *negated {
+                    format!("r.rid NOT IN ({s})")
+                } else {
+                    format!("r.rid IN ({s})")
+                });
+            }
+            Condition::String {
+                param,
+                matching,
+                values,
+            } => {
+                let mut ors = Vec::new();
+                for v in values {
+                    ors.push(match matching {
+                        StringMatch::Prefix => {
+                            // A prefix as a range over the folded values, so both backends walk
+                            // their index (LIKE cannot use SQLite's, being case-insensitive).
+                            let folded = fold(v);
+                            let lo = sql.arg(Arg::Text(folded.clone()));
+                            let hi = sql.arg(Arg::Text(format!("{folded}\u{10FFFF}")));
+                            format!("(value >= {lo} AND value <= {hi})")
+                        }
+                        StringMatch::Contains => {
+                            let a = sql.arg(Arg::Text(format!("%{}%", like_escape(&fold(v)))));
+                            format!("value LIKE {a} ESCAPE '\\'")
+                        }
+                        StringMatch::Exact => {
+                            let f = sql.arg(Arg::Text(fold(v)));
+                            let a = sql.arg(Arg::Text(v.clone()));
+                            format!("(value = {f} AND raw = {a})")
+                        }
+                    });
+                }
+                let s = sql.semi_join(rt, param, Some(&ors.join(" OR ")));
+                sql.conds.push(format!("r.rid IN ({s})"));
+            }
+            Condition::Date { param, values } => {
+                // Values of date/dateTime paths span at most a (leap) year; Periods have no bound.
+                let width = (!param
+                    .paths
+                    .iter()
+                    .any(|path| path.to_ascii_lowercase().contains("period")))
+                .then_some(366 * 86_400 * 1_000_000);
+                let ors: Vec<String> = values
+                    .iter()
+                    .map(|(p, r)| date_cond(&mut sql, "lo", "hi", *p, *r, width))
+                    .collect();
+                let cond = format!("({})", ors.join(" OR "));
+                match date_groups.iter_mut().find(|(p, _)| p.name == param.name) {
+                    Some((_, conds)) => conds.push(cond),
+                    None => date_groups.push((param, vec![cond])),
+                }
+            }
+            Condition::Reference { param, values } => {
+                let mut ids = Vec::new();
+                let mut ors = Vec::new();
+                for v in values {
+                    match v {
+                        ReferenceValue::Id(id) => ids.push(id.clone()),
+                        ReferenceValue::Typed(t, id) => {
+                            let a = sql.arg(Arg::Text(t.clone()));
+                            let b = sql.arg(Arg::Text(id.clone()));
+                            ors.push(format!("(target_type = {a} AND target_id = {b})"));
+                        }
+                    }
+                }
+                if !ids.is_empty() {
+                    let l = sql.list("target_id", ids);
+                    ors.insert(0, l);
+                }
+                let s = sql.semi_join(rt, param, Some(&ors.join(" OR ")));
+                sql.conds.push(format!("r.rid IN ({s})"));
+            }
+            Condition::Number { param, values } => {
+                let mut ors = Vec::new();
+                for v in values {
+                    let mut c = number_cond(&mut sql, "value", v);
+                    if let Some(s) = &v.system {
+                        c = format!("{c} AND system = {}", sql.arg(Arg::Text(s.clone())));
+                    }
+                    if let Some(code) = &v.code {
+                        c = format!("{c} AND code = {}", sql.arg(Arg::Text(code.clone())));
+                    }
+                    ors.push(format!("({c})"));
+                }
+                let s = sql.semi_join(rt, param, Some(&ors.join(" OR ")));
+                sql.conds.push(format!("r.rid IN ({s})"));
+            }
+        }
+    }
+    if !plan.conditions.iter().any(names_the_type) {
+        let t = sql.arg(Arg::Text(rt.to_owned()));
+        sql.conds.push(format!("r.resource_type = {t}"));
+    }
+    for (param, conds) in date_groups {
+        let t = sql.arg(Arg::Text(rt.to_owned()));
+        let n = sql.arg(Arg::Text(param.name.to_owned()));
+        sql.conds.push(format!(
+            "r.rid IN (SELECT rid FROM idx_date WHERE resource_type = {t} AND param = {n} AND {})",
+            conds.join(" AND ")
+        ));
+    }
+    sql
+}
+
+/// The sort key expression of a plan.
+pub(crate) fn sort_key(sql: &mut Sql, plan: &Plan) -> String {
+    match plan.sort {
+        SortKey::Rid => "r.rid".to_owned(),
+        SortKey::LastUpdated => "r.last_updated".to_owned(),
+        SortKey::Date(p) => {
+            let t = sql.arg(Arg::Text(plan.resource_type.clone()));
+            let n = sql.arg(Arg::Text(p.to_owned()));
+            // Resources without the date sort last in either direction.
+            let missing = if plan.descending { i64::MIN } else { i64::MAX };
+            format!(
+                "COALESCE((SELECT MIN(lo) FROM idx_date WHERE rid = r.rid AND resource_type = {t} AND param = {n}), {missing})"
+            )
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Running a compiled search: one query for the page (and one for `_total`), one per
+//! `_include` / `_revinclude` for the page's matches.
+
+use super::compile::{self, Sql};
+use super::parse;
+use super::{SearchQuery, SearchResult};
+use crate::read::current_from_row;
+use crate::{Arg, Dialect, Result, bind_all};
+use sqlx::{AnyConnection, Row};
+
+/// Runs `query` on `conn`.
+pub async fn run(
+    d: Dialect,
+    conn: &mut AnyConnection,
+    query: &SearchQuery,
+) -> Result<SearchResult> {
+    let plan = parse::parse(query)?;
+    let rt = plan.resource_type.as_str();
+    let mut result = SearchResult {
+        applied: plan.applied.clone(),
+        ignored: plan.ignored.clone(),
+        ..Default::default()
+    };
+    let mut sql = compile::where_clause(d, &plan);
+    let where_sql = sql.conds.join(" AND ");
+    if plan.total || plan.summary_count {
+        let q = format!("SELECT COUNT(*) FROM resources r WHERE {where_sql}");
+        let row = bind_all(sqlx::query(&q), &sql.args)
+            .fetch_one(&mut *conn)
+            .await?;
+        result.total = Some(row.try_get(0)?);
+        if plan.summary_count {
+            return Ok(result);
+        }
+    }
+
+    let key_expr = compile::sort_key(&mut sql, &plan);
+    let (cmp, dir) = if plan.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let mut conds = where_sql;
+    if let Some((k, rid)) = plan.cursor {
+        let a = sql.arg(Arg::I64(k));
+        let b = sql.arg(Arg::I64(rid));
+        conds =
+            format!("{conds} AND ({key_expr} {cmp} {a} OR ({key_expr} = {a} AND r.rid {cmp} {b}))");
+    }
+    let limit = sql.arg(Arg::I64(plan.count as i64 + 1));
+    let q = format!(
+        "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body, r.rid, {key_expr} AS sort_key \
+         FROM resources r WHERE {conds} ORDER BY sort_key {dir}, r.rid {dir} LIMIT {limit}"
+    );
+    let rows = if plan.count == 0 {
+        Vec::new()
+    } else {
+        bind_all(sqlx::query(&q), &sql.args)
+            .fetch_all(&mut *conn)
+            .await?
+    };
+    let mut last = None;
+    let mut rids = Vec::new();
+    for row in rows.iter().take(plan.count) {
+        result.matches.push(current_from_row(row)?);
+        let rid: i64 = row.try_get(5)?;
+        let key: i64 = row.try_get(6)?;
+        rids.push(rid);
+        last = Some((key, rid));
+    }
+    if rows.len() > plan.count
+        && let Some((k, rid)) = last
+    {
+        result.next_cursor = Some(format!("{k}.{rid}"));
+    }
+
+    if !rids.is_empty() {
+        for inc in &plan.includes {
+            let mut s = Sql::new(d);
+            s.args.push(d.int_list_arg(&rids));
+            let rid_list = d.in_int_list("i.rid", 1);
+            let p = s.arg(Arg::Text(inc.param.name.to_owned()));
+            let mut q = format!(
+                "SELECT DISTINCT t.resource_type, t.resource_id, t.version_id, t.last_updated, t.body, t.rid \
+                 FROM idx_reference i JOIN resources t ON t.resource_type = i.target_type AND t.resource_id = i.target_id \
+                 WHERE {rid_list} AND i.param = {p} AND t.deleted = 0"
+            );
+            if let Some(target) = &inc.target {
+                let a = s.arg(Arg::Text(target.clone()));
+                q.push_str(&format!(" AND i.target_type = {a}"));
+            }
+            q.push_str(" ORDER BY t.rid");
+            let rows = bind_all(sqlx::query(&q), &s.args)
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in &rows {
+                result.included.push(current_from_row(row)?);
+            }
+        }
+        let ids: Vec<String> = result.matches.iter().map(|v| v.id.clone()).collect();
+        for inc in &plan.revincludes {
+            let mut s = Sql::new(d);
+            s.args.push(d.list_arg(&ids));
+            let id_list = d.in_list("i.target_id", 1);
+            let src = s.arg(Arg::Text(inc.source.clone()));
+            let p = s.arg(Arg::Text(inc.param.name.to_owned()));
+            let tt = s.arg(Arg::Text(rt.to_owned()));
+            let q = format!(
+                "SELECT t.resource_type, t.resource_id, t.version_id, t.last_updated, t.body, t.rid \
+                 FROM resources t WHERE t.deleted = 0 AND t.rid IN (SELECT i.rid FROM idx_reference i \
+                 WHERE i.resource_type = {src} AND i.param = {p} AND i.target_type = {tt} AND {id_list}) ORDER BY t.rid"
+            );
+            let rows = bind_all(sqlx::query(&q), &s.args)
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in &rows {
+                result.included.push(current_from_row(row)?);
+            }
+        }
+        // A resource may be included by several paths, or be a match itself.
+        let mut seen: std::collections::HashSet<(String, String)> = result
+            .matches
+            .iter()
+            .map(|v| (v.resource_type.clone(), v.id.clone()))
+            .collect();
+        result
+            .included
+            .retain(|v| seen.insert((v.resource_type.clone(), v.id.clone())));
+    }
+    Ok(result)
+}

@@ -1,0 +1,479 @@
+//! Query parameters to a typed plan. Every value is checked and converted here; nothing in
+//! the plan can fail to compile.
+
+use super::{DEFAULT_COUNT, MAX_COUNT, SearchQuery, split_values};
+use crate::dates::{self, Range};
+use crate::params::{self, ParamKind, SearchParam};
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+/// Splits a comparison prefix off a value. A prefix is two ASCII letters, so the split never
+/// falls inside a character.
+pub(crate) fn split_prefix(v: &str) -> (Prefix, &str) {
+    let p = match v.get(..2) {
+        Some("eq") => Prefix::Eq,
+        Some("ne") => Prefix::Ne,
+        Some("gt") => Prefix::Gt,
+        Some("lt") => Prefix::Lt,
+        Some("ge") => Prefix::Ge,
+        Some("le") => Prefix::Le,
+        Some("sa") => Prefix::Sa,
+        Some("eb") => Prefix::Eb,
+        Some("ap") => Prefix::Ap,
+        _ => return (Prefix::Eq, v),
+    };
+    (p, &v[2..])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SortKey {
+    Rid,
+    LastUpdated,
+    Date(&'static str),
+}
+
+/// One value of a token parameter.
+#[derive(Debug, Clone)]
+pub(crate) enum TokenValue {
+    /// `code`: any system.
+    Code(String),
+    /// `system|code`.
+    SystemCode(String),
+    /// `|code`: no system.
+    NoSystem(String),
+    /// `system|`: any code of the system.
+    System(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StringMatch {
+    Prefix,
+    Contains,
+    Exact,
+}
+
+/// One value of a reference parameter.
+#[derive(Debug, Clone)]
+pub(crate) enum ReferenceValue {
+    Id(String),
+    Typed(String, String),
+}
+
+/// One value of a number or quantity parameter, with the precision it was written in.
+#[derive(Debug, Clone)]
+pub(crate) struct NumberValue {
+    pub prefix: Prefix,
+    pub value: f64,
+    /// Decimal places written (`5.4` has 1): `eq` means the value's interval at that precision.
+    pub decimals: i32,
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+/// A condition on the resources searched.
+#[derive(Debug, Clone)]
+pub(crate) enum Condition {
+    /// In the patient's compartment, through these reference parameters of the type.
+    Compartment {
+        patient: String,
+        params: Vec<String>,
+    },
+    Id(Vec<String>),
+    LastUpdated(Vec<(Prefix, Range)>),
+    Missing {
+        param: &'static SearchParam,
+        missing: bool,
+    },
+    Token {
+        param: &'static SearchParam,
+        negated: bool,
+        values: Vec<TokenValue>,
+    },
+    String {
+        param: &'static SearchParam,
+        matching: StringMatch,
+        values: Vec<String>,
+    },
+    /// One value list of a date parameter (any of them); several for one parameter all hold.
+    Date {
+        param: &'static SearchParam,
+        values: Vec<(Prefix, Range)>,
+    },
+    Reference {
+        param: &'static SearchParam,
+        values: Vec<ReferenceValue>,
+    },
+    Number {
+        param: &'static SearchParam,
+        values: Vec<NumberValue>,
+    },
+}
+
+/// A parsed `_include` / `_revinclude` value `Source:param[:Target]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Include {
+    pub source: String,
+    pub param: &'static SearchParam,
+    pub target: Option<String>,
+}
+
+/// What a search asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub resource_type: String,
+    pub conditions: Vec<Condition>,
+    pub count: usize,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub includes: Vec<Include>,
+    pub revincludes: Vec<Include>,
+    pub summary_count: bool,
+    pub total: bool,
+    /// Keyset cursor: the last page's sort key and row id.
+    pub cursor: Option<(i64, i64)>,
+    pub applied: Vec<(String, String)>,
+    pub ignored: Vec<String>,
+}
+
+fn bad(msg: impl Into<String>) -> StoreError {
+    StoreError::BadSearch(msg.into())
+}
+
+fn parse_range(value: &str, name: &str) -> Result<Range> {
+    dates::parse_range(value).ok_or_else(|| {
+        bad(format!(
+            "`{value}` is not a valid date for parameter `{name}`"
+        ))
+    })
+}
+
+fn parse_number(raw: &str, name: &str, prefix: Prefix) -> Result<(f64, i32, Prefix)> {
+    let n: f64 = raw
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or_else(|| bad(format!("`{raw}` is not a number for parameter `{name}`")))?;
+    let decimals = raw.split_once('.').map_or(0, |(_, f)| {
+        f.trim_end_matches(|c: char| !c.is_ascii_digit()).len()
+    });
+    Ok((n, decimals as i32, prefix))
+}
+
+fn parse_include(v: &str, rt: &str, rev: bool) -> Result<Include> {
+    let mut parts = v.split(':');
+    let source = parts.next().unwrap_or_default();
+    let pname = parts.next().unwrap_or_default();
+    let target = parts.next().map(str::to_owned);
+    if source == "*" || pname == "*" {
+        return Err(bad("wildcard includes are not supported"));
+    }
+    if !rev && source != rt {
+        return Err(bad(format!(
+            "_include must start with the searched type {rt}"
+        )));
+    }
+    let p = params::find(source, pname)
+        .filter(|p| p.kind == ParamKind::Reference)
+        .ok_or_else(|| bad(format!("`{v}` does not name a reference search parameter")))?;
+    Ok(Include {
+        source: source.to_owned(),
+        param: p,
+        target,
+    })
+}
+
+/// The condition of one declared parameter with its modifier and (comma-separated) value.
+fn param_condition(
+    p: &'static SearchParam,
+    modifier: Option<&str>,
+    value: &str,
+) -> Result<Condition> {
+    let name = p.name;
+    if modifier == Some("missing") {
+        let missing = match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad(format!("`{name}:missing` takes true or false"))),
+        };
+        return Ok(Condition::Missing { param: p, missing });
+    }
+    let values = split_values(value);
+    if values.iter().any(String::is_empty) {
+        return Err(bad(format!("parameter `{name}` has an empty value")));
+    }
+    Ok(match p.kind {
+        ParamKind::Token => {
+            if !matches!(modifier, None | Some("not")) {
+                return Err(bad(format!(
+                    "modifier `:{}` is not supported on token parameter `{name}`",
+                    modifier.unwrap_or_default()
+                )));
+            }
+            let values = values
+                .into_iter()
+                .map(|v| match v.split_once('|') {
+                    None => TokenValue::Code(v),
+                    Some(("", code)) => TokenValue::NoSystem(code.to_owned()),
+                    Some((system, "")) => TokenValue::System(system.to_owned()),
+                    Some((system, code)) => TokenValue::SystemCode(format!("{system}|{code}")),
+                })
+                .collect();
+            Condition::Token {
+                param: p,
+                negated: modifier == Some("not"),
+                values,
+            }
+        }
+        ParamKind::String => {
+            let matching = match modifier {
+                None => StringMatch::Prefix,
+                Some("contains") => StringMatch::Contains,
+                Some("exact") => StringMatch::Exact,
+                Some(m) => {
+                    return Err(bad(format!(
+                        "modifier `:{m}` is not supported on string parameter `{name}`"
+                    )));
+                }
+            };
+            Condition::String {
+                param: p,
+                matching,
+                values,
+            }
+        }
+        ParamKind::Date => {
+            if let Some(m) = modifier {
+                return Err(bad(format!(
+                    "modifier `:{m}` is not supported on date parameter `{name}`"
+                )));
+            }
+            let values = values
+                .iter()
+                .map(|v| {
+                    let (prefix, raw) = split_prefix(v);
+                    Ok((prefix, parse_range(raw, name)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Condition::Date { param: p, values }
+        }
+        ParamKind::Reference => {
+            let target_filter = match modifier {
+                None => None,
+                Some(t) if t.chars().next().is_some_and(|c| c.is_ascii_uppercase()) => Some(t),
+                Some(m) => {
+                    return Err(bad(format!(
+                        "modifier `:{m}` is not supported on reference parameter `{name}`"
+                    )));
+                }
+            };
+            let mut out = Vec::new();
+            for v in &values {
+                // Absolute references to this server: keep the last two segments.
+                let segs: Vec<&str> = v.trim_end_matches('/').rsplit('/').take(2).collect();
+                let value = match (segs.first(), segs.get(1), target_filter) {
+                    (Some(id), Some(t), None) if v.contains('/') => {
+                        ReferenceValue::Typed((*t).to_owned(), (*id).to_owned())
+                    }
+                    (Some(id), _, Some(t)) if !v.contains('/') => {
+                        ReferenceValue::Typed(t.to_owned(), (*id).to_owned())
+                    }
+                    (Some(id), _, None) if !v.contains('/') => ReferenceValue::Id((*id).to_owned()),
+                    _ => return Err(bad(format!("`{v}` is not a valid reference for `{name}`"))),
+                };
+                let id = match &value {
+                    ReferenceValue::Id(id) | ReferenceValue::Typed(_, id) => id,
+                };
+                if !crate::is_valid_id(id) {
+                    return Err(bad(format!("`{v}` is not a valid reference for `{name}`")));
+                }
+                out.push(value);
+            }
+            Condition::Reference {
+                param: p,
+                values: out,
+            }
+        }
+        ParamKind::Quantity | ParamKind::Number => {
+            if let Some(m) = modifier {
+                return Err(bad(format!("modifier `:{m}` is not supported on `{name}`")));
+            }
+            let values = values
+                .iter()
+                .map(|v| {
+                    let mut parts = v.splitn(3, '|');
+                    let number = parts.next().unwrap_or_default();
+                    let system = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
+                    let code = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
+                    let (prefix, raw) = split_prefix(number);
+                    let (value, decimals, prefix) = parse_number(raw, name, prefix)?;
+                    Ok(NumberValue {
+                        prefix,
+                        value,
+                        decimals,
+                        system,
+                        code,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Condition::Number { param: p, values }
+        }
+    })
+}
+
+/// Reads a search request into a plan.
+pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
+    let rt = query.resource_type.as_str();
+    let mut plan = Plan {
+        resource_type: rt.to_owned(),
+        conditions: Vec::new(),
+        count: DEFAULT_COUNT,
+        sort: SortKey::Rid,
+        descending: false,
+        includes: Vec::new(),
+        revincludes: Vec::new(),
+        summary_count: false,
+        total: false,
+        cursor: None,
+        applied: Vec::new(),
+        ignored: Vec::new(),
+    };
+    if let Some(pid) = &query.compartment {
+        // The compartment's own parameters only (params::PATIENT_COMPARTMENT), so that e.g.
+        // an Encounter a patient merely takes part in is not theirs.
+        plan.conditions.push(Condition::Compartment {
+            patient: pid.clone(),
+            params: params::compartment_params(rt)
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect(),
+        });
+    }
+    for (key, value) in &query.params {
+        let (name, modifier) = match key.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (key.as_str(), None),
+        };
+        let outcome: Result<()> = (|| {
+            if value
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(bad(format!(
+                    "the value of `{key}` contains control characters"
+                )));
+            }
+            match name {
+                "_count" => {
+                    plan.count = value
+                        .parse::<usize>()
+                        .map_err(|_| bad(format!("_count must be a whole number, not `{value}`")))?
+                        .min(MAX_COUNT);
+                }
+                "_sort" => {
+                    let (desc, field) = match value.strip_prefix('-') {
+                        Some(f) => (true, f),
+                        None => (false, value.as_str()),
+                    };
+                    plan.descending = desc;
+                    plan.sort = match field {
+                        "_lastUpdated" => SortKey::LastUpdated,
+                        "_id" => SortKey::Rid,
+                        f => match params::find(rt, f) {
+                            Some(p) if p.kind == ParamKind::Date => SortKey::Date(p.name),
+                            _ => {
+                                return Err(bad(format!(
+                                    "_sort supports _lastUpdated and date parameters, not `{f}`"
+                                )));
+                            }
+                        },
+                    };
+                }
+                "_include" => plan.includes.push(parse_include(value, rt, false)?),
+                "_revinclude" => plan.revincludes.push(parse_include(value, rt, true)?),
+                "_summary" => match value.as_str() {
+                    "count" => plan.summary_count = true,
+                    "false" => {}
+                    v => return Err(bad(format!("_summary={v} is not supported"))),
+                },
+                "_total" => match value.as_str() {
+                    "accurate" => plan.total = true,
+                    "none" | "estimate" => {}
+                    v => return Err(bad(format!("_total={v} is not valid"))),
+                },
+                "_cursor" => {
+                    plan.cursor = Some(
+                        value
+                            .split_once('.')
+                            .and_then(|(k, r)| Some((k.parse().ok()?, r.parse().ok()?)))
+                            .ok_or_else(|| {
+                                bad("the _cursor value is not one this server issued")
+                            })?,
+                    );
+                }
+                "_format" | "_pretty" => {}
+                "_id" => {
+                    if modifier.is_some() {
+                        return Err(bad("_id takes no modifier"));
+                    }
+                    let ids = split_values(value);
+                    if ids.iter().any(|i| !crate::is_valid_id(i)) {
+                        return Err(bad(format!("`{value}` is not a valid _id")));
+                    }
+                    plan.conditions.push(Condition::Id(ids));
+                }
+                "_lastUpdated" => {
+                    let values = split_values(value)
+                        .iter()
+                        .map(|v| {
+                            let (prefix, raw) = split_prefix(v);
+                            Ok((prefix, parse_range(raw, "_lastUpdated")?))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    plan.conditions.push(Condition::LastUpdated(values));
+                }
+                _ => {
+                    let p = params::find(rt, name).ok_or_else(|| {
+                        bad(format!("unknown search parameter `{name}` for {rt}"))
+                    })?;
+                    plan.conditions.push(param_condition(p, modifier, value)?);
+                }
+            }
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                if name != "_cursor" {
+                    plan.applied.push((key.clone(), value.clone()));
+                }
+            }
+            Err(StoreError::BadSearch(msg)) if query.lenient => plan.ignored.push(msg),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_recognised() {
+        assert_eq!(split_prefix("ge2020"), (Prefix::Ge, "2020"));
+        assert_eq!(split_prefix("2020"), (Prefix::Eq, "2020"));
+        // Two bytes that are not a prefix, inside a multi-byte character: no split.
+        assert_eq!(split_prefix("aé2024"), (Prefix::Eq, "aé2024"));
+    }
+}
