@@ -5,7 +5,7 @@ pub mod config;
 pub mod seed;
 
 use hospital_core::{Deployment, ServiceName};
-use hospital_host::{GrpcService, Registration};
+use hospital_host::Registration;
 
 pub use config::Config;
 pub use hospital_host::Running;
@@ -30,31 +30,13 @@ impl Service {
     }
 }
 
-/// Every service's registration, in the order of [`ServiceName::ALL`]. Every process links
-/// and registers them all; the deployment decides which ones it serves.
+/// Every service's registration. Every process links and registers them all; the
+/// deployment decides which ones it serves.
 pub fn registrations() -> Vec<Registration> {
     vec![
-        Registration {
-            definition: hospital_records::definition,
-            grpc: |c| {
-                let server = hospital_records::grpc_server(&c.platform);
-                vec![GrpcService {
-                    name: "hospital.records.v1.Records",
-                    add: Box::new(move |r| r.add_service(server)),
-                }]
-            },
-            routes: |_| None,
-        },
-        Registration {
-            definition: hospital_telemedicine::definition,
-            grpc: |_| Vec::new(),
-            routes: |_| None,
-        },
-        Registration {
-            definition: hospital_billing::definition,
-            grpc: |_| Vec::new(),
-            routes: |_| None,
-        },
+        hospital_records::registration(),
+        hospital_telemedicine::registration(),
+        hospital_billing::registration(),
     ]
 }
 

@@ -10,7 +10,6 @@ mod logs_without_personal_data;
 mod official_examples;
 mod outbound;
 mod platform;
-mod records_grpc;
 mod signatures;
 mod web_signin;
 

@@ -328,7 +328,8 @@ pub async fn start(
         clients: clients(cfg, &deployment, &bound)?,
     };
     let mut grpc_addrs = BTreeMap::new();
-    for (name, reg) in ServiceName::ALL.iter().zip(registrations) {
+    for reg in registrations {
+        let name = &(reg.definition)().name;
         let Some(listener) = listeners.remove(name) else {
             continue;
         };

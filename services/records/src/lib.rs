@@ -42,3 +42,18 @@ pub fn grpc_server(
         grpc::RecordsGrpc::new(platform.clone()).into_server(),
     )
 }
+
+/// The records service, as a process registers it: its definition, its gRPC server.
+pub fn registration() -> hospital_host::Registration {
+    hospital_host::Registration {
+        definition,
+        grpc: |c| {
+            let server = grpc_server(&c.platform);
+            vec![hospital_host::GrpcService {
+                name: "hospital.records.v1.Records",
+                add: Box::new(move |r| r.add_service(server)),
+            }]
+        },
+        routes: |_| None,
+    }
+}

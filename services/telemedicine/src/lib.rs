@@ -22,3 +22,12 @@ pub fn definition() -> ServiceDefinition {
         search_params: search_params::SEARCH_PARAMS,
     }
 }
+
+/// The telemedicine service, as a process registers it. It has no gRPC service and no pages yet.
+pub fn registration() -> hospital_host::Registration {
+    hospital_host::Registration {
+        definition,
+        grpc: |_| Vec::new(),
+        routes: |_| None,
+    }
+}

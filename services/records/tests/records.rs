@@ -1,13 +1,27 @@
-//! The records gRPC server through a real tonic client over TCP.
+//! The records service on its own — only what it needs is started (the test kit with its
+//! registration alone) — driven through a real tonic client over TCP.
 
-use crate::common::*;
+use hospital_core::{Deployment, ServiceName};
+use hospital_test_kit::*;
+
+/// The records service alone on a fresh `backend` store.
+async fn spawn_app(backend: Backend) -> TestApp {
+    spawn(
+        &[hospital_records::registration()],
+        Deployment::only(ServiceName::Records),
+        backend,
+        |_| {},
+    )
+    .await
+}
+
 use hospital_proto::records::v1 as pb;
 use pb::records_client::RecordsClient;
 use serde_json::json;
 use std::time::Duration;
 use tonic::Code;
 
-hospital_test_kit::on_both_backends!(
+on_both_backends!(
     the_health_service_reports_records_serving,
     patients_are_found_by_id_and_by_identifier,
     active_coverage_is_found_by_patient_card_or_personal_id_on_a_date,
