@@ -46,7 +46,8 @@ pub enum Command {
         /// The Practitioner a clinician is (needed to sign entries).
         #[arg(long)]
         practitioner: Option<String>,
-        /// The token's subject (user name); defaults to the role.
+        /// The token's subject (user or service name): the audit trail's actor. Defaults to
+        /// --patient or --practitioner; required otherwise.
         #[arg(long)]
         subject: Option<String>,
         /// SMART scopes, space-separated, e.g. "user/Observation.read".

@@ -44,10 +44,18 @@ async fn main() -> anyhow::Result<()> {
             if role == hospital_core::auth::Role::Patient && patient.is_none() {
                 anyhow::bail!("a patient token needs --patient <Patient id>");
             }
+            // The audit trail names the token's subject: the patient, the practitioner, or
+            // the user or service given, never the bare role.
+            let subject = subject
+                .or_else(|| patient.clone())
+                .or_else(|| practitioner.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("say who the token is for: --subject <user or service name>")
+                })?;
             let auth = hospital::authenticator(&cli.config)?;
             let token = auth.mint(
                 role,
-                subject.as_deref().unwrap_or(role.as_str()),
+                &subject,
                 patient.as_deref(),
                 practitioner.as_deref(),
                 scope.as_deref(),

@@ -513,3 +513,94 @@ async fn a_postgres_test_schema_is_dropped_when_the_test_ends() {
     assert_eq!(count(pool.clone(), schema).await, 0);
     pool.close().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_secret_and_the_database_are_private_and_a_shared_secret_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("hospital-perm-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let mut cfg = hospital::Config::for_tests(&format!("sqlite://{}/hospital.db", data.display()));
+    cfg.jwt_secret = None;
+    cfg.secret_file = data.join("jwt-secret").display().to_string();
+    let running = hospital::start(&cfg, hospital::Service::All).await.unwrap();
+    running.shutdown().await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    assert_eq!(mode(&data.join("jwt-secret")), 0o600, "the token secret");
+    assert_eq!(mode(&data.join("hospital.db")), 0o600, "the database");
+    // Someone loosened the secret: the server refuses to start, saying why.
+    std::fs::set_permissions(
+        data.join("jwt-secret"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = match hospital::start(&cfg, hospital::Service::All).await {
+        Ok(_) => panic!("started with a world-readable secret"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("readable by other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(
+        data.join("jwt-secret"),
+        std::fs::Permissions::from_mode(0o400),
+    )
+    .unwrap();
+    let running = hospital::start(&cfg, hospital::Service::All).await.unwrap();
+    running.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hospital_token_names_its_real_subject() {
+    let dir = std::env::temp_dir().join(format!("hospital-token-{}", uuid::Uuid::new_v4()));
+    let token = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
+            .arg("token")
+            .args(args)
+            .env("HOSPITAL_JWT_SECRET", hospital::config::TEST_SECRET)
+            .env("HOSPITAL_SECRET_FILE", dir.join("secret"))
+            .output()
+            .unwrap()
+    };
+    let sub = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t = String::from_utf8(out.stdout).unwrap();
+        let payload = t.trim().split('.').nth(1).unwrap().to_owned();
+        use base64::Engine as _;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["sub"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        sub(token(&["--role", "patient", "--patient", "nguyen-van-an"])),
+        "nguyen-van-an"
+    );
+    assert_eq!(
+        sub(token(&[
+            "--role",
+            "clinician",
+            "--practitioner",
+            "bs-le-van-hung"
+        ])),
+        "bs-le-van-hung"
+    );
+    assert_eq!(
+        sub(token(&["--role", "admin", "--subject", "quantri"])),
+        "quantri"
+    );
+    let bare = token(&["--role", "admin"]);
+    assert!(!bare.status.success(), "a token for nobody in particular");
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("--subject"));
+}

@@ -195,13 +195,13 @@ pub fn authenticator(cfg: &Config) -> anyhow::Result<hospital_core::auth::Authen
         None => {
             let path = std::path::Path::new(&cfg.secret_file);
             match std::fs::read_to_string(path) {
-                Ok(s) if s.trim().len() >= 32 => s.trim().as_bytes().to_vec(),
+                Ok(s) if s.trim().len() >= 32 => {
+                    refuse_shared_secret(path)?;
+                    s.trim().as_bytes().to_vec()
+                }
                 _ => {
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir)?;
-                    }
                     let s = hex_secret();
-                    std::fs::write(path, &s)
+                    write_private(path, &s)
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     s.into_bytes()
                 }
@@ -213,6 +213,45 @@ pub fn authenticator(cfg: &Config) -> anyhow::Result<hospital_core::auth::Authen
         &cfg.oidc_issuer,
         &cfg.oidc_audience,
     ))
+}
+
+/// Refuses a secret file that other users may read: anyone who can read it can mint an
+/// admin's token. (A Kubernetes secret volume mounted with `defaultMode: 0400` passes.)
+fn refuse_shared_secret(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the secret file {} is readable by other users (mode {mode:o}): anyone who can \
+                 read it can mint tokens. Run `chmod 600 {}` (or mount it with defaultMode 0400)",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new secret readable by this user only, in a directory only it may enter.
+fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(secret.as_bytes())
 }
 
 fn hex_secret() -> String {

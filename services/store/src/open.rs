@@ -24,13 +24,10 @@ impl Store {
                     .next()
                     .unwrap_or_default()
                     .to_owned();
-                if path != ":memory:"
-                    && let Some(dir) = std::path::Path::new(&path).parent()
-                    && !dir.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(dir).map_err(|e| {
+                if path != ":memory:" {
+                    private_database_file(std::path::Path::new(&path)).map_err(|e| {
                         StoreError::Database(sqlx::Error::Configuration(
-                            format!("cannot create the data directory: {e}").into(),
+                            format!("cannot create the database file: {e}").into(),
                         ))
                     })?;
                 }
@@ -117,4 +114,32 @@ fn sqlite_pragmas(
         }
         Ok(())
     })
+}
+
+/// Creates the database file (and its directory) private to this user before SQLite opens
+/// it: the directory 0700, the file 0600 (SQLite gives its -wal and -shm files the same
+/// permissions). An existing file is left as it is.
+fn private_database_file(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)?;
+    }
+    if !path.exists() {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        match o.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
