@@ -19,6 +19,7 @@ hospital_test_kit::on_both_backends!(
     a_grpc_read_is_audited_as_a_read,
     a_grpc_open_and_a_rest_conditional_create_on_one_key_make_one_encounter,
     an_idempotency_key_is_bound_to_its_patient,
+    a_transaction_that_writes_one_resource_twice_is_refused_naming_both_entries,
 );
 
 /// The client address each call claims through the (trusted) proxy: each case of the table
@@ -603,4 +604,44 @@ fn hospital_token_names_its_real_subject() {
     let bare = token(&["--role", "admin"]);
     assert!(!bare.status.success(), "a token for nobody in particular");
     assert!(String::from_utf8_lossy(&bare.stderr).contains("--subject"));
+}
+
+async fn a_transaction_that_writes_one_resource_twice_is_refused_naming_both_entries(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000610")).await;
+    let (_, current) = app.get_json(&format!("Patient/{an}")).await;
+    let before = app.versions().await;
+    let put = |id: &str| {
+        let mut p = current.clone();
+        p["id"] = json!(id);
+        json!({"resource": p, "request": {"method": "PUT", "url": format!("Patient/{id}")}})
+    };
+    let delete = json!({"request": {"method": "DELETE", "url": format!("Patient/{an}")}});
+    let cond = format!("Patient?identifier={NATIONAL_ID}|051085000611");
+    let conditional =
+        json!({"resource": patient_an("051085000611"), "request": {"method": "PUT", "url": cond}});
+    let spelled_otherwise = json!({"resource": patient_an("051085000611"),
+        "request": {"method": "PUT", "url": "Patient?identifier=051085000611"}});
+    for (why, entries) in [
+        ("PUT + PUT", vec![put(&an), put(&an)]),
+        ("PUT + DELETE", vec![put(&an), delete.clone()]),
+        (
+            "two conditional PUTs of one new identifier",
+            vec![conditional.clone(), spelled_otherwise],
+        ),
+    ] {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        let (s, _, oo) = app.post("", &bundle).await;
+        assert_eq!(s, 400, "{why}: {oo}");
+        let msg = oo["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(
+            msg.contains("Bundle.entry[0]") && msg.contains("Bundle.entry[1]"),
+            "{why}: {msg}"
+        );
+        assert_eq!(oo["issue"][0]["details"]["coding"][0]["code"], "IR_05");
+    }
+    assert_eq!(app.versions().await, before, "nothing was written");
+    let (s, _) = app.get_json(&format!("Patient/{an}")).await;
+    assert_eq!(s, 200, "the DELETE did not happen");
+    app.stop().await;
 }

@@ -71,6 +71,7 @@ pub mod codes {
         MALFORMED_REQUEST = "IR_02", Invalid, "The request is malformed: unreadable JSON, a missing or wrong parameter, a bad header.";
         INVALID_SEARCH = "IR_03", Invalid, "A search parameter is unknown, malformed or not supported.";
         INVALID_ID = "IR_04", Invalid, "An id is not 1 to 64 letters, digits, '-' or '.'.";
+        REPEATED_IN_TRANSACTION = "IR_05", Invalid, "Two entries of a transaction write the same resource (or conditions that may match one); the message names both.";
         NO_CREDENTIALS = "AU_01", Unauthenticated, "The request carries no bearer token.";
         INVALID_TOKEN = "AU_02", Unauthenticated, "The bearer token is malformed, badly signed, of the wrong issuer or audience, or names no known caller.";
         EXPIRED_TOKEN = "AU_03", Unauthenticated, "The bearer token has expired.";

@@ -33,6 +33,17 @@ struct Entry {
     if_match: Option<i64>,
 }
 
+/// Two entries of one transaction that would write the same resource.
+fn repeated(first: usize, second: usize, what: &str) -> Error {
+    Error::new(
+        codes::REPEATED_IN_TRANSACTION,
+        format!(
+            "Bundle.entry[{first}] and Bundle.entry[{second}] both write {what}; a transaction writes each resource once"
+        ),
+    )
+    .at(format!("Bundle.entry[{second}]"))
+}
+
 fn entry_err(i: usize, e: Error) -> Error {
     e.prefixed(&format!("Bundle.entry[{i}]: "))
 }
@@ -271,9 +282,11 @@ async fn write_entry(
         }
         Method::Put => {
             let mut resource = e.resource.clone().unwrap_or_default();
-            let id = match (&e.id, &e.query) {
-                (Some(id), _) => id.clone(),
-                (None, Some(q)) => match find_match(tx, &e.rtype, q).await? {
+            let id = match (&e.id, &e.query, assigned) {
+                (_, _, Some(Assigned::Existing(v))) => v.id.clone(),
+                (_, _, Some(Assigned::New(id))) => id.clone(),
+                (Some(id), _, None) => id.clone(),
+                (None, Some(q), None) => match find_match(tx, &e.rtype, q).await? {
                     Some(v) => v.id,
                     None => resource
                         .get("id")
@@ -281,7 +294,7 @@ async fn write_entry(
                         .map(str::to_owned)
                         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 },
-                (None, None) => {
+                (None, None, None) => {
                     return Err(Error::bad_request("PUT needs Type/id or Type?condition"));
                 }
             };
@@ -328,22 +341,51 @@ async fn transaction(
     let mut touched = Touched::default();
     let mut tx = Tx::begin(&api.platform, caller).await?;
 
-    // 1. Decide every POST's id (or its existing match) before anything is written.
+    // 1. Decide every write's target before anything is written: a POST's new id (or its
+    //    existing match), a conditional PUT's match (or new id). FHIR: a transaction that
+    //    writes one resource twice fails.
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut assigned: Vec<Option<Assigned>> = (0..entries.len()).map(|_| None).collect();
+    let mut targets: HashMap<(String, String), usize> = HashMap::new();
+    let mut conditions: HashMap<String, usize> = HashMap::new();
     for e in &entries {
         let i = e.index;
-        match e.method {
-            Method::Post => {
-                let decision = match &e.if_none_exist {
-                    Some(cond) => match find_match(&mut tx, &e.rtype, cond)
+        let condition = match e.method {
+            Method::Post => e.if_none_exist.as_deref(),
+            Method::Put if e.id.is_none() => e.query.as_deref(),
+            _ => None,
+        };
+        if let Some(cond) = condition {
+            let params = parse_query(Some(cond.trim_start_matches('?')));
+            for key in hospital_core::conditional::lock_keys(&e.rtype, &params) {
+                if let Some(first) = conditions.insert(key, i) {
+                    return Err(repeated(
+                        first,
+                        i,
+                        "conditions that may match the same resource",
+                    ));
+                }
+            }
+        }
+        let target = match e.method {
+            Method::Post | Method::Put if condition.is_some() || e.method == Method::Post => {
+                let found = match condition {
+                    Some(cond) => find_match(&mut tx, &e.rtype, cond)
                         .await
-                        .map_err(|err| entry_err(i, err))?
-                    {
-                        Some(v) => Assigned::Existing(v),
-                        None => Assigned::New(uuid::Uuid::new_v4().to_string()),
-                    },
-                    None => Assigned::New(uuid::Uuid::new_v4().to_string()),
+                        .map_err(|err| entry_err(i, err))?,
+                    None => None,
+                };
+                let decision = match found {
+                    Some(v) => Assigned::Existing(v),
+                    None => Assigned::New(
+                        e.resource
+                            .as_ref()
+                            .filter(|_| e.method == Method::Put)
+                            .and_then(|r| r.get("id"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                    ),
                 };
                 let id = match &decision {
                     Assigned::New(id) => id.clone(),
@@ -353,13 +395,22 @@ async fn transaction(
                     ids.insert(f.clone(), format!("{}/{id}", e.rtype));
                 }
                 assigned[i] = Some(decision);
+                Some(id)
             }
-            Method::Put => {
-                if let (Some(f), Some(id)) = (&e.full_url, &e.id) {
+            Method::Put | Method::Delete => {
+                if let (Some(f), Some(id)) = (&e.full_url, &e.id)
+                    && e.method == Method::Put
+                {
                     ids.insert(f.clone(), format!("{}/{id}", e.rtype));
                 }
+                e.id.clone()
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(id) = target
+            && let Some(first) = targets.insert((e.rtype.clone(), id.clone()), i)
+        {
+            return Err(repeated(first, i, &format!("{}/{id}", e.rtype)));
         }
     }
     for e in &mut entries {
