@@ -12,6 +12,7 @@ hospital_test_kit::on_both_backends!(
     missing_expired_forged_or_foreign_tokens_get_401_with_a_challenge,
     smart_scopes_restrict_a_role_further,
     a_service_acting_for_a_patient_is_confined_and_audited_as_that_patient,
+    a_misfiled_or_deleted_entry_follows_its_resource_through_vread_and_history,
 );
 
 async fn a_service_acting_for_a_patient_is_confined_and_audited_as_that_patient(b: Backend) {
@@ -575,5 +576,90 @@ async fn oidc_tokens_verify_against_the_jwks_and_rotated_keys_are_fetched() {
     rotated.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     assert_eq!(get(next).await, 200, "the rotated key is fetched");
+    app.stop().await;
+}
+
+async fn a_misfiled_or_deleted_entry_follows_its_resource_through_vread_and_history(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000311")).await;
+    let binh = app.create(patient_an("051085000312")).await;
+    let obs = |pid: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "Đường huyết"},
+            "subject": {"reference": format!("Patient/{pid}")}})
+    };
+    // Recorded for An, then corrected to Bình.
+    let moved = app.create(obs(&an)).await;
+    let mut corrected = obs(&binh);
+    corrected["id"] = json!(moved);
+    let (s, _, _) = app.put(&format!("Observation/{moved}"), &corrected).await;
+    assert_eq!(s, 200);
+    // Recorded for An, then deleted: still An's, as of its last version.
+    let deleted = app.create(obs(&an)).await;
+    let r = app
+        .http
+        .delete(app.url(&format!("Observation/{deleted}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let as_an = client_with(&mint(Role::Patient, &an, Some(&an), None, None));
+    let as_binh = client_with(&mint(Role::Patient, &binh, Some(&binh), None, None));
+    let status = |c: &reqwest::Client, path: String| {
+        let url = app.url(&path);
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        status(&as_an, format!("Observation/{moved}/_history/1")).await,
+        404
+    );
+    assert_eq!(
+        status(&as_binh, format!("Observation/{moved}/_history/1")).await,
+        200
+    );
+    assert_eq!(
+        status(&as_an, format!("Observation/{deleted}/_history/1")).await,
+        200
+    );
+    assert_eq!(
+        status(&as_binh, format!("Observation/{deleted}/_history/1")).await,
+        404
+    );
+    let history: Value = as_an
+        .get(app.url("Observation/_history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = history["entry"].to_string();
+    assert!(
+        !listed.contains(&moved),
+        "An's type history lists what is Bình's now: {listed}"
+    );
+    // The refused vread is in the trail under both patients it concerns.
+    let admin = app.client_for(Role::Admin, None, None);
+    let trail: Value = admin
+        .get(app.url(&format!("AuditEvent?patient={binh}&agent=patient:{an}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refused = trail["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["subtype"][0]["code"] == "vread" && r["outcome"] == "4")
+        .unwrap_or_else(|| panic!("An's refused vread is on Bình's trail: {trail}"));
+    let entities = refused["entity"].to_string();
+    assert!(
+        entities.contains(&format!("Observation/{moved}")),
+        "{entities}"
+    );
+    assert!(entities.contains(&format!("Patient/{an}")), "{entities}");
     app.stop().await;
 }

@@ -57,3 +57,56 @@ pub fn reveal(
         Err(e) => Err(e.into()),
     }
 }
+
+/// The patients a resource belongs to now: by its current version, or — deleted — by its
+/// last version before the deletion. A resource's old versions belong to the same patients
+/// as the resource: a misfiled entry corrected to another patient is no longer the first
+/// patient's, through any door.
+pub async fn standing_patients(
+    platform: &crate::Platform,
+    resource_type: &str,
+    id: &str,
+) -> Result<Vec<String>, Error> {
+    Ok(platform
+        .store()
+        .standing_version(resource_type, id)
+        .await?
+        .map(|v| patients_of(&v))
+        .unwrap_or_default())
+}
+
+/// A version as a caller may see it: `Ok` with what the access touched (the patients of the
+/// version and of the resource now), or "not known" with the same for the refusal's record.
+pub async fn reveal_version(
+    platform: &crate::Platform,
+    caller: &Caller,
+    read: Result<Version, hospital_store::StoreError>,
+    resource_type: &str,
+    id: &str,
+) -> Result<(Version, crate::Touched), (Error, crate::Touched)> {
+    let mut touched = crate::Touched::target(&format!("{resource_type}/{id}"));
+    let now = match standing_patients(platform, resource_type, id).await {
+        Ok(p) => p,
+        Err(e) => return Err((e, touched)),
+    };
+    for p in &now {
+        touched.patient(p);
+    }
+    if let Ok(v) = &read {
+        for p in patients_of(v) {
+            touched.patient(&p);
+        }
+    }
+    let confined = caller
+        .principal
+        .compartment()
+        .filter(|_| is_patient_data(resource_type));
+    let hidden = || Error::not_found(format!("{resource_type}/{id} is not known"));
+    match (read, confined) {
+        (Ok(v), None) => Ok((v, touched)),
+        (Ok(v), Some(pid)) if now.iter().any(|p| p == pid) => Ok((v, touched)),
+        (Ok(_), Some(_)) => Err((hidden(), touched)),
+        (Err(_), Some(pid)) if !now.iter().any(|p| p == pid) => Err((hidden(), touched)),
+        (Err(e), _) => Err((e.into(), touched)),
+    }
+}

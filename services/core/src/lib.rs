@@ -29,7 +29,7 @@ pub mod writer;
 
 pub use authn::Credentials;
 pub use caller::{Caller, Touched};
-pub use compartment::{reveal, visible};
+pub use compartment::{reveal, reveal_version, visible};
 pub use error::{Code, Error, Kind, codes};
 pub use interaction::{AuditAction, Interaction};
 pub use ownership::{Deployment, ServiceName};

@@ -20,7 +20,7 @@ use crate::request::{
     seq_cursor,
 };
 use crate::response::{fhir_response, link_url, searchset, version_headers, write_response};
-use crate::security::finish;
+use crate::security::{finish, finish_touched};
 use crate::{FhirApi, parse_etag};
 use axum::Extension;
 use axum::Router;
@@ -34,7 +34,7 @@ use hospital_core::auth::Action;
 use hospital_core::conditional::find_match;
 use hospital_core::store::{HistoryQuery, Method, SearchQuery, SearchResult, dates};
 use hospital_core::{
-    Caller, Checks, Error, Interaction, Touched, Tx, authorize, codes, reveal, visible,
+    Caller, Checks, Error, Interaction, Touched, Tx, authorize, codes, reveal, reveal_version,
 };
 use serde_json::Value;
 
@@ -141,33 +141,33 @@ async fn vread(
     Extension(caller): Extension<Caller>,
     Path((rtype, id, vid)): Path<(String, String, String)>,
 ) -> Response {
-    let r: Touching = async {
-        check_type(&rtype)?;
-        check_id(&rtype, &id)?;
-        authorize(&caller, Action::Read, &rtype)?;
-        let vid: i64 = vid
-            .parse()
-            .map_err(|_| Error::bad_request(format!("`{vid}` is not a version id")))?;
-        let v = reveal(
+    let r = async {
+        let target = || Touched::target(&format!("{rtype}/{id}"));
+        check_type(&rtype).map_err(|e| (e, target()))?;
+        check_id(&rtype, &id).map_err(|e| (e, target()))?;
+        authorize(&caller, Action::Read, &rtype).map_err(|e| (e, target()))?;
+        let vid: i64 = vid.parse().map_err(|_| {
+            (
+                Error::bad_request(format!("`{vid}` is not a version id")),
+                target(),
+            )
+        })?;
+        // Whether a patient may see an old version depends on whom the resource belongs to
+        // now, not on whom the old version named.
+        let (v, touched) = reveal_version(
+            &api.platform,
             &caller,
+            api.platform.store().vread(&rtype, &id, vid).await,
             &rtype,
             &id,
-            api.platform.store().vread(&rtype, &id, vid).await,
-        )?;
+        )
+        .await?;
         let mut res = fhir_response(StatusCode::OK, v.body.clone());
         version_headers(&mut res, &api.config.base_url, &v, false);
-        Ok((res, Touched::of(std::slice::from_ref(&v))))
+        Ok((res, touched))
     }
     .await;
-    finish(
-        &api,
-        &caller,
-        Interaction::VRead,
-        &rtype,
-        Some(&format!("{rtype}/{id}")),
-        r,
-    )
-    .await
+    finish_touched(&api, &caller, Interaction::VRead, &rtype, r).await
 }
 
 /// Audits a single-resource write in its transaction, commits, and answers as FHIR asks.
@@ -555,11 +555,38 @@ async fn history(
         }
     }
     let mut page = api.platform.store().history(&query).await?;
-    // A patient sees the versions that are theirs (a deletion shows no owner: hidden).
-    page.versions
-        .retain(|v| !v.deleted || caller.principal.compartment().is_none());
-    page.versions.retain(|v| v.deleted || visible(caller, v));
-    let touched = Touched::of(&page.versions);
+    // A version belongs to whom its resource belongs now (for a deleted one, as of its last
+    // version before the deletion): a patient sees the versions of what is theirs, and
+    // every access is recorded under every patient it concerns.
+    let mut standing: std::collections::HashMap<(String, String), Vec<String>> =
+        std::collections::HashMap::new();
+    for v in &page.versions {
+        let key = (v.resource_type.clone(), v.id.clone());
+        if !standing.contains_key(&key) {
+            let p = hospital_core::compartment::standing_patients(
+                &api.platform,
+                &v.resource_type,
+                &v.id,
+            )
+            .await?;
+            standing.insert(key, p);
+        }
+    }
+    let now_of =
+        |v: &hospital_core::store::Version| &standing[&(v.resource_type.clone(), v.id.clone())];
+    if let Some(pid) = caller.principal.compartment() {
+        page.versions.retain(|v| {
+            !v.deleted
+                && (!hospital_core::auth::is_patient_data(&v.resource_type)
+                    || now_of(v).iter().any(|p| p == pid))
+        });
+    }
+    let mut touched = Touched::of(&page.versions);
+    for v in &page.versions {
+        for p in now_of(v) {
+            touched.patient(p);
+        }
+    }
     let base = &api.config.base_url;
     let path = match &id {
         Some(id) => format!("{rtype}/{id}/_history"),

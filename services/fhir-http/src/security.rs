@@ -21,6 +21,19 @@ pub async fn finish(
     target: Option<&str>,
     result: Result<(Response, Touched), Error>,
 ) -> Response {
+    let result = result.map_err(|e| (e, target.map(Touched::target).unwrap_or_default()));
+    finish_touched(api, caller, interaction, resource_type, result).await
+}
+
+/// [`finish`] for a request whose refusal knows what it touched (e.g. the patients of a
+/// version a patient may not see): the refusal's record names them too.
+pub async fn finish_touched(
+    api: &FhirApi,
+    caller: &Caller,
+    interaction: Interaction,
+    resource_type: &str,
+    result: Result<(Response, Touched), (Error, Touched)>,
+) -> Response {
     match result {
         Ok((response, touched)) => {
             if touched.audited {
@@ -36,8 +49,7 @@ pub async fn finish(
                 Err(e) => crate::error::response(&e),
             }
         }
-        Err(err) => {
-            let touched = target.map(Touched::target).unwrap_or_default();
+        Err((err, touched)) => {
             let status = crate::error::status(&err).as_u16();
             if let Err(e) = api
                 .platform

@@ -38,6 +38,30 @@ impl Store {
         Ok(v)
     }
 
+    /// The version that stands for a resource now: its current version, or, when it is
+    /// deleted, the last version before the deletion. `None` for a resource never stored.
+    pub async fn standing_version(&self, resource_type: &str, id: &str) -> Result<Option<Version>> {
+        match self.read(resource_type, id).await {
+            Ok(v) => return Ok(Some(v)),
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(StoreError::Gone(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let d = self.dialect();
+        let row = sqlx::query(&d.sql(
+            "SELECT h.version_id, h.last_updated, h.deleted, h.body, h.method \
+             FROM resource_history h JOIN resources r ON r.rid = h.rid \
+             WHERE r.resource_type = $1 AND r.resource_id = $2 AND h.deleted = 0 \
+             ORDER BY h.version_id DESC LIMIT 1",
+        ))
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&self.inner.reader)
+        .await?;
+        row.map(|r| history_version(resource_type, id, &r))
+            .transpose()
+    }
+
     /// History, newest first: of one resource (`id` given), or of a whole type.
     pub async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage> {
         let d = self.dialect();
