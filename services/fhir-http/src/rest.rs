@@ -562,14 +562,14 @@ async fn history(
         std::collections::HashMap::new();
     for v in &page.versions {
         let key = (v.resource_type.clone(), v.id.clone());
-        if !standing.contains_key(&key) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = standing.entry(key) {
             let p = hospital_core::compartment::standing_patients(
                 &api.platform,
                 &v.resource_type,
                 &v.id,
             )
             .await?;
-            standing.insert(key, p);
+            slot.insert(p);
         }
     }
     let now_of =
