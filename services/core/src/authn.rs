@@ -3,10 +3,11 @@
 //! token check, the failed-sign-in throttle, the on-behalf-of rule and the audit record of a
 //! refusal are all here.
 
-use crate::caller::{Caller, Touched};
+use crate::caller::Caller;
 use crate::error::{Error, Kind, codes};
 use crate::interaction::Interaction;
 use crate::platform::Platform;
+use crate::touched::Touched;
 use hospital_auth::{AuthError, Role};
 use hospital_store::audit::AuditRecord;
 use std::net::IpAddr;
@@ -185,7 +186,7 @@ impl Platform {
             touched.entity(target);
         }
         let record = match caller {
-            Some(c) => c.record(Interaction::Authenticate, "", &touched, status),
+            Some(c) => touched.record(c, Interaction::Authenticate, "", status),
             None => AuditRecord {
                 at: hospital_store::dates::now_micros(),
                 actor: "anonymous".into(),

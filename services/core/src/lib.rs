@@ -24,18 +24,21 @@ pub mod read;
 pub mod rules;
 pub mod session;
 pub mod signing;
+pub mod touched;
 pub mod tx;
+pub mod visibility;
 pub mod writer;
 
 pub use authn::Credentials;
-pub use caller::{Caller, Touched};
-pub use compartment::{reveal, reveal_version, visible};
+pub use caller::Caller;
 pub use error::{Code, Error, Kind, codes};
 pub use interaction::{AuditAction, Interaction};
 pub use ownership::{Deployment, ServiceName};
 pub use platform::{Platform, Security};
 pub use rules::{Checks, Origin, ResourceRules, ServiceDefinition, Write, WriteKind};
+pub use touched::Touched;
 pub use tx::Tx;
+pub use visibility::{reveal, reveal_version, visible};
 pub use writer::Writer;
 
 /// What services read of the store, re-exported: reads, search, history and their types. The
@@ -53,11 +56,6 @@ pub use hospital_auth as auth;
 
 /// The store's write key, held by this crate alone.
 pub(crate) static WRITE_KEY: hospital_store::WriteKey = hospital_store::WriteKey::PLATFORM;
-
-/// A caller who may do anything but read the audit trail; what seeding acts as.
-pub fn system_caller(subject: &str) -> Caller {
-    Caller::system(subject)
-}
 
 /// Refuses `action` on `resource_type` unless the caller's role and scopes allow it.
 pub fn authorize(

@@ -1,11 +1,13 @@
 //! The platform one process runs on: the record store, every service's rules, which services
 //! this process runs, and who may call.
 
-use crate::caller::{Caller, Touched};
+use crate::caller::Caller;
 use crate::error::{Error, codes};
 use crate::interaction::Interaction;
 use crate::ownership::{Deployment, owner_of};
 use crate::rules::Registry;
+use crate::touched::Touched;
+use crate::tx::Tx;
 use crate::writer::Writer;
 use hospital_store::Store;
 use hospital_store::audit::AuditSink;
@@ -70,6 +72,13 @@ impl Platform {
         &self.inner.security
     }
 
+    /// Begins a write transaction on behalf of `caller`.
+    pub async fn begin(&self, caller: &Caller) -> Result<Tx, Error> {
+        let mut inner = self.store().begin(&crate::WRITE_KEY).await?;
+        inner.set_author(&caller.principal.audit_name());
+        Ok(Tx::new(inner, caller.clone()))
+    }
+
     /// The one write door.
     pub fn writer(&self) -> Writer<'_> {
         Writer {
@@ -109,7 +118,7 @@ impl Platform {
         touched: &Touched,
         status: u16,
     ) -> Result<(), Error> {
-        let record = caller.record(interaction, resource_type, touched, status);
+        let record = touched.record(caller, interaction, resource_type, status);
         self.inner.security.audit.record(record).await.map_err(|e| {
             tracing::error!(error = %e, "audit record could not be written");
             Error::new(codes::AUDIT_UNAVAILABLE, "audit unavailable")

@@ -2,10 +2,10 @@
 //! (in SQL), and what they include is filtered by the same rule.
 
 use crate::caller::Caller;
-use crate::compartment::visible;
 use crate::error::Error;
 use crate::platform::Platform;
 use crate::tx::Tx;
+use crate::visibility::visible;
 use hospital_auth::Action;
 use hospital_store::{SearchQuery, SearchResult};
 

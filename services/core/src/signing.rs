@@ -2,7 +2,7 @@
 //! by an amendment that carries a reason and is signed in turn). The edges only translate.
 
 use crate::caller::Caller;
-use crate::error::{Error, codes};
+use crate::error::Error;
 use crate::platform::Platform;
 use crate::rules::{Checks, Origin};
 use crate::tx::Tx;
@@ -24,12 +24,12 @@ pub fn signer_of(caller: &Caller) -> Result<String, Error> {
 /// Signs `v` as `signer` inside `tx`: the key store signs the digest, a Provenance is written
 /// (through the owner's rules, as the platform's signature), and the signature is recorded.
 pub async fn sign_version(
+    platform: &Platform,
     tx: &mut Tx,
     v: &Version,
     signer: &str,
     reason: Option<&str>,
 ) -> Result<Version, Error> {
-    let platform = tx.platform().clone();
     let digest = digest_of(&v.body)?;
     let raw = hex_decode(&digest)?;
     let signature = platform
@@ -90,6 +90,7 @@ pub async fn sign_version(
 
 /// Amends `rtype/id` with `body` and signs the new version with `reason`, in `tx`.
 pub async fn amend(
+    platform: &Platform,
     tx: &mut Tx,
     rtype: &str,
     id: &str,
@@ -97,9 +98,8 @@ pub async fn amend(
     signer: &str,
     reason: &str,
 ) -> Result<(WriteOutcome, Version), Error> {
-    let platform = tx.platform().clone();
     let out = platform.writer().amend(tx, rtype, id, body).await?;
-    let prov = sign_version(tx, &out.version, signer, Some(reason)).await?;
+    let prov = sign_version(platform, tx, &out.version, signer, Some(reason)).await?;
     Ok((out, prov))
 }
 
@@ -158,7 +158,6 @@ pub async fn verify(platform: &Platform, current: &Version) -> Result<Verificati
     } else {
         (true, "the content matches its signature")
     };
-    let _ = codes::INTERNAL;
     Ok(Verification {
         valid,
         message,

@@ -2,36 +2,25 @@
 //! commits together with the audit record of the request. Owners' rules get it to read; only
 //! [`crate::Writer`] writes through it.
 
-use crate::caller::{Caller, Touched};
+use crate::caller::Caller;
 use crate::error::Error;
 use crate::interaction::Interaction;
-use crate::platform::Platform;
+use crate::touched::Touched;
 use hospital_store::{SearchQuery, SearchResult, Version};
 
 pub struct Tx {
     pub(crate) inner: hospital_store::Tx,
-    pub(crate) platform: Platform,
     caller: Caller,
 }
 
 impl Tx {
-    /// Begins a write transaction on behalf of `caller`.
-    pub async fn begin(platform: &Platform, caller: &Caller) -> Result<Tx, Error> {
-        let mut inner = platform.store().begin(&crate::WRITE_KEY).await?;
-        inner.set_author(&caller.principal.audit_name());
-        Ok(Tx {
-            inner,
-            platform: platform.clone(),
-            caller: caller.clone(),
-        })
+    /// Wraps a store transaction (see [`crate::Platform::begin`]).
+    pub(crate) fn new(inner: hospital_store::Tx, caller: Caller) -> Tx {
+        Tx { inner, caller }
     }
 
     pub fn caller(&self) -> &Caller {
         &self.caller
-    }
-
-    pub fn platform(&self) -> &Platform {
-        &self.platform
     }
 
     /// The current version, seeing this transaction's own writes.
@@ -56,7 +45,8 @@ impl Tx {
         Ok(self.inner.search(query).await?)
     }
 
-    /// Serialises writers that race on the same thing (see [`crate::conditional`]).
+    /// Serialises writers that race on the same thing (conditional writes lock on what
+    /// their condition means).
     pub async fn lock(&mut self, key: &str) -> Result<(), Error> {
         Ok(self.inner.lock(key).await?)
     }
@@ -80,9 +70,7 @@ impl Tx {
         mut touched: Touched,
         status: u16,
     ) -> Result<Touched, Error> {
-        let record = self
-            .caller
-            .record(interaction, resource_type, &touched, status);
+        let record = touched.record(&self.caller, interaction, resource_type, status);
         self.inner.audit(&record).await?;
         self.inner.commit().await?;
         touched.audited = true;

@@ -339,7 +339,7 @@ async fn transaction(
         authorize(caller, action_of(e.method), &e.rtype).map_err(|err| entry_err(e.index, err))?;
     }
     let mut touched = Touched::default();
-    let mut tx = Tx::begin(&api.platform, caller).await?;
+    let mut tx = api.platform.begin(caller).await?;
 
     // 1. Decide every write's target before anything is written: a POST's new id (or its
     //    existing match), a conditional PUT's match (or new id). FHIR: a transaction that
@@ -504,7 +504,7 @@ async fn batch(api: &FhirApi, caller: &Caller, raw: Vec<Value>) -> (Value, Touch
         let r = async {
             let entry = parse_entry(i, e)?;
             authorize(caller, action_of(entry.method), &entry.rtype)?;
-            let mut tx = Tx::begin(&api.platform, caller).await?;
+            let mut tx = api.platform.begin(caller).await?;
             if entry.method == Method::Get {
                 let resp = get_entry(&mut tx, api, caller, &entry, &mut read).await?;
                 tx.commit().await?;

@@ -155,7 +155,7 @@ async fn vread(
         // Whether a patient may see an old version depends on whom the resource belongs to
         // now, not on whom the old version named.
         let (v, touched) = reveal_version(
-            &api.platform,
+            api.platform.store(),
             &caller,
             api.platform.store().vread(&rtype, &id, vid).await,
             &rtype,
@@ -208,7 +208,7 @@ async fn create(
                 format!("the body must be a {rtype}"),
             ));
         }
-        let mut tx = Tx::begin(&api.platform, &caller).await?;
+        let mut tx = api.platform.begin(&caller).await?;
         if let Some(cond) = headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
             let existing = find_match(&mut tx, &rtype, cond).await?;
             if let Some(v) = existing {
@@ -250,7 +250,7 @@ async fn update(
             ));
         }
         let expected = if_match(&headers)?;
-        let mut tx = Tx::begin(&api.platform, &caller).await?;
+        let mut tx = api.platform.begin(&caller).await?;
         let out = api
             .platform
             .writer()
@@ -284,7 +284,7 @@ async fn conditional_update(
         api.platform.check_written_here(&rtype)?;
         let body = json_body(&headers, body)?;
         let cond = q.unwrap_or_default();
-        let mut tx = Tx::begin(&api.platform, &caller).await?;
+        let mut tx = api.platform.begin(&caller).await?;
         let found = find_match(&mut tx, &rtype, &cond).await?;
         let id = match (&found, body.get("id").and_then(Value::as_str)) {
             (Some(v), Some(b)) if b != v.id => {
@@ -319,7 +319,7 @@ async fn delete(
         check_id(&rtype, &id)?;
         authorize(&caller, Action::Write, &rtype)?;
         api.platform.check_written_here(&rtype)?;
-        let mut tx = Tx::begin(&api.platform, &caller).await?;
+        let mut tx = api.platform.begin(&caller).await?;
         // The patients of what is deleted, read before the tombstone hides them.
         let mut touched = match tx.read(&rtype, &id).await {
             Ok(v) => Touched::of(std::slice::from_ref(&v)),
@@ -564,7 +564,7 @@ async fn history(
         let key = (v.resource_type.clone(), v.id.clone());
         if let std::collections::hash_map::Entry::Vacant(slot) = standing.entry(key) {
             let p = hospital_core::compartment::standing_patients(
-                &api.platform,
+                api.platform.store(),
                 &v.resource_type,
                 &v.id,
             )

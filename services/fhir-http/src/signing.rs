@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use hospital_core::auth::Action;
 use hospital_core::signing::{self, signer_of};
 use hospital_core::store::dates;
-use hospital_core::{Caller, Error, Interaction, Touched, Tx, authorize, codes, reveal};
+use hospital_core::{Caller, Error, Interaction, Touched, authorize, codes, reveal};
 use serde_json::{Value, json};
 
 fn respond(status: StatusCode, body: &Value) -> Response {
@@ -52,9 +52,9 @@ pub async fn operation(
         let signer = signer_of(&caller)?;
         match op.as_str() {
             "$sign" => {
-                let mut tx = Tx::begin(&api.platform, &caller).await?;
+                let mut tx = api.platform.begin(&caller).await?;
                 let v = tx.read(&rtype, &id).await?;
-                let prov = signing::sign_version(&mut tx, &v, &signer, None).await?;
+                let prov = signing::sign_version(&api.platform, &mut tx, &v, &signer, None).await?;
                 let mut touched = Touched::of(std::slice::from_ref(&v));
                 touched.entity(&format!("Provenance/{}", prov.id));
                 let touched = tx.commit_audited(interaction, &rtype, touched, 201).await?;
@@ -99,9 +99,17 @@ pub async fn operation(
                             "an amendment needs a `reason` (valueString)",
                         )
                     })?;
-                let mut tx = Tx::begin(&api.platform, &caller).await?;
-                let (out, prov) =
-                    signing::amend(&mut tx, &rtype, &id, resource, &signer, &reason).await?;
+                let mut tx = api.platform.begin(&caller).await?;
+                let (out, prov) = signing::amend(
+                    &api.platform,
+                    &mut tx,
+                    &rtype,
+                    &id,
+                    resource,
+                    &signer,
+                    &reason,
+                )
+                .await?;
                 let mut touched = Touched::of(std::slice::from_ref(&out.version));
                 touched.entity(&format!("Provenance/{}", prov.id));
                 let touched = tx.commit_audited(interaction, &rtype, touched, 200).await?;

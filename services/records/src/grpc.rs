@@ -8,7 +8,7 @@ use crate::identifiers::{NATIONAL_ID, PATIENT_INTERNAL_ID};
 use hospital_core::auth::Action;
 use hospital_core::store::Version;
 use hospital_core::{
-    AuditAction, Caller, Checks, Error, Interaction, Platform, Touched, Tx, authorize, reveal,
+    AuditAction, Caller, Checks, Error, Interaction, Platform, Touched, authorize, reveal,
 };
 use hospital_grpc::{Call, caller};
 use hospital_proto::records::v1 as pb;
@@ -319,7 +319,7 @@ impl RecordsGrpc {
         }
         // The key is a condition like any If-None-Exist on the identifier, so the same lock
         // serialises a gRPC open and a REST conditional create with this key.
-        let mut tx = Tx::begin(&self.platform, caller).await?;
+        let mut tx = self.platform.begin(caller).await?;
         let condition = format!(
             "identifier={}",
             coverage::token_value(IDEMPOTENCY_SYSTEM, &r.idempotency_key)?
@@ -372,7 +372,7 @@ impl RecordsGrpc {
                 "encounter_id is not a valid FHIR id",
             ));
         }
-        let mut tx = Tx::begin(&self.platform, caller).await?;
+        let mut tx = self.platform.begin(caller).await?;
         let current = tx.read("Encounter", &id).await?;
         let mut body = parse(&current)?;
         let v = match body.get("status").and_then(Value::as_str) {

@@ -212,6 +212,31 @@ fn extract_param(param: &'static SearchParam, resource: &Value, rows: &mut Index
     }
 }
 
+/// The patients whose compartment holds `resource_type/id` with this body: a Patient is in
+/// its own, and anything is in the compartment of every Patient its compartment parameters
+/// reference.
+pub fn compartment_patients(
+    resource_type: &str,
+    id: &str,
+    body: &serde_json::Value,
+) -> Vec<std::string::String> {
+    let mut out = Vec::new();
+    if resource_type == "Patient" {
+        out.push(id.to_owned());
+    }
+    let names = params::compartment_params(resource_type);
+    if names.is_empty() {
+        return out;
+    }
+    let rows = extract(resource_type, body);
+    for (param, t, target) in &rows.references {
+        if t == "Patient" && names.contains(param) && !out.contains(target) {
+            out.push(target.clone());
+        }
+    }
+    out
+}
+
 /// Every relative reference anywhere in the resource (for referential checks), with the
 /// element path where it was found.
 pub fn all_references(resource: &Value) -> Vec<(String, String)> {

@@ -1,5 +1,5 @@
 //! Search parameters, declared once. The same table drives index extraction
-//! ([`crate::extract`]), query parsing ([`crate::search`]) and the CapabilityStatement, so the
+//! (`extract.rs`), query parsing (`search/`) and the CapabilityStatement, so the
 //! server never claims a parameter it cannot search.
 //!
 //! Paths are dotted element paths from the resource root; arrays are walked transparently.
@@ -153,29 +153,4 @@ pub fn compartment_params(resource_type: &str) -> &'static [&'static str] {
         .iter()
         .find(|(t, _)| *t == resource_type)
         .map_or(&[], |(_, p)| p)
-}
-
-/// The patients whose compartment holds `resource_type/id` with this body: a Patient is in
-/// its own, and anything is in the compartment of every Patient its compartment parameters
-/// reference.
-pub fn compartment_patients(
-    resource_type: &str,
-    id: &str,
-    body: &serde_json::Value,
-) -> Vec<std::string::String> {
-    let mut out = Vec::new();
-    if resource_type == "Patient" {
-        out.push(id.to_owned());
-    }
-    let names = compartment_params(resource_type);
-    if names.is_empty() {
-        return out;
-    }
-    let rows = crate::extract::extract(resource_type, body);
-    for (param, t, target) in &rows.references {
-        if t == "Patient" && names.contains(param) && !out.contains(target) {
-            out.push(target.clone());
-        }
-    }
-    out
 }
