@@ -145,7 +145,7 @@ pub fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}}\
+         <title>{}</title><style>*{{box-sizing:border-box}}body{{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}}\
          label,input,button{{display:block;width:100%;margin:.4rem 0;font-size:1.05rem}}input,button{{padding:.6rem}}\
          .err{{color:#b00020}}</style></head><body>{body}</body></html>",
         escape(title)
@@ -283,7 +283,7 @@ fn local_form(return_to: &str, error: Option<&str>) -> Response {
          <label>Tên đăng nhập / User name<input name=\"username\" autocomplete=\"username\" required></label>\
          <label>Mật khẩu / Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
          <button type=\"submit\">Đăng nhập / Sign in</button></form>\
-         <p><small>Chế độ nhúng: tài khoản thử nghiệm / Embedded mode: demo accounts (README).</small></p>",
+         <p><small>Chế độ nhúng: tài khoản thử nghiệm / Embedded mode: demo accounts in docs/access.md.</small></p>",
         escape(return_to)
     );
     let status = if error.is_some() {
