@@ -295,3 +295,20 @@ async fn a_request_whose_audit_record_cannot_be_written_fails(b: Backend) {
     assert_eq!(r.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_date_cut_inside_a_character_is_a_400_not_a_dropped_connection() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let admin = app.client_for(Role::Admin, None, None);
+    for q in ["date=a%C3%A92024", "date=%C3%A92024", "date=%C3%A9"] {
+        let r = admin
+            .get(app.url(&format!("AuditEvent?{q}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let oo: Value = r.json().await.unwrap();
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+    }
+    app.stop().await;
+}

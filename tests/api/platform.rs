@@ -20,6 +20,7 @@ hospital_test_kit::on_both_backends!(
     a_grpc_open_and_a_rest_conditional_create_on_one_key_make_one_encounter,
     an_idempotency_key_is_bound_to_its_patient,
     a_transaction_that_writes_one_resource_twice_is_refused_naming_both_entries,
+    two_spellings_of_one_condition_racing_make_one_patient,
 );
 
 /// The client address each call claims through the (trusted) proxy: each case of the table
@@ -643,5 +644,46 @@ async fn a_transaction_that_writes_one_resource_twice_is_refused_naming_both_ent
     assert_eq!(app.versions().await, before, "nothing was written");
     let (s, _) = app.get_json(&format!("Patient/{an}")).await;
     assert_eq!(s, 200, "the DELETE did not happen");
+    app.stop().await;
+}
+
+/// Concurrent conditional PUTs and If-None-Exist creates with `identifier=system|V` and
+/// `identifier=V` lock the same value, so they make one Patient (PostgreSQL made two).
+async fn two_spellings_of_one_condition_racing_make_one_patient(b: Backend) {
+    let app = spawn_app(b).await;
+    for round in 0..3 {
+        let value = format!("MRN-{round}");
+        let body = json!({"resourceType": "Patient", "identifier": [{"system": "urn:probe:mrn", "value": value}],
+            "name": [{"family": "Đỗ", "given": ["Văn", "Khoa"]}]});
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let condition = if i % 2 == 0 {
+                format!("identifier=urn:probe:mrn|{value}")
+            } else {
+                format!("identifier={value}")
+            };
+            let req = if i % 4 < 2 {
+                app.http
+                    .put(app.url(&format!("Patient?{condition}")))
+                    .header("content-type", FHIR)
+                    .body(body.to_string())
+            } else {
+                app.http
+                    .post(app.url("Patient"))
+                    .header("content-type", FHIR)
+                    .header("if-none-exist", condition)
+                    .body(body.to_string())
+            };
+            tasks.push(tokio::spawn(async move {
+                req.send().await.unwrap().status().as_u16()
+            }));
+        }
+        for t in tasks {
+            let s = t.await.unwrap();
+            assert!(s == 200 || s == 201, "round {round}: {s}");
+        }
+        let ids = app.search_ids(&format!("Patient?identifier={value}")).await;
+        assert_eq!(ids.len(), 1, "round {round}: one Patient");
+    }
     app.stop().await;
 }

@@ -29,6 +29,7 @@ on_both_backends!(
     bad_requests_get_precise_status_codes_and_change_nothing,
     calls_without_a_valid_token_are_unauthenticated,
     a_patient_token_reaches_only_its_own_patient_over_grpc,
+    find_patient_by_identifier_is_no_existence_oracle_for_a_patient,
 );
 
 async fn calls_without_a_valid_token_are_unauthenticated(b: Backend) {
@@ -383,5 +384,70 @@ async fn bad_requests_get_precise_status_codes_and_change_nothing(b: Backend) {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(app.versions().await, before);
+    app.stop().await;
+}
+
+/// The attack: with An's token, ask for An's own personal ID OR a probed one (a comma in
+/// `system`), and tell from the answer whether the probed number is registered.
+async fn find_patient_by_identifier_is_no_existence_oracle_for_a_patient(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000221")).await;
+    let _binh = app.create(patient_an("051085000222")).await;
+    let token = mint(
+        hospital_core::auth::Role::Patient,
+        &an,
+        Some(&an),
+        None,
+        None,
+    );
+    let mut c = client_as(&app, &token).await;
+    let probe = |value: &str| pb::FindPatientByIdentifierRequest {
+        system: format!("{NATIONAL_ID}|051085000221,{NATIONAL_ID}"),
+        value: value.into(),
+    };
+    for registered in ["051085000222", "051085000299"] {
+        let e = c
+            .find_patient_by_identifier(probe(registered))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            Code::InvalidArgument,
+            "system is a value, never search syntax"
+        );
+    }
+    // Plain lookups run in An's compartment: someone else's number and a number nobody has
+    // give the same answer.
+    let lookup = |value: &str| pb::FindPatientByIdentifierRequest {
+        system: NATIONAL_ID.into(),
+        value: value.into(),
+    };
+    let taken = c
+        .find_patient_by_identifier(lookup("051085000222"))
+        .await
+        .unwrap_err();
+    let free = c
+        .find_patient_by_identifier(lookup("051085000299"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (taken.code(), free.code()),
+        (Code::NotFound, Code::NotFound)
+    );
+    assert_eq!(taken.message(), free.message());
+    // Values with commas are values too: no OR.
+    let e = c
+        .find_patient_by_identifier(pb::FindPatientByIdentifierRequest {
+            system: String::new(),
+            value: "051085000221,051085000222".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let me = c
+        .find_patient_by_identifier(lookup("051085000221"))
+        .await
+        .unwrap();
+    assert_eq!(me.into_inner().id, an);
     app.stop().await;
 }
