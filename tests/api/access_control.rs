@@ -13,6 +13,7 @@ hospital_test_kit::on_both_backends!(
     smart_scopes_restrict_a_role_further,
     a_service_acting_for_a_patient_is_confined_and_audited_as_that_patient,
     a_misfiled_or_deleted_entry_follows_its_resource_through_vread_and_history,
+    ordinary_oidc_and_smart_tokens_pass_and_dubious_ones_are_refused,
 );
 
 async fn a_service_acting_for_a_patient_is_confined_and_audited_as_that_patient(b: Backend) {
@@ -661,5 +662,72 @@ async fn a_misfiled_or_deleted_entry_follows_its_resource_through_vread_and_hist
         "{entities}"
     );
     assert!(entities.contains(&format!("Patient/{an}")), "{entities}");
+    app.stop().await;
+}
+
+async fn ordinary_oidc_and_smart_tokens_pass_and_dubious_ones_are_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let p = app.create(patient_an("051085000321")).await;
+    let secret = hospital::config::TEST_SECRET;
+    let base = || {
+        json!({"sub": "bs-lan", "role": "clinician", "iss": "hospital-local", "aud": "hospital",
+            "exp": now() + 600, "iat": now()})
+    };
+    let with = |k: &str, v: Value| {
+        let mut c = base();
+        c[k] = v;
+        hs256(secret, c)
+    };
+    let status = |token: String| {
+        let url = app.url(&format!("Patient/{p}"));
+        let c = app.anonymous.clone();
+        async move {
+            c.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for (why, token, want) in [
+        (
+            "aud as an array",
+            with("aud", json!(["hospital", "account"])),
+            200,
+        ),
+        (
+            "OIDC scopes only",
+            with("scope", json!("openid profile")),
+            200,
+        ),
+        (
+            "a SMART launch scope",
+            with("scope", json!("openid launch/patient user/Patient.read")),
+            200,
+        ),
+        ("SMART v2 .rs", with("scope", json!("user/Patient.rs")), 200),
+        (
+            "SMART v2 without read",
+            with("scope", json!("user/Patient.cud")),
+            403,
+        ),
+        ("nbf in the future", with("nbf", json!(now() + 3600)), 401),
+        (
+            "iat a year ahead",
+            with("iat", json!(now() + 365 * 86_400)),
+            401,
+        ),
+        (
+            "exp a century ahead",
+            with("exp", json!(now() + 100 * 365 * 86_400)),
+            401,
+        ),
+        ("an empty sub", with("sub", json!("")), 401),
+        ("aud array without us", with("aud", json!(["account"])), 401),
+    ] {
+        assert_eq!(status(token).await, want, "{why}");
+    }
     app.stop().await;
 }

@@ -67,9 +67,22 @@ impl Scope {
         }
         let (rt, access) = rest.split_once('.')?;
         let (read, write) = match access {
-            "read" | "rs" | "r" => (true, false),
-            "write" | "cud" => (false, true),
-            "*" | "cruds" => (true, true),
+            "read" => (true, false),
+            "write" => (false, true),
+            "*" => (true, true),
+            // SMART v2: any of c, r, u, d, s in that order.
+            v2 if !v2.is_empty()
+                && v2.chars().all(|c| "cruds".contains(c))
+                && v2
+                    .chars()
+                    .zip(v2.chars().skip(1))
+                    .all(|(a, b)| "cruds".find(a) < "cruds".find(b)) =>
+            {
+                (
+                    v2.contains('r') || v2.contains('s'),
+                    v2.contains('c') || v2.contains('u') || v2.contains('d'),
+                )
+            }
             _ => return None,
         };
         Some(Scope {
@@ -161,10 +174,26 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     pub iss: String,
-    pub aud: String,
+    /// One audience, or several (OIDC allows both forms).
+    pub aud: Audience,
     pub exp: u64,
+    #[serde(default)]
     pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
+
+/// The `aud` claim: a string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The longest a token may live from now: beyond it a token is refused, however well
+/// signed (a leaked long-lived token is a standing key to the records).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 
 /// Why a token was refused. Never contains the token.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -275,9 +304,10 @@ impl Authenticator {
             practitioner: practitioner.map(str::to_owned),
             scope: scope.map(str::to_owned),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: Audience::One(self.audience.clone()),
             exp: iat + ttl.as_secs(),
             iat,
+            nbf: None,
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -292,6 +322,7 @@ impl Authenticator {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.validate_nbf = true;
         v.leeway = 30;
         v
     }
@@ -332,23 +363,32 @@ impl Authenticator {
             },
         )?;
         let c = data.claims;
+        let now = now();
+        if c.sub.trim().is_empty() {
+            return Err(AuthError::Invalid("the token names no subject".into()));
+        }
+        if c.iat > now + 30 {
+            return Err(AuthError::Invalid(
+                "the token was issued in the future".into(),
+            ));
+        }
+        if c.exp > now + MAX_TOKEN_LIFETIME.as_secs() {
+            return Err(AuthError::Invalid(
+                "the token lives longer than this server allows".into(),
+            ));
+        }
         let role = Role::parse(&c.role).ok_or_else(|| AuthError::Invalid("unknown role".into()))?;
         if role == Role::Patient && c.patient.as_deref().is_none_or(str::is_empty) {
             return Err(AuthError::Invalid(
                 "a patient token must name its Patient".into(),
             ));
         }
-        let scopes = match c.scope.as_deref() {
-            None => None,
-            Some(s) => Some(
-                s.split_whitespace()
-                    .filter(|s| s.contains('/'))
-                    .map(|s| {
-                        Scope::parse(s).ok_or_else(|| AuthError::Invalid("malformed scope".into()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
+        // Only resource scopes restrict (`patient/*.read`, SMART v2 `user/Observation.rs`);
+        // `openid`, `profile`, `launch/patient` and the like say nothing about resources.
+        let scopes: Option<Vec<Scope>> = c.scope.as_deref().and_then(|s| {
+            let resource: Vec<Scope> = s.split_whitespace().filter_map(Scope::parse).collect();
+            (!resource.is_empty()).then_some(resource)
+        });
         Ok(Principal {
             subject: c.sub,
             role,
