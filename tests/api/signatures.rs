@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 hospital_test_kit::on_both_backends!(
     a_signed_observation_edited_in_the_database_fails_verify,
     an_amendment_keeps_both_versions_and_both_signatures_valid,
+    only_the_author_or_a_named_practitioner_signs_and_only_clinical_entries,
 );
 
 struct Ward {
@@ -222,5 +223,56 @@ async fn an_amendment_keeps_both_versions_and_both_signatures_valid(b: Backend) 
             "signature of version {version}"
         );
     }
+    w.app.stop().await;
+}
+
+async fn only_the_author_or_a_named_practitioner_signs_and_only_clinical_entries(b: Backend) {
+    let w = ward(b).await;
+    let app = &w.app;
+    let other = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Phạm", "given": ["Minh"]}]}))
+        .await;
+    let second = client_with(&mint(Role::Clinician, "bs-minh", None, Some(&other), None));
+    let post = |c: &reqwest::Client, path: String| {
+        let c = c.clone();
+        let url = app.url(&path);
+        async move { c.post(url).send().await.unwrap() }
+    };
+    let r = post(&second, format!("Observation/{}/$sign", w.observation)).await;
+    assert_eq!(r.status(), 403, "another doctor's Observation");
+    let oo: Value = r.json().await.unwrap();
+    assert_eq!(oo["issue"][0]["details"]["coding"][0]["code"], "AZ_03");
+    // An entry that names the second doctor as its performer is theirs to sign.
+    let (_, obs) = app
+        .get_json(&format!("Observation/{}", w.observation))
+        .await;
+    let patient = obs["subject"]["reference"].as_str().unwrap().to_owned();
+    let performed = app
+        .create(json!({"resourceType": "Observation", "status": "final", "code": {"text": "Mạch"},
+            "subject": {"reference": patient}, "performer": [{"reference": format!("Practitioner/{other}")}]}))
+        .await;
+    assert_eq!(
+        post(&second, format!("Observation/{performed}/$sign"))
+            .await
+            .status(),
+        201
+    );
+    // Registration is never signed, so reception can always correct it.
+    let pid = patient.trim_start_matches("Patient/").to_owned();
+    let r = post(&w.clinician, format!("Patient/{pid}/$sign")).await;
+    assert_eq!(r.status(), 422);
+    let (_, mut p) = app.get_json(&format!("Patient/{pid}")).await;
+    p["telecom"] = json!([{"system": "phone", "value": "0905000111"}]);
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let r = cashier
+        .put(app.url(&format!("Patient/{pid}")))
+        .header("content-type", FHIR)
+        .body(p.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "reception corrects the registration");
+    // The author still signs their own.
+    sign(&w).await;
     w.app.stop().await;
 }

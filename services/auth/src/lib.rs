@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::RwLock;
 
-pub use policy::{Action, POLICY, PolicyRow, allows, is_patient_data};
+pub use policy::{Action, Category, POLICY, PolicyRow, allows, category, is_patient_data};
 pub use throttle::{Throttle, Verdict};
 
 /// The roles of the hospital (design brief, "Security").

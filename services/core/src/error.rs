@@ -79,6 +79,7 @@ pub mod codes {
         THROTTLED = "AU_05", Throttled, "Too many failed sign-ins from this client; valid tokens are never refused.";
         ROLE_FORBIDS = "AZ_01", Forbidden, "The caller's role (or its SMART scopes) does not allow this on this type.";
         NOT_A_RELAY = "AZ_02", Forbidden, "Only a service token may act on behalf of a user (x-on-behalf-of).";
+        NOT_THE_SIGNER = "AZ_03", Forbidden, "Only the entry's author, or a practitioner the entry names as performing, asserting, recording, requesting or authoring it, signs it.";
         NOT_KNOWN = "NF_01", NotFound, "No such resource, or none the caller may see.";
         DELETED = "NF_02", Gone, "The resource has been deleted.";
         NO_SUCH_ENDPOINT = "NF_03", NotFound, "No such endpoint, operation or resource type.";
@@ -96,6 +97,7 @@ pub mod codes {
         UNSUPPORTED_MEDIA_TYPE = "MT_01", UnsupportedMediaType, "The body is not application/fhir+json.";
         NOT_ACCEPTABLE = "MT_02", NotAcceptable, "The client asks for a format other than FHIR JSON.";
         BUSINESS_RULE = "BR_01", BusinessRule, "A business rule of the owning service refuses the request.";
+        NOT_SIGNABLE = "BR_02", BusinessRule, "Only clinical entries are signed; registration and directory data are never frozen by a signature.";
         AUDIT_UNAVAILABLE = "SV_02", Internal, "The audit record could not be written, so the request was refused.";
         DEPENDENCY_UNAVAILABLE = "SV_03", Unavailable, "A database or another service is unavailable.";
         INTERNAL = "SV_01", Internal, "A fault of the server; the details are in its log, never in the answer.";

@@ -2,7 +2,7 @@
 //! by an amendment that carries a reason and is signed in turn). The edges only translate.
 
 use crate::caller::Caller;
-use crate::error::Error;
+use crate::error::{Error, codes};
 use crate::platform::Platform;
 use crate::rules::{Checks, Origin};
 use crate::tx::Tx;
@@ -18,6 +18,50 @@ pub fn signer_of(caller: &Caller) -> Result<String, Error> {
         _ => Err(Error::forbidden(
             "only a clinician whose token names their Practitioner can sign",
         )),
+    }
+}
+
+/// Whether entries of `resource_type` are signed: clinical entries only (Provenance records
+/// signatures and is not itself signed). Registration and directory data are never frozen.
+pub fn is_signable(resource_type: &str) -> bool {
+    hospital_auth::category(resource_type) == Some(hospital_auth::Category::Clinical)
+        && resource_type != "Provenance"
+}
+
+/// The signer `caller` is for `v`, if they may sign it: a clinical entry, signed by its author
+/// (the user who wrote this version, as the system recorded it) or by a practitioner the
+/// entry names in a role (performer, asserter, recorder, requester, author, participant).
+pub fn may_sign(caller: &Caller, v: &Version) -> Result<String, Error> {
+    if !is_signable(&v.resource_type) {
+        return Err(Error::new(
+            codes::NOT_SIGNABLE,
+            format!("{} entries are not signed", v.resource_type),
+        ));
+    }
+    let signer = signer_of(caller)?;
+    let body: Value =
+        serde_json::from_str(&v.body).map_err(|_| Error::internal("stored resource unreadable"))?;
+    let author = body
+        .pointer("/meta/extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|e| e.get("url").and_then(Value::as_str) == Some(hospital_store::RECORDED_BY))
+        .and_then(|e| e.get("valueString").and_then(Value::as_str));
+    let is_author = author == Some(caller.principal.audit_name().as_str());
+    let named = hospital_store::extract::all_references(&body)
+        .iter()
+        .any(|(path, r)| r == &signer && !path.ends_with(".subject"));
+    if is_author || named {
+        Ok(signer)
+    } else {
+        Err(Error::new(
+            codes::NOT_THE_SIGNER,
+            format!(
+                "{}/{} was not written by this clinician and does not name them; they may not sign it",
+                v.resource_type, v.id
+            ),
+        ))
     }
 }
 

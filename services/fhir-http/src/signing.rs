@@ -54,6 +54,7 @@ pub async fn operation(
             "$sign" => {
                 let mut tx = api.platform.begin(&caller).await?;
                 let v = tx.read(&rtype, &id).await?;
+                let signer = signing::may_sign(&caller, &v)?;
                 let prov = signing::sign_version(&api.platform, &mut tx, &v, &signer, None).await?;
                 let mut touched = Touched::of(std::slice::from_ref(&v));
                 touched.entity(&format!("Provenance/{}", prov.id));
@@ -100,6 +101,9 @@ pub async fn operation(
                         )
                     })?;
                 let mut tx = api.platform.begin(&caller).await?;
+                // Whoever may sign the entry may amend it (and signs the amendment).
+                let current = tx.read(&rtype, &id).await?;
+                let signer = signing::may_sign(&caller, &current)?;
                 let (out, prov) = signing::amend(
                     &api.platform,
                     &mut tx,
