@@ -138,6 +138,13 @@ impl ResourceRules for ReferencesResolve {
     }
 }
 
+/// Whether entries of `resource_type` are signed: clinical entries only (Provenance records
+/// signatures and is not itself signed). Registration and directory data are never frozen.
+pub fn is_signable(resource_type: &str) -> bool {
+    hospital_auth::category(resource_type) == Some(hospital_auth::Category::Clinical)
+        && resource_type != "Provenance"
+}
+
 /// Reference targets that must exist when a resource points at them.
 const CHECKED_TARGETS: &[&str] = &["Patient", "Encounter", "Practitioner", "Organization"];
 

@@ -21,12 +21,7 @@ pub fn signer_of(caller: &Caller) -> Result<String, Error> {
     }
 }
 
-/// Whether entries of `resource_type` are signed: clinical entries only (Provenance records
-/// signatures and is not itself signed). Registration and directory data are never frozen.
-pub fn is_signable(resource_type: &str) -> bool {
-    hospital_auth::category(resource_type) == Some(hospital_auth::Category::Clinical)
-        && resource_type != "Provenance"
-}
+pub use crate::rules::is_signable;
 
 /// The signer `caller` is for `v`, if they may sign it: a clinical entry, signed by its author
 /// (the user who wrote this version, as the system recorded it) or by a practitioner the

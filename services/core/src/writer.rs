@@ -90,7 +90,7 @@ impl Writer<'_> {
         if_match: Option<i64>,
         checks: Checks,
     ) -> Result<WriteOutcome, Error> {
-        if crate::signing::is_signable(resource_type) && tx.is_signed(resource_type, id).await? {
+        if crate::rules::is_signable(resource_type) && tx.is_signed(resource_type, id).await? {
             return Err(Error::new(
                 codes::SIGNED_ENTRY,
                 format!("{resource_type}/{id} is signed; correct it with $amend and a reason"),
@@ -182,7 +182,7 @@ impl Writer<'_> {
         id: &str,
     ) -> Result<Option<Version>, Error> {
         self.rules(resource_type)?;
-        if crate::signing::is_signable(resource_type) && tx.is_signed(resource_type, id).await? {
+        if crate::rules::is_signable(resource_type) && tx.is_signed(resource_type, id).await? {
             return Err(Error::new(
                 codes::SIGNED_ENTRY,
                 format!(

@@ -49,7 +49,9 @@ pub async fn operation(
             return Err(Error::not_found(format!("{rtype}/{id} is not known")));
         }
         authorize(&caller, Action::Write, &rtype)?;
-        let signer = signer_of(&caller)?;
+        // Only a clinician who is a practitioner signs; what they may sign is decided on
+        // the entry itself.
+        signer_of(&caller)?;
         match op.as_str() {
             "$sign" => {
                 let mut tx = api.platform.begin(&caller).await?;
