@@ -26,6 +26,7 @@ hospital_test_kit::on_both_backends!(
     the_capability_statement_lists_what_works,
     history_pages_and_since_work,
     the_demo_data_set_loads_twice_without_duplicates,
+    one_request_cannot_ask_for_unbounded_work,
 );
 
 async fn create_read_update_delete_keep_every_version(b: Backend) {
@@ -987,4 +988,55 @@ async fn an_unknown_database_scheme_is_refused_loudly() {
         err.contains("unsupported DATABASE_URL scheme `mysql`"),
         "{err}"
     );
+}
+
+async fn one_request_cannot_ask_for_unbounded_work(b: Backend) {
+    let app = spawn_app(b).await;
+    let bound = |oo: &Value| {
+        (
+            oo["issue"][0]["details"]["coding"][0]["code"].clone(),
+            oo["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        )
+    };
+    // The include bomb: `_include` repeated 110 times.
+    let bomb = vec!["_include=Observation:subject"; 110].join("&");
+    let (s, oo) = app.get_json(&format!("Observation?{bomb}")).await;
+    assert_eq!(s, 400, "{oo}");
+    let (code, why) = bound(&oo);
+    assert_eq!(code, "LM_02");
+    assert!(why.contains("at most 10"), "{why}");
+    // 20,000 name values, in one parameter and as 20,000 parameters: 400, never 500.
+    let many: Vec<String> = (0..20_000).map(|i| format!("n{i}")).collect();
+    for body in [
+        format!("name={}", many.join(",")),
+        many.iter()
+            .map(|v| format!("name={v}"))
+            .collect::<Vec<_>>()
+            .join("&"),
+    ] {
+        let r = app
+            .http
+            .post(app.url("Patient/_search"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let oo: Value = r.json().await.unwrap();
+        assert_eq!(bound(&oo).0, "LM_02", "{oo}");
+    }
+    // A Bundle of 2,000 entries.
+    let entry = json!({"request": {"method": "GET", "url": "Patient?_count=1"}});
+    let bundle =
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": vec![entry; 2000]});
+    let (s, _, oo) = app.post("", &bundle).await;
+    assert_eq!(s, 400);
+    let (code, why) = bound(&oo);
+    assert_eq!(code, "LM_02");
+    assert!(why.contains("at most 1000 entries"), "{why}");
+    app.stop().await;
 }

@@ -194,6 +194,7 @@ impl From<StoreError> for Error {
                 Error::new(codes::DUPLICATE_IDENTIFIER, e.to_string())
             }
             StoreError::BadSearch(m) => Error::new(codes::INVALID_SEARCH, m),
+            StoreError::TooCostly(m) => Error::new(codes::BOUND_EXCEEDED, m),
             other => {
                 tracing::error!(error = %other, "store failure");
                 Error::new(codes::INTERNAL, "internal error")

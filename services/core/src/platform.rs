@@ -15,6 +15,12 @@ use hospital_store::signing::KeyStore;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// Bounds on the work one request may cause (searches bound theirs in the store's search).
+pub mod limits {
+    /// Entries of one batch or transaction Bundle.
+    pub const MAX_BUNDLE_ENTRIES: usize = 1000;
+}
+
 /// Who may call, how failed sign-ins are slowed, where actions are recorded, who signs.
 pub struct Security {
     pub auth: hospital_auth::Authenticator,

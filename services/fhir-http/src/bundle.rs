@@ -183,6 +183,17 @@ pub async fn process(
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return Err(Error::invalid("Bundle.entry", "entry must be an array")),
     };
+    let max = hospital_core::platform::limits::MAX_BUNDLE_ENTRIES;
+    if entries.len() > max {
+        return Err(Error::new(
+            codes::BOUND_EXCEEDED,
+            format!(
+                "a Bundle takes at most {max} entries; this one has {}",
+                entries.len()
+            ),
+        )
+        .at("Bundle.entry"));
+    }
     match kind {
         "transaction" => transaction(api, caller, entries).await,
         "batch" => Ok(batch(api, caller, entries).await),

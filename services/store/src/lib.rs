@@ -53,6 +53,9 @@ pub enum StoreError {
     DuplicateIdentifier { system: String, existing: String },
     #[error("{0}")]
     BadSearch(String),
+    /// The request exceeds a bound on the work one request may cause; names the bound.
+    #[error("{0}")]
+    TooCostly(String),
     #[error("unsupported DATABASE_URL scheme `{0}`: use sqlite:// or postgres://")]
     UnknownScheme(String),
     #[error("database error: {0}")]

@@ -23,6 +23,12 @@ pub use execute::run;
 pub const DEFAULT_COUNT: usize = 20;
 pub const MAX_COUNT: usize = 1000;
 
+/// Bounds on the work one search may cause (each over it is a 400 naming the bound): query
+/// parameters, comma-separated values of one parameter, and `_include`/`_revinclude`s.
+pub const MAX_PARAMETERS: usize = 100;
+pub const MAX_VALUES_PER_PARAMETER: usize = 100;
+pub const MAX_INCLUDES: usize = 10;
+
 /// A search request as the client sent it.
 #[derive(Debug, Clone, Default)]
 pub struct SearchQuery {

@@ -1,7 +1,10 @@
 //! Query parameters to a typed plan. Every value is checked and converted here; nothing in
 //! the plan can fail to compile.
 
-use super::{DEFAULT_COUNT, MAX_COUNT, SearchQuery, split_values};
+use super::{
+    DEFAULT_COUNT, MAX_COUNT, MAX_INCLUDES, MAX_PARAMETERS, MAX_VALUES_PER_PARAMETER, SearchQuery,
+    split_values,
+};
 use crate::dates::{self, Range};
 use crate::params::{self, ParamKind, SearchParam};
 use crate::{Result, StoreError};
@@ -360,7 +363,29 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
                 .collect(),
         });
     }
+    if query.params.len() > MAX_PARAMETERS {
+        return Err(StoreError::TooCostly(format!(
+            "a search takes at most {MAX_PARAMETERS} parameters; this one has {}",
+            query.params.len()
+        )));
+    }
+    let includes = query
+        .params
+        .iter()
+        .filter(|(k, _)| k == "_include" || k == "_revinclude")
+        .count();
+    if includes > MAX_INCLUDES {
+        return Err(StoreError::TooCostly(format!(
+            "a search takes at most {MAX_INCLUDES} _include and _revinclude parameters; this one has {includes}"
+        )));
+    }
     for (key, value) in &query.params {
+        let values = value.split(',').count();
+        if values > MAX_VALUES_PER_PARAMETER {
+            return Err(StoreError::TooCostly(format!(
+                "a search parameter takes at most {MAX_VALUES_PER_PARAMETER} values; `{key}` has {values}"
+            )));
+        }
         let (name, modifier) = match key.split_once(':') {
             Some((n, m)) => (n, Some(m)),
             None => (key.as_str(), None),
