@@ -6,6 +6,7 @@ mod architecture;
 mod audit_trail;
 mod fhir_rest;
 mod fhir_sdk_client;
+mod identity_provider;
 mod logs_without_personal_data;
 mod official_examples;
 mod outbound;

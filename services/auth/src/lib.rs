@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::RwLock;
 
 pub use policy::{Action, Category, POLICY, PolicyRow, allows, category, is_patient_data};
 pub use throttle::{Throttle, Verdict};
@@ -218,12 +217,34 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Keys by key id, and when they were fetched.
-type KeyCache = (HashMap<String, (DecodingKey, Algorithm)>, Option<Instant>);
+/// How long fetched keys are trusted before they are fetched again: a key the provider
+/// removed stops being trusted within this time.
+pub const JWKS_TTL: Duration = Duration::from_secs(300);
+/// While the provider cannot be reached, keys it published are still trusted this long past
+/// their time, so a broken provider does not stop the hospital.
+const JWKS_GRACE: Duration = Duration::from_secs(3600);
+/// The least time between fetches asked for by unknown key ids (rotation), and the first
+/// pause after a failed fetch (doubling up to [`JWKS_MAX_BACKOFF`]).
+const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(10);
+const JWKS_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The provider's keys as last fetched, and when the next fetch may happen.
+#[derive(Default)]
+struct KeySet {
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    fetched_at: Option<Instant>,
+    /// No fetch before this (the minimum interval, or the backoff after failures).
+    next_fetch: Option<Instant>,
+    failures: u32,
+}
 
 struct Jwks {
     url: String,
-    keys: RwLock<KeyCache>,
+    ttl: Duration,
+    /// Never held across an await: a slow provider cannot make requests wait for the lock.
+    state: std::sync::Mutex<KeySet>,
+    /// One fetch at a time; a request that finds a fetch under way does not wait for it.
+    fetching: tokio::sync::Mutex<()>,
     http: reqwest::Client,
 }
 
@@ -267,13 +288,25 @@ impl Authenticator {
 
     /// Production: tokens of an OpenID Connect provider, verified against its JWKS.
     pub fn oidc(jwks_url: &str, issuer: &str, audience: &str) -> Authenticator {
+        Authenticator::oidc_with_ttl(jwks_url, issuer, audience, JWKS_TTL)
+    }
+
+    /// [`Authenticator::oidc`] with fetched keys trusted for `ttl`.
+    pub fn oidc_with_ttl(
+        jwks_url: &str,
+        issuer: &str,
+        audience: &str,
+        ttl: Duration,
+    ) -> Authenticator {
         Authenticator {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             local: None,
             jwks: Some(Arc::new(Jwks {
                 url: jwks_url.to_owned(),
-                keys: RwLock::new((HashMap::new(), None)),
+                ttl,
+                state: std::sync::Mutex::new(KeySet::default()),
+                fetching: tokio::sync::Mutex::new(()),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
                     .build()
@@ -400,34 +433,83 @@ impl Authenticator {
 }
 
 impl Jwks {
-    async fn key(&self, kid: &str, alg: Algorithm) -> Result<(DecodingKey, Algorithm), AuthError> {
-        {
-            let keys = self.keys.read().await;
-            if let Some((k, a)) = keys.0.get(kid)
-                && *a == alg
-            {
-                return Ok((k.clone(), *a));
+    /// The key `kid` for `alg`. A known key is answered at once — if it is due for refresh,
+    /// the refresh runs in the background. An unknown key id fetches the set (rotation), at
+    /// most one fetch at a time and not more often than the interval or the backoff allow.
+    async fn key(
+        self: &Arc<Self>,
+        kid: &str,
+        alg: Algorithm,
+    ) -> Result<(DecodingKey, Algorithm), AuthError> {
+        let now = Instant::now();
+        let (known, fresh, may_fetch) = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let age = st.fetched_at.map(|t| now.duration_since(t));
+            let known = st.keys.get(kid).filter(|(_, a)| *a == alg).cloned();
+            let fresh = age.is_some_and(|a| a < self.ttl);
+            let usable = age.is_some_and(|a| a < self.ttl + JWKS_GRACE);
+            let may_fetch = st.next_fetch.is_none_or(|t| now >= t);
+            (known.filter(|_| usable), fresh, may_fetch)
+        };
+        if let Some(k) = known {
+            if !fresh && may_fetch {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let _ = me.refresh().await;
+                });
             }
-            // Unknown key id: refetch (key rotation), but at most every 10 seconds.
-            if keys
-                .1
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
-                && !keys.0.is_empty()
-            {
-                return Err(AuthError::Invalid("unknown signing key".into()));
-            }
+            return Ok(k);
+        }
+        if !may_fetch {
+            return Err(AuthError::Invalid("unknown signing key".into()));
         }
         self.refresh().await?;
-        let keys = self.keys.read().await;
-        match keys.0.get(kid) {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match st.keys.get(kid) {
             Some((k, a)) if *a == alg => Ok((k.clone(), *a)),
             _ => Err(AuthError::Invalid("unknown signing key".into())),
         }
     }
 
+    /// Fetches the set, unless a fetch is already under way (then returns at once).
     async fn refresh(&self) -> Result<(), AuthError> {
-        let mut keys = self.keys.write().await;
-        let set: jsonwebtoken::jwk::JwkSet = self
+        let Ok(_one) = self.fetching.try_lock() else {
+            return Err(AuthError::Invalid("unknown signing key".into()));
+        };
+        {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.next_fetch.is_some_and(|t| Instant::now() < t) {
+                return Ok(());
+            }
+        }
+        let fetched = self.fetch().await;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match fetched {
+            Ok(keys) => {
+                st.keys = keys;
+                st.fetched_at = Some(now);
+                st.failures = 0;
+                st.next_fetch = Some(now + JWKS_MIN_INTERVAL);
+                Ok(())
+            }
+            Err(e) => {
+                st.failures += 1;
+                let pause = JWKS_MIN_INTERVAL
+                    .saturating_mul(1 << st.failures.min(6))
+                    .min(JWKS_MAX_BACKOFF);
+                st.next_fetch = Some(now + pause);
+                Err(e)
+            }
+        }
+    }
+
+    /// The provider's keys. Keys of a type or algorithm we do not know are ignored, as
+    /// RFC 7517 §5 asks; a set with none we know is a failed fetch.
+    async fn fetch(&self) -> Result<HashMap<String, (DecodingKey, Algorithm)>, AuthError> {
+        let unavailable =
+            || AuthError::Invalid("the identity provider's keys are unavailable".into());
+        let body: serde_json::Value = self
             .http
             .get(&self.url)
             .send()
@@ -435,15 +517,17 @@ impl Jwks {
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot fetch the JWKS");
-                AuthError::Invalid("the identity provider's keys are unavailable".into())
+                unavailable()
             })?
             .json()
             .await
             .map_err(|_| AuthError::Invalid("the identity provider's keys are malformed".into()))?;
         let mut map = HashMap::new();
-        for jwk in &set.keys {
-            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
-            else {
+        for raw in body["keys"].as_array().into_iter().flatten() {
+            let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(raw.clone()) else {
+                continue;
+            };
+            let Some(kid) = jwk.common.key_id.clone() else {
                 continue;
             };
             let alg = match &jwk.algorithm {
@@ -451,9 +535,14 @@ impl Jwks {
                 jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
                 _ => continue,
             };
-            map.insert(kid, (key, alg));
+            if let Ok(key) = DecodingKey::from_jwk(&jwk) {
+                map.insert(kid, (key, alg));
+            }
         }
-        *keys = (map, Some(Instant::now()));
-        Ok(())
+        if map.is_empty() {
+            tracing::warn!("the JWKS holds no key this server can use");
+            return Err(unavailable());
+        }
+        Ok(map)
     }
 }

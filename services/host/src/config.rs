@@ -123,6 +123,15 @@ pub struct Config {
     /// Production: the hospital's OpenID Connect JWKS URL. Local tokens are then refused.
     #[arg(long, env = "HOSPITAL_OIDC_JWKS_URL", global = true)]
     pub oidc_jwks_url: Option<String>,
+    /// How long keys fetched from the JWKS are trusted before they are fetched again, in
+    /// seconds: a key the provider removed stops being trusted within this time.
+    #[arg(
+        long,
+        env = "HOSPITAL_OIDC_JWKS_TTL_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub oidc_jwks_ttl_secs: u64,
     /// Expected token issuer (`iss`).
     #[arg(
         long,
@@ -172,6 +181,7 @@ impl Config {
             jwt_secret: Some(TEST_SECRET.into()),
             secret_file: String::new(),
             oidc_jwks_url: None,
+            oidc_jwks_ttl_secs: 300,
             oidc_issuer: "hospital-local".into(),
             oidc_audience: "hospital".into(),
         }

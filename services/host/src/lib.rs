@@ -183,10 +183,11 @@ pub async fn open_store(cfg: &Config, registry: &Registry) -> anyhow::Result<Sto
 /// secret (given, or generated once into the secret file).
 pub fn authenticator(cfg: &Config) -> anyhow::Result<hospital_core::auth::Authenticator> {
     if let Some(url) = &cfg.oidc_jwks_url {
-        return Ok(hospital_core::auth::Authenticator::oidc(
+        return Ok(hospital_core::auth::Authenticator::oidc_with_ttl(
             url,
             &cfg.oidc_issuer,
             &cfg.oidc_audience,
+            Duration::from_secs(cfg.oidc_jwks_ttl_secs),
         ));
     }
     let secret = match &cfg.jwt_secret {
