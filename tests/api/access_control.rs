@@ -640,22 +640,13 @@ async fn a_misfiled_or_deleted_entry_follows_its_resource_through_vread_and_hist
         "An's type history lists what is Bình's now: {listed}"
     );
     // The refused vread is in the trail under both patients it concerns.
-    let admin = app.client_for(Role::Admin, None, None);
-    let trail: Value = admin
-        .get(app.url(&format!("AuditEvent?patient={binh}&agent=patient:{an}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let refused = trail["entry"]
-        .as_array()
-        .unwrap()
+    let trail = app
+        .audit_events(&format!("patient={binh}&agent=patient:{an}"))
+        .await;
+    let refused = trail
         .iter()
-        .map(|e| &e["resource"])
         .find(|r| r["subtype"][0]["code"] == "vread" && r["outcome"] == "4")
-        .unwrap_or_else(|| panic!("An's refused vread is on Bình's trail: {trail}"));
+        .unwrap_or_else(|| panic!("An's refused vread is on Bình's trail: {trail:?}"));
     let entities = refused["entity"].to_string();
     assert!(
         entities.contains(&format!("Observation/{moved}")),

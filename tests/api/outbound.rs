@@ -57,19 +57,12 @@ async fn an_outbound_call_carries_the_service_token_and_the_user_it_acts_for(b: 
         Err(Code::NotFound),
         "acting for An, the service sees only An's"
     );
-    let admin = app.client_for(Role::Admin, None, None);
-    let trail: serde_json::Value = admin
-        .get(app.url(&format!("AuditEvent?patient={an}&agent=patient:an")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ev = &trail["entry"][0]["resource"];
+    let trail = app
+        .audit_events(&format!("patient={an}&agent=patient:an"))
+        .await;
     assert_eq!(
-        ev["agent"][1]["who"]["identifier"]["value"], "service:all",
-        "{trail}"
+        trail[0]["agent"][1]["who"]["identifier"]["value"], "service:all",
+        "{trail:?}"
     );
     app.stop().await;
 }

@@ -68,6 +68,25 @@ pub struct ServiceDefinition {
     pub search_params: &'static [hospital_store::params::SearchParam],
 }
 
+impl ServiceDefinition {
+    /// A service whose types have no rules of their own yet: each is written with the
+    /// platform's common rule, [`ReferencesResolve`].
+    pub fn references_only(
+        name: ServiceName,
+        search_params: &'static [hospital_store::params::SearchParam],
+    ) -> ServiceDefinition {
+        let rules: Arc<dyn ResourceRules> = Arc::new(ReferencesResolve);
+        ServiceDefinition {
+            name,
+            rules: crate::ownership::owned_by(name)
+                .map(|t| (t, rules.clone()))
+                .collect(),
+            unique_identifiers: &[],
+            search_params,
+        }
+    }
+}
+
 /// Every service's rules, by type.
 #[derive(Clone, Default)]
 pub struct Registry {

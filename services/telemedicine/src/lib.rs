@@ -3,24 +3,13 @@
 //! `hospital-core`). Its place exists; its behaviour is the next issue. Until then its types
 //! are written with the platform's common rule: references must resolve.
 
-use hospital_core::ownership::{ServiceName, owned_by};
-use hospital_core::rules::ReferencesResolve;
-use hospital_core::{ResourceRules, ServiceDefinition};
-use std::sync::Arc;
+use hospital_core::{ServiceDefinition, ServiceName};
 
 pub mod search_params;
 
 /// What every process needs of the telemedicine service: its rules on the types it owns.
 pub fn definition() -> ServiceDefinition {
-    let rules: Arc<dyn ResourceRules> = Arc::new(ReferencesResolve);
-    ServiceDefinition {
-        name: ServiceName::Telemedicine,
-        rules: owned_by(ServiceName::Telemedicine)
-            .map(|t| (t, rules.clone()))
-            .collect(),
-        unique_identifiers: &[],
-        search_params: search_params::SEARCH_PARAMS,
-    }
+    ServiceDefinition::references_only(ServiceName::Telemedicine, search_params::SEARCH_PARAMS)
 }
 
 /// The telemedicine service, as a process registers it. It has no gRPC service and no pages yet.

@@ -309,6 +309,24 @@ impl TestApp {
         client_with(&mint(role, role.as_str(), patient, practitioner, None))
     }
 
+    /// The audit trail as an admin reads it: the AuditEvents of `query` (e.g.
+    /// `patient=x&agent=patient:y`), newest first.
+    pub async fn audit_events(&self, query: &str) -> Vec<Value> {
+        let admin = self.client_for(hospital_core::auth::Role::Admin, None, None);
+        let trail: Value = admin
+            .get(self.url(&format!("AuditEvent?{query}")))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("a Bundle");
+        trail["entry"]
+            .as_array()
+            .map(|a| a.iter().map(|e| e["resource"].clone()).collect())
+            .unwrap_or_default()
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.expect("clean shutdown");
