@@ -27,6 +27,7 @@ hospital_test_kit::on_both_backends!(
     history_pages_and_since_work,
     the_demo_data_set_loads_twice_without_duplicates,
     one_request_cannot_ask_for_unbounded_work,
+    a_long_read_only_transaction_does_not_hold_the_writer,
 );
 
 async fn create_read_update_delete_keep_every_version(b: Backend) {
@@ -1038,5 +1039,55 @@ async fn one_request_cannot_ask_for_unbounded_work(b: Backend) {
     let (code, why) = bound(&oo);
     assert_eq!(code, "LM_02");
     assert!(why.contains("at most 1000 entries"), "{why}");
+    app.stop().await;
+}
+
+/// A patient's long read-only transaction (1,000 searches) must not hold SQLite's single
+/// writer: meanwhile a clinician's read, whose audit record needs that writer, completes.
+async fn a_long_read_only_transaction_does_not_hold_the_writer(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000901")).await;
+    for i in 0..20 {
+        app.create(json!({"resourceType": "Observation", "status": "final", "code": {"text": format!("x{i}")},
+            "subject": {"reference": format!("Patient/{an}")}}))
+            .await;
+    }
+    let entry = json!({"request": {"method": "GET",
+        "url": "Observation?_include=Observation:subject&_revinclude=Provenance:target&_count=50"}});
+    let bundle =
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": vec![entry; 1000]});
+    let patient = client_with(&mint(
+        hospital_core::auth::Role::Patient,
+        &an,
+        Some(&an),
+        None,
+        None,
+    ));
+    let url = app.url("");
+    let big = tokio::spawn(async move {
+        let r = patient
+            .post(url)
+            .header("content-type", FHIR)
+            .body(bundle.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), std::time::Instant::now())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let clinician = app.client_for(hospital_core::auth::Role::Clinician, None, None);
+    let r = clinician
+        .get(app.url(&format!("Patient/{an}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let read_done = std::time::Instant::now();
+    let (status, big_done) = big.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        read_done < big_done,
+        "the clinician's read waited for the patient's read-only transaction"
+    );
     app.stop().await;
 }

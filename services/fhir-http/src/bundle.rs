@@ -350,6 +350,22 @@ async fn transaction(
         authorize(caller, action_of(e.method), &e.rtype).map_err(|err| entry_err(e.index, err))?;
     }
     let mut touched = Touched::default();
+    if entries.iter().all(|e| e.method == Method::Get) {
+        // Nothing to write: the reads run on the read pool, as one request's reads do, and
+        // never hold SQLite's single writer (which every other request's audit needs).
+        let mut responses = Vec::with_capacity(entries.len());
+        for e in &entries {
+            responses.push(
+                get_entry(None, api, caller, e, &mut touched)
+                    .await
+                    .map_err(|err| entry_err(e.index, err))?,
+            );
+        }
+        return Ok((
+            json!({"resourceType": "Bundle", "type": "transaction-response", "entry": responses}),
+            touched,
+        ));
+    }
     let mut tx = api.platform.begin(caller).await?;
 
     // 1. Decide every write's target before anything is written: a POST's new id (or its
@@ -438,7 +454,7 @@ async fn transaction(
     for i in order {
         let e = &entries[i];
         let resp = if e.method == Method::Get {
-            get_entry(&mut tx, api, caller, e, &mut touched)
+            get_entry(Some(&mut tx), api, caller, e, &mut touched)
                 .await
                 .map_err(|err| entry_err(i, err))?
         } else {
@@ -480,8 +496,10 @@ async fn transaction(
     ))
 }
 
+/// A GET entry: inside the transaction when it has one (seeing its writes), else on the
+/// read pool — a read never holds SQLite's single writer.
 async fn get_entry(
-    tx: &mut Tx,
+    tx: Option<&mut Tx>,
     api: &FhirApi,
     caller: &Caller,
     e: &Entry,
@@ -489,13 +507,17 @@ async fn get_entry(
 ) -> Result<Value, Error> {
     match &e.id {
         Some(id) => {
-            let v = reveal(caller, &e.rtype, id, tx.read_raw(&e.rtype, id).await)?;
+            let read = match tx {
+                Some(tx) => tx.read_raw(&e.rtype, id).await,
+                None => api.platform.store().read(&e.rtype, id).await,
+            };
+            let v = reveal(caller, &e.rtype, id, read)?;
             touched.add(&v);
             Ok(response_entry(&v, "200 OK", &api.config.base_url, true))
         }
         None => {
             let mut q = SearchQuery::new(&e.rtype, parse_query(e.query.as_deref()));
-            let r = hospital_core::read::search(&api.platform, caller, &mut q, Some(tx)).await?;
+            let r = hospital_core::read::search(&api.platform, caller, &mut q, tx).await?;
             for v in r.matches.iter().chain(&r.included) {
                 touched.add(v);
             }
@@ -515,12 +537,10 @@ async fn batch(api: &FhirApi, caller: &Caller, raw: Vec<Value>) -> (Value, Touch
         let r = async {
             let entry = parse_entry(i, e)?;
             authorize(caller, action_of(entry.method), &entry.rtype)?;
-            let mut tx = api.platform.begin(caller).await?;
             if entry.method == Method::Get {
-                let resp = get_entry(&mut tx, api, caller, &entry, &mut read).await?;
-                tx.commit().await?;
-                return Ok::<Value, Error>(resp);
+                return get_entry(None, api, caller, &entry, &mut read).await;
             }
+            let mut tx = api.platform.begin(caller).await?;
             let w = write_entry(api, &mut tx, &entry, None, Checks::Now).await?;
             tx.commit_audited(w.interaction, &entry.rtype, w.touched, w.status)
                 .await?;
