@@ -21,6 +21,7 @@ hospital_test_kit::on_both_backends!(
     an_idempotency_key_is_bound_to_its_patient,
     a_transaction_that_writes_one_resource_twice_is_refused_naming_both_entries,
     two_spellings_of_one_condition_racing_make_one_patient,
+    conditions_that_merely_share_a_value_are_not_one_condition,
 );
 
 /// The client address each call claims through the (trusted) proxy: each case of the table
@@ -664,6 +665,27 @@ async fn two_spellings_of_one_condition_racing_make_one_patient(b: Backend) {
         }
         let ids = app.search_ids(&format!("Patient?identifier={value}")).await;
         assert_eq!(ids.len(), 1, "round {round}: one Patient");
+    }
+    app.stop().await;
+}
+
+/// Two conditional creates that share one parameter value but name different patients are
+/// two conditions: the transaction writes both.
+async fn conditions_that_merely_share_a_value_are_not_one_condition(b: Backend) {
+    let app = spawn_app(b).await;
+    let entry = |nid: &str| {
+        json!({"resource": patient_an(nid), "request": {"method": "POST", "url": "Patient",
+            "ifNoneExist": format!("identifier={NATIONAL_ID}|{nid}&gender=male")}})
+    };
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": [entry("051085000612"), entry("051085000613")]});
+    let (s, _, out) = app.post("", &bundle).await;
+    assert_eq!(s, 200, "{out}");
+    for nid in ["051085000612", "051085000613"] {
+        let ids = app
+            .search_ids(&format!("Patient?identifier={NATIONAL_ID}|{nid}"))
+            .await;
+        assert_eq!(ids.len(), 1, "{nid}");
     }
     app.stop().await;
 }

@@ -374,7 +374,8 @@ async fn transaction(
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut assigned: Vec<Option<Assigned>> = (0..entries.len()).map(|_| None).collect();
     let mut targets: HashMap<(String, String), usize> = HashMap::new();
-    let mut conditions: HashMap<String, usize> = HashMap::new();
+    // Conditions by what they mean: two spellings of one condition are one condition.
+    let mut conditions: HashMap<Vec<String>, usize> = HashMap::new();
     for e in &entries {
         let i = e.index;
         let condition = match e.method {
@@ -384,14 +385,9 @@ async fn transaction(
         };
         if let Some(cond) = condition {
             let params = parse_query(Some(cond.trim_start_matches('?')));
-            for key in hospital_core::conditional::lock_keys(&e.rtype, &params) {
-                if let Some(first) = conditions.insert(key, i) {
-                    return Err(repeated(
-                        first,
-                        i,
-                        "conditions that may match the same resource",
-                    ));
-                }
+            let meaning = hospital_core::conditional::lock_keys(&e.rtype, &params);
+            if let Some(first) = conditions.insert(meaning, i) {
+                return Err(repeated(first, i, "the resource of one condition"));
             }
         }
         let target = match e.method {
