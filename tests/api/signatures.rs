@@ -119,6 +119,34 @@ async fn a_signed_observation_edited_in_the_database_fails_verify(b: Backend) {
     let (s, _, _) = w.app.post("Provenance", &prov).await;
     assert_eq!(s, 405);
 
+    // A relabelling straight in the database: the labels of `meta` are signed content too.
+    let original: String = sqlx::query_scalar(&format!(
+        "SELECT body FROM resources WHERE resource_id = '{}'",
+        w.observation
+    ))
+    .fetch_one(w.app.store.pool())
+    .await
+    .unwrap();
+    assert!(original.contains("\"meta\":{"), "{original}");
+    let relabelled = original.replacen(
+        "\"meta\":{",
+        "\"meta\":{\"security\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/v3-Confidentiality\",\"code\":\"N\"}],",
+        1,
+    );
+    let set_body = |body: String| {
+        let pool = w.app.store.pool().clone();
+        let sql = w.app.store.dialect().sql(&format!(
+            "UPDATE resources SET body = $1 WHERE resource_id = '{}'",
+            w.observation
+        ));
+        async move { sqlx::query(&sql).bind(body).execute(&pool).await.unwrap() }
+    };
+    set_body(relabelled).await;
+    let (valid, why) = verify(&w).await;
+    assert!(!valid, "a relabelled entry still verifies: {why}");
+    set_body(original).await;
+    assert!(verify(&w).await.0, "the original content verifies again");
+
     // An edit straight in the database, around every rule of the API.
     sqlx::query(&format!(
         "UPDATE resources SET body = REPLACE(body, '\"value\":145', '\"value\":120') WHERE resource_id = '{}'",

@@ -1,7 +1,9 @@
 //! Signatures over the exact content of a resource version (medical-record law: who signed
-//! what, when, over which content). The content is canonical JSON — the resource without
-//! `meta`, object keys sorted, no insignificant whitespace — hashed with SHA-256, and the hash
-//! signed with the signer's Ed25519 key.
+//! what, when, over which content). The content is canonical JSON — the resource with only
+//! the labels of its `meta` (`security` and `tag`: what the signer saw the entry classified
+//! as), object keys sorted, no insignificant whitespace — hashed with SHA-256, and the hash
+//! signed with the signer's Ed25519 key. The server's bookkeeping in `meta` (version, time,
+//! who recorded it) is outside: it is attested by the signature record itself.
 //!
 //! Keys live behind [`KeyStore`]; [`LocalKeyStore`] keeps one key per clinician in the
 //! database. A PKI certificate store or a remote signing service implements the same trait.
@@ -13,7 +15,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-/// Canonical form of a resource for signing: no `meta`, keys sorted, compact.
+/// Canonical form of a resource for signing: of `meta` only `security` and `tag`, keys
+/// sorted, compact.
 pub fn canonical(resource: &Value) -> String {
     fn write(v: &Value, out: &mut String) {
         match v {
@@ -45,8 +48,16 @@ pub fn canonical(resource: &Value) -> String {
         }
     }
     let mut v = resource.clone();
-    if let Value::Object(m) = &mut v {
-        m.remove("meta");
+    if let Value::Object(m) = &mut v
+        && let Some(Value::Object(meta)) = m.remove("meta")
+    {
+        let labels: serde_json::Map<String, Value> = meta
+            .into_iter()
+            .filter(|(k, _)| k == "security" || k == "tag")
+            .collect();
+        if !labels.is_empty() {
+            m.insert("meta".into(), Value::Object(labels));
+        }
     }
     let mut out = String::new();
     write(&v, &mut out);
@@ -244,6 +255,19 @@ impl Store {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn canonical_form_keeps_the_labels_of_meta() {
+        let plain = json!({"a": 1, "meta": {"versionId": "1"}});
+        let tagged = json!({"a": 1, "meta": {"versionId": "1", "tag": [{"code": "x"}]}});
+        let labelled = json!({"a": 1, "meta": {"security": [{"code": "R"}]}});
+        assert_ne!(canonical(&plain), canonical(&tagged));
+        assert_ne!(canonical(&plain), canonical(&labelled));
+        assert_eq!(
+            canonical(&labelled),
+            r#"{"a":1,"meta":{"security":[{"code":"R"}]}}"#
+        );
+    }
 
     #[test]
     fn canonical_form_ignores_key_order_and_meta() {
