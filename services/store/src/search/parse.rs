@@ -174,6 +174,14 @@ fn parse_number(raw: &str, name: &str, prefix: Prefix) -> Result<(f64, i32, Pref
     Ok((n, decimals as i32, prefix))
 }
 
+impl Include {
+    fn same_as(&self, other: &Include) -> bool {
+        self.source == other.source
+            && std::ptr::eq(self.param, other.param)
+            && self.target == other.target
+    }
+}
+
 fn parse_include(v: &str, rt: &str, rev: bool) -> Result<Include> {
     let mut parts = v.split(':');
     let source = parts.next().unwrap_or_default();
@@ -425,8 +433,19 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
                         },
                     };
                 }
-                "_include" => plan.includes.push(parse_include(value, rt, false)?),
-                "_revinclude" => plan.revincludes.push(parse_include(value, rt, true)?),
+                // An include asked for twice is one include: each costs a query.
+                "_include" => {
+                    let i = parse_include(value, rt, false)?;
+                    if !plan.includes.iter().any(|x| x.same_as(&i)) {
+                        plan.includes.push(i);
+                    }
+                }
+                "_revinclude" => {
+                    let i = parse_include(value, rt, true)?;
+                    if !plan.revincludes.iter().any(|x| x.same_as(&i)) {
+                        plan.revincludes.push(i);
+                    }
+                }
                 "_summary" => match value.as_str() {
                     "count" => plan.summary_count = true,
                     "false" => {}
