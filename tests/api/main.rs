@@ -4,6 +4,7 @@
 mod access_control;
 mod architecture;
 mod audit_trail;
+mod bounds;
 mod fhir_rest;
 mod fhir_sdk_client;
 mod identity_provider;

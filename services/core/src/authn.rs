@@ -110,15 +110,27 @@ impl Platform {
         let principal = match verified {
             Ok(p) => p,
             Err(e) => {
-                let err = match sec.throttle.failed(&client) {
-                    hospital_auth::Verdict::LockedOut => refused_token(AuthError::Throttled),
+                let verdict = sec.throttle.failed(&client);
+                let err = match verdict {
+                    hospital_auth::Verdict::LockedOut { record, unrecorded } => {
+                        if record && unrecorded > 0 {
+                            tracing::warn!(
+                                client = %client,
+                                unrecorded,
+                                "a locked-out client's refusals since its last audit record"
+                            );
+                        }
+                        refused_token(AuthError::Throttled)
+                    }
                     hospital_auth::Verdict::Slow(delay) => {
                         tokio::time::sleep(delay).await;
                         refused_token(e)
                     }
                 };
-                self.audit_refusal(None, &client, &user_agent, c.target, &err)
-                    .await;
+                if verdict.recorded() {
+                    self.audit_refusal(None, &client, &user_agent, c.target, &err)
+                        .await;
+                }
                 return Err(err);
             }
         };

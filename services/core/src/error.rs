@@ -94,6 +94,8 @@ pub mod codes {
         WRONG_STATE = "PC_03", PreconditionFailed, "The resource is not in a state that allows this (e.g. closing a cancelled encounter).";
         BODY_TOO_LARGE = "LM_01", TooLarge, "The request body exceeds the configured limit.";
         BOUND_EXCEEDED = "LM_02", TooCostly, "The request exceeds a bound on the work one request may cause; the message names the bound.";
+        TOO_MANY_IN_FLIGHT = "LM_03", Throttled, "The caller has too many requests in flight (running and waiting); retry when one has finished.";
+        TIME_LIMIT = "LM_04", TooCostly, "The request ran past the time limit of one request; nothing it was writing was kept.";
         UNSUPPORTED_MEDIA_TYPE = "MT_01", UnsupportedMediaType, "The body is not application/fhir+json.";
         NOT_ACCEPTABLE = "MT_02", NotAcceptable, "The client asks for a format other than FHIR JSON.";
         BUSINESS_RULE = "BR_01", BusinessRule, "A business rule of the owning service refuses the request.";

@@ -54,6 +54,9 @@ pub enum Interaction {
     Batch,
     /// Checking credentials, recorded when they are refused.
     Authenticate,
+    /// A request that did not get to its own record: refused for the caller's bounds, past
+    /// the time limit, or failed in its handler.
+    Request,
     /// A named FHIR operation (`$name`) or a gRPC method, with what it does.
     Call(&'static str, AuditAction),
 }
@@ -77,6 +80,7 @@ impl Interaction {
             Interaction::Transaction => "transaction",
             Interaction::Batch => "batch",
             Interaction::Authenticate => "authenticate",
+            Interaction::Request => "request",
             Interaction::Call(name, _) => name,
         }
     }
@@ -96,7 +100,8 @@ impl Interaction {
             Interaction::Sign
             | Interaction::Transaction
             | Interaction::Batch
-            | Interaction::Authenticate => AuditAction::E,
+            | Interaction::Authenticate
+            | Interaction::Request => AuditAction::E,
             Interaction::Call(_, a) => a,
         }
     }

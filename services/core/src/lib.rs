@@ -12,6 +12,7 @@
 //! Raw store writes are not reachable outside this crate: a store write transaction needs
 //! the store's write key, which only this crate holds (no other crate depends on the store).
 
+pub mod admission;
 pub mod authn;
 pub mod caller;
 pub mod compartment;
@@ -29,6 +30,7 @@ pub mod tx;
 pub mod visibility;
 pub mod writer;
 
+pub use admission::{Admitted, Limits};
 pub use authn::Credentials;
 pub use caller::Caller;
 pub use error::{Code, Error, Kind, codes};

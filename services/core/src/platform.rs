@@ -1,6 +1,7 @@
 //! The platform one process runs on: the record store, every service's rules, which services
 //! this process runs, and who may call.
 
+use crate::admission::{Admission, Limits};
 use crate::caller::Caller;
 use crate::error::{Error, codes};
 use crate::interaction::Interaction;
@@ -29,6 +30,8 @@ pub struct Security {
     pub keys: Arc<dyn KeyStore>,
     /// Proxies (e.g. the ingress) whose `X-Forwarded-For` names the real client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// How much one caller may run at once, and for how long.
+    pub limits: Limits,
 }
 
 /// Cheap to clone; every clone shares the same store and registry.
@@ -42,6 +45,7 @@ struct Inner {
     registry: Registry,
     deployment: Deployment,
     security: Security,
+    admission: Admission,
 }
 
 impl Platform {
@@ -57,6 +61,7 @@ impl Platform {
                 registry,
                 deployment,
                 security,
+                admission: Admission::default(),
             }),
         }
     }
@@ -76,6 +81,14 @@ impl Platform {
 
     pub fn security(&self) -> &Security {
         &self.inner.security
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.inner.security.limits
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.inner.admission
     }
 
     /// Begins a write transaction on behalf of `caller`.

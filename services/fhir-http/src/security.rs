@@ -1,6 +1,8 @@
 //! Authentication and audit at the FHIR edge: the middleware gathers a request's credentials
 //! for [`hospital_core::Platform::authenticate`] (the same function gRPC uses) and translates
-//! the verdict; [`finish`] lets no response leave without its audit record.
+//! the verdict, then runs the request within the caller's bounds
+//! ([`hospital_core::Platform::bounded`]: in-flight places, the time limit, panics); [`finish`]
+//! lets no response leave without its audit record.
 
 use crate::FhirApi;
 use axum::extract::{ConnectInfo, Request, State};
@@ -95,11 +97,13 @@ pub async fn authenticate(State(api): State<FhirApi>, mut req: Request, next: Ne
         };
         api.platform.authenticate(&credentials).await
     };
-    match verdict {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
+    let caller = match verdict {
+        Ok(caller) => caller,
+        Err(e) => return crate::error::response(&e).into_response(),
+    };
+    req.extensions_mut().insert(caller.clone());
+    match api.platform.bounded(&caller, &target, next.run(req)).await {
+        Ok((response, place)) => response.map(|body| axum::body::Body::new(place.hold(body))),
         Err(e) => crate::error::response(&e).into_response(),
     }
 }

@@ -3,7 +3,9 @@
 //! - [`Authenticated`] wraps a generated server: each call's metadata goes through
 //!   [`Platform::authenticate`] — the same function as HTTP — and the [`Caller`] travels in the
 //!   request's extensions (tonic's interceptors are synchronous; verifying a token against an
-//!   identity provider is not, so this is the asynchronous form of an interceptor).
+//!   identity provider is not, so this is the asynchronous form of an interceptor). The call
+//!   then runs within the caller's bounds ([`Platform::bounded`]); a server stream keeps its
+//!   place while it streams.
 //! - [`status`] maps the platform's [`Error`] to a `tonic::Status`, in one place, with the
 //!   stable error code in the `hospital-error-code` metadata.
 //! - [`Call`] audits a call before its answer leaves.
@@ -131,8 +133,14 @@ where
             };
             match platform.authenticate(&credentials).await {
                 Ok(caller) => {
-                    req.extensions_mut().insert(caller);
-                    inner.call(req).await
+                    req.extensions_mut().insert(caller.clone());
+                    match platform.bounded(&caller, &target, inner.call(req)).await {
+                        Ok((Ok(response), place)) => {
+                            Ok(response.map(|body| Body::new(place.hold(body))))
+                        }
+                        Ok((Err(never), _)) => match never {},
+                        Err(e) => Ok(status(e).into_http()),
+                    }
                 }
                 Err(e) => Ok(status(e).into_http()),
             }

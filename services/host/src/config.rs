@@ -101,6 +101,39 @@ pub struct Config {
     /// Public base URL used in links and Location headers (default: http://HTTP_ADDR).
     #[arg(long, env = "HOSPITAL_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// How long producing one response may take, in milliseconds (streams are exempt once
+    /// their head is sent).
+    #[arg(
+        long,
+        env = "HOSPITAL_REQUEST_TIME_LIMIT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub request_time_limit_ms: u64,
+    /// Requests of one person (by identity, not address) that run at once; more wait.
+    #[arg(
+        long,
+        env = "HOSPITAL_CALLER_RUNNING",
+        default_value_t = 4,
+        global = true
+    )]
+    pub caller_running: usize,
+    /// Requests of one person that may wait for a place; past it they get 429.
+    #[arg(
+        long,
+        env = "HOSPITAL_CALLER_QUEUED",
+        default_value_t = 64,
+        global = true
+    )]
+    pub caller_queued: usize,
+    /// Requests of one service token that run at once (a service relays many users' work).
+    #[arg(
+        long,
+        env = "HOSPITAL_SERVICE_RUNNING",
+        default_value_t = 256,
+        global = true
+    )]
+    pub service_running: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HOSPITAL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -177,6 +210,10 @@ impl Config {
             oauth_client_secret: None,
             public_url: None,
             max_body_bytes: 10 * 1024 * 1024,
+            request_time_limit_ms: 30_000,
+            caller_running: 4,
+            caller_queued: 64,
+            service_running: 256,
             log: "warn".into(),
             jwt_secret: Some(TEST_SECRET.into()),
             secret_file: String::new(),
@@ -189,6 +226,16 @@ impl Config {
 }
 
 impl Config {
+    /// The bounds on one caller's requests.
+    pub fn limits(&self) -> hospital_core::Limits {
+        hospital_core::Limits {
+            running: self.caller_running.max(1),
+            queued: self.caller_queued,
+            service_running: self.service_running.max(1),
+            time: std::time::Duration::from_millis(self.request_time_limit_ms.max(1)),
+        }
+    }
+
     /// Where other services reach `service`, if configured.
     pub fn grpc_url(&self, service: hospital_core::ServiceName) -> Option<&str> {
         match service {

@@ -277,6 +277,7 @@ pub fn platform(
             audit: hospital_core::store::AuditSink::start(store.clone()),
             keys: std::sync::Arc::new(hospital_core::store::LocalKeyStore),
             trusted_proxies: cfg.trusted_proxies.clone(),
+            limits: cfg.limits(),
         },
     ))
 }

@@ -332,16 +332,18 @@ async fn signin_local(
     let Some(user) = user else {
         let verdict = web.platform.security().throttle.failed(&caller.client);
         let status = match verdict {
-            hospital_core::auth::Verdict::LockedOut => 429,
+            hospital_core::auth::Verdict::LockedOut { .. } => 429,
             hospital_core::auth::Verdict::Slow(d) => {
                 tokio_sleep(d).await;
                 401
             }
         };
-        let _ = web
-            .platform
-            .audit(&caller, SIGN_IN, "", &Touched::target("signin"), status)
-            .await;
+        if verdict.recorded() {
+            let _ = web
+                .platform
+                .audit(&caller, SIGN_IN, "", &Touched::target("signin"), status)
+                .await;
+        }
         if status == 429 {
             return error_page(&Error::new(
                 hospital_core::codes::THROTTLED,
