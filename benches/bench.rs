@@ -32,20 +32,42 @@ const BENCH_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
 /// A service token for the load generator: every request is authenticated and audited.
 fn token() -> String {
+    token_of(hospital_core::auth::Role::Service, "bench", None, None)
+}
+
+fn token_of(
+    role: hospital_core::auth::Role,
+    subject: &str,
+    patient: Option<&str>,
+    practitioner: Option<&str>,
+) -> String {
     hospital_core::auth::Authenticator::local(
         hospital_core::auth::Secret(BENCH_SECRET.as_bytes().to_vec()),
         "hospital-local",
         "hospital",
     )
     .mint(
-        hospital_core::auth::Role::Service,
-        "bench",
-        None,
-        None,
+        role,
+        subject,
+        patient,
+        practitioner,
         None,
         Duration::from_secs(86_400),
     )
     .expect("mint")
+}
+
+fn client_of(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 struct Args {
@@ -55,6 +77,8 @@ struct Args {
     reads: usize,
     searches: usize,
     concurrency: usize,
+    /// Seconds of the hostile-client phase (and of its baseline); 0 skips it.
+    hostile: u64,
     postgres_admin: String,
 }
 
@@ -66,6 +90,7 @@ fn parse_args() -> Args {
         reads: 50_000,
         searches: 2_000,
         concurrency: 16,
+        hostile: 10,
         postgres_admin: std::env::var("HOSPITAL_BENCH_POSTGRES_ADMIN")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
     };
@@ -86,6 +111,7 @@ fn parse_args() -> Args {
             "--reads" => a.reads = val().parse().expect("number"),
             "--searches" => a.searches = val().parse().expect("number"),
             "--concurrency" => a.concurrency = val().parse().expect("number"),
+            "--hostile" => a.hostile = val().parse().expect("seconds"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -257,6 +283,184 @@ struct Figures {
     search: Vec<(&'static str, f64, f64)>,
     peak_mib: f64,
     raw_insert_ps: Option<f64>,
+    /// Clinician reads (p50, p99, max ms): alone, then while a patient attacks.
+    calm: (f64, f64, f64),
+    attacked: (f64, f64, f64),
+    attack_requests: usize,
+}
+
+/// The worst requests a patient token can send, from the security tests' list: transactions
+/// of 1,000 include-laden searches, include bombs, 20,000 values, deep JSON, odd UTF-8, a
+/// 1,000-entry transaction of forbidden creates.
+fn attacks(victim: &str) -> Vec<(&'static str, String, &'static str, String)> {
+    let includes = [
+        "_include=Observation:subject",
+        "_include=Observation:patient",
+        "_include=Observation:encounter",
+        "_include=Observation:performer",
+        "_revinclude=Provenance:target",
+        "_revinclude=DiagnosticReport:result",
+        "_revinclude=Invoice:subject",
+        "_revinclude=ChargeItem:subject",
+        "_revinclude=Appointment:actor",
+        "_revinclude=Schedule:actor",
+    ]
+    .join("&");
+    let search =
+        json!({"request": {"method": "GET", "url": format!("Observation?{includes}&_count=50")}});
+    let searches =
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": vec![search; 1000]});
+    let bomb = vec!["_include=Observation:subject"; 110].join("&");
+    let many: Vec<String> = (0..20_000).map(|i| format!("n{i}")).collect();
+    let creates: Vec<Value> = (0..1000)
+        .map(|i| json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": format!("z{i}")},
+            "subject": {"reference": format!("Patient/{victim}")}}, "request": {"method": "POST", "url": "Observation"}}))
+        .collect();
+    let depth = 100_000;
+    vec![
+        (
+            "POST",
+            String::new(),
+            "application/fhir+json",
+            searches.to_string(),
+        ),
+        ("GET", format!("Observation?{bomb}"), "", String::new()),
+        (
+            "POST",
+            "Patient/_search".into(),
+            "application/x-www-form-urlencoded",
+            format!("name={}", many.join(",")),
+        ),
+        (
+            "POST",
+            "Patient".into(),
+            "application/fhir+json",
+            format!(
+                "{{\"resourceType\":\"Patient\",\"extension\":{}{}}}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            ),
+        ),
+        (
+            "GET",
+            "Patient?name=%C3%28%FF%FE%ED%A0%80".into(),
+            "",
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("Patient/{victim}/_history/1"),
+            "",
+            String::new(),
+        ),
+        (
+            "POST",
+            String::new(),
+            "application/fhir+json",
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": creates}).to_string(),
+        ),
+    ]
+}
+
+/// Clinician reads of random patients for `secs`, 4 at a time: (p50, p99, max) in ms.
+async fn clinician_reads(
+    http: &reqwest::Client,
+    base: &str,
+    ids: &[String],
+    secs: u64,
+) -> (f64, f64, f64) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut lanes = Vec::new();
+    for lane in 0..4 {
+        let http = http.clone();
+        let base = base.to_owned();
+        let ids = ids.to_vec();
+        lanes.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(lane);
+            let mut lat = Vec::new();
+            while Instant::now() < until {
+                let id = &ids[rng.random_range(0..ids.len())];
+                let t = Instant::now();
+                let r = http
+                    .get(format!("{base}/Patient/{id}"))
+                    .send()
+                    .await
+                    .expect("read");
+                assert_eq!(r.status(), 200, "a clinician's read");
+                r.bytes().await.expect("body");
+                lat.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for l in lanes {
+        lat.extend(l.await.unwrap());
+    }
+    lat.sort();
+    (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
+    )
+}
+
+/// The hostile-client phase: a clinician reads alone, then while one patient token fires
+/// [`attacks`] from 16 connections.
+async fn hostile(base: &str, ids: &[String], secs: u64, f: &mut Figures, backend: &str) {
+    use hospital_core::auth::Role;
+    let clinician = client_of(&token_of(Role::Clinician, "bs-lan", None, Some("bs-lan")));
+    let victim = ids[1].clone();
+    let attacker = client_of(&token_of(Role::Patient, "attacker", Some(&ids[0]), None));
+    f.calm = clinician_reads(&clinician, base, ids, secs).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let (attacker, stop, base) = (attacker.clone(), stop.clone(), base.to_owned());
+        let list = attacks(&victim);
+        workers.push(tokio::spawn(async move {
+            let (mut n, mut i, mut errors) = (0usize, w, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (method, path, ct, body) = &list[i % list.len()];
+                i += 1;
+                let url = format!("{base}/{path}");
+                let mut req = if *method == "GET" {
+                    attacker.get(url)
+                } else {
+                    attacker.post(url).body(body.clone())
+                };
+                if !ct.is_empty() {
+                    req = req.header("content-type", *ct);
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_server_error() => errors += 1,
+                    Ok(r) => drop(r.bytes().await),
+                    Err(_) => errors += 1,
+                }
+                n += 1;
+            }
+            (n, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.attacked = clinician_reads(&clinician, base, ids, secs).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut n, mut errors) = (0, 0);
+    for w in workers {
+        let (a, e) = w.await.unwrap();
+        n += a;
+        errors += e;
+    }
+    f.attack_requests = n;
+    assert_eq!(
+        errors, 0,
+        "the attack caused server errors or dropped connections"
+    );
+    eprintln!(
+        "[{backend}] clinician reads p50/p99/max {:.1}/{:.1}/{:.1} ms alone, {:.1}/{:.1}/{:.1} ms under attack ({n} attack requests)",
+        f.calm.0, f.calm.1, f.calm.2, f.attacked.0, f.attacked.1, f.attacked.2
+    );
 }
 
 async fn run_backend(backend: &str, a: &Args) -> Figures {
@@ -426,6 +630,10 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
         eprintln!("[{backend}] search {kind}: p50 {p50:.1} ms, p99 {p99:.1} ms");
         f.search.push((kind, p50, p99));
     }
+    // 5. A hostile patient.
+    if a.hostile > 0 {
+        hostile(&base, &ids, a.hostile, &mut f, backend).await;
+    }
     f.peak_mib = server.peak_rss_mib();
     // Let the sealer chain what the run wrote, then report the trail's size.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -481,6 +689,20 @@ async fn main() {
         let name = all[0].1.search[i].0;
         row(&format!("search by {name} p50 / p99 (ms)"), &|f| {
             format!("{:.1} / {:.1}", f.search[i].1, f.search[i].2)
+        });
+    }
+    if a.hostile > 0 {
+        row("clinician read p50 / p99 / max, alone (ms)", &|f| {
+            format!("{:.1} / {:.1} / {:.1}", f.calm.0, f.calm.1, f.calm.2)
+        });
+        row("the same while a patient attacks (ms)", &|f| {
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                f.attacked.0, f.attacked.1, f.attacked.2
+            )
+        });
+        row("attack requests answered (all 4xx or 2xx)", &|f| {
+            format!("{}", f.attack_requests)
         });
     }
     row("server peak RSS (MiB)", &|f| format!("{:.0}", f.peak_mib));
