@@ -7,6 +7,7 @@ mod audit_trail;
 mod bounds;
 mod fhir_rest;
 mod fhir_sdk_client;
+mod fuzz;
 mod identity_provider;
 mod logs_without_personal_data;
 mod official_examples;
