@@ -47,7 +47,7 @@ pub use writer::Writer;
 /// store's write transaction is not among them.
 pub mod store {
     pub use hospital_store::audit::{AuditQuery, AuditRecord, AuditRow, AuditSink};
-    pub use hospital_store::signing::{KeyStore, LocalKeyStore};
+    pub use hospital_store::signing::{KeyStore, LocalKeyStore, sorted_json};
     pub use hospital_store::{
         Dialect, HistoryPage, HistoryQuery, Method, SearchQuery, SearchResult, Store, StoreError,
         StoreOptions, Version, WriteOutcome, dates, extract, is_valid_id, params, text,

@@ -15,9 +15,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-/// Canonical form of a resource for signing: of `meta` only `security` and `tag`, keys
-/// sorted, compact.
-pub fn canonical(resource: &Value) -> String {
+/// JSON with object keys sorted at every level, compact, strings as serde writes them (no
+/// escaping beyond JSON's own): the form several signature schemes hash.
+pub fn sorted_json(v: &Value) -> String {
     fn write(v: &Value, out: &mut String) {
         match v {
             Value::Object(map) => {
@@ -47,6 +47,14 @@ pub fn canonical(resource: &Value) -> String {
             other => out.push_str(&other.to_string()),
         }
     }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
+/// Canonical form of a resource for signing: of `meta` only `security` and `tag`, keys
+/// sorted, compact.
+pub fn canonical(resource: &Value) -> String {
     let mut v = resource.clone();
     if let Value::Object(m) = &mut v
         && let Some(Value::Object(meta)) = m.remove("meta")
@@ -59,9 +67,7 @@ pub fn canonical(resource: &Value) -> String {
             m.insert("meta".into(), Value::Object(labels));
         }
     }
-    let mut out = String::new();
-    write(&v, &mut out);
-    out
+    sorted_json(&v)
 }
 
 /// SHA-256 of the canonical content of stored resource JSON, hex.

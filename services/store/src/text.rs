@@ -28,9 +28,27 @@ pub fn fold(s: &str) -> String {
     out
 }
 
+/// Vietnamese written without its marks, case kept (`Viện phí Đợt 1` → `Vien phi Dot 1`):
+/// what a bank memo or a QR payload may carry.
+pub fn strip_marks(s: &str) -> String {
+    s.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .map(|c| match c {
+            'đ' => 'd',
+            'Đ' => 'D',
+            c => c,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fold;
+    use super::{fold, strip_marks};
+
+    #[test]
+    fn marks_are_stripped_and_case_kept() {
+        assert_eq!(strip_marks("Viện phí Đợt 1"), "Vien phi Dot 1");
+    }
 
     #[test]
     fn vietnamese_names_fold_to_plain_lower_case() {
