@@ -4,7 +4,7 @@
 //! refusal are all here.
 
 use crate::caller::Caller;
-use crate::error::{Error, Kind, codes};
+use crate::error::{Error, codes, outcome_status};
 use crate::interaction::Interaction;
 use crate::platform::Platform;
 use crate::touched::Touched;
@@ -27,28 +27,6 @@ pub struct Credentials<'a> {
     /// What the request addresses (`Patient/123`, `/hospital.records.v1.Records/GetPatient`),
     /// named in the record of a refusal.
     pub target: &'a str,
-}
-
-/// The HTTP status an error of `kind` gives; audit records keep outcomes as HTTP statuses
-/// whatever the transport.
-pub fn outcome_status(kind: Kind) -> u16 {
-    match kind {
-        Kind::Invalid | Kind::TooCostly => 400,
-        Kind::Unauthenticated => 401,
-        Kind::Forbidden => 403,
-        Kind::NotFound => 404,
-        Kind::NotAllowed => 405,
-        Kind::NotAcceptable => 406,
-        Kind::Conflict => 409,
-        Kind::Gone => 410,
-        Kind::PreconditionFailed => 412,
-        Kind::TooLarge => 413,
-        Kind::UnsupportedMediaType => 415,
-        Kind::BusinessRule => 422,
-        Kind::Throttled => 429,
-        Kind::Internal => 500,
-        Kind::Unavailable => 503,
-    }
 }
 
 /// The bearer token of an `Authorization` value; the scheme is case-insensitive (RFC 7235).

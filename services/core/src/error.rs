@@ -204,3 +204,25 @@ impl From<StoreError> for Error {
         }
     }
 }
+
+/// The HTTP status an error of `kind` gives; audit records keep outcomes as HTTP statuses
+/// whatever the transport.
+pub fn outcome_status(kind: Kind) -> u16 {
+    match kind {
+        Kind::Invalid | Kind::TooCostly => 400,
+        Kind::Unauthenticated => 401,
+        Kind::Forbidden => 403,
+        Kind::NotFound => 404,
+        Kind::NotAllowed => 405,
+        Kind::NotAcceptable => 406,
+        Kind::Conflict => 409,
+        Kind::Gone => 410,
+        Kind::PreconditionFailed => 412,
+        Kind::TooLarge => 413,
+        Kind::UnsupportedMediaType => 415,
+        Kind::BusinessRule => 422,
+        Kind::Throttled => 429,
+        Kind::Internal => 500,
+        Kind::Unavailable => 503,
+    }
+}

@@ -1,10 +1,10 @@
 //! The platform one process runs on: the record store, every service's rules, which services
 //! this process runs, and who may call.
 
-use crate::admission::{Admission, Limits};
 use crate::caller::Caller;
 use crate::error::{Error, codes};
 use crate::interaction::Interaction;
+use crate::lanes::{Admission, Limits};
 use crate::ownership::{Deployment, owner_of};
 use crate::rules::Registry;
 use crate::touched::Touched;

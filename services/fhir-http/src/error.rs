@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 /// The HTTP status of an error.
 pub fn status(e: &Error) -> StatusCode {
-    StatusCode::from_u16(hospital_core::authn::outcome_status(e.kind()))
+    StatusCode::from_u16(hospital_core::error::outcome_status(e.kind()))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 

@@ -164,7 +164,7 @@ impl Call<'_> {
             Ok((_, t)) => (t.clone(), 200),
             Err(e) => (
                 Touched::default(),
-                hospital_core::authn::outcome_status(e.kind()),
+                hospital_core::error::outcome_status(e.kind()),
             ),
         };
         if touched.audited {

@@ -214,7 +214,7 @@ pub fn check_csrf(session: &Session, sent: &str) -> Result<(), Error> {
 }
 
 fn error_page(e: &Error) -> Response {
-    let status = StatusCode::from_u16(hospital_core::authn::outcome_status(e.kind()))
+    let status = StatusCode::from_u16(hospital_core::error::outcome_status(e.kind()))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
@@ -490,7 +490,7 @@ async fn callback(
     match result {
         Ok((principal, return_to)) => start_session(&web, caller, principal, &return_to).await,
         Err(e) => {
-            let status = hospital_core::authn::outcome_status(e.kind());
+            let status = hospital_core::error::outcome_status(e.kind());
             let _ = web
                 .platform
                 .audit(&caller, SIGN_IN, "", &Touched::target("signin"), status)
