@@ -45,6 +45,18 @@ pub fn lock_keys(resource_type: &str, params: &[(String, String)]) -> Vec<String
     keys
 }
 
+/// Takes the locks of `keys` sorted, so that every transaction takes its locks in one order.
+/// A transaction with several conditions takes them all this way before evaluating any: a
+/// lock already held is taken again at no cost.
+pub async fn lock_in_order(tx: &mut Tx, mut keys: Vec<String>) -> Result<(), Error> {
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        tx.lock(&key).await?;
+    }
+    Ok(())
+}
+
 /// Finds the single resource matching a condition, holding locks on it so that concurrent
 /// requests with an overlapping condition see each other's result.
 pub async fn find_match(

@@ -88,6 +88,7 @@ pub mod codes {
         DUPLICATE_IDENTIFIER = "CF_01", Conflict, "An identifier that names one resource only is already used; the message names the holder.";
         CREATED_CONCURRENTLY = "CF_02", Conflict, "The same resource was created concurrently; retry.";
         SIGNED_ENTRY = "CF_03", Conflict, "A signed entry is never edited or deleted; amend it with a reason.";
+        CONTENTION = "CF_05", Conflict, "A concurrent request held what this one needed (a deadlock or a busy database); nothing was written; retry.";
         STATE_CONFLICT = "CF_04", Conflict, "The request conflicts with the state of the stored data.";
         VERSION_MISMATCH = "PC_01", PreconditionFailed, "If-Match names a version that is not the current one.";
         AMBIGUOUS_CONDITION = "PC_02", PreconditionFailed, "A conditional request's condition matches more than one resource.";
@@ -197,6 +198,13 @@ impl From<StoreError> for Error {
             }
             StoreError::BadSearch(m) => Error::new(codes::INVALID_SEARCH, m),
             StoreError::TooCostly(m) => Error::new(codes::BOUND_EXCEEDED, m),
+            e if e.is_contention() => {
+                tracing::warn!(error = %e, "a transaction gave way to a concurrent one");
+                Error::new(
+                    codes::CONTENTION,
+                    "a concurrent request held what this one needed; nothing was written; retry",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 Error::new(codes::INTERNAL, "internal error")

@@ -376,13 +376,26 @@ async fn transaction(
     let mut targets: HashMap<(String, String), usize> = HashMap::new();
     // Conditions by what they mean: two spellings of one condition are one condition.
     let mut conditions: HashMap<Vec<String>, usize> = HashMap::new();
+    let condition_of = |e: &Entry| match e.method {
+        Method::Post => e.if_none_exist.clone(),
+        Method::Put if e.id.is_none() => e.query.clone(),
+        _ => None,
+    };
+    // Every condition's locks at once, in one order for every transaction: two transactions
+    // naming the same conditions in opposite orders then wait for each other, never deadlock.
+    let every_key = entries.iter().flat_map(|e| {
+        condition_of(e)
+            .map(|c| {
+                let params = parse_query(Some(c.trim_start_matches('?')));
+                hospital_core::conditional::lock_keys(&e.rtype, &params)
+            })
+            .unwrap_or_default()
+    });
+    hospital_core::conditional::lock_in_order(&mut tx, every_key.collect()).await?;
     for e in &entries {
         let i = e.index;
-        let condition = match e.method {
-            Method::Post => e.if_none_exist.as_deref(),
-            Method::Put if e.id.is_none() => e.query.as_deref(),
-            _ => None,
-        };
+        let condition_owned = condition_of(e);
+        let condition = condition_owned.as_deref();
         if let Some(cond) = condition {
             let params = parse_query(Some(cond.trim_start_matches('?')));
             let meaning = hospital_core::conditional::lock_keys(&e.rtype, &params);

@@ -67,6 +67,19 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
+    /// Whether the database gave up on this transaction because a concurrent one held what it
+    /// needed: a PostgreSQL deadlock (`40P01`) or serialization failure (`40001`), SQLite busy
+    /// or locked past its timeout. The transaction was rolled back; a retry may succeed.
+    pub fn is_contention(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => matches!(
+                db.code().as_deref(),
+                Some("40P01" | "40001" | "5" | "6" | "261" | "262" | "517")
+            ),
+            _ => false,
+        }
+    }
+
     pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
         StoreError::Invalid {
             path: path.into(),
