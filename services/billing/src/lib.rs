@@ -3,7 +3,7 @@
 //! `hospital-core`).
 //!
 //! Built so far, as libraries with their published vectors as tests: [`vietqr`] (payment-code
-//! payloads, encoded and decoded), [`bhyt`] (insurance cost sharing from dated rules) and
+//! payloads, encoded and decoded), [`qr`] (their PNG and SVG), [`bhyt`] (insurance cost sharing from dated rules) and
 //! [`webhooks`] (each bank feed's signature and body). The service's own data (invoices, the
 //! ledger, payment pages) is not yet built: until then its types are written with the
 //! platform's common rule, references must resolve.
@@ -11,6 +11,7 @@
 use hospital_core::{ServiceDefinition, ServiceName};
 
 pub mod bhyt;
+pub mod qr;
 pub mod search_params;
 pub mod vietqr;
 pub mod webhooks;
