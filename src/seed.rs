@@ -18,6 +18,7 @@ pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
             max_body_bytes: cfg.max_body_bytes,
             base_url: String::new(),
         },
+        operations: Vec::new().into(),
     };
     let bundle: serde_json::Value = serde_json::from_str(DEMO)?;
     let (out, _) = hospital_fhir_http::process_bundle(&api, &Caller::system("seed"), bundle)

@@ -4,6 +4,7 @@
 mod access_control;
 mod architecture;
 mod audit_trail;
+mod billing;
 mod bounds;
 mod fhir_rest;
 mod fhir_sdk_client;

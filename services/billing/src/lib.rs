@@ -2,15 +2,24 @@
 //! ChargeItem, Invoice, Account, PaymentNotice and PaymentReconciliation in the store (the ownership table of
 //! `hospital-core`).
 //!
-//! Built so far, as libraries with their published vectors as tests: [`vietqr`] (payment-code
-//! payloads, encoded and decoded), [`qr`] (their PNG and SVG), [`bhyt`] (insurance cost sharing from dated rules) and
-//! [`webhooks`] (each bank feed's signature and body). The service's own data (invoices, the
-//! ledger, payment pages) is not yet built: until then its types are written with the
-//! platform's common rule, references must resolve.
+//! Built so far:
+//! - libraries tested against the published vectors: [`vietqr`] (payment-code payloads,
+//!   encoded and decoded), [`qr`] (their PNG and SVG), [`bhyt`] (insurance cost sharing from
+//!   dated rules) and [`webhooks`] (each bank feed's signature and body);
+//! - [`invoice`] — its rules: an Invoice's bill number, payment code and payment page token,
+//!   assigned by billing and never changed; amounts in whole VND;
+//! - [`payment_qr`] — `GET /fhir/Invoice/{id}/$payment-qr`;
+//! - [`page`] — the patient's payment page, `GET /pay/{token}`.
+//!
+//! Not yet: the ledger of payments and the webhook endpoints, the live status, cashier work,
+//! reconciliation, the price list and charges, gRPC.
 
 use hospital_core::{ServiceDefinition, ServiceName};
 
 pub mod bhyt;
+pub mod invoice;
+pub mod page;
+pub mod payment_qr;
 pub mod qr;
 pub mod search_params;
 pub mod vietqr;
@@ -18,7 +27,16 @@ pub mod webhooks;
 
 /// What every process needs of the billing service: its rules on the types it owns.
 pub fn definition() -> ServiceDefinition {
-    ServiceDefinition::references_only(ServiceName::Billing, search_params::SEARCH_PARAMS)
+    let rules: std::sync::Arc<dyn hospital_core::ResourceRules> =
+        std::sync::Arc::new(invoice::BillingRules);
+    ServiceDefinition {
+        name: ServiceName::Billing,
+        rules: hospital_core::ownership::owned_by(ServiceName::Billing)
+            .map(|t| (t, rules.clone()))
+            .collect(),
+        unique_identifiers: invoice::UNIQUE_IDENTIFIERS,
+        search_params: search_params::SEARCH_PARAMS,
+    }
 }
 
 /// The billing service, as a process registers it. It has no gRPC service and no pages yet.
@@ -26,6 +44,29 @@ pub fn registration() -> hospital_host::Registration {
     hospital_host::Registration {
         definition,
         grpc: |_| Vec::new(),
-        routes: |_| None,
+        routes: |c| {
+            Some(page::routes(
+                c.platform.clone(),
+                page::PageConfig {
+                    hospital_name: c.config.hospital_name.clone(),
+                    account_name: c.config.bank_account_name.clone(),
+                    receiving: payment_qr::Receiving {
+                        bin: c.config.bank_bin.clone(),
+                        account: c.config.bank_account.clone(),
+                        page_base: c.public_url.clone(),
+                    },
+                },
+            ))
+        },
+        operations: |c| {
+            vec![std::sync::Arc::new(payment_qr::PaymentQr {
+                platform: c.platform.clone(),
+                receiving: payment_qr::Receiving {
+                    bin: c.config.bank_bin.clone(),
+                    account: c.config.bank_account.clone(),
+                    page_base: c.public_url.clone(),
+                },
+            })]
+        },
     }
 }

@@ -2,6 +2,7 @@
 //! declaration drives index extraction, query parsing and the CapabilityStatement. Every
 //! process installs them (with every other service's), so every process indexes alike.
 
+use hospital_core::store::params::ParamKind::*;
 use hospital_core::store::params::SearchParam;
 
 const SUBJECT: &[&str] = &["subject"];
@@ -14,6 +15,8 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     SearchParam::reference("Invoice", "subject", SUBJECT, &[]),
     SearchParam::reference("Invoice", "patient", SUBJECT, PATIENT),
     SearchParam::reference("Invoice", "recipient", &["recipient"], &[]),
+    SearchParam::new("Invoice", "identifier", Token, &["identifier"]),
+    SearchParam::new("Invoice", "status", Token, &["status"]),
     SearchParam::reference("Account", "subject", SUBJECT, &[]),
     SearchParam::reference("Account", "patient", SUBJECT, PATIENT),
 ];

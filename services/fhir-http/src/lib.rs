@@ -36,6 +36,8 @@ pub struct FhirConfig {
 pub struct FhirApi {
     pub platform: Platform,
     pub config: FhirConfig,
+    /// The FHIR operations of the services this process runs.
+    pub operations: std::sync::Arc<[std::sync::Arc<dyn hospital_core::Operation>]>,
 }
 
 /// Splits an `If-Match` value `W/"3"` (or `"3"`, or `3`) into the version number.

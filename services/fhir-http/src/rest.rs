@@ -422,12 +422,35 @@ async fn instance_op(
     Path((rtype, id, op)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let interaction = match op.as_str() {
-        "_history" => Interaction::HistoryInstance,
-        "$everything" => Interaction::Everything,
-        "$verify" => Interaction::Verify,
+    let defined = api
+        .operations
+        .iter()
+        .find(|o| o.resource_type() == rtype && o.name() == op)
+        .cloned();
+    let interaction = match (op.as_str(), &defined) {
+        (_, Some(o)) => Interaction::Call(o.name(), o.action()),
+        ("_history", _) => Interaction::HistoryInstance,
+        ("$everything", _) => Interaction::Everything,
+        ("$verify", _) => Interaction::Verify,
         _ => Interaction::Call("operation", hospital_core::AuditAction::E),
     };
+    if let Some(o) = defined {
+        let r: Touching = async {
+            check_id(&rtype, &id)?;
+            let (body, touched) = o.run(&caller, &id).await?;
+            Ok((fhir_response(StatusCode::OK, body.to_string()), touched))
+        }
+        .await;
+        return finish(
+            &api,
+            &caller,
+            interaction,
+            &rtype,
+            Some(&format!("{rtype}/{id}")),
+            r,
+        )
+        .await;
+    }
     let r: Touching = async {
         check_type(&rtype)?;
         check_id(&rtype, &id)?;

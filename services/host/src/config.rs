@@ -134,6 +134,38 @@ pub struct Config {
         global = true
     )]
     pub service_running: usize,
+    /// The hospital's name, as the payment page and receipts show it.
+    #[arg(
+        long,
+        env = "HOSPITAL_NAME",
+        default_value = "Bệnh viện Đa khoa tỉnh Quảng Ngãi",
+        global = true
+    )]
+    pub hospital_name: String,
+    /// The acquirer BIN of the bank that receives patients' payments (see billing's banks.csv).
+    #[arg(
+        long,
+        env = "HOSPITAL_BANK_BIN",
+        default_value = "970415",
+        global = true
+    )]
+    pub bank_bin: String,
+    /// The hospital's receiving account at that bank.
+    #[arg(
+        long,
+        env = "HOSPITAL_BANK_ACCOUNT",
+        default_value = "113366668888",
+        global = true
+    )]
+    pub bank_account: String,
+    /// The account holder's name, as the bank shows it (for paying by hand).
+    #[arg(
+        long,
+        env = "HOSPITAL_BANK_ACCOUNT_NAME",
+        default_value = "BENH VIEN DA KHOA TINH QUANG NGAI",
+        global = true
+    )]
+    pub bank_account_name: String,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HOSPITAL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -210,6 +242,10 @@ impl Config {
             oauth_client_secret: None,
             public_url: None,
             max_body_bytes: 10 * 1024 * 1024,
+            hospital_name: "Bệnh viện Đa khoa tỉnh Quảng Ngãi".into(),
+            bank_bin: "970415".into(),
+            bank_account: "113366668888".into(),
+            bank_account_name: "BENH VIEN DA KHOA TINH QUANG NGAI".into(),
             request_time_limit_ms: 30_000,
             caller_running: 4,
             caller_queued: 64,

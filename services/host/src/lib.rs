@@ -38,6 +38,8 @@ pub struct Registration {
     pub grpc: fn(&Context) -> Vec<GrpcService>,
     /// Its HTTP routes outside `/fhir` (pages, webhooks): served only where it runs.
     pub routes: fn(&Context) -> Option<Router>,
+    /// Its FHIR operations (`$payment-qr`): served under `/fhir` only where it runs.
+    pub operations: fn(&Context) -> Vec<std::sync::Arc<dyn hospital_core::Operation>>,
 }
 
 /// What a service's edges are built with: the platform, and clients of the other services.
@@ -45,6 +47,10 @@ pub struct Registration {
 pub struct Context {
     pub platform: Platform,
     pub clients: Clients,
+    /// The process's configuration (a service's own settings, the public base URL).
+    pub config: std::sync::Arc<Config>,
+    /// Where this process is reached from outside (links in pages and operations).
+    pub public_url: String,
 }
 
 /// Outbound gRPC clients of every service. Inside the all-in-one process too, services call
@@ -328,13 +334,6 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{http_addr}"));
     let platform = platform(cfg, &store, registry, deployment.clone())?;
-    let api = FhirApi {
-        platform: platform.clone(),
-        config: FhirConfig {
-            max_body_bytes: cfg.max_body_bytes,
-            base_url: format!("{}/fhir", base_url.trim_end_matches('/')),
-        },
-    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -342,13 +341,6 @@ pub async fn start(
     let mut tasks = Vec::new();
     let sealer = store.spawn_audit_sealer(Duration::from_millis(500));
 
-    let mut app = Router::new()
-        .nest("/fhir", hospital_fhir_http::router(api.clone()))
-        .merge(hospital_web::routes(
-            platform.clone(),
-            signin(cfg, &base_url)?,
-        ))
-        .route("/healthz", axum::routing::get(|| async { "ok" }));
     // Bind first: the clients of services this process runs dial the bound addresses.
     let mut listeners = BTreeMap::new();
     for name in ServiceName::ALL {
@@ -367,7 +359,29 @@ pub async fn start(
     let context = Context {
         platform: platform.clone(),
         clients: clients(cfg, &deployment, &bound)?,
+        config: std::sync::Arc::new(cfg.clone()),
+        public_url: base_url.trim_end_matches('/').to_owned(),
     };
+    let operations: Vec<_> = registrations
+        .iter()
+        .filter(|r| deployment.runs((r.definition)().name))
+        .flat_map(|r| (r.operations)(&context))
+        .collect();
+    let api = FhirApi {
+        platform: platform.clone(),
+        config: FhirConfig {
+            max_body_bytes: cfg.max_body_bytes,
+            base_url: format!("{}/fhir", base_url.trim_end_matches('/')),
+        },
+        operations: operations.into(),
+    };
+    let mut app = Router::new()
+        .nest("/fhir", hospital_fhir_http::router(api.clone()))
+        .merge(hospital_web::routes(
+            platform.clone(),
+            signin(cfg, &base_url)?,
+        ))
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
     let mut grpc_addrs = BTreeMap::new();
     for reg in registrations {
         let name = &(reg.definition)().name;

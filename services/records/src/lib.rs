@@ -55,5 +55,6 @@ pub fn registration() -> hospital_host::Registration {
             }]
         },
         routes: |_| None,
+        operations: |_| Vec::new(),
     }
 }

@@ -18,5 +18,6 @@ pub fn registration() -> hospital_host::Registration {
         definition,
         grpc: |_| Vec::new(),
         routes: |_| None,
+        operations: |_| Vec::new(),
     }
 }

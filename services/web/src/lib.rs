@@ -161,7 +161,11 @@ fn safe_return(to: Option<&str>) -> String {
 }
 
 /// A caller for a request with no one signed in yet (the record of a failed sign-in).
-fn anonymous(platform: &Platform, headers: &HeaderMap, peer: Option<std::net::IpAddr>) -> Caller {
+pub fn anonymous(
+    platform: &Platform,
+    headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Caller {
     let text = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     let client = hospital_core::authn::client_address(
         peer,

@@ -1,0 +1,187 @@
+//! The billing service's rules on its types. An Invoice gets, on create, the three
+//! identifiers a payment needs — kept from the stored version on every update:
+//!
+//! - its **bill number** (`HD` + year + a counter: `HD2026000123`), VietQR tag 62.01;
+//! - its **payment code** (`VP` + 8 base-36 characters), the short memo code a patient's
+//!   transfer carries (62.08) and bank feeds are matched on; anyone who sees the transfer can
+//!   read it, so it opens nothing;
+//! - its **payment page token**, 128 random bits: the unguessable link of the page that shows
+//!   the bill without a login.
+//!
+//! Amounts are VND in whole đồng. Each identifier names one Invoice only (the store enforces
+//! it under concurrency).
+
+use async_trait::async_trait;
+use hospital_core::rules::check_references;
+use hospital_core::{Error, ResourceRules, Tx, Write, WriteKind};
+use serde_json::{Value, json};
+
+pub const BILL_NUMBER: &str = "urn:hospital:bill-number";
+pub const PAYMENT_CODE: &str = "urn:hospital:payment-code";
+pub const PAYMENT_PAGE: &str = "urn:hospital:payment-page";
+
+/// `(type, system)` pairs that name one resource only.
+pub const UNIQUE_IDENTIFIERS: &[(&str, &str)] = &[
+    ("Invoice", BILL_NUMBER),
+    ("Invoice", PAYMENT_CODE),
+    ("Invoice", PAYMENT_PAGE),
+];
+
+const BASE36: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// A new payment code: `VP` and 8 random base-36 characters (2.8 × 10¹² codes).
+pub fn new_payment_code() -> String {
+    let mut code = String::from("VP");
+    for _ in 0..8 {
+        code.push(char::from(BASE36[rand::random_range(0..BASE36.len())]));
+    }
+    code
+}
+
+/// A new payment page token: 128 random bits, URL-safe base64 (22 characters).
+pub fn new_page_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The value of `body`'s identifier of `system`.
+pub fn identifier<'a>(body: &'a Value, system: &str) -> Option<&'a str> {
+    body.get("identifier")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("system").and_then(Value::as_str) == Some(system))?
+        .get("value")?
+        .as_str()
+}
+
+/// Whole đồng of a `Money` that must be VND.
+pub fn vnd(money: Option<&Value>, path: &str) -> Result<Option<i64>, Error> {
+    let Some(m) = money else {
+        return Ok(None);
+    };
+    if m.get("currency").and_then(Value::as_str) != Some("VND") {
+        return Err(Error::invalid(path, "amounts are in VND (`currency: VND`)"));
+    }
+    match m.get("value").and_then(Value::as_f64) {
+        Some(v) if v >= 0.0 && v.fract() == 0.0 && v < 1e13 => Ok(Some(v as i64)),
+        _ => Err(Error::invalid(
+            format!("{path}.value"),
+            "an amount is a whole, non-negative number of đồng below 10¹³",
+        )),
+    }
+}
+
+pub struct BillingRules;
+
+impl BillingRules {
+    async fn prepare_invoice(
+        &self,
+        tx: &mut Tx,
+        w: &Write<'_>,
+        body: &mut Value,
+    ) -> Result<(), Error> {
+        vnd(body.get("totalGross"), "Invoice.totalGross")?;
+        vnd(body.get("totalNet"), "Invoice.totalNet")?;
+        let stored: Option<Value> = if w.kind == WriteKind::Create {
+            None
+        } else {
+            tx.read("Invoice", w.id)
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_str(&v.body).ok())
+        };
+        let mut added = Vec::new();
+        for system in [BILL_NUMBER, PAYMENT_CODE, PAYMENT_PAGE] {
+            let kept = stored
+                .as_ref()
+                .and_then(|old| identifier(old, system))
+                .map(str::to_owned);
+            let given = identifier(body, system).map(str::to_owned);
+            if let (Some(k), Some(g)) = (&kept, &given)
+                && k != g
+            {
+                return Err(Error::invalid(
+                    "Invoice.identifier",
+                    format!("the {system} identifier is assigned by billing and never changes"),
+                ));
+            }
+            if given.is_some() && kept.is_none() && w.kind == WriteKind::Create {
+                return Err(Error::invalid(
+                    "Invoice.identifier",
+                    format!("the {system} identifier is assigned by billing"),
+                ));
+            }
+            if given.is_some() {
+                continue;
+            }
+            let value = match (kept, system) {
+                (Some(k), _) => k,
+                (None, BILL_NUMBER) => {
+                    let year = hospital_core::store::dates::format_instant(
+                        hospital_core::store::dates::now_micros(),
+                    )
+                    .get(..4)
+                    .unwrap_or("0000")
+                    .to_owned();
+                    let n = tx.next_counter(&format!("bill-number-{year}")).await?;
+                    format!("HD{year}{n:06}")
+                }
+                (None, PAYMENT_CODE) => new_payment_code(),
+                (None, _) => new_page_token(),
+            };
+            added.push(json!({"system": system, "value": value}));
+        }
+        match body.get_mut("identifier").and_then(Value::as_array_mut) {
+            Some(list) => list.extend(added),
+            None if !added.is_empty() => body["identifier"] = Value::Array(added),
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ResourceRules for BillingRules {
+    async fn prepare(&self, tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Result<(), Error> {
+        if w.resource_type == "Invoice" {
+            self.prepare_invoice(tx, w, body).await?;
+        }
+        Ok(())
+    }
+
+    async fn check(&self, tx: &mut Tx, _resource_type: &str, body: &Value) -> Result<(), Error> {
+        check_references(tx, body).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_tokens_have_their_shapes() {
+        let c = new_payment_code();
+        assert!(c.len() == 10 && c.starts_with("VP") && c.bytes().all(|b| BASE36.contains(&b)));
+        assert_ne!(new_payment_code(), new_payment_code());
+        let t = new_page_token();
+        assert_eq!(t.len(), 22, "128 bits in URL-safe base64");
+        assert_ne!(t, new_page_token());
+    }
+
+    #[test]
+    fn amounts_are_whole_vnd() {
+        assert_eq!(
+            vnd(Some(&json!({"value": 250000, "currency": "VND"})), "x").unwrap(),
+            Some(250_000)
+        );
+        for bad in [
+            json!({"value": 1.5, "currency": "VND"}),
+            json!({"value": -1, "currency": "VND"}),
+            json!({"value": 10, "currency": "USD"}),
+            json!({"value": 1e15, "currency": "VND"}),
+        ] {
+            assert!(vnd(Some(&bad), "x").is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The patient's payment page, `GET /pay/{token}`: reached by the unguessable link of an
+//! Invoice (its payment page token), with no login. Server-rendered HTML, Vietnamese by
+//! default (`?lang=en` for English), readable on a phone: the hospital, the amount the Vietnamese
+//! way, the bill number, the patient's name masked, the BHYT share and the patient's, the QR,
+//! buttons that open common bank apps, and the account details for paying by hand. Every view
+//! is audited (as an anonymous caller holding the link).
+
+use crate::bhyt::vnd as format_vnd;
+use crate::invoice::{PAYMENT_PAGE, identifier};
+use crate::payment_qr::{Receiving, owed, payment};
+use crate::{qr, vietqr};
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hospital_core::store::SearchQuery;
+use hospital_core::{AuditAction, Interaction, Platform, Touched};
+use hospital_web::{escape, page};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// What the page needs beyond the platform.
+#[derive(Clone)]
+pub struct PageConfig {
+    pub hospital_name: String,
+    pub receiving: Receiving,
+    pub account_name: String,
+}
+
+#[derive(Clone)]
+struct PageState {
+    platform: Platform,
+    config: PageConfig,
+}
+
+pub fn routes(platform: Platform, config: PageConfig) -> Router {
+    Router::new()
+        .route("/pay/{token}", axum::routing::get(show))
+        .with_state(PageState { platform, config })
+}
+
+/// `Nguyễn Văn An` → `Nguyễn V. A.`: the family name, then initials.
+pub fn mask_name(full: &str) -> String {
+    let mut words = full.split_whitespace();
+    let Some(family) = words.next() else {
+        return String::new();
+    };
+    let initials: Vec<String> = words
+        .filter_map(|w| w.chars().next())
+        .map(|c| format!("{c}."))
+        .collect();
+    if initials.is_empty() {
+        family.to_owned()
+    } else {
+        format!("{family} {}", initials.join(" "))
+    }
+}
+
+fn patient_name(patient: &Value) -> String {
+    let name = patient.pointer("/name/0");
+    name.and_then(|n| n.get("text").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            let n = name?;
+            let family = n.get("family").and_then(Value::as_str).unwrap_or("");
+            let given: Vec<&str> = n
+                .get("given")
+                .and_then(Value::as_array)
+                .map(|g| g.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            Some(format!("{family} {}", given.join(" ")))
+        })
+        .unwrap_or_default()
+}
+
+/// The bank apps the page offers buttons for: (label, vietqr.io app id).
+const APPS: &[(&str, &str)] = &[
+    ("Vietcombank", "vcb"),
+    ("VietinBank iPay", "icb"),
+    ("BIDV", "bidv"),
+    ("MB Bank", "mb"),
+    ("Techcombank", "tcb"),
+    ("Agribank", "vba"),
+];
+
+/// The short code of the bank of `bin`, from `banks.csv`.
+fn bank_code(bin: &str) -> Option<&'static str> {
+    include_str!("../data/banks.csv")
+        .lines()
+        .skip(1)
+        .find(|l| l.split(',').next() == Some(bin))
+        .and_then(|l| l.split(',').nth(1))
+}
+
+fn not_found(en: bool) -> Response {
+    let (title, text) = if en {
+        ("Not found", "This payment link is not valid.")
+    } else {
+        ("Không tìm thấy", "Đường dẫn thanh toán này không hợp lệ.")
+    };
+    (
+        StatusCode::NOT_FOUND,
+        page(title, &format!("<h1>{title}</h1><p>{text}</p>")),
+    )
+        .into_response()
+}
+
+async fn show(
+    State(s): State<PageState>,
+    Path(token): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let en = q.get("lang").is_some_and(|l| l == "en");
+    let caller = hospital_web::anonymous(&s.platform, &headers, Some(addr.ip()));
+    let interaction = Interaction::Call("payment-page", AuditAction::R);
+    let well_formed = token.len() == 22
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let found = if well_formed {
+        let query = SearchQuery::new(
+            "Invoice",
+            vec![("identifier".into(), format!("{PAYMENT_PAGE}|{token}"))],
+        );
+        s.platform
+            .store()
+            .search(&query)
+            .await
+            .ok()
+            .and_then(|r| r.matches.into_iter().next())
+    } else {
+        None
+    };
+    let Some(v) = found else {
+        let _ = s
+            .platform
+            .audit(
+                &caller,
+                interaction,
+                "Invoice",
+                &Touched::target("pay"),
+                404,
+            )
+            .await;
+        return not_found(en);
+    };
+    let touched = Touched::of(std::slice::from_ref(&v));
+    if s.platform
+        .audit(&caller, interaction, "Invoice", &touched, 200)
+        .await
+        .is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "audit unavailable").into_response();
+    }
+    let invoice: Value = serde_json::from_str(&v.body).unwrap_or_default();
+    if identifier(&invoice, PAYMENT_PAGE) != Some(token.as_str()) {
+        return not_found(en);
+    }
+    let status = invoice.get("status").and_then(Value::as_str).unwrap_or("");
+    let name = match invoice
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Patient/"))
+    {
+        Some(pid) => match s.platform.store().read("Patient", pid).await {
+            Ok(p) => mask_name(&patient_name(
+                &serde_json::from_str(&p.body).unwrap_or_default(),
+            )),
+            Err(_) => String::new(),
+        },
+        None => String::new(),
+    };
+    let money = |k: &str| {
+        invoice
+            .pointer(&format!("/{k}/value"))
+            .and_then(Value::as_i64)
+            .map(Decimal::from)
+    };
+    let (gross, net) = (money("totalGross"), money("totalNet"));
+    let t = |vi: &'static str, en_text: &'static str| if en { en_text } else { vi };
+    let mut body = format!(
+        "<p>{}</p><h1>{}</h1>",
+        escape(&s.config.hospital_name),
+        t("Thanh toán viện phí", "Hospital bill")
+    );
+    body.push_str(&format!(
+        "<p>{}: <b>{}</b></p>",
+        t("Người bệnh", "Patient"),
+        escape(&name)
+    ));
+    match (status, owed(&invoice)) {
+        ("issued", Ok(o)) => {
+            body.push_str(&format!(
+                "<p id=\"status\" data-status=\"issued\">{}</p>\
+                 <p class=\"amount\" id=\"amount\" style=\"font-size:2rem;font-weight:700\">{}</p>\
+                 <p>{}: <b id=\"bill\">{}</b> · {}: <b id=\"code\">{}</b></p>",
+                t("Chờ thanh toán", "Awaiting payment"),
+                escape(&format_vnd(Decimal::from(o.amount))),
+                t("Số hóa đơn", "Bill number"),
+                escape(&o.bill_number),
+                t("Nội dung chuyển khoản", "Transfer memo"),
+                escape(&o.code),
+            ));
+            if let (Some(g), Some(n)) = (gross, net) {
+                body.push_str(&format!(
+                    "<table><tr><td>{}</td><td>{}</td></tr><tr><td>{}</td><td>{}</td></tr><tr><td>{}</td><td>{}</td></tr></table>",
+                    t("Tổng chi phí", "Total cost"),
+                    escape(&format_vnd(g)),
+                    t("BHYT chi trả", "Paid by BHYT"),
+                    escape(&format_vnd(g - n)),
+                    t("Người bệnh trả", "Patient pays"),
+                    escape(&format_vnd(n)),
+                ));
+            }
+            let pay = payment(&o, &s.config.receiving);
+            if let Ok(payload) = vietqr::encode(&pay)
+                && let Ok(svg) = qr::svg(&payload)
+            {
+                body.push_str(&format!(
+                    "<div id=\"qr\" data-payload=\"{}\" style=\"max-width:18rem\">{svg}</div>",
+                    escape(&payload)
+                ));
+            }
+            if let Some(bank) = bank_code(&s.config.receiving.bin) {
+                body.push_str(&format!(
+                    "<p>{}</p><p>",
+                    t("Mở ứng dụng ngân hàng:", "Open your bank app:")
+                ));
+                for (label, app) in APPS {
+                    let link = vietqr::deep_link(
+                        app,
+                        bank,
+                        &s.config.receiving.account,
+                        o.amount as u64,
+                        &o.code,
+                    );
+                    body.push_str(&format!(
+                        "<a class=\"bank\" href=\"{}\" style=\"display:inline-block;margin:.2rem;padding:.4rem .6rem;border:1px solid #888;border-radius:.4rem\">{}</a>",
+                        escape(&link),
+                        escape(label)
+                    ));
+                }
+                body.push_str("</p>");
+            }
+            body.push_str(&format!(
+                "<p>{}: {} · {}: <b>{}</b> · {}: {} · {}: <b>{}</b></p>",
+                t("Ngân hàng", "Bank"),
+                escape(bank_code(&s.config.receiving.bin).unwrap_or(&s.config.receiving.bin)),
+                t("Số tài khoản", "Account"),
+                escape(&s.config.receiving.account),
+                t("Chủ tài khoản", "Account holder"),
+                escape(&s.config.account_name),
+                t("Nội dung", "Memo"),
+                escape(&o.code),
+            ));
+        }
+        ("balanced", _) => body.push_str(&format!(
+            "<p id=\"status\" data-status=\"balanced\">{}</p>",
+            t("Đã thanh toán", "Paid")
+        )),
+        ("cancelled", _) => body.push_str(&format!(
+            "<p id=\"status\" data-status=\"cancelled\">{}</p>",
+            t("Hóa đơn đã hủy", "This bill was cancelled")
+        )),
+        _ => body.push_str(&format!(
+            "<p id=\"status\" data-status=\"{}\">{}</p>",
+            escape(status),
+            t("Hóa đơn chưa phát hành", "This bill is not issued yet")
+        )),
+    }
+    body.push_str(&format!(
+        "<p><a href=\"?lang={}\">{}</a></p>",
+        if en { "vi" } else { "en" },
+        if en { "Tiếng Việt" } else { "English" }
+    ));
+    let mut res = page(t("Thanh toán viện phí", "Hospital bill"), &body).into_response();
+    // The link is the credential: never cached, never sent on as a referrer.
+    let h = res.headers_mut();
+    h.insert("cache-control", "no-store".parse().expect("header"));
+    h.insert("referrer-policy", "no-referrer".parse().expect("header"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_masked_to_the_family_name_and_initials() {
+        assert_eq!(mask_name("Nguyễn Văn An"), "Nguyễn V. A.");
+        assert_eq!(mask_name("Đặng Thị Ánh Tuyết"), "Đặng T. Á. T.");
+        assert_eq!(mask_name("Lê"), "Lê");
+        assert_eq!(bank_code("970415"), Some("ICB"));
+    }
+}
