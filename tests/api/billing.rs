@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 hospital_test_kit::on_both_backends!(
     an_issued_invoice_gets_its_codes_and_a_payment_qr_a_bank_app_reads,
+    bank_feeds_credit_each_payment_once_and_class_it,
 );
 
 fn param<'a>(params: &'a Value, name: &str) -> &'a Value {
@@ -192,6 +193,348 @@ async fn an_issued_invoice_gets_its_codes_and_a_payment_qr_a_bank_app_reads(b: B
                 && e["action"] == "R"
                 && e["outcomeDesc"] == "HTTP 200"),
         "{trail:#?}"
+    );
+    app.stop().await;
+}
+
+/// An issued Invoice for `patient` owing `owed` đồng: (id, payment code, bill number).
+async fn issued(app: &TestApp, patient: &str, owed: i64) -> (String, String, String) {
+    let r = app
+        .http
+        .post(app.url("Invoice"))
+        .header("content-type", FHIR)
+        .header("prefer", "return=representation")
+        .body(
+            json!({"resourceType": "Invoice", "status": "issued",
+                "subject": {"reference": format!("Patient/{patient}")},
+                "totalNet": {"value": owed, "currency": "VND"}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        ident(&v, "urn:hospital:payment-code").to_owned(),
+        ident(&v, "urn:hospital:bill-number").to_owned(),
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A Casso v2 delivery, signed as Casso signs it.
+fn casso(id: i64, amount: i64, memo: &str, account: &str) -> (String, String) {
+    let body = json!({"error": 0, "data": {"id": id, "reference": format!("FT{id}"), "description": memo,
+        "amount": amount, "runningBalance": 25_000_000, "transactionDateTime": "2026-12-01 15:06:37",
+        "accountNumber": account, "bankName": "VietinBank", "bankAbbreviation": "ICB",
+        "virtualAccountNumber": "", "virtualAccountName": "", "counterAccountName": "NGUYEN VAN A",
+        "counterAccountNumber": "8888888888", "counterAccountBankId": "970436",
+        "counterAccountBankName": "Vietcombank"}});
+    let t = now_ms();
+    let canonical = hospital_core::store::sorted_json(&body);
+    let v1 = hospital_billing::webhooks::hmac_sha512_hex(
+        b"test-casso-key",
+        format!("{t}.{canonical}").as_bytes(),
+    );
+    (body.to_string(), format!("t={t},v1={v1}"))
+}
+
+async fn post_casso(app: &TestApp, body: &str, signature: &str) -> (u16, Value) {
+    let r = app
+        .anonymous
+        .post(format!(
+            "{}/webhooks/casso",
+            app.base.trim_end_matches("/fhir")
+        ))
+        .header("content-type", "application/json")
+        .header("x-casso-signature", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+async fn post_sepay(app: &TestApp, id: i64, amount: i64, memo: &str, account: &str) -> u16 {
+    let body = json!({"id": id, "gateway": "VietinBank", "transactionDate": "2026-12-01 14:02:37",
+        "accountNumber": account, "code": null, "content": memo, "transferType": "in",
+        "description": format!("BankAPINotify {memo}"), "transferAmount": amount,
+        "referenceCode": format!("FT{id}"), "accumulated": 19_077_000, "subAccount": null});
+    app.anonymous
+        .post(format!(
+            "{}/webhooks/sepay",
+            app.base.trim_end_matches("/fhir")
+        ))
+        .header("authorization", "Apikey test-sepay-key")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn notices(app: &TestApp, invoice: &str) -> Vec<Value> {
+    let (_, b) = app
+        .get_json(&format!(
+            "PaymentNotice?request=Invoice/{invoice}&_count=100"
+        ))
+        .await;
+    b["entry"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["resource"].clone()).collect())
+        .unwrap_or_default()
+}
+
+fn outcome(notice: &Value) -> &str {
+    notice["extension"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|e| e["url"] == "urn:hospital:payment:outcome")
+        })
+        .and_then(|e| e["valueCode"].as_str())
+        .unwrap_or("")
+}
+
+async fn status_of(app: &TestApp, invoice: &str) -> String {
+    let (_, v) = app.get_json(&format!("Invoice/{invoice}")).await;
+    v["status"].as_str().unwrap_or("").to_owned()
+}
+
+async fn all_notices(app: &TestApp) -> usize {
+    app.store.count(Some("PaymentNotice")).await.unwrap() as usize
+}
+
+async fn bank_feeds_credit_each_payment_once_and_class_it(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000972")).await;
+
+    // One transfer, delivered 20 times at once: one credit, and the bill is paid.
+    let (inv, code, _) = issued(&app, &an, 250_000).await;
+    let memo = format!(
+        "MBVCB.3278907687.{} thanh toan.CT tu 0123",
+        code.to_lowercase().replace("vp", "vp ")
+    );
+    let (body, sig) = casso(1001, 250_000, &memo, &account);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (app_base, body, sig) = (app.base.clone(), body.clone(), sig.clone());
+        tasks.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!(
+                    "{}/webhooks/casso",
+                    app_base.trim_end_matches("/fhir")
+                ))
+                .header("x-casso-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200, "every replay is acknowledged");
+    }
+    let paid = notices(&app, &inv).await;
+    assert_eq!(paid.len(), 1, "credited once");
+    assert_eq!(outcome(&paid[0]), "paid");
+    assert_eq!(status_of(&app, &inv).await, "balanced");
+    let before = all_notices(&app).await;
+
+    // Refused before anything is read: a changed byte, no signature, a stale signature.
+    let (s, _) = post_casso(&app, &body.replace("250000", "250001"), &sig).await;
+    assert_eq!(s, 401);
+    let (s, _) = post_casso(&app, &body, "").await;
+    assert_eq!(s, 401);
+    let stale_sig = sig.replacen("t=", "t=1", 1);
+    let (s, _) = post_casso(&app, &body, &stale_sig).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        all_notices(&app).await,
+        before,
+        "a refused delivery stores nothing"
+    );
+
+    // Less, then more: partial, then paid with a credit to refund.
+    let (inv2, code2, _) = issued(&app, &an, 300_000).await;
+    assert_eq!(post_sepay(&app, 2001, 100_000, &code2, &account).await, 200);
+    assert_eq!(
+        status_of(&app, &inv2).await,
+        "issued",
+        "a partial payment leaves it open"
+    );
+    assert_eq!(
+        post_sepay(&app, 2002, 250_000, &format!("ck {code2}"), &account).await,
+        200
+    );
+    let two = notices(&app, &inv2).await;
+    let mut kinds: Vec<&str> = two.iter().map(outcome).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["overpaid", "partial"]);
+    assert!(
+        two.iter()
+            .any(|n| n.to_string().contains("urn:hospital:payment:to-refund")
+                && n.to_string().contains("50000"))
+    );
+    assert_eq!(status_of(&app, &inv2).await, "balanced");
+
+    // Two different payments racing for one bill: both recorded, the balance right.
+    let (inv3, code3, _) = issued(&app, &an, 200_000).await;
+    let (a, b2) = tokio::join!(
+        post_sepay(&app, 3001, 150_000, &code3, &account),
+        post_sepay(&app, 3002, 150_000, &code3, &account)
+    );
+    assert_eq!((a, b2), (200, 200));
+    let three = notices(&app, &inv3).await;
+    let mut kinds: Vec<&str> = three.iter().map(outcome).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec!["overpaid", "partial"],
+        "the second is classed against what is left"
+    );
+    assert_eq!(status_of(&app, &inv3).await, "balanced");
+
+    // No code, a cancelled bill: unmatched credits for the cashier, bills unchanged.
+    assert_eq!(
+        post_sepay(&app, 4001, 99_000, "chuyen tien", &account).await,
+        200
+    );
+    let (inv4, code4, _) = issued(&app, &an, 120_000).await;
+    let (_, mut cancelled) = app.get_json(&format!("Invoice/{inv4}")).await;
+    cancelled["status"] = json!("cancelled");
+    let (s, _, _) = app.put(&format!("Invoice/{inv4}"), &cancelled).await;
+    assert_eq!(s, 200);
+    assert_eq!(post_sepay(&app, 4002, 120_000, &code4, &account).await, 200);
+    assert_eq!(status_of(&app, &inv4).await, "cancelled");
+    assert!(
+        notices(&app, &inv4).await.is_empty(),
+        "not credited to the cancelled bill"
+    );
+    let before = all_notices(&app).await;
+
+    // Signed but wrong: another account, no money, absurd amounts. A clear error, nothing kept.
+    assert_eq!(
+        post_sepay(&app, 5001, 120_000, &code, "999999999").await,
+        422
+    );
+    assert_eq!(post_sepay(&app, 5002, 0, &code, &account).await, 400);
+    assert_eq!(post_sepay(&app, 5003, -5, &code, &account).await, 400);
+    assert_eq!(
+        post_sepay(&app, 5004, 10_000_000_000_000, &code, &account).await,
+        400
+    );
+    assert_eq!(all_notices(&app).await, before);
+
+    // The ledger is billing's: a client can neither write a notice nor mark a bill paid.
+    let (s, _, _) = app
+        .post(
+            "PaymentNotice",
+            &json!({"resourceType": "PaymentNotice", "status": "active",
+            "created": "2026-12-01", "payment": {"display": "x"}, "recipient": {"display": "x"},
+            "amount": {"value": 1, "currency": "VND"}}),
+        )
+        .await;
+    assert_eq!(s, 405);
+    let (inv5, code5, bill5) = issued(&app, &an, 80_000).await;
+    let (_, mut forged) = app.get_json(&format!("Invoice/{inv5}")).await;
+    forged["status"] = json!("balanced");
+    let (s, _, _) = app.put(&format!("Invoice/{inv5}"), &forged).await;
+    assert_eq!(s, 422);
+
+    // payOS, signed as payOS signs it.
+    let data = json!({"accountNumber": account, "amount": 80_000, "description": format!("CSFHLF {code5}"),
+        "reference": "FT-PAYOS-1", "transactionDateTime": "2026-12-01 09:00:00", "virtualAccountNumber": "",
+        "counterAccountBankId": "970436", "counterAccountBankName": "", "counterAccountName": "NGUYEN VAN A",
+        "counterAccountNumber": "9876543210", "virtualAccountName": "", "currency": "VND",
+        "orderCode": 123, "paymentLinkId": "link", "code": "00", "desc": "success"});
+    let signature = hospital_billing::webhooks::hmac_sha256_hex(
+        b"test_checksum_key",
+        hospital_billing::webhooks::payos_data_text(&data).as_bytes(),
+    );
+    let body = json!({"code": "00", "desc": "success", "success": true, "data": data, "signature": signature});
+    let r = app
+        .anonymous
+        .post(format!(
+            "{}/webhooks/payos",
+            app.base.trim_end_matches("/fhir")
+        ))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status_of(&app, &inv5).await, "balanced");
+    let _ = bill5;
+
+    // VNPay's IPN, answered in its protocol and in its order of checks.
+    let (inv6, _, bill6) = issued(&app, &an, 150_000).await;
+    let ipn = |txn_ref: &str, amount: i64, no: &str| {
+        let params: Vec<(String, String)> = [
+            ("vnp_Amount", (amount * 100).to_string()),
+            ("vnp_BankCode", "NCB".into()),
+            ("vnp_BankTranNo", format!("VNP{no}")),
+            ("vnp_CardType", "ATM".into()),
+            ("vnp_OrderInfo", format!("Thanh toan hoa don {txn_ref}")),
+            ("vnp_PayDate", "20261201091806".into()),
+            ("vnp_ResponseCode", "00".into()),
+            ("vnp_TmnCode", "TEST_TMN_CODE".into()),
+            ("vnp_TransactionNo", no.into()),
+            ("vnp_TransactionStatus", "00".into()),
+            ("vnp_TxnRef", txn_ref.into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let hash = hospital_billing::webhooks::hmac_sha512_hex(
+            b"test_secret",
+            hospital_billing::webhooks::vnpay_text(&params).as_bytes(),
+        );
+        let mut q: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        q.push_str(&format!("&vnp_SecureHash={hash}"));
+        q
+    };
+    let vnpay = |q: String| {
+        let url = format!("{}/webhooks/vnpay?{q}", app.base.trim_end_matches("/fhir"));
+        async move {
+            let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            v["RspCode"].as_str().unwrap_or("").to_owned()
+        }
+    };
+    assert_eq!(
+        vnpay(ipn(&bill6, 150_000, "1").replace("vnp_BankCode=NCB", "vnp_BankCode=NCC")).await,
+        "97"
+    );
+    assert_eq!(vnpay(ipn("HD1999000001", 150_000, "2")).await, "01");
+    assert_eq!(vnpay(ipn(&bill6, 140_000, "3")).await, "04");
+    assert_eq!(vnpay(ipn(&bill6, 150_000, "4")).await, "00");
+    assert_eq!(status_of(&app, &inv6).await, "balanced");
+    assert_eq!(
+        vnpay(ipn(&bill6, 150_000, "4")).await,
+        "02",
+        "a replay is already confirmed"
+    );
+    assert_eq!(notices(&app, &inv6).await.len(), 1);
+
+    // Every delivery is audited, the refused ones too.
+    let trail = app.audit_events("agent=anonymous").await;
+    assert!(
+        trail
+            .iter()
+            .any(|e| e["subtype"][0]["code"] == "webhook" && e["outcomeDesc"] == "HTTP 401")
     );
     app.stop().await;
 }

@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 use hospital_core::rules::check_references;
-use hospital_core::{Error, ResourceRules, Tx, Write, WriteKind};
+use hospital_core::{Error, Origin, ResourceRules, Tx, Write, WriteKind, codes};
 use serde_json::{Value, json};
 
 pub const BILL_NUMBER: &str = "urn:hospital:bill-number";
@@ -25,6 +25,11 @@ pub const UNIQUE_IDENTIFIERS: &[(&str, &str)] = &[
     ("Invoice", BILL_NUMBER),
     ("Invoice", PAYMENT_CODE),
     ("Invoice", PAYMENT_PAGE),
+    ("PaymentNotice", "urn:hospital:bank-transaction:sepay"),
+    ("PaymentNotice", "urn:hospital:bank-transaction:casso"),
+    ("PaymentNotice", "urn:hospital:bank-transaction:payos"),
+    ("PaymentNotice", "urn:hospital:bank-transaction:vnpay"),
+    ("PaymentNotice", "urn:hospital:bank-transaction:cash"),
 ];
 
 const BASE36: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -91,6 +96,20 @@ impl BillingRules {
                 .ok()
                 .and_then(|v| serde_json::from_str(&v.body).ok())
         };
+        // Paid is what the ledger says: only billing's own logic marks a bill balanced.
+        let status = |v: Option<&Value>| {
+            v.and_then(|b| b.get("status"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let now_balanced = status(Some(body)).as_deref() == Some("balanced");
+        let was_balanced = status(stored.as_ref()).as_deref() == Some("balanced");
+        if w.origin != Origin::Service && now_balanced != was_balanced {
+            return Err(Error::new(
+                codes::BUSINESS_RULE,
+                "an invoice is balanced, or no longer, only by the payments of its ledger",
+            ));
+        }
         let mut added = Vec::new();
         for system in [BILL_NUMBER, PAYMENT_CODE, PAYMENT_PAGE] {
             let kept = stored
@@ -144,8 +163,15 @@ impl BillingRules {
 #[async_trait]
 impl ResourceRules for BillingRules {
     async fn prepare(&self, tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Result<(), Error> {
-        if w.resource_type == "Invoice" {
-            self.prepare_invoice(tx, w, body).await?;
+        match w.resource_type {
+            "Invoice" => self.prepare_invoice(tx, w, body).await?,
+            "PaymentNotice" | "PaymentReconciliation" if w.origin != Origin::Service => {
+                return Err(Error::not_supported(format!(
+                    "{} is written by billing from its ledger of payments, never by a client",
+                    w.resource_type
+                )));
+            }
+            _ => {}
         }
         Ok(())
     }

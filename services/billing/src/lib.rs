@@ -17,7 +17,9 @@
 use hospital_core::{ServiceDefinition, ServiceName};
 
 pub mod bhyt;
+pub mod intake;
 pub mod invoice;
+pub mod ledger;
 pub mod page;
 pub mod payment_qr;
 pub mod qr;
@@ -45,7 +47,24 @@ pub fn registration() -> hospital_host::Registration {
         definition,
         grpc: |_| Vec::new(),
         routes: |c| {
-            Some(page::routes(
+            let cfg = &c.config;
+            let secrets = intake::Secrets {
+                sepay: cfg
+                    .sepay_hmac_secret
+                    .clone()
+                    .map(webhooks::SepayAuth::Hmac)
+                    .or_else(|| cfg.sepay_api_key.clone().map(webhooks::SepayAuth::ApiKey)),
+                casso: cfg.casso_key.clone(),
+                payos: cfg.payos_checksum_key.clone(),
+                vnpay: cfg.vnpay_hash_secret.clone(),
+            };
+            let webhooks = intake::routes(
+                c.platform.clone(),
+                secrets,
+                cfg.hospital_name.clone(),
+                cfg.bank_account.clone(),
+            );
+            Some(webhooks.merge(page::routes(
                 c.platform.clone(),
                 page::PageConfig {
                     hospital_name: c.config.hospital_name.clone(),
@@ -56,7 +75,7 @@ pub fn registration() -> hospital_host::Registration {
                         page_base: c.public_url.clone(),
                     },
                 },
-            ))
+            )))
         },
         operations: |c| {
             vec![std::sync::Arc::new(payment_qr::PaymentQr {

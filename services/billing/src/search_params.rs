@@ -17,6 +17,8 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     SearchParam::reference("Invoice", "recipient", &["recipient"], &[]),
     SearchParam::new("Invoice", "identifier", Token, &["identifier"]),
     SearchParam::new("Invoice", "status", Token, &["status"]),
+    SearchParam::reference("PaymentNotice", "request", &["request"], &[]),
+    SearchParam::new("PaymentNotice", "identifier", Token, &["identifier"]),
     SearchParam::reference("Account", "subject", SUBJECT, &[]),
     SearchParam::reference("Account", "patient", SUBJECT, PATIENT),
 ];

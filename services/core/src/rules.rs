@@ -25,6 +25,9 @@ pub enum Origin {
     Client,
     /// The platform recording a signature ($sign, $amend): the only writer of Provenance.
     Signature,
+    /// The owning service recording what it learned itself, not what a client sent (billing's
+    /// ledger from bank feeds: the only writer of PaymentNotice and of an Invoice's paid state).
+    Service,
 }
 
 /// One write about to happen.

@@ -108,6 +108,39 @@ impl Writer<'_> {
         .await
     }
 
+    /// A create by the owning service's own logic ([`Origin::Service`]), which its rules may
+    /// allow where they refuse a client.
+    pub async fn create_by_service(
+        &self,
+        tx: &mut Tx,
+        resource_type: &str,
+        body: Value,
+    ) -> Result<WriteOutcome, Error> {
+        self.create_as(tx, resource_type, None, body, Checks::Now, Origin::Service)
+            .await
+    }
+
+    /// An update by the owning service's own logic ([`Origin::Service`]).
+    pub async fn update_by_service(
+        &self,
+        tx: &mut Tx,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, Error> {
+        self.update_any(
+            tx,
+            resource_type,
+            id,
+            body,
+            if_match,
+            Checks::Now,
+            Origin::Service,
+        )
+        .await
+    }
+
     /// The amendment of a (signed) entry: a new version; the caller signs it in the same
     /// transaction.
     pub(crate) async fn amend(

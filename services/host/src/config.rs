@@ -166,6 +166,46 @@ pub struct Config {
         global = true
     )]
     pub bank_account_name: String,
+    /// SePay webhooks authenticated by `Authorization: Apikey <key>`.
+    #[arg(
+        long,
+        env = "HOSPITAL_SEPAY_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub sepay_api_key: Option<String>,
+    /// SePay webhooks signed with HMAC-SHA256 (`X-SePay-Signature`); wins over the API key.
+    #[arg(
+        long,
+        env = "HOSPITAL_SEPAY_HMAC_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub sepay_hmac_secret: Option<String>,
+    /// Casso webhook v2 secure token (`X-Casso-Signature`).
+    #[arg(
+        long,
+        env = "HOSPITAL_CASSO_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub casso_key: Option<String>,
+    /// payOS checksum key (the `signature` of its webhooks).
+    #[arg(
+        long,
+        env = "HOSPITAL_PAYOS_CHECKSUM_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub payos_checksum_key: Option<String>,
+    /// VNPay hash secret (`vnp_SecureHash` of its IPN).
+    #[arg(
+        long,
+        env = "HOSPITAL_VNPAY_HASH_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub vnpay_hash_secret: Option<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HOSPITAL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -246,6 +286,11 @@ impl Config {
             bank_bin: "970415".into(),
             bank_account: "113366668888".into(),
             bank_account_name: "BENH VIEN DA KHOA TINH QUANG NGAI".into(),
+            sepay_api_key: Some("test-sepay-key".into()),
+            sepay_hmac_secret: None,
+            casso_key: Some("test-casso-key".into()),
+            payos_checksum_key: Some("test_checksum_key".into()),
+            vnpay_hash_secret: Some("test_secret".into()),
             request_time_limit_ms: 30_000,
             caller_running: 4,
             caller_queued: 64,

@@ -1,0 +1,353 @@
+//! The ledger of payments: every credit the hospital learns of is one `PaymentNotice`,
+//! written by billing alone (never accepted from a client), appended and never edited. An
+//! Invoice's balance is derived from the notices that name it; when they cover what it owes,
+//! billing marks it `balanced`.
+//!
+//! One credit is recorded in one transaction, under a lock on the Invoice it pays, so that two
+//! payments racing for one bill (two transfers, a transfer and cash at the desk) are both
+//! recorded and each sees the other: the second is classed against what is left. A replay of
+//! the same provider transaction is refused by the store's unique identifier (provider,
+//! transaction id) and answered as already recorded.
+//!
+//! Matching: the memo (ignoring case, spaces, punctuation and marks) is searched for a payment
+//! code (`VP` + 8), or the provider's order reference is a bill number (VNPay's `vnp_TxnRef`);
+//! the receiving account must be the hospital's; then the amount against what is left:
+//! exact → paid, less → partial (the bill stays open), more → paid with a credit to refund.
+//! No code, an unknown code, a bill already paid or cancelled → an unmatched credit for the
+//! cashier. Nothing is ever refunded automatically.
+
+use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, identifier};
+use crate::payment_qr::owed;
+use crate::webhooks::{Credit, Provider, memo_key};
+use base64::Engine;
+use hospital_core::store::SearchQuery;
+use hospital_core::{AuditAction, Caller, Error, Interaction, Platform, Touched, codes};
+use serde_json::{Value, json};
+
+/// The identifier system of a provider's transaction ids.
+pub fn transaction_system(p: Provider) -> &'static str {
+    match p {
+        Provider::Sepay => "urn:hospital:bank-transaction:sepay",
+        Provider::Casso => "urn:hospital:bank-transaction:casso",
+        Provider::Payos => "urn:hospital:bank-transaction:payos",
+        Provider::Vnpay => "urn:hospital:bank-transaction:vnpay",
+    }
+}
+
+/// Extension URLs of a notice.
+pub const OUTCOME: &str = "urn:hospital:payment:outcome";
+pub const MEMO: &str = "urn:hospital:payment:memo";
+pub const BANK_REFERENCE: &str = "urn:hospital:payment:bank-reference";
+pub const CHANNEL: &str = "urn:hospital:payment:channel";
+pub const TO_REFUND: &str = "urn:hospital:payment:to-refund";
+pub const RAW: &str = "urn:hospital:payment:raw";
+pub const REASON: &str = "urn:hospital:payment:unmatched-reason";
+
+/// The largest credit believed (10¹² đồng); more is a malformed delivery.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// How a credit was classed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The bill is paid by it.
+    Paid { invoice: String },
+    /// Less than what is left: the bill stays open.
+    Partial { invoice: String, left: i64 },
+    /// More than what was left: paid, and `to_refund` waits for a cashier.
+    Overpaid { invoice: String, to_refund: i64 },
+    /// In the cashier's queue, with the reason.
+    Unmatched { reason: String },
+    /// This provider transaction was recorded before.
+    Duplicate,
+    /// Money out of the account: not a payment.
+    Ignored,
+}
+
+impl Outcome {
+    fn code(&self) -> &'static str {
+        match self {
+            Outcome::Paid { .. } => "paid",
+            Outcome::Partial { .. } => "partial",
+            Outcome::Overpaid { .. } => "overpaid",
+            Outcome::Unmatched { .. } => "unmatched",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// Payment codes a memo may carry: every `VP` followed by 8 letters or digits.
+pub fn codes_in(memo: &str) -> Vec<String> {
+    let key = memo_key(memo);
+    let b = key.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 10 <= b.len() {
+        if &b[i..i + 2] == b"VP" {
+            out.push(key[i..i + 10].to_owned());
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The Invoice a credit names, if any: by payment code in the memo, or by its order reference.
+async fn find_invoice(platform: &Platform, credit: &Credit) -> Result<Option<String>, Error> {
+    let mut candidates: Vec<(&str, String)> = codes_in(&credit.memo)
+        .into_iter()
+        .map(|c| (PAYMENT_CODE, c))
+        .collect();
+    if let Some(order) = &credit.order {
+        candidates.push((BILL_NUMBER, order.clone()));
+        candidates.push((PAYMENT_CODE, order.clone()));
+    }
+    for (system, value) in candidates {
+        if value.is_empty() || value.len() > 64 {
+            continue;
+        }
+        let q = SearchQuery::new(
+            "Invoice",
+            vec![("identifier".into(), format!("{system}|{value}"))],
+        );
+        if let Some(v) = platform
+            .store()
+            .search(&q)
+            .await?
+            .matches
+            .into_iter()
+            .next()
+        {
+            return Ok(Some(v.id));
+        }
+    }
+    Ok(None)
+}
+
+/// Whole đồng of a notice's amount.
+fn amount_of(notice: &Value) -> i64 {
+    notice
+        .pointer("/amount/value")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// Records `credit` (with the raw delivery it came in) into `account`'s ledger.
+pub async fn record(
+    platform: &Platform,
+    hospital: &str,
+    account: &str,
+    credit: &Credit,
+    raw: &[u8],
+) -> Result<Outcome, Error> {
+    if !credit.incoming {
+        return Ok(Outcome::Ignored);
+    }
+    if credit.amount <= 0 || credit.amount > MAX_AMOUNT {
+        return Err(Error::invalid(
+            "amount",
+            format!(
+                "a credit of {} đồng is not a payment (1 to 10¹² đồng)",
+                credit.amount
+            ),
+        ));
+    }
+    if credit.account != account {
+        return Err(Error::new(
+            codes::BUSINESS_RULE,
+            "the credited account is not the hospital's receiving account",
+        ));
+    }
+    if credit.transaction_id.is_empty() || credit.transaction_id.len() > 128 {
+        return Err(Error::invalid(
+            "transaction id",
+            "a credit names its provider's transaction id (1 to 128 characters)",
+        ));
+    }
+    let system = transaction_system(credit.provider);
+    let seen = SearchQuery::new(
+        "PaymentNotice",
+        vec![(
+            "identifier".into(),
+            format!("{system}|{}", credit.transaction_id.replace(',', "\\,")),
+        )],
+    );
+    if !platform.store().search(&seen).await?.matches.is_empty() {
+        return Ok(Outcome::Duplicate);
+    }
+    let invoice_id = find_invoice(platform, credit).await?;
+    let caller = Caller::system(&format!("billing:{}", credit.provider.as_str()));
+    let mut tx = platform.begin(&caller).await?;
+    let mut touched = Touched::default();
+    // Against what is left of the bill, under its lock.
+    let (outcome, invoice) = match &invoice_id {
+        None => (
+            Outcome::Unmatched {
+                reason: "no payment code of an open bill in the memo".into(),
+            },
+            None,
+        ),
+        Some(id) => {
+            tx.lock(&format!("Invoice/{id}")).await?;
+            let v = tx.read("Invoice", id).await?;
+            touched.add(&v);
+            let inv: Value = serde_json::from_str(&v.body)
+                .map_err(|_| Error::internal("stored invoice unreadable"))?;
+            let status = inv.get("status").and_then(Value::as_str).unwrap_or("");
+            let paid_before: i64 = tx
+                .search(&SearchQuery::new(
+                    "PaymentNotice",
+                    vec![
+                        ("request".into(), format!("Invoice/{id}")),
+                        ("_count".into(), "1000".into()),
+                    ],
+                ))
+                .await?
+                .matches
+                .iter()
+                .filter_map(|n| serde_json::from_str::<Value>(&n.body).ok())
+                .map(|n| amount_of(&n))
+                .sum();
+            let outcome = match (status, owed(&inv)) {
+                ("cancelled", _) => Outcome::Unmatched {
+                    reason: "the bill was cancelled".into(),
+                },
+                ("balanced", _) => Outcome::Unmatched {
+                    reason: "the bill was already paid".into(),
+                },
+                ("issued", Ok(o)) => {
+                    let left = o.amount - paid_before;
+                    if left <= 0 {
+                        Outcome::Unmatched {
+                            reason: "the bill was already paid".into(),
+                        }
+                    } else if credit.amount == left {
+                        Outcome::Paid {
+                            invoice: id.clone(),
+                        }
+                    } else if credit.amount < left {
+                        Outcome::Partial {
+                            invoice: id.clone(),
+                            left: left - credit.amount,
+                        }
+                    } else {
+                        Outcome::Overpaid {
+                            invoice: id.clone(),
+                            to_refund: credit.amount - left,
+                        }
+                    }
+                }
+                _ => Outcome::Unmatched {
+                    reason: "the bill is not open for payment".into(),
+                },
+            };
+            (outcome, Some((v, inv)))
+        }
+    };
+    let mut extension = vec![
+        json!({"url": OUTCOME, "valueCode": outcome.code()}),
+        json!({"url": CHANNEL, "valueCode": format!("vietqr-{}", credit.provider.as_str())}),
+        json!({"url": MEMO, "valueString": credit.memo.chars().take(500).collect::<String>()}),
+        json!({"url": RAW, "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(raw)}),
+    ];
+    if !credit.bank_reference.is_empty() {
+        extension.push(json!({"url": BANK_REFERENCE, "valueString": credit.bank_reference}));
+    }
+    match &outcome {
+        Outcome::Overpaid { to_refund, .. } => extension
+            .push(json!({"url": TO_REFUND, "valueMoney": {"value": to_refund, "currency": "VND"}})),
+        Outcome::Unmatched { reason } => {
+            extension.push(json!({"url": REASON, "valueString": reason}))
+        }
+        _ => {}
+    }
+    let mut notice = json!({
+        "resourceType": "PaymentNotice",
+        "status": "active",
+        "identifier": [{"system": system, "value": credit.transaction_id}],
+        "created": hospital_core::store::dates::format_instant(hospital_core::store::dates::now_micros()),
+        "payment": {"display": format!("VietQR transfer ({})", credit.provider.as_str())},
+        "recipient": {"display": hospital},
+        "amount": {"value": credit.amount, "currency": "VND"},
+        "paymentStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/paymentstatus", "code": "paid"}]},
+        "extension": extension,
+    });
+    let matched = matches!(
+        outcome,
+        Outcome::Paid { .. } | Outcome::Partial { .. } | Outcome::Overpaid { .. }
+    );
+    if let (true, Some((v, _))) = (matched, &invoice) {
+        notice["request"] = json!({"reference": format!("Invoice/{}", v.id)});
+    }
+    let written = platform
+        .writer()
+        .create_by_service(&mut tx, "PaymentNotice", notice)
+        .await;
+    let written = match written {
+        Ok(w) => w,
+        // The same provider transaction, recorded concurrently: once is enough.
+        Err(e) if e.code == codes::DUPLICATE_IDENTIFIER => return Ok(Outcome::Duplicate),
+        Err(e) => return Err(e),
+    };
+    touched.add(&written.version);
+    if let (Outcome::Paid { .. } | Outcome::Overpaid { .. }, Some((v, mut inv))) =
+        (&outcome, invoice)
+    {
+        inv["status"] = json!("balanced");
+        let out = platform
+            .writer()
+            .update_by_service(&mut tx, "Invoice", &v.id, inv, Some(v.version_id))
+            .await?;
+        touched.add(&out.version);
+    }
+    tx.commit_audited(
+        Interaction::Call("payment", AuditAction::C),
+        "PaymentNotice",
+        touched,
+        201,
+    )
+    .await?;
+    Ok(outcome)
+}
+
+/// What an Invoice has been paid, from the ledger.
+pub async fn paid(platform: &Platform, invoice: &str) -> Result<i64, Error> {
+    let q = SearchQuery::new(
+        "PaymentNotice",
+        vec![
+            ("request".into(), format!("Invoice/{invoice}")),
+            ("_count".into(), "1000".into()),
+        ],
+    );
+    Ok(platform
+        .store()
+        .search(&q)
+        .await?
+        .matches
+        .iter()
+        .filter_map(|n| serde_json::from_str::<Value>(&n.body).ok())
+        .map(|n| amount_of(&n))
+        .sum())
+}
+
+/// Whether `body`'s identifier of `system` is `value` (for tests and the cashier's queue).
+pub fn has_identifier(body: &Value, system: &str, value: &str) -> bool {
+    identifier(body, system) == Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_codes_are_found_in_what_banks_make_of_the_memo() {
+        assert_eq!(
+            codes_in("MBVCB.3278907687.vp12ab34cd.CT tu 0123"),
+            vec!["VP12AB34CD"]
+        );
+        assert_eq!(
+            codes_in("Thanh toán viện phí VP 12AB-34CD"),
+            vec!["VP12AB34CD"]
+        );
+        assert!(codes_in("chuyen tien an trua").is_empty());
+    }
+}
