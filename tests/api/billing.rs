@@ -198,7 +198,7 @@ async fn an_issued_invoice_gets_its_codes_and_a_payment_qr_a_bank_app_reads(b: B
 }
 
 /// An issued Invoice for `patient` owing `owed` đồng: (id, payment code, bill number).
-async fn issued(app: &TestApp, patient: &str, owed: i64) -> (String, String, String) {
+pub(crate) async fn issued(app: &TestApp, patient: &str, owed: i64) -> (String, String, String) {
     let r = app
         .http
         .post(app.url("Invoice"))
@@ -230,7 +230,7 @@ fn now_ms() -> i64 {
 }
 
 /// A Casso v2 delivery, signed as Casso signs it.
-fn casso(id: i64, amount: i64, memo: &str, account: &str) -> (String, String) {
+pub(crate) fn casso(id: i64, amount: i64, memo: &str, account: &str) -> (String, String) {
     let body = json!({"error": 0, "data": {"id": id, "reference": format!("FT{id}"), "description": memo,
         "amount": amount, "runningBalance": 25_000_000, "transactionDateTime": "2026-12-01 15:06:37",
         "accountNumber": account, "bankName": "VietinBank", "bankAbbreviation": "ICB",

@@ -6,6 +6,7 @@ mod architecture;
 mod audit_trail;
 mod billing;
 mod bounds;
+mod browser;
 mod fhir_rest;
 mod fhir_sdk_client;
 mod fuzz;

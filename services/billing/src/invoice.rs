@@ -19,6 +19,26 @@ use serde_json::{Value, json};
 pub const BILL_NUMBER: &str = "urn:hospital:bill-number";
 pub const PAYMENT_CODE: &str = "urn:hospital:payment-code";
 pub const PAYMENT_PAGE: &str = "urn:hospital:payment-page";
+pub const RECEIPT_NUMBER: &str = "urn:hospital:receipt-number";
+
+/// Vietnam's time (UTC+7, no daylight saving): "a day" in billing is a calendar day there.
+pub fn vietnam_now() -> chrono::NaiveDateTime {
+    let micros = hospital_core::store::dates::now_micros() + 7 * 3_600 * 1_000_000;
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+/// `dd/mm/yyyy HH:MM` in Vietnam of a FHIR instant.
+pub fn vietnam_time(instant: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(instant)
+        .map(|t| {
+            (t.with_timezone(&chrono::Utc) + chrono::Duration::hours(7))
+                .format("%d/%m/%Y %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
 
 /// `(type, system)` pairs that name one resource only.
 pub const UNIQUE_IDENTIFIERS: &[(&str, &str)] = &[
@@ -30,6 +50,7 @@ pub const UNIQUE_IDENTIFIERS: &[(&str, &str)] = &[
     ("PaymentNotice", "urn:hospital:bank-transaction:payos"),
     ("PaymentNotice", "urn:hospital:bank-transaction:vnpay"),
     ("PaymentNotice", "urn:hospital:bank-transaction:cash"),
+    ("PaymentNotice", RECEIPT_NUMBER),
 ];
 
 const BASE36: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -137,12 +158,7 @@ impl BillingRules {
             let value = match (kept, system) {
                 (Some(k), _) => k,
                 (None, BILL_NUMBER) => {
-                    let year = hospital_core::store::dates::format_instant(
-                        hospital_core::store::dates::now_micros(),
-                    )
-                    .get(..4)
-                    .unwrap_or("0000")
-                    .to_owned();
+                    let year = vietnam_now().format("%Y").to_string();
                     let n = tx.next_counter(&format!("bill-number-{year}")).await?;
                     format!("HD{year}{n:06}")
                 }

@@ -260,10 +260,14 @@ pub async fn record(
         }
         _ => {}
     }
+    let year = crate::invoice::vietnam_now().format("%Y").to_string();
+    let n = tx.next_counter(&format!("receipt-number-{year}")).await?;
+    let receipt = format!("PT{year}{n:06}");
     let mut notice = json!({
         "resourceType": "PaymentNotice",
         "status": "active",
-        "identifier": [{"system": system, "value": credit.transaction_id}],
+        "identifier": [{"system": system, "value": credit.transaction_id},
+            {"system": crate::invoice::RECEIPT_NUMBER, "value": receipt}],
         "created": hospital_core::store::dates::format_instant(hospital_core::store::dates::now_micros()),
         "payment": {"display": format!("VietQR transfer ({})", credit.provider.as_str())},
         "recipient": {"display": hospital},

@@ -38,7 +38,144 @@ struct PageState {
 pub fn routes(platform: Platform, config: PageConfig) -> Router {
     Router::new()
         .route("/pay/{token}", axum::routing::get(show))
+        .route("/pay/{token}/events", axum::routing::get(events))
         .with_state(PageState { platform, config })
+}
+
+/// The page's live status: server-sent events from `events`, applied without a reload.
+const LIVE_SCRIPT: &str = r#"(function(){if(!window.EventSource)return;var es=new EventSource(location.pathname+'/events');es.addEventListener('status',function(e){var d=JSON.parse(e.data);var st=document.getElementById('status');if(d.status==='balanced'){st.dataset.status='balanced';st.textContent='__PAID__';var p=document.getElementById('pay');if(p)p.remove();es.close();}var ul=document.getElementById('receipts');ul.replaceChildren.apply(ul,d.receipts.map(function(x){var li=document.createElement('li');li.textContent=x;return li;}));document.getElementById('receipt').hidden=d.receipts.length===0;});})();"#;
+
+/// One payment's receipt, as the page lists it.
+pub struct Receipt {
+    pub number: String,
+    pub amount: i64,
+    pub at: String,
+}
+
+impl Receipt {
+    fn line(&self) -> String {
+        format!(
+            "{} · {} · {}",
+            self.number,
+            format_vnd(Decimal::from(self.amount)),
+            self.at
+        )
+    }
+}
+
+/// The receipts of the payments the ledger credited to `invoice`, oldest first.
+pub async fn receipts_of(platform: &Platform, invoice: &str) -> Vec<Receipt> {
+    let q = SearchQuery::new(
+        "PaymentNotice",
+        vec![
+            ("request".into(), format!("Invoice/{invoice}")),
+            ("_count".into(), "100".into()),
+        ],
+    );
+    let mut out: Vec<Receipt> = platform
+        .store()
+        .search(&q)
+        .await
+        .map(|r| r.matches)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| serde_json::from_str::<Value>(&v.body).ok())
+        .map(|n| Receipt {
+            number: identifier(&n, crate::invoice::RECEIPT_NUMBER)
+                .unwrap_or("")
+                .to_owned(),
+            amount: n
+                .pointer("/amount/value")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            at: crate::invoice::vietnam_time(
+                n.get("created").and_then(Value::as_str).unwrap_or(""),
+            ),
+        })
+        .collect();
+    out.sort_by(|a, b| a.number.cmp(&b.number));
+    out
+}
+
+/// How long one page's live status stream lasts, and how often it looks.
+const STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn invoice_by_token(
+    platform: &Platform,
+    token: &str,
+) -> Option<hospital_core::store::Version> {
+    let well_formed = token.len() == 22
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return None;
+    }
+    let query = SearchQuery::new(
+        "Invoice",
+        vec![("identifier".into(), format!("{PAYMENT_PAGE}|{token}"))],
+    );
+    let v = platform
+        .store()
+        .search(&query)
+        .await
+        .ok()?
+        .matches
+        .into_iter()
+        .next()?;
+    let body: Value = serde_json::from_str(&v.body).ok()?;
+    (identifier(&body, PAYMENT_PAGE) == Some(token)).then_some(v)
+}
+
+/// `GET /pay/{token}/events`: an `status` event now and whenever the bill's status or its
+/// receipts change (the ledger may be written by any replica: the stream looks at the store
+/// twice a second), for at most 15 minutes, ending once the bill is paid or cancelled.
+async fn events(State(s): State<PageState>, Path(token): Path<String>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if invoice_by_token(&s.platform, &token).await.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let until = tokio::time::Instant::now() + STREAM_FOR;
+    let state = (s.platform.clone(), token, String::new(), false);
+    let stream = futures::stream::unfold(state, move |(platform, token, last, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            if tokio::time::Instant::now() >= until {
+                return None;
+            }
+            let v = invoice_by_token(&platform, &token).await?;
+            let body: Value = serde_json::from_str(&v.body).ok()?;
+            let status = body
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let receipts: Vec<String> = receipts_of(&platform, &v.id)
+                .await
+                .iter()
+                .map(Receipt::line)
+                .collect();
+            let data = serde_json::json!({"status": status, "receipts": receipts}).to_string();
+            if data != last {
+                let end = status == "balanced" || status == "cancelled";
+                let event = Event::default().event("status").data(data.clone());
+                return Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (platform, token, data, end),
+                ));
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    });
+    let mut res = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    res.headers_mut()
+        .insert("cache-control", "no-store".parse().expect("header"));
+    res
 }
 
 /// `Nguyễn Văn An` → `Nguyễn V. A.`: the family name, then initials.
@@ -156,9 +293,6 @@ async fn show(
         return (StatusCode::SERVICE_UNAVAILABLE, "audit unavailable").into_response();
     }
     let invoice: Value = serde_json::from_str(&v.body).unwrap_or_default();
-    if identifier(&invoice, PAYMENT_PAGE) != Some(token.as_str()) {
-        return not_found(en);
-    }
     let status = invoice.get("status").and_then(Value::as_str).unwrap_or("");
     let name = match invoice
         .pointer("/subject/reference")
@@ -194,7 +328,7 @@ async fn show(
     match (status, owed(&invoice)) {
         ("issued", Ok(o)) => {
             body.push_str(&format!(
-                "<p id=\"status\" data-status=\"issued\">{}</p>\
+                "<p id=\"status\" data-status=\"issued\">{}</p><div id=\"pay\">\
                  <p class=\"amount\" id=\"amount\" style=\"font-size:2rem;font-weight:700\">{}</p>\
                  <p>{}: <b id=\"bill\">{}</b> · {}: <b id=\"code\">{}</b></p>",
                 t("Chờ thanh toán", "Awaiting payment"),
@@ -246,7 +380,7 @@ async fn show(
                 body.push_str("</p>");
             }
             body.push_str(&format!(
-                "<p>{}: {} · {}: <b>{}</b> · {}: {} · {}: <b>{}</b></p>",
+                "<p>{}: {} · {}: <b>{}</b> · {}: {} · {}: <b>{}</b></p></div>",
                 t("Ngân hàng", "Bank"),
                 escape(bank_code(&s.config.receiving.bin).unwrap_or(&s.config.receiving.bin)),
                 t("Số tài khoản", "Account"),
@@ -271,6 +405,24 @@ async fn show(
             t("Hóa đơn chưa phát hành", "This bill is not issued yet")
         )),
     }
+    // The receipts of the payments so far; the live status keeps them current.
+    let receipts = receipts_of(&s.platform, &v.id).await;
+    body.push_str(&format!(
+        "<section id=\"receipt\"{}><h2>{}</h2><ul id=\"receipts\">",
+        if receipts.is_empty() { " hidden" } else { "" },
+        t("Biên lai", "Receipt")
+    ));
+    for r in &receipts {
+        body.push_str(&format!("<li>{}</li>", escape(&r.line())));
+    }
+    body.push_str(&format!(
+        "</ul><button onclick=\"window.print()\">{}</button></section>",
+        t("In biên lai", "Print the receipt")
+    ));
+    body.push_str(&format!(
+        "<script>{}</script>",
+        LIVE_SCRIPT.replace("__PAID__", t("Đã thanh toán", "Paid"))
+    ));
     body.push_str(&format!(
         "<p><a href=\"?lang={}\">{}</a></p>",
         if en { "vi" } else { "en" },
