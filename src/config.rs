@@ -57,6 +57,18 @@ pub enum Command {
         #[arg(long, default_value = "8h")]
         ttl: String,
     },
+    /// Pay a bill as a bank feed would: post a correctly signed Casso webhook for the bill
+    /// with this payment code to the running system (e.g. `hospital simulate-payment VP1A2B3C4D`).
+    SimulatePayment {
+        /// The bill's payment code (`VP...`), as its page and `$payment-qr` show it.
+        code: String,
+        /// The amount in đồng (default: what the bill owes).
+        #[arg(long)]
+        amount: Option<i64>,
+        /// The running system (default: http://HTTP_ADDR).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]

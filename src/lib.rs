@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod seed;
+pub mod simulate;
 
 use hospital_core::{Deployment, ServiceName};
 use hospital_host::Registration;

@@ -26,8 +26,24 @@ async fn main() -> anyhow::Result<()> {
             }
             let store = hospital::open_store(&cli.config).await?;
             let n = hospital::seed::demo(&cli.config, &store).await?;
+            let bill = store.read("Invoice", "hd-an-1").await;
             store.close().await;
             println!("loaded the demo data set: {n} resources");
+            if let Ok(v) = bill {
+                let body: serde_json::Value = serde_json::from_str(&v.body)?;
+                let id = |system: &str| {
+                    hospital_billing::invoice::identifier(&body, system)
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let code = id(hospital_billing::invoice::PAYMENT_CODE);
+                println!(
+                    "a bill to pay: http://{}/pay/{}  (payment code {code}); while the system \
+                     runs, `hospital simulate-payment {code}` pays it as a bank feed would",
+                    cli.config.http_addr,
+                    id(hospital_billing::invoice::PAYMENT_PAGE)
+                );
+            }
             return Ok(());
         }
         Some(Command::Token {
@@ -62,6 +78,13 @@ async fn main() -> anyhow::Result<()> {
                 parse_ttl(&ttl)?,
             )?;
             println!("{token}");
+            return Ok(());
+        }
+        Some(Command::SimulatePayment { code, amount, url }) => {
+            let said =
+                hospital::simulate::simulate_payment(&cli.config, &code, amount, url.as_deref())
+                    .await?;
+            println!("{said}");
             return Ok(());
         }
         Some(Command::Audit {

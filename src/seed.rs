@@ -20,7 +20,20 @@ pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
         },
         operations: Vec::new().into(),
     };
-    let bundle: serde_json::Value = serde_json::from_str(DEMO)?;
+    let mut bundle: serde_json::Value = serde_json::from_str(DEMO)?;
+    // A demo bill already in the store is left as it is: it may have been paid since, and
+    // only the ledger changes a paid bill.
+    let mut kept = Vec::new();
+    for e in bundle["entry"].as_array().cloned().unwrap_or_default() {
+        let url = e["request"]["url"].as_str().unwrap_or("");
+        if let Some(id) = url.strip_prefix("Invoice/")
+            && store.read("Invoice", id).await.is_ok()
+        {
+            continue;
+        }
+        kept.push(e);
+    }
+    bundle["entry"] = serde_json::Value::Array(kept);
     let (out, _) = hospital_fhir_http::process_bundle(&api, &Caller::system("seed"), bundle)
         .await
         .map_err(|e| anyhow::anyhow!("the demo data set was refused: {e}"))?;

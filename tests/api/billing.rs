@@ -9,7 +9,35 @@ use serde_json::{Value, json};
 hospital_test_kit::on_both_backends!(
     an_issued_invoice_gets_its_codes_and_a_payment_qr_a_bank_app_reads,
     bank_feeds_credit_each_payment_once_and_class_it,
+    the_demo_bill_is_paid_by_simulate_payment,
 );
+
+/// The newcomer's path: `seed --demo` leaves an issued bill; `simulate-payment` pays it with
+/// a delivery signed as Casso signs it.
+async fn the_demo_bill_is_paid_by_simulate_payment(b: Backend) {
+    let app = spawn_app(b).await;
+    let cfg = hospital::Config::for_tests("unused");
+    hospital::seed::demo(&cfg, &app.store).await.unwrap();
+    let (s, bill) = app.get_json("Invoice/hd-an-1").await;
+    assert_eq!((s, bill["status"].as_str()), (200, Some("issued")));
+    let code = ident(&bill, "urn:hospital:payment-code").to_owned();
+    let owed = hospital::simulate::owed_by_code(&app.store, &code)
+        .await
+        .unwrap();
+    assert_eq!(owed, 166_300, "what the demo bill leaves for the patient");
+    let site = app.base.trim_end_matches("/fhir").to_owned();
+    let said =
+        hospital::simulate::simulate_payment(&cfg, &code.to_lowercase(), Some(owed), Some(&site))
+            .await
+            .unwrap();
+    assert!(said.contains("success"), "{said}");
+    assert_eq!(status_of(&app, "hd-an-1").await, "balanced");
+    let err = hospital::simulate::owed_by_code(&app.store, "VP00000000")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no bill"), "{err}");
+    app.stop().await;
+}
 
 fn param<'a>(params: &'a Value, name: &str) -> &'a Value {
     params["parameter"]

@@ -9,10 +9,10 @@
 //! - [`invoice`] — its rules: an Invoice's bill number, payment code and payment page token,
 //!   assigned by billing and never changed; amounts in whole VND;
 //! - [`payment_qr`] — `GET /fhir/Invoice/{id}/$payment-qr`;
-//! - [`page`] — the patient's payment page, `GET /pay/{token}`.
+//! - [`page`] — the patient's payment page, `GET /pay/{token}`, and its live status;
+//! - [`ledger`] — the append-only ledger of payments; [`intake`] — the bank feeds' webhooks.
 //!
-//! Not yet: the ledger of payments and the webhook endpoints, the live status, cashier work,
-//! reconciliation, the price list and charges, gRPC.
+//! Not yet: cashier work, reconciliation, the price list and charges, BHYT on invoices, gRPC.
 
 use hospital_core::{ServiceDefinition, ServiceName};
 
@@ -54,7 +54,10 @@ pub fn registration() -> hospital_host::Registration {
                     .clone()
                     .map(webhooks::SepayAuth::Hmac)
                     .or_else(|| cfg.sepay_api_key.clone().map(webhooks::SepayAuth::ApiKey)),
-                casso: cfg.casso_key.clone(),
+                casso: cfg
+                    .casso_key
+                    .clone()
+                    .or_else(|| hospital_host::embedded_casso_key(cfg)),
                 payos: cfg.payos_checksum_key.clone(),
                 vnpay: cfg.vnpay_hash_secret.clone(),
             };

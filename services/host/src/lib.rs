@@ -196,7 +196,16 @@ pub fn authenticator(cfg: &Config) -> anyhow::Result<hospital_core::auth::Authen
             Duration::from_secs(cfg.oidc_jwks_ttl_secs),
         ));
     }
-    let secret = match &cfg.jwt_secret {
+    Ok(hospital_core::auth::Authenticator::local(
+        hospital_core::auth::Secret(local_secret(cfg)?),
+        &cfg.oidc_issuer,
+        &cfg.oidc_audience,
+    ))
+}
+
+/// The embedded mode's local secret: given, or generated once into the secret file.
+pub fn local_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
+    Ok(match &cfg.jwt_secret {
         Some(s) if s.len() >= 32 => s.clone().into_bytes(),
         Some(_) => anyhow::bail!("HOSPITAL_JWT_SECRET must be at least 32 characters"),
         None => {
@@ -214,12 +223,22 @@ pub fn authenticator(cfg: &Config) -> anyhow::Result<hospital_core::auth::Authen
                 }
             }
         }
-    };
-    Ok(hospital_core::auth::Authenticator::local(
-        hospital_core::auth::Secret(secret),
-        &cfg.oidc_issuer,
-        &cfg.oidc_audience,
-    ))
+    })
+}
+
+/// The Casso webhook key of the embedded mode when none is configured: derived from the local
+/// secret, so that `hospital simulate-payment` signs deliveries the running system accepts.
+/// In production (an identity provider's JWKS) there is none: configure the provider's key.
+pub fn embedded_casso_key(cfg: &Config) -> Option<String> {
+    use sha2::Digest;
+    if cfg.oidc_jwks_url.is_some() {
+        return None;
+    }
+    let secret = local_secret(cfg).ok()?;
+    let mut h = sha2::Sha256::new();
+    h.update(b"embedded casso webhook key:");
+    h.update(&secret);
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Refuses a secret file that other users may read: anyone who can read it can mint an
