@@ -79,6 +79,8 @@ struct Args {
     concurrency: usize,
     /// Seconds of the hostile-client phase (and of its baseline); 0 skips it.
     hostile: u64,
+    /// Bills of the billing phase (invoice creation, webhook intake); 0 skips it.
+    bills: usize,
     postgres_admin: String,
 }
 
@@ -91,6 +93,7 @@ fn parse_args() -> Args {
         searches: 2_000,
         concurrency: 16,
         hostile: 10,
+        bills: 2000,
         postgres_admin: std::env::var("HOSPITAL_BENCH_POSTGRES_ADMIN")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
     };
@@ -112,6 +115,7 @@ fn parse_args() -> Args {
             "--searches" => a.searches = val().parse().expect("number"),
             "--concurrency" => a.concurrency = val().parse().expect("number"),
             "--hostile" => a.hostile = val().parse().expect("seconds"),
+            "--bills" => a.bills = val().parse().expect("number"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -191,6 +195,7 @@ impl Server {
             .env("HOSPITAL_LOG", "warn")
             .env("HOSPITAL_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
             .env("HOSPITAL_JWT_SECRET", BENCH_SECRET)
+            .env("HOSPITAL_SEPAY_API_KEY", "bench-sepay-key")
             .stdout(Stdio::null())
             .spawn()
             .expect("start the release hospital binary (cargo build --release)");
@@ -287,6 +292,104 @@ struct Figures {
     calm: (f64, f64, f64),
     attacked: (f64, f64, f64),
     attack_requests: usize,
+    invoices_ps: f64,
+    webhooks_ps: f64,
+}
+
+/// The billing phase: `n` issued invoices created one POST at a time, then one SePay
+/// delivery for each (authenticated, deduplicated, matched by its memo, credited under the
+/// bill's lock), 16 in flight each.
+async fn billing(http: &reqwest::Client, base: &str, ids: &[String], n: usize, f: &mut Figures) {
+    let site = base.trim_end_matches("/fhir").to_owned();
+    let t = Instant::now();
+    let codes: Vec<String> = futures::stream::iter(0..n)
+        .map(|i| {
+            let http = http.clone();
+            let url = format!("{base}/Invoice");
+            let patient = ids[i % ids.len()].clone();
+            async move {
+                let body = json!({"resourceType": "Invoice", "status": "issued",
+                    "subject": {"reference": format!("Patient/{patient}")},
+                    "totalNet": {"value": 150_000, "currency": "VND"}});
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=representation")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("invoice");
+                assert_eq!(r.status(), 201, "an invoice is created");
+                let v: Value = r.json().await.expect("the invoice");
+                v["identifier"]
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .find(|i| i["system"] == "urn:hospital:payment-code")
+                    })
+                    .and_then(|i| i["value"].as_str())
+                    .expect("a payment code")
+                    .to_owned()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    f.invoices_ps = n as f64 / t.elapsed().as_secs_f64();
+    let plain = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    futures::stream::iter(codes.into_iter().enumerate())
+        .map(|(i, code)| {
+            let plain = plain.clone();
+            let url = format!("{site}/webhooks/sepay");
+            async move {
+                let body = json!({"id": 900_000 + i, "gateway": "VietinBank",
+                    "transactionDate": "2026-12-01 14:02:37", "accountNumber": "113366668888",
+                    "code": null, "content": format!("MBVCB.{i}.{code}.CT"), "transferType": "in",
+                    "description": "", "transferAmount": 150_000, "referenceCode": format!("FT{i}"),
+                    "accumulated": 0, "subAccount": null});
+                let r = plain
+                    .post(url)
+                    .header("authorization", "Apikey bench-sepay-key")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("webhook");
+                assert_eq!(r.status(), 200, "a delivery is credited");
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    f.webhooks_ps = n as f64 / t.elapsed().as_secs_f64();
+}
+
+/// QR payloads and PNGs made per second, in this process, one thread.
+fn qr_rates() -> (f64, f64) {
+    let p = hospital_billing::vietqr::Payment {
+        bin: "970415".into(),
+        account: "113366668888".into(),
+        amount: Some(250_000),
+        bill_number: Some("HD2026000123".into()),
+        purpose: Some("VPS8HMU8SE".into()),
+        ..Default::default()
+    };
+    let n = 20_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(hospital_billing::vietqr::encode(&p).unwrap());
+    }
+    let payloads = n as f64 / t.elapsed().as_secs_f64();
+    let payload = hospital_billing::vietqr::encode(&p).unwrap();
+    let m = 500;
+    let t = Instant::now();
+    for _ in 0..m {
+        std::hint::black_box(hospital_billing::qr::png(&payload, 8).unwrap());
+    }
+    (payloads, m as f64 / t.elapsed().as_secs_f64())
 }
 
 /// The worst requests a patient token can send, from the security tests' list: transactions
@@ -630,6 +733,14 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
         eprintln!("[{backend}] search {kind}: p50 {p50:.1} ms, p99 {p99:.1} ms");
         f.search.push((kind, p50, p99));
     }
+    // Billing: invoices, then a bank feed's deliveries for them.
+    if a.bills > 0 {
+        billing(&http, &base, &ids, a.bills, &mut f).await;
+        eprintln!(
+            "[{backend}] invoices {:.0}/s, webhooks {:.0}/s",
+            f.invoices_ps, f.webhooks_ps
+        );
+    }
     // 5. A hostile patient.
     if a.hostile > 0 {
         hostile(&base, &ids, a.hostile, &mut f, backend).await;
@@ -658,6 +769,8 @@ async fn main() {
         a.searches,
         a.concurrency
     );
+    let (payloads, pngs) = qr_rates();
+    println!("VietQR payloads {payloads:.0}/s, QR PNGs {pngs:.0}/s (one thread, in process)");
     let mut all = Vec::new();
     for b in &a.backends {
         all.push((b.clone(), run_backend(b, &a).await));
@@ -704,6 +817,15 @@ async fn main() {
         row("attack requests answered (all 4xx or 2xx)", &|f| {
             format!("{}", f.attack_requests)
         });
+    }
+    if a.bills > 0 {
+        row("invoices created (/s)", &|f| {
+            format!("{:.0}", f.invoices_ps)
+        });
+        row(
+            "bank-feed webhooks verified, deduplicated, matched and credited (/s)",
+            &|f| format!("{:.0}", f.webhooks_ps),
+        );
     }
     row("server peak RSS (MiB)", &|f| format!("{:.0}", f.peak_mib));
     row("raw INSERT of the same JSON (rows/s, pgbench)", &|f| {
