@@ -1,7 +1,8 @@
 //! The billing service's rules on its types. An Invoice gets, on create, the three
 //! identifiers a payment needs — kept from the stored version on every update:
 //!
-//! - its **bill number** (`HD` + year + a counter: `HD2026000123`), VietQR tag 62.01;
+//! - its **bill number** (`HD` + year of issue + a count that runs on: `HD2026000123`), VietQR
+//!   tag 62.01;
 //! - its **payment code** (`VP` + 8 base-36 characters), the short memo code a patient's
 //!   transfer carries (62.08) and bank feeds are matched on; anyone who sees the transfer can
 //!   read it, so it opens nothing;
@@ -159,7 +160,7 @@ impl BillingRules {
                 (Some(k), _) => k,
                 (None, BILL_NUMBER) => {
                     let year = vietnam_now().format("%Y").to_string();
-                    let n = tx.next_counter(&format!("bill-number-{year}")).await?;
+                    let n = tx.next_counter("bill-number").await?;
                     format!("HD{year}{n:06}")
                 }
                 (None, PAYMENT_CODE) => new_payment_code(),

@@ -261,7 +261,7 @@ pub async fn record(
         _ => {}
     }
     let year = crate::invoice::vietnam_now().format("%Y").to_string();
-    let n = tx.next_counter(&format!("receipt-number-{year}")).await?;
+    let n = tx.next_counter("receipt-number").await?;
     let receipt = format!("PT{year}{n:06}");
     let mut notice = json!({
         "resourceType": "PaymentNotice",
