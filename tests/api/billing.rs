@@ -102,6 +102,20 @@ async fn an_issued_invoice_gets_its_codes_and_a_payment_qr_a_bank_app_reads(b: B
     let (s, _, _) = app.put(&format!("Invoice/{id}"), &changed).await;
     assert_eq!(s, 400);
 
+    // The CapabilityStatement says so.
+    let (_, cs) = app.get_json("metadata").await;
+    let invoice_ops = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Invoice")
+        .map(|r| r["operation"].clone())
+        .unwrap_or_default();
+    assert!(
+        invoice_ops.to_string().contains("\"payment-qr\""),
+        "{invoice_ops}"
+    );
+
     // What the patient's bank app needs.
     let patient = client_with(&mint(Role::Patient, "an", Some(&an), None, None));
     let r = patient

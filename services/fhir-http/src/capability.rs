@@ -48,8 +48,18 @@ pub fn statement(api: &FhirApi) -> Value {
             if !revs.is_empty() {
                 r["searchRevInclude"] = json!(revs);
             }
+            let mut ops: Vec<Value> = Vec::new();
             if *t == "Patient" {
-                r["operation"] = json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
+                ops.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}));
+            }
+            // The operations the services this process runs define on the type.
+            for o in api.operations.iter().filter(|o| o.resource_type() == *t) {
+                let name = o.name().trim_start_matches('$');
+                ops.push(json!({"name": name,
+                    "definition": format!("urn:hospital:operation:{}-{name}", o.resource_type())}));
+            }
+            if !ops.is_empty() {
+                r["operation"] = Value::Array(ops);
             }
             r
         })
