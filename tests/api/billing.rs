@@ -10,7 +10,83 @@ hospital_test_kit::on_both_backends!(
     an_issued_invoice_gets_its_codes_and_a_payment_qr_a_bank_app_reads,
     bank_feeds_credit_each_payment_once_and_class_it,
     the_demo_bill_is_paid_by_simulate_payment,
+    cash_at_the_desk_and_a_transfer_racing_never_both_pay_a_bill,
 );
+
+async fn pay_cash(
+    client: &reqwest::Client,
+    app: &TestApp,
+    invoice: &str,
+    amount: i64,
+) -> (u16, Value) {
+    let r = client
+        .post(app.url(&format!("Invoice/{invoice}/$pay-cash")))
+        .header("content-type", FHIR)
+        .body(
+            json!({"resourceType": "Parameters", "parameter": [
+                {"name": "amount", "valueMoney": {"value": amount, "currency": "VND"}}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+async fn cash_at_the_desk_and_a_transfer_racing_never_both_pay_a_bill(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000990")).await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+
+    // Part in cash, then too much: the second is refused and nothing is recorded.
+    let (inv, _, _) = issued(&app, &an, 200_000).await;
+    let (s, out) = pay_cash(&cashier, &app, &inv, 80_000).await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(param(&out, "outcome")["valueCode"], "partial");
+    assert!(
+        param(&out, "receipt")["valueString"]
+            .as_str()
+            .unwrap()
+            .starts_with("PT")
+    );
+    let (s, _) = pay_cash(&cashier, &app, &inv, 150_000).await;
+    assert_eq!(s, 409, "more than is left");
+    assert_eq!(notices(&app, &inv).await.len(), 1);
+    let patient = client_with(&mint(Role::Patient, "an", Some(&an), None, None));
+    let (s, _) = pay_cash(&patient, &app, &inv, 120_000).await;
+    assert_eq!(s, 403);
+    let (s, out) = pay_cash(&cashier, &app, &inv, 120_000).await;
+    assert_eq!(
+        (s, param(&out, "outcome")["valueCode"].clone()),
+        (200, json!("paid"))
+    );
+    assert_eq!(status_of(&app, &inv).await, "balanced");
+
+    // A transfer and cash for the whole bill, at once: exactly one of them pays it.
+    for round in 0..3 {
+        let (inv, code, _) = issued(&app, &an, 200_000).await;
+        let (webhook, (cash, _)) = tokio::join!(
+            post_sepay(&app, 8000 + round, 200_000, &code, &account),
+            pay_cash(&cashier, &app, &inv, 200_000)
+        );
+        assert_eq!(webhook, 200, "a bank feed is always acknowledged");
+        assert!(cash == 200 || cash == 409, "round {round}: {cash}");
+        let paid: Vec<Value> = notices(&app, &inv).await;
+        assert_eq!(
+            paid.iter().filter(|n| outcome(n) == "paid").count(),
+            1,
+            "round {round}: one payment pays the bill: {paid:#?}"
+        );
+        assert_eq!(
+            paid.len(),
+            1,
+            "round {round}: the other is not credited to it"
+        );
+        assert_eq!(status_of(&app, &inv).await, "balanced");
+    }
+    app.stop().await;
+}
 
 /// The newcomer's path: `seed --demo` leaves an issued bill; `simulate-payment` pays it with
 /// a delivery signed as Casso signs it.

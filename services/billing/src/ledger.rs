@@ -31,6 +31,7 @@ pub fn transaction_system(p: Provider) -> &'static str {
         Provider::Casso => "urn:hospital:bank-transaction:casso",
         Provider::Payos => "urn:hospital:bank-transaction:payos",
         Provider::Vnpay => "urn:hospital:bank-transaction:vnpay",
+        Provider::Cash => "urn:hospital:bank-transaction:cash",
     }
 }
 
@@ -139,6 +140,30 @@ pub async fn record(
     credit: &Credit,
     raw: &[u8],
 ) -> Result<Outcome, Error> {
+    record_as(platform, hospital, account, credit, raw, None).await
+}
+
+/// [`record`] for money taken at the desk by `cashier`: what a bank feed would queue for the
+/// cashier (no open bill, more than is left) is refused instead — the cashier hands the cash
+/// back — so a desk payment racing a transfer never marks a bill paid twice.
+pub async fn record_at_desk(
+    platform: &Platform,
+    hospital: &str,
+    account: &str,
+    credit: &Credit,
+    cashier: &Caller,
+) -> Result<Outcome, Error> {
+    record_as(platform, hospital, account, credit, b"", Some(cashier)).await
+}
+
+async fn record_as(
+    platform: &Platform,
+    hospital: &str,
+    account: &str,
+    credit: &Credit,
+    raw: &[u8],
+    desk: Option<&Caller>,
+) -> Result<Outcome, Error> {
     if !credit.incoming {
         return Ok(Outcome::Ignored);
     }
@@ -175,7 +200,10 @@ pub async fn record(
         return Ok(Outcome::Duplicate);
     }
     let invoice_id = find_invoice(platform, credit).await?;
-    let caller = Caller::system(&format!("billing:{}", credit.provider.as_str()));
+    let caller = match desk {
+        Some(c) => c.clone(),
+        None => Caller::system(&format!("billing:{}", credit.provider.as_str())),
+    };
     let mut tx = platform.begin(&caller).await?;
     let mut touched = Touched::default();
     // Against what is left of the bill, under its lock.
@@ -243,12 +271,36 @@ pub async fn record(
             (outcome, Some((v, inv)))
         }
     };
+    if desk.is_some() {
+        match &outcome {
+            Outcome::Unmatched { reason } => {
+                return Err(Error::new(
+                    codes::STATE_CONFLICT,
+                    format!("no cash is taken for this bill: {reason}"),
+                ));
+            }
+            Outcome::Overpaid { to_refund, .. } => {
+                return Err(Error::new(
+                    codes::STATE_CONFLICT,
+                    format!("that is {to_refund} đồng more than the bill has left to pay"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let channel = match credit.provider {
+        Provider::Cash => "cash".to_owned(),
+        p => format!("vietqr-{}", p.as_str()),
+    };
     let mut extension = vec![
         json!({"url": OUTCOME, "valueCode": outcome.code()}),
-        json!({"url": CHANNEL, "valueCode": format!("vietqr-{}", credit.provider.as_str())}),
+        json!({"url": CHANNEL, "valueCode": channel}),
         json!({"url": MEMO, "valueString": credit.memo.chars().take(500).collect::<String>()}),
-        json!({"url": RAW, "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(raw)}),
     ];
+    if !raw.is_empty() {
+        extension.push(json!({"url": RAW,
+            "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(raw)}));
+    }
     if !credit.bank_reference.is_empty() {
         extension.push(json!({"url": BANK_REFERENCE, "valueString": credit.bank_reference}));
     }
@@ -269,7 +321,10 @@ pub async fn record(
         "identifier": [{"system": system, "value": credit.transaction_id},
             {"system": crate::invoice::RECEIPT_NUMBER, "value": receipt}],
         "created": hospital_core::store::dates::format_instant(hospital_core::store::dates::now_micros()),
-        "payment": {"display": format!("VietQR transfer ({})", credit.provider.as_str())},
+        "payment": {"display": match credit.provider {
+            Provider::Cash => "cash at the desk".to_owned(),
+            p => format!("VietQR transfer ({})", p.as_str()),
+        }},
         "recipient": {"display": hospital},
         "amount": {"value": credit.amount, "currency": "VND"},
         "paymentStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/paymentstatus", "code": "paid"}]},

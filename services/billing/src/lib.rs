@@ -17,6 +17,7 @@
 use hospital_core::{ServiceDefinition, ServiceName};
 
 pub mod bhyt;
+pub mod cash;
 pub mod intake;
 pub mod invoice;
 pub mod ledger;
@@ -81,14 +82,23 @@ pub fn registration() -> hospital_host::Registration {
             )))
         },
         operations: |c| {
-            vec![std::sync::Arc::new(payment_qr::PaymentQr {
-                platform: c.platform.clone(),
-                receiving: payment_qr::Receiving {
-                    bin: c.config.bank_bin.clone(),
+            let cash: std::sync::Arc<dyn hospital_core::Operation> =
+                std::sync::Arc::new(cash::PayCash {
+                    platform: c.platform.clone(),
+                    hospital: c.config.hospital_name.clone(),
                     account: c.config.bank_account.clone(),
-                    page_base: c.public_url.clone(),
-                },
-            })]
+                });
+            vec![
+                cash,
+                std::sync::Arc::new(payment_qr::PaymentQr {
+                    platform: c.platform.clone(),
+                    receiving: payment_qr::Receiving {
+                        bin: c.config.bank_bin.clone(),
+                        account: c.config.bank_account.clone(),
+                        page_base: c.public_url.clone(),
+                    },
+                }),
+            ]
         },
     }
 }

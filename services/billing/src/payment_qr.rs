@@ -101,7 +101,12 @@ impl Operation for PaymentQr {
         AuditAction::R
     }
 
-    async fn run(&self, caller: &Caller, id: &str) -> Result<(Value, Touched), Error> {
+    async fn run(
+        &self,
+        caller: &Caller,
+        id: &str,
+        _input: Option<Value>,
+    ) -> Result<(Value, Touched), Error> {
         authorize(caller, Action::Read, "Invoice")?;
         let v = reveal(
             caller,

@@ -14,6 +14,8 @@ pub enum Provider {
     Casso,
     Payos,
     Vnpay,
+    /// Cash at the cashier's desk (not a bank feed; recorded in the same ledger).
+    Cash,
 }
 
 impl Provider {
@@ -23,6 +25,7 @@ impl Provider {
             Provider::Casso => "casso",
             Provider::Payos => "payos",
             Provider::Vnpay => "vnpay",
+            Provider::Cash => "cash",
         }
     }
 

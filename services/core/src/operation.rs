@@ -9,7 +9,7 @@ use crate::touched::Touched;
 use async_trait::async_trait;
 use serde_json::Value;
 
-/// One instance-level operation, `GET [base]/{type}/{id}/${name}`.
+/// One instance-level operation, `GET` or `POST [base]/{type}/{id}/${name}`.
 #[async_trait]
 pub trait Operation: Send + Sync {
     /// The type it is defined on (one the service owns).
@@ -18,8 +18,17 @@ pub trait Operation: Send + Sync {
     fn name(&self) -> &'static str;
     /// How its audit record classes it.
     fn action(&self) -> AuditAction;
+    /// Whether it is invoked by `POST` with a body (`Parameters`), rather than by `GET`.
+    fn posted(&self) -> bool {
+        false
+    }
     /// Runs it for `caller` on the resource `id`: a FHIR resource (often `Parameters`) and
     /// what it touched. Authorisation and the compartment are the operation's to check,
     /// through the platform's functions.
-    async fn run(&self, caller: &Caller, id: &str) -> Result<(Value, Touched), Error>;
+    async fn run(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: Option<Value>,
+    ) -> Result<(Value, Touched), Error>;
 }

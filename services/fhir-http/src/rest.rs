@@ -57,10 +57,7 @@ pub fn router(api: FhirApi) -> Router {
         .route("/{rtype}/_search", axum::routing::post(search_post))
         .route("/{rtype}/_history", get(type_history))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
-        .route(
-            "/{rtype}/{id}/{op}",
-            get(instance_op).post(crate::signing::operation),
-        )
+        .route("/{rtype}/{id}/{op}", get(instance_op).post(posted_op))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -425,7 +422,7 @@ async fn instance_op(
     let defined = api
         .operations
         .iter()
-        .find(|o| o.resource_type() == rtype && o.name() == op)
+        .find(|o| o.resource_type() == rtype && o.name() == op && !o.posted())
         .cloned();
     let interaction = match (op.as_str(), &defined) {
         (_, Some(o)) => Interaction::Call(o.name(), o.action()),
@@ -437,7 +434,7 @@ async fn instance_op(
     if let Some(o) = defined {
         let r: Touching = async {
             check_id(&rtype, &id)?;
-            let (body, touched) = o.run(&caller, &id).await?;
+            let (body, touched) = o.run(&caller, &id, None).await?;
             Ok((fhir_response(StatusCode::OK, body.to_string()), touched))
         }
         .await;
@@ -501,6 +498,51 @@ async fn instance_op(
                 format!("operation `{other}` is not supported on {rtype}"),
             )),
         }
+    }
+    .await;
+    finish(
+        &api,
+        &caller,
+        interaction,
+        &rtype,
+        Some(&format!("{rtype}/{id}")),
+        r,
+    )
+    .await
+}
+
+/// `POST /{type}/{id}/$op`: an operation a service defines, or the platform's `$sign`/`$amend`.
+async fn posted_op(
+    State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
+    Path((rtype, id, op)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let defined = api
+        .operations
+        .iter()
+        .find(|o| o.resource_type() == rtype && o.name() == op && o.posted())
+        .cloned();
+    let Some(o) = defined else {
+        return crate::signing::operation(
+            State(api),
+            Extension(caller),
+            Path((rtype, id, op)),
+            headers,
+            body,
+        )
+        .await;
+    };
+    let interaction = Interaction::Call(o.name(), o.action());
+    let r: Touching = async {
+        check_id(&rtype, &id)?;
+        let body =
+            body.map_err(|e| Error::bad_request(format!("the body could not be read: {e}")))?;
+        let input: Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::bad_request(format!("the body is not JSON: {e}")))?;
+        let (out, touched) = o.run(&caller, &id, Some(input)).await?;
+        Ok((fhir_response(StatusCode::OK, out.to_string()), touched))
     }
     .await;
     finish(
