@@ -11,7 +11,83 @@ hospital_test_kit::on_both_backends!(
     bank_feeds_credit_each_payment_once_and_class_it,
     the_demo_bill_is_paid_by_simulate_payment,
     cash_at_the_desk_and_a_transfer_racing_never_both_pay_a_bill,
+    failed_deliveries_and_wrong_links_are_throttled_and_live_pages_bounded,
 );
+
+/// The doors that take no token are bounded like the others: failed signatures and links that
+/// name no bill count against their client like failed sign-ins (slowed, then 429, their audit
+/// rows bounded), and the live status streams a process keeps open are capped.
+async fn failed_deliveries_and_wrong_links_are_throttled_and_live_pages_bounded(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.max_page_streams = 1;
+    })
+    .await;
+    let site = app.base.trim_end_matches("/fhir").to_owned();
+    let (body, _) = casso(9001, 1000, "x", "1");
+    let mut statuses = Vec::new();
+    for _ in 0..14 {
+        let r = app
+            .anonymous
+            .post(format!("{site}/webhooks/casso"))
+            .header("x-forwarded-for", "198.51.100.23")
+            .header("x-casso-signature", "t=1,v1=00")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(&statuses[..10], &[401; 10]);
+    assert_eq!(&statuses[10..], &[429; 4]);
+    // The same client guessing payment links is already locked out: one throttle per client.
+    let r = app
+        .anonymous
+        .get(format!("{site}/pay/{}", "B".repeat(22)))
+        .header("x-forwarded-for", "198.51.100.23")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let trail = app.audit_events("agent=anonymous&_count=100").await;
+    let from_client = trail
+        .iter()
+        .filter(|e| e["agent"][0]["network"]["address"] == "198.51.100.23")
+        .count();
+    assert_eq!(
+        from_client, 11,
+        "ten failures and the lock-out, not 15 rows"
+    );
+
+    // One live page at a time here: the second stream is refused until the first ends.
+    let an = app.create(patient_an("051085000995")).await;
+    let (invoice, _, _) = issued(&app, &an, 10_000).await;
+    let (_, stored) = app.get_json(&format!("Invoice/{invoice}")).await;
+    let token = ident(&stored, "urn:hospital:payment-page").to_owned();
+    let events = format!("{site}/pay/{token}/events");
+    let first = app.anonymous.get(&events).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = app.anonymous.get(&events).send().await.unwrap();
+    assert_eq!(second.status(), 429);
+    drop(first);
+    let mut again = 0;
+    for _ in 0..50 {
+        again = app
+            .anonymous
+            .get(&events)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if again == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, 200, "a closed page frees its place");
+    app.stop().await;
+}
 
 async fn pay_cash(
     client: &reqwest::Client,

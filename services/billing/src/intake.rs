@@ -9,6 +9,8 @@
 //!
 //! A provider whose secret is not configured answers 404: its door does not exist. Every
 //! delivery, accepted or refused, leaves an audit record; a refused one stores nothing else.
+//! Failed signatures count against their client like failed sign-ins: slowed, then 429, their
+//! audit records bounded.
 
 use crate::ledger::{self, Outcome};
 use crate::payment_qr::owed;
@@ -70,6 +72,27 @@ async fn audit(i: &Intake, headers: &HeaderMap, addr: SocketAddr, target: &str, 
         .await;
 }
 
+/// A delivery whose signature fails: throttled and audited like a failed sign-in
+/// ([`Platform::anonymous_failure`]); `true` when the client is locked out.
+async fn failed(
+    i: &Intake,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+    target: &str,
+    status: u16,
+) -> bool {
+    let caller = hospital_web::anonymous(&i.platform, headers, Some(addr.ip()));
+    i.platform
+        .anonymous_failure(
+            &caller,
+            Interaction::Call("webhook", AuditAction::C),
+            "PaymentNotice",
+            target,
+            status,
+        )
+        .await
+}
+
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
@@ -123,7 +146,12 @@ async fn deliver(
                 Refusal::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            audit(&i, &headers, addr, &target, status.as_u16()).await;
+            if failed(&i, &headers, addr, &target, status.as_u16()).await {
+                return answer(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"success": false, "error": "too many failed deliveries from this client; try again later"}),
+                );
+            }
             return answer(status, json!({"success": false, "error": r.to_string()}));
         }
     };
@@ -168,7 +196,10 @@ async fn vnpay(
     let ipn = match webhooks::vnpay(secret, &query) {
         Ok(ipn) => ipn,
         Err(_) => {
-            audit(&i, &headers, addr, target, 401).await;
+            if failed(&i, &headers, addr, target, 401).await {
+                return (StatusCode::TOO_MANY_REQUESTS, "too many failed deliveries")
+                    .into_response();
+            }
             return vnpay_answer("97", "Invalid Checksum");
         }
     };

@@ -221,20 +221,7 @@ async fn record_as(
             let inv: Value = serde_json::from_str(&v.body)
                 .map_err(|_| Error::internal("stored invoice unreadable"))?;
             let status = inv.get("status").and_then(Value::as_str).unwrap_or("");
-            let paid_before: i64 = tx
-                .search(&SearchQuery::new(
-                    "PaymentNotice",
-                    vec![
-                        ("request".into(), format!("Invoice/{id}")),
-                        ("_count".into(), "1000".into()),
-                    ],
-                ))
-                .await?
-                .matches
-                .iter()
-                .filter_map(|n| serde_json::from_str::<Value>(&n.body).ok())
-                .map(|n| amount_of(&n))
-                .sum();
+            let paid_before = total_of(&tx.search(&notices_of(id)).await?.matches);
             let outcome = match (status, owed(&inv)) {
                 ("cancelled", _) => Outcome::Unmatched {
                     reason: "the bill was cancelled".into(),
@@ -368,24 +355,31 @@ async fn record_as(
     Ok(outcome)
 }
 
-/// What an Invoice has been paid, from the ledger.
-pub async fn paid(platform: &Platform, invoice: &str) -> Result<i64, Error> {
-    let q = SearchQuery::new(
+/// The search for the notices credited to `invoice`.
+fn notices_of(invoice: &str) -> SearchQuery {
+    SearchQuery::new(
         "PaymentNotice",
         vec![
             ("request".into(), format!("Invoice/{invoice}")),
             ("_count".into(), "1000".into()),
         ],
-    );
-    Ok(platform
-        .store()
-        .search(&q)
-        .await?
-        .matches
+    )
+}
+
+/// The đồng that `notices` credit.
+fn total_of(notices: &[hospital_core::store::Version]) -> i64 {
+    notices
         .iter()
         .filter_map(|n| serde_json::from_str::<Value>(&n.body).ok())
         .map(|n| amount_of(&n))
-        .sum())
+        .sum()
+}
+
+/// What an Invoice has been paid, from the ledger.
+pub async fn paid(platform: &Platform, invoice: &str) -> Result<i64, Error> {
+    Ok(total_of(
+        &platform.store().search(&notices_of(invoice)).await?.matches,
+    ))
 }
 
 /// Whether `body`'s identifier of `system` is `value` (for tests and the cashier's queue).

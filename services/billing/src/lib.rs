@@ -42,7 +42,17 @@ pub fn definition() -> ServiceDefinition {
     }
 }
 
-/// The billing service, as a process registers it. It has no gRPC service and no pages yet.
+/// Where patients' payments go, from the configuration.
+fn receiving(c: &hospital_host::Context) -> payment_qr::Receiving {
+    payment_qr::Receiving {
+        bin: c.config.bank_bin.clone(),
+        account: c.config.bank_account.clone(),
+        page_base: c.public_url.clone(),
+    }
+}
+
+/// The billing service, as a process registers it: its pages and webhooks, and its FHIR
+/// operations (no gRPC service yet).
 pub fn registration() -> hospital_host::Registration {
     hospital_host::Registration {
         definition,
@@ -73,11 +83,8 @@ pub fn registration() -> hospital_host::Registration {
                 page::PageConfig {
                     hospital_name: c.config.hospital_name.clone(),
                     account_name: c.config.bank_account_name.clone(),
-                    receiving: payment_qr::Receiving {
-                        bin: c.config.bank_bin.clone(),
-                        account: c.config.bank_account.clone(),
-                        page_base: c.public_url.clone(),
-                    },
+                    max_streams: c.config.max_page_streams,
+                    receiving: receiving(c),
                 },
             )))
         },
@@ -92,11 +99,7 @@ pub fn registration() -> hospital_host::Registration {
                 cash,
                 std::sync::Arc::new(payment_qr::PaymentQr {
                     platform: c.platform.clone(),
-                    receiving: payment_qr::Receiving {
-                        bin: c.config.bank_bin.clone(),
-                        account: c.config.bank_account.clone(),
-                        page_base: c.public_url.clone(),
-                    },
+                    receiving: receiving(c),
                 }),
             ]
         },

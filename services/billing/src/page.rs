@@ -27,19 +27,27 @@ pub struct PageConfig {
     pub hospital_name: String,
     pub receiving: Receiving,
     pub account_name: String,
+    /// Live status streams this process keeps open at most; past it, 429.
+    pub max_streams: usize,
 }
 
 #[derive(Clone)]
 struct PageState {
     platform: Platform,
     config: PageConfig,
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 pub fn routes(platform: Platform, config: PageConfig) -> Router {
+    let streams = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_streams.max(1)));
     Router::new()
         .route("/pay/{token}", axum::routing::get(show))
         .route("/pay/{token}/events", axum::routing::get(events))
-        .with_state(PageState { platform, config })
+        .with_state(PageState {
+            platform,
+            config,
+            streams,
+        })
 }
 
 /// The page's live status: server-sent events from `events`, applied without a reload.
@@ -131,45 +139,72 @@ async fn invoice_by_token(
 /// `GET /pay/{token}/events`: an `status` event now and whenever the bill's status or its
 /// receipts change (the ledger may be written by any replica: the stream looks at the store
 /// twice a second), for at most 15 minutes, ending once the bill is paid or cancelled.
-async fn events(State(s): State<PageState>, Path(token): Path<String>) -> Response {
+async fn events(
+    State(s): State<PageState>,
+    Path(token): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     if invoice_by_token(&s.platform, &token).await.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
+        let caller = hospital_web::anonymous(&s.platform, &headers, Some(addr.ip()));
+        let interaction = Interaction::Call("payment-page", AuditAction::R);
+        let locked = s
+            .platform
+            .anonymous_failure(&caller, interaction, "Invoice", "pay", 404)
+            .await;
+        let status = if locked {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        return status.into_response();
     }
+    // Each open stream looks at the store twice a second: their number is bounded.
+    let Ok(place) = s.streams.clone().try_acquire_owned() else {
+        let why = format!(
+            "too many live payment pages open ({} at most); reload later",
+            s.config.max_streams
+        );
+        return (StatusCode::TOO_MANY_REQUESTS, why).into_response();
+    };
     let until = tokio::time::Instant::now() + STREAM_FOR;
-    let state = (s.platform.clone(), token, String::new(), false);
-    let stream = futures::stream::unfold(state, move |(platform, token, last, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            if tokio::time::Instant::now() >= until {
+    let state = (s.platform.clone(), token, String::new(), false, place);
+    let stream = futures::stream::unfold(
+        state,
+        move |(platform, token, last, done, place)| async move {
+            if done {
                 return None;
             }
-            let v = invoice_by_token(&platform, &token).await?;
-            let body: Value = serde_json::from_str(&v.body).ok()?;
-            let status = body
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let receipts: Vec<String> = receipts_of(&platform, &v.id)
-                .await
-                .iter()
-                .map(Receipt::line)
-                .collect();
-            let data = serde_json::json!({"status": status, "receipts": receipts}).to_string();
-            if data != last {
-                let end = status == "balanced" || status == "cancelled";
-                let event = Event::default().event("status").data(data.clone());
-                return Some((
-                    Ok::<_, std::convert::Infallible>(event),
-                    (platform, token, data, end),
-                ));
+            loop {
+                if tokio::time::Instant::now() >= until {
+                    return None;
+                }
+                let v = invoice_by_token(&platform, &token).await?;
+                let body: Value = serde_json::from_str(&v.body).ok()?;
+                let status = body
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                let receipts: Vec<String> = receipts_of(&platform, &v.id)
+                    .await
+                    .iter()
+                    .map(Receipt::line)
+                    .collect();
+                let data = serde_json::json!({"status": status, "receipts": receipts}).to_string();
+                if data != last {
+                    let end = status == "balanced" || status == "cancelled";
+                    let event = Event::default().event("status").data(data.clone());
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (platform, token, data, end, place),
+                    ));
+                }
+                tokio::time::sleep(LOOK_EVERY).await;
             }
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
-    });
+        },
+    );
     let mut res = Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response();
@@ -272,16 +307,14 @@ async fn show(
         None
     };
     let Some(v) = found else {
-        let _ = s
-            .platform
-            .audit(
-                &caller,
-                interaction,
-                "Invoice",
-                &Touched::target("pay"),
-                404,
-            )
-            .await;
+        // A link that names no bill counts as a failed attempt: guessing links is throttled.
+        if s.platform
+            .anonymous_failure(&caller, interaction, "Invoice", "pay", 404)
+            .await
+        {
+            let body = "<p>Quá nhiều yêu cầu / Too many requests</p>";
+            return (StatusCode::TOO_MANY_REQUESTS, page("429", body)).into_response();
+        }
         return not_found(en);
     };
     let touched = Touched::of(std::slice::from_ref(&v));

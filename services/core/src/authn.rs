@@ -161,6 +161,42 @@ impl Platform {
         Ok(caller)
     }
 
+    /// A failure at a door that takes no token (a payment link that names no bill, a bank
+    /// feed's delivery whose signature fails): counted and slowed by the same throttle as a
+    /// failed sign-in from that client, and audited within the same bound (one record a
+    /// minute once the client is locked out). Returns whether the client is locked out: the
+    /// door then answers 429.
+    pub async fn anonymous_failure(
+        &self,
+        caller: &Caller,
+        interaction: Interaction,
+        resource_type: &str,
+        target: &str,
+        status: u16,
+    ) -> bool {
+        let verdict = self.security().throttle.failed(&caller.client);
+        let locked = match verdict {
+            hospital_auth::Verdict::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                false
+            }
+            hospital_auth::Verdict::LockedOut { .. } => true,
+        };
+        if verdict.recorded() {
+            let status = if locked { 429 } else { status };
+            let _ = self
+                .audit(
+                    caller,
+                    interaction,
+                    resource_type,
+                    &Touched::target(target),
+                    status,
+                )
+                .await;
+        }
+        locked
+    }
+
     /// The record of a refused request: by its actor when one is known, else `anonymous`.
     async fn audit_refusal(
         &self,

@@ -206,6 +206,14 @@ pub struct Config {
         global = true
     )]
     pub vnpay_hash_secret: Option<String>,
+    /// Live payment-page status streams one process keeps open at most (then 429).
+    #[arg(
+        long,
+        env = "HOSPITAL_MAX_PAGE_STREAMS",
+        default_value_t = 512,
+        global = true
+    )]
+    pub max_page_streams: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HOSPITAL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -291,6 +299,7 @@ impl Config {
             casso_key: Some("test-casso-key".into()),
             payos_checksum_key: Some("test_checksum_key".into()),
             vnpay_hash_secret: Some("test_secret".into()),
+            max_page_streams: 512,
             request_time_limit_ms: 30_000,
             caller_running: 4,
             caller_queued: 64,
