@@ -440,10 +440,14 @@ async fn show(
     }
     // The receipts of the payments so far; the live status keeps them current.
     let receipts = receipts_of(&s.platform, &v.id).await;
+    // The receipt names its bill, and prints without the page's buttons and links.
+    let bill_number = identifier(&invoice, crate::invoice::BILL_NUMBER).unwrap_or("");
     body.push_str(&format!(
-        "<section id=\"receipt\"{}><h2>{}</h2><ul id=\"receipts\">",
+        "<style>@media print{{button,a{{display:none}}}}</style>\
+         <section id=\"receipt\"{}><h2>{} · {}</h2><ul id=\"receipts\">",
         if receipts.is_empty() { " hidden" } else { "" },
-        t("Biên lai", "Receipt")
+        t("Biên lai", "Receipt"),
+        escape(bill_number)
     ));
     for r in &receipts {
         body.push_str(&format!("<li>{}</li>", escape(&r.line())));
