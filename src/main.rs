@@ -26,10 +26,10 @@ async fn main() -> anyhow::Result<()> {
             }
             let store = hospital::open_store(&cli.config).await?;
             let n = hospital::seed::demo(&cli.config, &store).await?;
-            let bill = store.read("Invoice", "hd-an-1").await;
+            let bill = hospital::seed::demo_invoice(&store).await;
             store.close().await;
             println!("loaded the demo data set: {n} resources");
-            if let Ok(v) = bill {
+            if let Some(v) = bill {
                 let body: serde_json::Value = serde_json::from_str(&v.body)?;
                 let id = |system: &str| {
                     hospital_billing::invoice::identifier(&body, system)

@@ -1,7 +1,8 @@
 //! The demo data set: a provincial hospital in Quảng Ngãi, its doctors, five patients with
-//! personal IDs and BHYT cards, encounters, diagnoses and vital signs. Loaded as one FHIR
-//! transaction of PUTs at fixed ids, through the owners' rules, so loading it twice changes
-//! nothing but versions.
+//! personal IDs and BHYT cards, encounters, diagnoses and vital signs, the hospital's price list
+//! and the charges of An's visit. Loaded as one FHIR transaction of PUTs at fixed ids, through
+//! the owners' rules, so loading it twice changes nothing but versions. Then An's visit is
+//! invoiced, with the BHYT split, once (the invoice is issued under a fixed idempotency key).
 
 use hospital_core::Caller;
 use hospital_core::store::Store;
@@ -21,22 +22,81 @@ pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
         operations: Vec::new().into(),
     };
     let mut bundle: serde_json::Value = serde_json::from_str(DEMO)?;
-    // A demo bill already in the store is left as it is: it may have been paid since, and
-    // only the ledger changes a paid bill.
+    // Demo charges already in the store are left as they are: they may be on an invoice,
+    // and only billing changes a billed charge.
     let mut kept = Vec::new();
     for e in bundle["entry"].as_array().cloned().unwrap_or_default() {
         let url = e["request"]["url"].as_str().unwrap_or("");
-        if let Some(id) = url.strip_prefix("Invoice/")
-            && store.read("Invoice", id).await.is_ok()
+        if let Some(id) = url.strip_prefix("ChargeItem/")
+            && store.read("ChargeItem", id).await.is_ok()
         {
             continue;
         }
         kept.push(e);
     }
     bundle["entry"] = serde_json::Value::Array(kept);
-    let (out, _) = hospital_fhir_http::process_bundle(&api, &Caller::system("seed"), bundle)
+    let seed = Caller::system("seed");
+    let (out, _) = hospital_fhir_http::process_bundle(&api, &seed, bundle)
         .await
         .map_err(|e| anyhow::anyhow!("the demo data set was refused: {e}"))?;
+    // An's visit, invoiced by billing's own rule; the coverage is read with the records
+    // service's rule in process, as the services are not running.
+    let invoicing = hospital_billing::invoicing_with(
+        api.platform.clone(),
+        std::sync::Arc::new(InProcessCoverage(api.platform.clone())),
+        &cfg.facility_level,
+    );
+    let request = hospital_billing::issue::Request::Encounter {
+        encounter: "enc-an-1".into(),
+        new_charges: Vec::new(),
+    };
+    invoicing
+        .issue(&seed, &request, Some(DEMO_INVOICE_KEY))
+        .await
+        .map_err(|e| anyhow::anyhow!("the demo invoice was refused: {e}"))?;
     store.audit_seal().await?;
-    Ok(out["entry"].as_array().map_or(0, Vec::len))
+    Ok(out["entry"].as_array().map_or(0, Vec::len) + 1)
+}
+
+/// The idempotency key of the demo invoice (An's visit of 20 November).
+pub const DEMO_INVOICE_KEY: &str = "demo:enc-an-1";
+
+/// The demo invoice, once seeded.
+pub async fn demo_invoice(store: &Store) -> Option<hospital_core::store::Version> {
+    let q = hospital_core::store::SearchQuery::new(
+        "Invoice",
+        vec![(
+            "identifier".into(),
+            format!(
+                "{}|{DEMO_INVOICE_KEY}",
+                hospital_billing::invoice::IDEMPOTENCY_KEY
+            ),
+        )],
+    );
+    store.search(&q).await.ok()?.matches.into_iter().next()
+}
+
+/// Coverage read in process with the records service's rule.
+struct InProcessCoverage(hospital_core::Platform);
+
+#[async_trait::async_trait]
+impl hospital_billing::issue::CoverageSource for InProcessCoverage {
+    async fn active(
+        &self,
+        patient: &str,
+        on: chrono::NaiveDate,
+    ) -> Result<Option<hospital_billing::issue::Covered>, hospital_core::Error> {
+        use hospital_records::coverage::{CoverageKey, active_on};
+        let key = CoverageKey::Patient(patient.to_owned());
+        match active_on(&self.0, &Caller::system("seed"), &key, on).await {
+            Ok((c, _)) => Ok(Some(hospital_billing::issue::covered(
+                &c.version.id,
+                &c.card_number,
+                &c.valid_from,
+                &c.valid_to,
+            ))),
+            Err(e) if e.kind() == hospital_core::error::Kind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }

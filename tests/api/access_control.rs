@@ -65,9 +65,29 @@ async fn a_service_acting_for_a_patient_is_confined_and_audited_as_that_patient(
     app.stop().await;
 }
 
-/// A representative type per group of `docs/access.md`, with a valid body to create.
-fn representative(group: &str, patient: &str) -> (&'static str, Value) {
+/// A representative type per group of `docs/access.md`, with a valid body to create (the
+/// `n`th of the walk: each price is of its own code, so none overlaps another).
+fn representative(group: &str, patient: &str, encounter: &str, n: usize) -> (&'static str, Value) {
     match group {
+        "Prices" => (
+            "ChargeItemDefinition",
+            hospital_billing::prices::definition(
+                &format!("AC.{n}"),
+                "Khám bệnh",
+                hospital_billing::prices::Category::Service,
+                50_600,
+                Some(50_600),
+                "2026-01-01",
+            ),
+        ),
+        "Charges" => (
+            "ChargeItem",
+            json!({"resourceType": "ChargeItem", "status": "billable",
+                "code": {"coding": [{"system": hospital_billing::prices::SERVICE_CODE, "code": "AC.0"}]},
+                "subject": {"reference": format!("Patient/{patient}")},
+                "context": {"reference": format!("Encounter/{encounter}")},
+                "occurrenceDateTime": "2026-08-01"}),
+        ),
         "Registration" => (
             "Coverage",
             json!({"resourceType": "Coverage", "status": "active",
@@ -138,13 +158,30 @@ async fn the_role_table_in_the_docs_is_what_the_api_enforces(b: Backend) {
             json!({"resourceType": "Practitioner", "name": [{"family": "Lê", "given": ["Hùng"]}]}),
         )
         .await;
+    // What a charge needs: a price of its code, and an encounter the clinician takes part in.
+    app.create(hospital_billing::prices::definition(
+        "AC.0",
+        "Khám bệnh",
+        hospital_billing::prices::Category::Service,
+        50_600,
+        Some(50_600),
+        "2025-01-01",
+    ))
+    .await;
+    let encounter = app
+        .create(json!({"resourceType": "Encounter", "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": format!("Patient/{mine}")},
+            "participant": [{"individual": {"reference": format!("Practitioner/{doctor}")}}],
+            "period": {"start": "2026-08-01T08:00:00+07:00"}}))
+        .await;
     let table = role_table();
     assert_eq!(table.len(), 5, "every role has a row");
     let mut checked = 0;
     for (role, grants) in table {
         let client = app.client_for(role, Some(&mine), Some(&doctor));
         for (group, cell) in grants {
-            let (rtype, body) = representative(&group, &mine);
+            let (rtype, body) = representative(&group, &mine, &encounter, checked + 1);
             let may_read = cell.contains("read");
             let may_write = cell.contains("write");
             let path = if rtype == "AuditEvent" {
@@ -206,7 +243,7 @@ async fn the_role_table_in_the_docs_is_what_the_api_enforces(b: Backend) {
             checked += 1;
         }
     }
-    assert_eq!(checked, 25);
+    assert_eq!(checked, 35);
     app.stop().await;
 }
 

@@ -89,7 +89,7 @@ async fn failed_deliveries_and_wrong_links_are_throttled_and_live_pages_bounded(
     app.stop().await;
 }
 
-async fn pay_cash(
+pub(crate) async fn pay_cash(
     client: &reqwest::Client,
     app: &TestApp,
     invoice: &str,
@@ -170,20 +170,36 @@ async fn the_demo_bill_is_paid_by_simulate_payment(b: Backend) {
     let app = spawn_app(b).await;
     let cfg = hospital::Config::for_tests("unused");
     hospital::seed::demo(&cfg, &app.store).await.unwrap();
-    let (s, bill) = app.get_json("Invoice/hd-an-1").await;
+    let demo = hospital::seed::demo_invoice(&app.store)
+        .await
+        .expect("a demo bill");
+    let (s, bill) = app.get_json(&format!("Invoice/{}", demo.id)).await;
     assert_eq!((s, bill["status"].as_str()), (200, Some("issued")));
+    // Priced from the list and split by BHYT: An's card (benefit 4) pays 80 % of 433,400.
+    assert_eq!(bill["totalGross"]["value"], 433_400, "{bill}");
+    assert_eq!(bill["lineItem"].as_array().map(Vec::len), Some(9));
+    // Seeding again issues nothing new and leaves the bill as it was.
+    hospital::seed::demo(&cfg, &app.store).await.unwrap();
+    let again = hospital::seed::demo_invoice(&app.store).await.unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.version_id),
+        (demo.id.as_str(), demo.version_id)
+    );
     let code = ident(&bill, "urn:hospital:payment-code").to_owned();
     let owed = hospital::simulate::owed_by_code(&app.store, &code)
         .await
         .unwrap();
-    assert_eq!(owed, 166_300, "what the demo bill leaves for the patient");
+    assert_eq!(
+        owed, 86_680,
+        "the co-pay the demo bill leaves for the patient"
+    );
     let site = app.base.trim_end_matches("/fhir").to_owned();
     let said =
         hospital::simulate::simulate_payment(&cfg, &code.to_lowercase(), Some(owed), Some(&site))
             .await
             .unwrap();
     assert!(said.contains("success"), "{said}");
-    assert_eq!(status_of(&app, "hd-an-1").await, "balanced");
+    assert_eq!(status_of(&app, &demo.id).await, "balanced");
     let err = hospital::simulate::owed_by_code(&app.store, "VP00000000")
         .await
         .unwrap_err();
@@ -191,14 +207,14 @@ async fn the_demo_bill_is_paid_by_simulate_payment(b: Backend) {
     app.stop().await;
 }
 
-fn param<'a>(params: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn param<'a>(params: &'a Value, name: &str) -> &'a Value {
     params["parameter"]
         .as_array()
         .and_then(|a| a.iter().find(|p| p["name"] == name))
         .unwrap_or_else(|| panic!("no parameter {name}: {params}"))
 }
 
-fn ident<'a>(invoice: &'a Value, system: &str) -> &'a str {
+pub(crate) fn ident<'a>(invoice: &'a Value, system: &str) -> &'a str {
     invoice["identifier"]
         .as_array()
         .and_then(|a| a.iter().find(|i| i["system"] == system))
@@ -238,20 +254,36 @@ async fn an_issued_invoice_gets_its_codes_and_a_payment_qr_a_bank_app_reads(b: B
     chosen["identifier"] = json!([{"system": "urn:hospital:payment-code", "value": "VPCHOSEN01"}]);
     let (s, _, _) = app.post("Invoice", &chosen).await;
     assert_eq!(s, 400);
+    // An issued invoice is never edited, by any client.
     let mut edited = stored.clone();
     edited["note"] = json!([{"text": "đã gọi điện nhắc"}]);
     edited["identifier"] = json!([]);
-    let (s, _, kept) = app.put(&format!("Invoice/{id}"), &edited).await;
-    assert_eq!(s, 200, "{kept}");
+    let (s, _, refused) = app.put(&format!("Invoice/{id}"), &edited).await;
+    assert_eq!(s, 409, "{refused}");
     let (_, kept) = app.get_json(&format!("Invoice/{id}")).await;
+    assert_eq!(kept, stored, "unchanged");
+    // A draft is edited, and keeps its codes.
+    let mut draft = invoice.clone();
+    draft["status"] = json!("draft");
+    let (s, _, d) = app.post("Invoice", &draft).await;
+    assert_eq!(s, 201, "{d}");
+    let mut edited = d.clone();
+    edited["identifier"] = json!([]);
+    edited["note"] = json!([{"text": "chờ kết quả xét nghiệm"}]);
+    let (s, _, e) = app
+        .put(&format!("Invoice/{}", d["id"].as_str().unwrap()), &edited)
+        .await;
+    assert_eq!(s, 200, "{e}");
     assert_eq!(
-        ident(&kept, "urn:hospital:payment-code"),
-        code,
+        ident(&e, "urn:hospital:payment-code"),
+        ident(&d, "urn:hospital:payment-code"),
         "kept on update"
     );
-    let mut changed = kept.clone();
+    let mut changed = e.clone();
     changed["identifier"] = json!([{"system": "urn:hospital:payment-code", "value": "VPOTHER001"}]);
-    let (s, _, _) = app.put(&format!("Invoice/{id}"), &changed).await;
+    let (s, _, _) = app
+        .put(&format!("Invoice/{}", d["id"].as_str().unwrap()), &changed)
+        .await;
     assert_eq!(s, 400);
 
     // The CapabilityStatement says so.
@@ -456,7 +488,13 @@ async fn post_casso(app: &TestApp, body: &str, signature: &str) -> (u16, Value) 
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
-async fn post_sepay(app: &TestApp, id: i64, amount: i64, memo: &str, account: &str) -> u16 {
+pub(crate) async fn post_sepay(
+    app: &TestApp,
+    id: i64,
+    amount: i64,
+    memo: &str,
+    account: &str,
+) -> u16 {
     let body = json!({"id": id, "gateway": "VietinBank", "transactionDate": "2026-12-01 14:02:37",
         "accountNumber": account, "code": null, "content": memo, "transferType": "in",
         "description": format!("BankAPINotify {memo}"), "transferAmount": amount,
@@ -475,7 +513,7 @@ async fn post_sepay(app: &TestApp, id: i64, amount: i64, memo: &str, account: &s
         .as_u16()
 }
 
-async fn notices(app: &TestApp, invoice: &str) -> Vec<Value> {
+pub(crate) async fn notices(app: &TestApp, invoice: &str) -> Vec<Value> {
     let (_, b) = app
         .get_json(&format!(
             "PaymentNotice?request=Invoice/{invoice}&_count=100"
@@ -487,7 +525,7 @@ async fn notices(app: &TestApp, invoice: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn outcome(notice: &Value) -> &str {
+pub(crate) fn outcome(notice: &Value) -> &str {
     notice["extension"]
         .as_array()
         .and_then(|a| {
@@ -498,7 +536,7 @@ fn outcome(notice: &Value) -> &str {
         .unwrap_or("")
 }
 
-async fn status_of(app: &TestApp, invoice: &str) -> String {
+pub(crate) async fn status_of(app: &TestApp, invoice: &str) -> String {
     let (_, v) = app.get_json(&format!("Invoice/{invoice}")).await;
     v["status"].as_str().unwrap_or("").to_owned()
 }
@@ -606,10 +644,13 @@ async fn bank_feeds_credit_each_payment_once_and_class_it(b: Backend) {
         200
     );
     let (inv4, code4, _) = issued(&app, &an, 120_000).await;
-    let (_, mut cancelled) = app.get_json(&format!("Invoice/{inv4}")).await;
-    cancelled["status"] = json!("cancelled");
-    let (s, _, _) = app.put(&format!("Invoice/{inv4}"), &cancelled).await;
-    assert_eq!(s, 200);
+    let (s, _, c) = app
+        .post(
+            &format!("Invoice/{inv4}/$cancel"),
+            &json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "lập nhầm"}]}),
+        )
+        .await;
+    assert_eq!((s, c["status"].as_str()), (200, Some("cancelled")), "{c}");
     assert_eq!(post_sepay(&app, 4002, 120_000, &code4, &account).await, 200);
     assert_eq!(status_of(&app, &inv4).await, "cancelled");
     assert!(
@@ -645,7 +686,16 @@ async fn bank_feeds_credit_each_payment_once_and_class_it(b: Backend) {
     let (_, mut forged) = app.get_json(&format!("Invoice/{inv5}")).await;
     forged["status"] = json!("balanced");
     let (s, _, _) = app.put(&format!("Invoice/{inv5}"), &forged).await;
-    assert_eq!(s, 422);
+    assert_eq!(s, 409, "an issued invoice is never edited");
+    let mut draft = forged.clone();
+    draft.as_object_mut().unwrap().remove("identifier");
+    draft.as_object_mut().unwrap().remove("id");
+    let (s, _, _) = app.post("Invoice", &draft).await;
+    assert_eq!(
+        s, 422,
+        "nor created paid: only the ledger marks a bill paid"
+    );
+    assert_eq!(status_of(&app, &inv5).await, "issued");
 
     // payOS, signed as payOS signs it.
     let data = json!({"accountNumber": account, "amount": 80_000, "description": format!("CSFHLF {code5}"),

@@ -11,6 +11,7 @@ mod fhir_rest;
 mod fhir_sdk_client;
 mod fuzz;
 mod identity_provider;
+mod invoicing;
 mod logs_without_personal_data;
 mod official_examples;
 mod outbound;

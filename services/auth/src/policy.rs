@@ -21,7 +21,11 @@ pub enum Category {
     Directory,
     /// Schedules, slots, appointments.
     Scheduling,
-    /// Charges, invoices, payments.
+    /// The price list: what the hospital charges, and what BHYT pays for.
+    Prices,
+    /// Charges for care given (a clinician's only for encounters they take part in).
+    Charges,
+    /// Invoices, accounts, payments.
     Billing,
     /// The audit trail.
     Audit,
@@ -35,9 +39,9 @@ pub fn category(resource_type: &str) -> Option<Category> {
         | "Provenance" => Category::Clinical,
         "Organization" | "Practitioner" | "PractitionerRole" | "Location" => Category::Directory,
         "Schedule" | "Slot" | "Appointment" => Category::Scheduling,
-        "ChargeItem" | "Invoice" | "Account" | "PaymentNotice" | "PaymentReconciliation" => {
-            Category::Billing
-        }
+        "ChargeItemDefinition" => Category::Prices,
+        "ChargeItem" => Category::Charges,
+        "Invoice" | "Account" | "PaymentNotice" | "PaymentReconciliation" => Category::Billing,
         "AuditEvent" => Category::Audit,
         _ => return None,
     })
@@ -47,7 +51,7 @@ pub fn category(resource_type: &str) -> Option<Category> {
 pub fn is_patient_data(resource_type: &str) -> bool {
     matches!(
         category(resource_type),
-        Some(Category::Registration | Category::Clinical | Category::Billing)
+        Some(Category::Registration | Category::Clinical | Category::Charges | Category::Billing)
     ) || resource_type == "Appointment"
 }
 
@@ -79,26 +83,36 @@ pub static POLICY: &[PolicyRow] = &[
     row(Patient, Clinical, true, false),
     row(Patient, Directory, true, false),
     row(Patient, Scheduling, true, false),
+    row(Patient, Prices, true, false),
+    row(Patient, Charges, true, false),
     row(Patient, Billing, true, false),
     row(Clinician, Registration, true, true),
     row(Clinician, Clinical, true, true),
     row(Clinician, Directory, true, false),
     row(Clinician, Scheduling, true, true),
+    row(Clinician, Prices, true, false),
+    row(Clinician, Charges, true, true),
     row(Clinician, Billing, true, false),
     row(Cashier, Registration, true, true),
     row(Cashier, Directory, true, false),
     row(Cashier, Scheduling, true, false),
+    row(Cashier, Prices, true, false),
+    row(Cashier, Charges, true, true),
     row(Cashier, Billing, true, true),
     row(Admin, Registration, true, false),
     row(Admin, Clinical, true, false),
     row(Admin, Directory, true, true),
     row(Admin, Scheduling, true, false),
+    row(Admin, Prices, true, true),
+    row(Admin, Charges, true, false),
     row(Admin, Billing, true, false),
     row(Admin, Audit, true, false),
     row(Service, Registration, true, true),
     row(Service, Clinical, true, true),
     row(Service, Directory, true, true),
     row(Service, Scheduling, true, true),
+    row(Service, Prices, true, true),
+    row(Service, Charges, true, true),
     row(Service, Billing, true, true),
 ];
 

@@ -1,5 +1,6 @@
-//! `POST /fhir/Invoice/{id}/$pay-cash` with `Parameters` (`amount`: valueMoney in VND): a
-//! cashier records cash taken at the desk. It goes into the same ledger as the bank feeds,
+//! `POST /fhir/Invoice/{id}/$pay-cash` with `Parameters` (`amount`: valueMoney in VND;
+//! `method`: `cash`, the default, or `card` for the desk's card terminal): a cashier records
+//! money taken at the desk. It goes into the same ledger as the bank feeds,
 //! under the same lock on the bill: the answer names the receipt; cash for a bill already paid,
 //! or more than it has left, is refused (409) and nothing is recorded.
 
@@ -54,17 +55,31 @@ impl Operation for PayCash {
         let amount = vnd(money.as_ref(), "Parameters.amount")?.ok_or_else(|| {
             Error::invalid("Parameters.amount", "say how much cash (valueMoney, VND)")
         })?;
+        let provider = match hospital_core::operation::parameter_text(&input, "method") {
+            None | Some("cash") => Provider::Cash,
+            Some("card") => Provider::Card,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "Parameters.method",
+                    format!("`{other}` is not a way to pay at the desk (cash, card)"),
+                ));
+            }
+        };
         let v = self.platform.store().read("Invoice", id).await?;
         let invoice: Value = serde_json::from_str(&v.body)
             .map_err(|_| Error::internal("stored invoice unreadable"))?;
         let bill = identifier(&invoice, BILL_NUMBER).unwrap_or("").to_owned();
         let credit = Credit {
-            provider: Provider::Cash,
+            provider,
             transaction_id: uuid::Uuid::new_v4().to_string(),
             incoming: true,
             account: self.account.clone(),
             amount,
-            memo: format!("cash at the desk, {}", caller.principal.audit_name()),
+            memo: format!(
+                "{} at the desk, {}",
+                provider.as_str(),
+                caller.principal.audit_name()
+            ),
             bank_reference: String::new(),
             at: String::new(),
             order: Some(bill),
@@ -83,7 +98,7 @@ impl Operation for PayCash {
                 "identifier".into(),
                 format!(
                     "{}|{}",
-                    ledger::transaction_system(Provider::Cash),
+                    ledger::transaction_system(provider),
                     credit.transaction_id
                 ),
             )],

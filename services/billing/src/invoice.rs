@@ -21,6 +21,10 @@ pub const BILL_NUMBER: &str = "urn:hospital:bill-number";
 pub const PAYMENT_CODE: &str = "urn:hospital:payment-code";
 pub const PAYMENT_PAGE: &str = "urn:hospital:payment-page";
 pub const RECEIPT_NUMBER: &str = "urn:hospital:receipt-number";
+/// The key a service's retried call is recognised by (gRPC `CreateInvoice`).
+pub const IDEMPOTENCY_KEY: &str = "urn:hospital:idempotency-key";
+/// The credit a settling entry of the ledger (an assignment, a refund) settles, once.
+pub const SETTLES: &str = "urn:hospital:settles";
 
 /// Vietnam's time (UTC+7, no daylight saving): "a day" in billing is a calendar day there.
 pub fn vietnam_now() -> chrono::NaiveDateTime {
@@ -46,12 +50,15 @@ pub const UNIQUE_IDENTIFIERS: &[(&str, &str)] = &[
     ("Invoice", BILL_NUMBER),
     ("Invoice", PAYMENT_CODE),
     ("Invoice", PAYMENT_PAGE),
+    ("Invoice", IDEMPOTENCY_KEY),
     ("PaymentNotice", "urn:hospital:bank-transaction:sepay"),
     ("PaymentNotice", "urn:hospital:bank-transaction:casso"),
     ("PaymentNotice", "urn:hospital:bank-transaction:payos"),
     ("PaymentNotice", "urn:hospital:bank-transaction:vnpay"),
     ("PaymentNotice", "urn:hospital:bank-transaction:cash"),
+    ("PaymentNotice", "urn:hospital:bank-transaction:card"),
     ("PaymentNotice", RECEIPT_NUMBER),
+    ("PaymentNotice", SETTLES),
 ];
 
 const BASE36: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -99,6 +106,50 @@ pub fn vnd(money: Option<&Value>, path: &str) -> Result<Option<i64>, Error> {
     }
 }
 
+/// The amounts of `components` whose `type` is `kind`, summed.
+fn sum_of(components: Option<&Value>, kind: &str, path: &str) -> Result<i64, Error> {
+    let mut sum = 0i64;
+    for c in components.and_then(Value::as_array).into_iter().flatten() {
+        if c.get("type").and_then(Value::as_str) == Some(kind) {
+            sum += vnd(c.get("amount"), path)?.unwrap_or(0);
+        }
+    }
+    Ok(sum)
+}
+
+/// Line totals and invoice totals agree: `totalGross` is the sum of the lines' `base`
+/// amounts, and `totalNet` that less the lines' `deduction`s (the BHYT fund's share).
+pub fn check_totals(body: &Value) -> Result<(), Error> {
+    let Some(lines) = body.get("lineItem").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    let path = "Invoice.lineItem.priceComponent.amount";
+    let mut gross = 0i64;
+    let mut deductions = 0i64;
+    for l in lines {
+        gross += sum_of(l.get("priceComponent"), "base", path)?;
+        deductions += sum_of(l.get("priceComponent"), "deduction", path)?;
+    }
+    let total_gross = vnd(body.get("totalGross"), "Invoice.totalGross")?;
+    let total_net = vnd(body.get("totalNet"), "Invoice.totalNet")?;
+    if total_gross.is_some_and(|g| g != gross) {
+        return Err(Error::invalid(
+            "Invoice.totalGross",
+            format!("totalGross is the sum of the lines' base amounts, {gross} đồng"),
+        ));
+    }
+    if total_net.is_some_and(|n| n != gross - deductions) {
+        return Err(Error::invalid(
+            "Invoice.totalNet",
+            format!(
+                "totalNet is totalGross less the lines' deductions, {} đồng",
+                gross - deductions
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub struct BillingRules;
 
 impl BillingRules {
@@ -124,6 +175,19 @@ impl BillingRules {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
+        let was = status(stored.as_ref());
+        if w.origin != Origin::Service
+            && matches!(was.as_deref(), Some("issued" | "balanced" | "cancelled"))
+        {
+            return Err(Error::new(
+                codes::STATE_CONFLICT,
+                format!(
+                    "an issued invoice is never edited (this one is {}): cancel it ($cancel) and issue a new one",
+                    was.unwrap_or_default()
+                ),
+            ));
+        }
+        check_totals(body)?;
         let now_balanced = status(Some(body)).as_deref() == Some("balanced");
         let was_balanced = status(stored.as_ref()).as_deref() == Some("balanced");
         if w.origin != Origin::Service && now_balanced != was_balanced {
@@ -182,6 +246,8 @@ impl ResourceRules for BillingRules {
     async fn prepare(&self, tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Result<(), Error> {
         match w.resource_type {
             "Invoice" => self.prepare_invoice(tx, w, body).await?,
+            "ChargeItemDefinition" => crate::prices::prepare(tx, w.id, body).await?,
+            "ChargeItem" => crate::charges::prepare(tx, w, body).await?,
             "PaymentNotice" | "PaymentReconciliation" if w.origin != Origin::Service => {
                 return Err(Error::not_supported(format!(
                     "{} is written by billing from its ledger of payments, never by a client",

@@ -32,6 +32,15 @@ pub fn transaction_system(p: Provider) -> &'static str {
         Provider::Payos => "urn:hospital:bank-transaction:payos",
         Provider::Vnpay => "urn:hospital:bank-transaction:vnpay",
         Provider::Cash => "urn:hospital:bank-transaction:cash",
+        Provider::Card => "urn:hospital:bank-transaction:card",
+    }
+}
+
+/// The channel a provider's credits come by: `vietqr-<provider>`, `cash`, `card`.
+pub fn channel_of(p: Provider) -> String {
+    match p {
+        Provider::Cash | Provider::Card => p.as_str().to_owned(),
+        p => format!("vietqr-{}", p.as_str()),
     }
 }
 
@@ -43,6 +52,8 @@ pub const CHANNEL: &str = "urn:hospital:payment:channel";
 pub const TO_REFUND: &str = "urn:hospital:payment:to-refund";
 pub const RAW: &str = "urn:hospital:payment:raw";
 pub const REASON: &str = "urn:hospital:payment:unmatched-reason";
+/// The patient whose bill a payment went to: what puts it in their compartment.
+pub const PATIENT: &str = "urn:hospital:payment:patient";
 
 /// The largest credit believed (10¹² đồng); more is a malformed delivery.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
@@ -124,7 +135,25 @@ async fn find_invoice(platform: &Platform, credit: &Credit) -> Result<Option<Str
     Ok(None)
 }
 
+/// How `amount` pays a bill with `left` to pay: `paid`, `partial`, or `overpaid` with the
+/// excess; `None` when the bill has nothing left.
+pub fn classify(amount: i64, left: i64) -> Option<(&'static str, i64)> {
+    if left <= 0 {
+        None
+    } else if amount == left {
+        Some(("paid", 0))
+    } else if amount < left {
+        Some(("partial", 0))
+    } else {
+        Some(("overpaid", amount - left))
+    }
+}
+
 /// Whole đồng of a notice's amount.
+pub fn notice_amount(notice: &Value) -> i64 {
+    amount_of(notice)
+}
+
 fn amount_of(notice: &Value) -> i64 {
     notice
         .pointer("/amount/value")
@@ -231,24 +260,20 @@ async fn record_as(
                 },
                 ("issued", Ok(o)) => {
                     let left = o.amount - paid_before;
-                    if left <= 0 {
-                        Outcome::Unmatched {
+                    let invoice = id.clone();
+                    match classify(credit.amount, left) {
+                        None => Outcome::Unmatched {
                             reason: "the bill was already paid".into(),
-                        }
-                    } else if credit.amount == left {
-                        Outcome::Paid {
-                            invoice: id.clone(),
-                        }
-                    } else if credit.amount < left {
-                        Outcome::Partial {
-                            invoice: id.clone(),
+                        },
+                        Some(("paid", _)) => Outcome::Paid { invoice },
+                        Some(("partial", _)) => Outcome::Partial {
+                            invoice,
                             left: left - credit.amount,
-                        }
-                    } else {
-                        Outcome::Overpaid {
-                            invoice: id.clone(),
-                            to_refund: credit.amount - left,
-                        }
+                        },
+                        Some((_, excess)) => Outcome::Overpaid {
+                            invoice,
+                            to_refund: excess,
+                        },
                     }
                 }
                 _ => Outcome::Unmatched {
@@ -275,10 +300,7 @@ async fn record_as(
             _ => {}
         }
     }
-    let channel = match credit.provider {
-        Provider::Cash => "cash".to_owned(),
-        p => format!("vietqr-{}", p.as_str()),
-    };
+    let channel = channel_of(credit.provider);
     let mut extension = vec![
         json!({"url": OUTCOME, "valueCode": outcome.code()}),
         json!({"url": CHANNEL, "valueCode": channel}),
@@ -310,6 +332,7 @@ async fn record_as(
         "created": hospital_core::store::dates::format_instant(hospital_core::store::dates::now_micros()),
         "payment": {"display": match credit.provider {
             Provider::Cash => "cash at the desk".to_owned(),
+            Provider::Card => "card at the desk".to_owned(),
             p => format!("VietQR transfer ({})", p.as_str()),
         }},
         "recipient": {"display": hospital},
@@ -321,8 +344,14 @@ async fn record_as(
         outcome,
         Outcome::Paid { .. } | Outcome::Partial { .. } | Outcome::Overpaid { .. }
     );
-    if let (true, Some((v, _))) = (matched, &invoice) {
+    if let (true, Some((v, inv))) = (matched, &invoice) {
         notice["request"] = json!({"reference": format!("Invoice/{}", v.id)});
+        if let (Some(p), Some(e)) = (
+            inv.pointer("/subject/reference").and_then(Value::as_str),
+            notice["extension"].as_array_mut(),
+        ) {
+            e.push(json!({"url": PATIENT, "valueReference": {"reference": p}}));
+        }
     }
     let written = platform
         .writer()
@@ -373,6 +402,12 @@ fn total_of(notices: &[hospital_core::store::Version]) -> i64 {
         .filter_map(|n| serde_json::from_str::<Value>(&n.body).ok())
         .map(|n| amount_of(&n))
         .sum()
+}
+
+/// What an Invoice has been paid, read inside `tx` (under the invoice's lock, the answer
+/// stands until the transaction ends).
+pub async fn paid_in(tx: &mut hospital_core::Tx, invoice: &str) -> Result<i64, Error> {
+    Ok(total_of(&tx.search(&notices_of(invoice)).await?.matches))
 }
 
 /// What an Invoice has been paid, from the ledger.

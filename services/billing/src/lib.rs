@@ -12,18 +12,28 @@
 //! - [`page`] — the patient's payment page, `GET /pay/{token}`, and its live status;
 //! - [`ledger`] — the append-only ledger of payments; [`intake`] — the bank feeds' webhooks.
 //!
-//! Not yet: cashier work, reconciliation, the price list and charges, BHYT on invoices, gRPC.
+//! - [`prices`] — the price list; [`charges`] — charges for care; [`issue`] — invoices from
+//!   charges with BHYT cost sharing (coverage from records over gRPC), deposits, cancelling;
+//! - [`desk`] — the cashier's queue, assigning and refunding credits, totals by channel and
+//!   the cashless indicator, reconciliation of statements ([`reconcile`]);
+//! - [`operations`] — the FHIR operations over those.
 
 use hospital_core::{ServiceDefinition, ServiceName};
 
 pub mod bhyt;
 pub mod cash;
+pub mod charges;
+pub mod desk;
 pub mod intake;
 pub mod invoice;
+pub mod issue;
 pub mod ledger;
+pub mod operations;
 pub mod page;
 pub mod payment_qr;
+pub mod prices;
 pub mod qr;
+pub mod reconcile;
 pub mod search_params;
 pub mod vietqr;
 pub mod webhooks;
@@ -39,6 +49,44 @@ pub fn definition() -> ServiceDefinition {
             .collect(),
         unique_identifiers: invoice::UNIQUE_IDENTIFIERS,
         search_params: search_params::SEARCH_PARAMS,
+    }
+}
+
+/// The shipped BHYT rules, loaded once.
+pub fn bhyt_rules() -> std::sync::Arc<bhyt::Rules> {
+    static RULES: std::sync::OnceLock<std::sync::Arc<bhyt::Rules>> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| std::sync::Arc::new(bhyt::Rules::shipped()))
+        .clone()
+}
+
+/// Invoicing as this process runs it: coverage from the records service over gRPC.
+pub fn invoicing(c: &hospital_host::Context) -> issue::Invoicing {
+    invoicing_with(
+        c.platform.clone(),
+        std::sync::Arc::new(issue::RecordsCoverage(
+            c.clients.of(hospital_core::ServiceName::Records).clone(),
+        )),
+        &c.config.facility_level,
+    )
+}
+
+/// Invoicing with coverage from `coverage` (the seed, which runs without the services, reads
+/// it with the records service's own rule in process).
+pub fn invoicing_with(
+    platform: hospital_core::Platform,
+    coverage: std::sync::Arc<dyn issue::CoverageSource>,
+    facility_level: &str,
+) -> issue::Invoicing {
+    issue::Invoicing {
+        platform,
+        coverage,
+        rules: bhyt_rules(),
+        level: if facility_level == "basic" {
+            bhyt::Level::Basic
+        } else {
+            bhyt::Level::Specialised
+        },
     }
 }
 
@@ -89,18 +137,26 @@ pub fn registration() -> hospital_host::Registration {
             )))
         },
         operations: |c| {
-            let cash: std::sync::Arc<dyn hospital_core::Operation> =
-                std::sync::Arc::new(cash::PayCash {
-                    platform: c.platform.clone(),
-                    hospital: c.config.hospital_name.clone(),
-                    account: c.config.bank_account.clone(),
-                });
+            use std::sync::Arc;
+            let p = || c.platform.clone();
+            let cash: Arc<dyn hospital_core::Operation> = Arc::new(cash::PayCash {
+                platform: p(),
+                hospital: c.config.hospital_name.clone(),
+                account: c.config.bank_account.clone(),
+            });
             vec![
                 cash,
-                std::sync::Arc::new(payment_qr::PaymentQr {
-                    platform: c.platform.clone(),
+                Arc::new(payment_qr::PaymentQr {
+                    platform: p(),
                     receiving: receiving(c),
                 }),
+                Arc::new(operations::Issue(invoicing(c))),
+                Arc::new(operations::Cancel(invoicing(c))),
+                Arc::new(operations::Queue(p())),
+                Arc::new(operations::Assign(p())),
+                Arc::new(operations::Refund(p())),
+                Arc::new(operations::Totals(p())),
+                Arc::new(operations::Import(p())),
             ]
         },
     }

@@ -16,6 +16,8 @@ pub enum Provider {
     Vnpay,
     /// Cash at the cashier's desk (not a bank feed; recorded in the same ledger).
     Cash,
+    /// A card at the desk's terminal.
+    Card,
 }
 
 impl Provider {
@@ -26,6 +28,7 @@ impl Provider {
             Provider::Payos => "payos",
             Provider::Vnpay => "vnpay",
             Provider::Cash => "cash",
+            Provider::Card => "card",
         }
     }
 

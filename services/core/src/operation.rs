@@ -1,4 +1,5 @@
-//! FHIR operations a service defines on its types (`GET /fhir/Invoice/{id}/$payment-qr`):
+//! FHIR operations a service defines on its types (`GET /fhir/Invoice/{id}/$payment-qr`,
+//! `POST /fhir/Invoice/$issue`):
 //! the service implements the operation in its own terms; the FHIR edge only routes to it,
 //! renders its result, and audits it like any other interaction.
 
@@ -9,7 +10,9 @@ use crate::touched::Touched;
 use async_trait::async_trait;
 use serde_json::Value;
 
-/// One instance-level operation, `GET` or `POST [base]/{type}/{id}/${name}`.
+/// One operation: on an instance, `GET` or `POST [base]/{type}/{id}/${name}`, or on the type,
+/// `GET` or `POST [base]/{type}/${name}`. A `GET` receives its query as `Parameters` (each
+/// query parameter a `valueString`); a `POST` its body.
 #[async_trait]
 pub trait Operation: Send + Sync {
     /// The type it is defined on (one the service owns).
@@ -22,7 +25,11 @@ pub trait Operation: Send + Sync {
     fn posted(&self) -> bool {
         false
     }
-    /// Runs it for `caller` on the resource `id`: a FHIR resource (often `Parameters`) and
+    /// Whether it is defined on the type (`[base]/{type}/${name}`) rather than an instance.
+    fn on_type(&self) -> bool {
+        false
+    }
+    /// Runs it for `caller` on the resource `id` (empty on the type): a FHIR resource (often `Parameters`) and
     /// what it touched. Authorisation and the compartment are the operation's to check,
     /// through the platform's functions.
     async fn run(
@@ -31,4 +38,34 @@ pub trait Operation: Send + Sync {
         id: &str,
         input: Option<Value>,
     ) -> Result<(Value, Touched), Error>;
+}
+
+/// A query string's parameters as FHIR `Parameters` (each a `valueString`): the input of an
+/// operation invoked by `GET`.
+pub fn query_parameters(pairs: &[(String, String)]) -> Value {
+    let parameter: Vec<Value> = pairs
+        .iter()
+        .map(|(k, v)| serde_json::json!({"name": k, "valueString": v}))
+        .collect();
+    serde_json::json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+/// The parameter `name` of a `Parameters` resource.
+pub fn parameter<'a>(input: &'a Value, name: &str) -> Option<&'a Value> {
+    input
+        .get("parameter")?
+        .as_array()?
+        .iter()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+}
+
+/// The `value[x]` of the parameter `name` as a string (`valueString`, `valueCode`,
+/// `valueDate`, `valueUri`, a `valueReference`'s reference, ...).
+pub fn parameter_text<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
+    let p = parameter(input, name)?.as_object()?;
+    p.iter().find_map(|(k, v)| match (k.as_str(), v) {
+        ("valueReference", r) => r.get("reference").and_then(Value::as_str),
+        (k, Value::String(s)) if k.starts_with("value") => Some(s.as_str()),
+        _ => None,
+    })
 }

@@ -64,7 +64,8 @@ pub static OWNERSHIP: &[(&str, ServiceName)] = &[
     ("Schedule", Telemedicine),
     ("Slot", Telemedicine),
     ("Appointment", Telemedicine),
-    // billing: charges, invoices, payments
+    // billing: the price list, charges, invoices, payments
+    ("ChargeItemDefinition", Billing),
     ("ChargeItem", Billing),
     ("Invoice", Billing),
     ("Account", Billing),

@@ -56,7 +56,10 @@ pub fn router(api: FhirApi) -> Router {
         )
         .route("/{rtype}/_search", axum::routing::post(search_post))
         .route("/{rtype}/_history", get(type_history))
-        .route("/{rtype}/{id}", get(read).put(update).delete(delete))
+        .route(
+            "/{rtype}/{id}",
+            get(read).put(update).delete(delete).post(type_op_post),
+        )
         .route("/{rtype}/{id}/{op}", get(instance_op).post(posted_op))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -96,6 +99,10 @@ async fn read(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
+    if id.starts_with('$') {
+        let input = hospital_core::operation::query_parameters(&parse_query(q.as_deref()));
+        return type_op(api, caller, rtype, id, false, Ok(input)).await;
+    }
     let r: Touching = async {
         negotiate(&headers, &parse_query(q.as_deref()))?;
         check_type(&rtype)?;
@@ -413,6 +420,60 @@ async fn search(
     .await
 }
 
+/// `POST /{type}/$op`: an operation a service defines on the type.
+async fn type_op_post(
+    State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
+    Path((rtype, op)): Path<(String, String)>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let input = body
+        .map_err(|e| Error::bad_request(format!("the body could not be read: {e}")))
+        .and_then(|b| {
+            serde_json::from_slice::<Value>(&b)
+                .map_err(|e| Error::bad_request(format!("the body is not JSON: {e}")))
+        });
+    type_op(api, caller, rtype, op, true, input).await
+}
+
+/// Runs the type-level operation `op` of `rtype`, invoked by `POST` or by `GET`.
+async fn type_op(
+    api: FhirApi,
+    caller: Caller,
+    rtype: String,
+    op: String,
+    posted: bool,
+    input: Result<Value, Error>,
+) -> Response {
+    let defined = api
+        .operations
+        .iter()
+        .find(|o| {
+            o.on_type() && o.resource_type() == rtype && o.name() == op && o.posted() == posted
+        })
+        .cloned();
+    let interaction = match &defined {
+        Some(o) => Interaction::Call(o.name(), o.action()),
+        None => Interaction::Call("operation", hospital_core::AuditAction::E),
+    };
+    let r: Touching = async {
+        check_type(&rtype)?;
+        let Some(o) = defined else {
+            return Err(Error::new(
+                codes::NO_SUCH_ENDPOINT,
+                format!(
+                    "operation `{op}` is not supported on {rtype} by {}",
+                    if posted { "POST" } else { "GET" }
+                ),
+            ));
+        };
+        let (out, touched) = o.run(&caller, "", Some(input?)).await?;
+        Ok((fhir_response(StatusCode::OK, out.to_string()), touched))
+    }
+    .await;
+    finish(&api, &caller, interaction, &rtype, Some(&rtype), r).await
+}
+
 async fn instance_op(
     State(api): State<FhirApi>,
     Extension(caller): Extension<Caller>,
@@ -422,7 +483,7 @@ async fn instance_op(
     let defined = api
         .operations
         .iter()
-        .find(|o| o.resource_type() == rtype && o.name() == op && !o.posted())
+        .find(|o| !o.on_type() && o.resource_type() == rtype && o.name() == op && !o.posted())
         .cloned();
     let interaction = match (op.as_str(), &defined) {
         (_, Some(o)) => Interaction::Call(o.name(), o.action()),
@@ -434,7 +495,8 @@ async fn instance_op(
     if let Some(o) = defined {
         let r: Touching = async {
             check_id(&rtype, &id)?;
-            let (body, touched) = o.run(&caller, &id, None).await?;
+            let input = hospital_core::operation::query_parameters(&parse_query(q.as_deref()));
+            let (body, touched) = o.run(&caller, &id, Some(input)).await?;
             Ok((fhir_response(StatusCode::OK, body.to_string()), touched))
         }
         .await;
@@ -522,7 +584,7 @@ async fn posted_op(
     let defined = api
         .operations
         .iter()
-        .find(|o| o.resource_type() == rtype && o.name() == op && o.posted())
+        .find(|o| !o.on_type() && o.resource_type() == rtype && o.name() == op && o.posted())
         .cloned();
     let Some(o) = defined else {
         return crate::signing::operation(

@@ -69,6 +69,7 @@ supported!(
     Slot,
     Appointment,
     ChargeItem,
+    ChargeItemDefinition,
     Invoice,
     Account,
     PaymentNotice,

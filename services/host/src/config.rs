@@ -142,6 +142,16 @@ pub struct Config {
         global = true
     )]
     pub hospital_name: String,
+    /// The hospital's level for BHYT referral ratios: `specialised` (provincial and central
+    /// hospitals) or `basic` (district hospitals and below).
+    #[arg(
+        long,
+        env = "HOSPITAL_FACILITY_LEVEL",
+        default_value = "specialised",
+        value_parser = ["specialised", "basic"],
+        global = true
+    )]
+    pub facility_level: String,
     /// The acquirer BIN of the bank that receives patients' payments (see billing's banks.csv).
     #[arg(
         long,
@@ -291,6 +301,7 @@ impl Config {
             public_url: None,
             max_body_bytes: 10 * 1024 * 1024,
             hospital_name: "Bệnh viện Đa khoa tỉnh Quảng Ngãi".into(),
+            facility_level: "specialised".into(),
             bank_bin: "970415".into(),
             bank_account: "113366668888".into(),
             bank_account_name: "BENH VIEN DA KHOA TINH QUANG NGAI".into(),

@@ -145,6 +145,9 @@ pub static PATIENT_COMPARTMENT: &[(&str, &[&str])] = &[
     ("ChargeItem", &["subject"]),
     ("Invoice", &["subject", "patient", "recipient"]),
     ("Account", &["subject"]),
+    // Not in FHIR's definition, which leaves payments out of every compartment: the hospital's
+    // own parameter (billing's), so that a patient reads their own payments and receipts.
+    ("PaymentNotice", &["patient"]),
 ];
 
 /// The compartment parameters of `resource_type` (empty: in no patient's compartment).

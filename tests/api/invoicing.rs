@@ -1,0 +1,717 @@
+//! Billing beyond the bank feeds: the price list, clinicians' charges, invoices split by BHYT
+//! with the coverage asked of the records service over gRPC, corrections, and the cashier's
+//! work — the queue, assigning and refunding credits, totals by channel, the cashless
+//! indicator and reconciling a provider's statement.
+
+use crate::billing::{ident, param, pay_cash, post_sepay, status_of};
+use crate::common::*;
+use hospital_billing::prices::{Category, SERVICE_CODE, definition};
+use hospital_core::auth::Role;
+use serde_json::{Value, json};
+
+hospital_test_kit::on_both_backends!(
+    charges_from_the_price_list_become_an_invoice_split_by_bhyt,
+    expired_coverage_is_self_pay_except_within_the_grace_of_a_stay,
+    the_cashier_settles_the_queue_and_reads_the_days_totals,
+    a_providers_statement_is_reconciled_with_the_ledger,
+);
+
+fn parameters(parts: Value) -> Value {
+    json!({"resourceType": "Parameters", "parameter": parts})
+}
+
+async fn send(client: &reqwest::Client, app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+    let r = client
+        .post(app.url(path))
+        .header("content-type", FHIR)
+        .header("prefer", "return=representation")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, Value) {
+    let r = client.get(app.url(path)).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+fn encounter(patient: &str, doctor: &str, class: &str, start: &str, end: Option<&str>) -> Value {
+    let mut period = json!({"start": start});
+    if let Some(e) = end {
+        period["end"] = json!(e);
+    }
+    json!({"resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "participant": [{"individual": {"reference": format!("Practitioner/{doctor}")}}],
+        "period": period})
+}
+
+fn coverage(patient: &str, card: &str, start: &str, end: &str) -> Value {
+    json!({"resourceType": "Coverage", "status": "active",
+        "identifier": [{"system": "http://fhir.ehealth.gov.vn/core/sid/insurance_number", "value": card}],
+        "beneficiary": {"reference": format!("Patient/{patient}")},
+        "payor": [{"display": "BHXH Việt Nam"}],
+        "period": {"start": start, "end": end}})
+}
+
+fn charge(patient: &str, encounter: &str, code: &str, qty: i64, day: &str) -> Value {
+    json!({"resourceType": "ChargeItem", "status": "billable",
+        "code": {"coding": [{"system": SERVICE_CODE, "code": code}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "context": {"reference": format!("Encounter/{encounter}")},
+        "occurrenceDateTime": day, "quantity": {"value": qty}})
+}
+
+/// The amount of the `code` price component of an invoice's totals.
+fn total(invoice: &Value, code: &str) -> i64 {
+    invoice["totalPriceComponent"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["code"]["coding"][0]["code"] == code))
+        .and_then(|c| c["amount"]["value"].as_i64())
+        .unwrap_or_else(|| panic!("no {code} total: {invoice}"))
+}
+
+fn line(invoice: &Value, n: usize, code: &str) -> i64 {
+    invoice["lineItem"][n]["priceComponent"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["code"]["coding"][0]["code"] == code))
+        .and_then(|c| c["amount"]["value"].as_i64())
+        .unwrap_or_else(|| panic!("no {code} on line {n}: {invoice}"))
+}
+
+async fn issue(cashier: &reqwest::Client, app: &TestApp, encounter: &str) -> (u16, Value) {
+    send(
+        cashier,
+        app,
+        "Invoice/$issue",
+        &parameters(json!([{"name": "encounter", "valueReference": {"reference": format!("Encounter/{encounter}")}}])),
+    )
+    .await
+}
+
+async fn charges_from_the_price_list_become_an_invoice_split_by_bhyt(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000980")).await;
+    let binh = app.create(patient_an("051085000981")).await;
+    app.create(coverage(&an, "DN4510123456789", "2026-01-01", "2026-12-31"))
+        .await;
+    let hung = app
+        .create(
+            json!({"resourceType": "Practitioner", "name": [{"family": "Lê", "given": ["Hùng"]}]}),
+        )
+        .await;
+    let mai = app
+        .create(
+            json!({"resourceType": "Practitioner", "name": [{"family": "Trần", "given": ["Mai"]}]}),
+        )
+        .await;
+    let admin = app.client_for(Role::Admin, None, None);
+    let doctor = app.client_for(Role::Clinician, None, Some(&hung));
+    let other_doctor = app.client_for(Role::Clinician, None, Some(&mai));
+    let cashier = app.client_for(Role::Cashier, None, None);
+
+    // The price list is the admins'; one price per code and day.
+    for (code, cat, price, bhyt) in [
+        ("KB.01", Category::Service, 50_600, Some(50_600)),
+        ("CDHA.CT", Category::Service, 536_000, Some(536_000)),
+        ("T.VITA", Category::Drug, 5_000, None),
+    ] {
+        let (s, d) = send(
+            &admin,
+            &app,
+            "ChargeItemDefinition",
+            &definition(code, code, cat, price, bhyt, "2026-01-01"),
+        )
+        .await;
+        assert_eq!(s, 201, "{d}");
+        assert_eq!(d["url"], format!("urn:hospital:price:{code}"));
+    }
+    let (s, _) = send(
+        &doctor,
+        &app,
+        "ChargeItemDefinition",
+        &definition("X.1", "x", Category::Supply, 1, None, "2026-01-01"),
+    )
+    .await;
+    assert_eq!(s, 403, "a clinician does not set prices");
+    let (s, o) = send(
+        &admin,
+        &app,
+        "ChargeItemDefinition",
+        &definition(
+            "KB.01",
+            "KB",
+            Category::Service,
+            60_000,
+            Some(60_000),
+            "2026-06-01",
+        ),
+    )
+    .await;
+    assert_eq!(s, 422, "two prices of one code on one day: {o}");
+
+    // Charges: by a clinician of the encounter, priced by the list in force that day.
+    let enc = app
+        .create(encounter(
+            &an,
+            &hung,
+            "AMB",
+            "2026-08-01T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    let mut ids = Vec::new();
+    for (code, qty) in [("KB.01", 1), ("CDHA.CT", 1), ("T.VITA", 10)] {
+        let (s, c) = send(
+            &doctor,
+            &app,
+            "ChargeItem",
+            &charge(&an, &enc, code, qty, "2026-08-01"),
+        )
+        .await;
+        assert_eq!(s, 201, "{c}");
+        assert_eq!(
+            c["definitionCanonical"][0],
+            format!("urn:hospital:price:{code}|2026-01-01")
+        );
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    let before = app.store.count(Some("ChargeItem")).await.unwrap();
+    for (who, body, want) in [
+        (
+            &other_doctor,
+            charge(&an, &enc, "KB.01", 1, "2026-08-01"),
+            403,
+        ),
+        (&doctor, charge(&an, &enc, "NO.SUCH", 1, "2026-08-01"), 422),
+        (&doctor, charge(&an, &enc, "KB.01", 1, "2025-08-01"), 422),
+        (&doctor, charge(&an, &enc, "KB.01", 0, "2026-08-01"), 400),
+        (&doctor, charge(&binh, &enc, "KB.01", 1, "2026-08-01"), 400),
+    ] {
+        let (s, o) = send(who, &app, "ChargeItem", &body).await;
+        assert_eq!(s, want, "{body}: {o}");
+        assert_eq!(o["resourceType"], "OperationOutcome");
+    }
+    assert_eq!(
+        app.store.count(Some("ChargeItem")).await.unwrap(),
+        before,
+        "nothing kept"
+    );
+
+    // The invoice: card level 4 pays 80 % of the covered cost (586,600 is above the
+    // small-visit threshold, 15 % of 2,530,000), the vitamins are self-pay.
+    let (s, doctor_try) = issue(&doctor, &app, &enc).await;
+    assert_eq!(s, 403, "{doctor_try}");
+    let (s, inv) = issue(&cashier, &app, &enc).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(inv["status"], "issued");
+    assert_eq!(inv["totalGross"]["value"], 636_600);
+    assert_eq!(total(&inv, "covered"), 586_600);
+    assert_eq!(total(&inv, "bhyt-fund"), 469_280);
+    assert_eq!(total(&inv, "copay"), 117_320);
+    assert_eq!(total(&inv, "self-pay"), 50_000);
+    assert_eq!(inv["totalNet"]["value"], 167_320);
+    let lines = inv["lineItem"].as_array().unwrap();
+    assert_eq!(lines.len(), 3);
+    let gross: i64 = (0..3).map(|n| line(&inv, n, "total")).sum();
+    let fund: i64 = (0..3).map(|n| line(&inv, n, "bhyt-fund")).sum();
+    assert_eq!((gross, fund), (636_600, 469_280), "lines and totals agree");
+    for n in 0..3 {
+        assert_eq!(
+            line(&inv, n, "total"),
+            line(&inv, n, "covered") + line(&inv, n, "self-pay")
+        );
+    }
+    let inv_id = inv["id"].as_str().unwrap().to_owned();
+    ident(&inv, "urn:hospital:payment-code");
+
+    // The charges are billed: not invoiced twice, not changed by a client.
+    let (s, o) = issue(&cashier, &app, &enc).await;
+    assert_eq!(s, 422, "{o}");
+    let (_, c0) = app.get_json(&format!("ChargeItem/{}", ids[0])).await;
+    assert_eq!(c0["status"], "billed");
+    let mut edited = c0.clone();
+    edited["quantity"] = json!({"value": 2});
+    let r = doctor
+        .put(app.url(&format!("ChargeItem/{}", ids[0])))
+        .header("content-type", FHIR)
+        .body(edited.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    // A price change never alters a past invoice.
+    let (_, mut old) = get(
+        &admin,
+        &app,
+        "ChargeItemDefinition?url=urn:hospital:price:KB.01",
+    )
+    .await;
+    let mut old = old["entry"][0]["resource"].take();
+    old["effectivePeriod"]["end"] = json!("2026-08-31");
+    let r = admin
+        .put(app.url(&format!(
+            "ChargeItemDefinition/{}",
+            old["id"].as_str().unwrap()
+        )))
+        .header("content-type", FHIR)
+        .body(old.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _) = send(
+        &admin,
+        &app,
+        "ChargeItemDefinition",
+        &definition(
+            "KB.01",
+            "KB",
+            Category::Service,
+            60_000,
+            Some(60_000),
+            "2026-09-01",
+        ),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, same) = app.get_json(&format!("Invoice/{inv_id}")).await;
+    assert_eq!(same, inv, "the issued invoice is as it was");
+
+    // A correction: cancel (with a reason), then a new invoice of the same charges.
+    let (s, o) = send(
+        &cashier,
+        &app,
+        &format!("Invoice/{inv_id}/$cancel"),
+        &parameters(json!([])),
+    )
+    .await;
+    assert_eq!(s, 400, "a reason is required: {o}");
+    let (s, cancelled) = send(
+        &cashier,
+        &app,
+        &format!("Invoice/{inv_id}/$cancel"),
+        &parameters(json!([{"name": "reason", "valueString": "thiếu thẻ BHYT đúng tuyến"}])),
+    )
+    .await;
+    assert_eq!(
+        (s, cancelled["status"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    let (s, again) = issue(&cashier, &app, &enc).await;
+    assert_eq!(s, 200, "{again}");
+    assert_ne!(again["id"], inv["id"]);
+    assert_eq!(
+        again["totalNet"]["value"], 167_320,
+        "the charges' day keeps the old price"
+    );
+    let (s, _) = send(
+        &cashier,
+        &app,
+        &format!("Invoice/{inv_id}/$cancel"),
+        &parameters(json!([{"name": "reason", "valueString": "again"}])),
+    )
+    .await;
+    assert_eq!(s, 409, "a cancelled invoice stays cancelled");
+
+    // The patient reads their own invoices (both kept), and no one else's.
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (s, mine) = get(&me, &app, "Invoice").await;
+    assert_eq!((s, mine["entry"].as_array().map(Vec::len)), (200, Some(2)));
+    let binh_c = app.client_for(Role::Patient, Some(&binh), None);
+    let (s, _) = get(&binh_c, &app, &format!("Invoice/{inv_id}")).await;
+    assert_eq!(s, 404);
+    app.stop().await;
+}
+
+async fn expired_coverage_is_self_pay_except_within_the_grace_of_a_stay(b: Backend) {
+    let app = spawn_app(b).await;
+    let chau = app.create(patient_an("051085000982")).await;
+    // A card that ran out on 31 May.
+    app.create(coverage(
+        &chau,
+        "DN4510123456780",
+        "2026-01-01",
+        "2026-05-31",
+    ))
+    .await;
+    let doc = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê"}]}))
+        .await;
+    app.create(definition(
+        "KB.01",
+        "Khám",
+        Category::Service,
+        50_600,
+        Some(50_600),
+        "2026-01-01",
+    ))
+    .await;
+    app.create(definition(
+        "GB.NOI",
+        "Giường",
+        Category::Service,
+        217_800,
+        Some(217_800),
+        "2026-01-01",
+    ))
+    .await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+
+    // An outpatient visit in August: self-pay, and the invoice says why.
+    let visit = app
+        .create(encounter(
+            &chau,
+            &doc,
+            "AMB",
+            "2026-08-01T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    app.create(charge(&chau, &visit, "KB.01", 1, "2026-08-01"))
+        .await;
+    let (s, inv) = issue(&cashier, &app, &visit).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(total(&inv, "bhyt-fund"), 0);
+    assert_eq!(inv["totalNet"]["value"], 50_600);
+    let notes = inv["note"].to_string();
+    assert!(
+        notes.contains("self-pay"),
+        "the reason is on the invoice: {notes}"
+    );
+
+    // A stay begun while the card was valid: paid until discharge, at most 15 days after
+    // expiry (rule 6); a day beyond that is self-pay.
+    let stay = app
+        .create(encounter(
+            &chau,
+            &doc,
+            "IMP",
+            "2026-05-25T08:00:00+07:00",
+            Some("2026-06-20T10:00:00+07:00"),
+        ))
+        .await;
+    for day in ["2026-05-26", "2026-06-15", "2026-06-16"] {
+        app.create(charge(&chau, &stay, "GB.NOI", 1, day)).await;
+    }
+    let (s, inv) = issue(&cashier, &app, &stay).await;
+    assert_eq!(s, 200, "{inv}");
+    let by_day: Vec<(String, i64)> = inv["lineItem"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(n, l)| {
+            let day = l["extension"][0]["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["url"] == "date")
+                .unwrap()["valueDate"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (day, line(&inv, n, "bhyt-fund"))
+        })
+        .collect();
+    for (day, fund) in &by_day {
+        if day.as_str() <= "2026-06-15" {
+            assert!(*fund > 0, "{day} is inside the grace: {by_day:?}");
+        } else {
+            assert_eq!(*fund, 0, "{day} is past it: {by_day:?}");
+        }
+    }
+    assert!(inv["note"].to_string().contains("card"), "{}", inv["note"]);
+    app.stop().await;
+}
+
+/// A credit in the queue (unmatched) to settle.
+async fn waiting(cashier: &reqwest::Client, app: &TestApp) -> Vec<(String, String, i64)> {
+    let (s, q) = get(cashier, app, "PaymentNotice/$queue").await;
+    assert_eq!(s, 200, "{q}");
+    q["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let part = |n: &str| {
+                p["part"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["name"] == n)
+                    .unwrap()
+                    .clone()
+            };
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                part("notice")["valueReference"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("PaymentNotice/")
+                    .to_owned(),
+                part("amount")["valueMoney"]["value"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn deposit(cashier: &reqwest::Client, app: &TestApp, patient: &str, amount: i64) -> Value {
+    let (s, inv) = send(
+        cashier,
+        app,
+        "Invoice/$issue",
+        &parameters(json!([
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}},
+            {"name": "deposit", "valueMoney": {"value": amount, "currency": "VND"}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{inv}");
+    inv
+}
+
+async fn the_cashier_settles_the_queue_and_reads_the_days_totals(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000983")).await;
+    let binh = app.create(patient_an("051085000984")).await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let admin = app.client_for(Role::Admin, None, None);
+
+    // A transfer without a code waits for the cashier, who assigns it to the deposit.
+    let dep = deposit(&cashier, &app, &an, 300_000).await;
+    let dep_id = dep["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post_sepay(&app, 7001, 300_000, "chuyen tien tam ung", &account).await,
+        200
+    );
+    let q = waiting(&cashier, &app).await;
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!((q[0].0.as_str(), q[0].2), ("unmatched", 300_000));
+    let credit = q[0].1.clone();
+    let (s, _) = get(&admin, &app, "PaymentNotice/$queue").await;
+    assert_eq!(s, 403, "the queue is the cashiers'");
+    // Two cashiers assign it at once: one does.
+    let assign = |to: String| {
+        let c = cashier.clone();
+        let app = &app;
+        let credit = credit.clone();
+        async move {
+            send(&c, app, &format!("PaymentNotice/{credit}/$assign"),
+                &parameters(json!([{"name": "invoice", "valueReference": {"reference": format!("Invoice/{to}")}}]))).await
+        }
+    };
+    let other = deposit(&cashier, &app, &binh, 300_000).await;
+    let (a, b2) = tokio::join!(
+        assign(dep_id.clone()),
+        assign(other["id"].as_str().unwrap().to_owned())
+    );
+    let mut statuses = [a.0, b2.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{a:?} {b2:?}");
+    let paid = [
+        status_of(&app, &dep_id).await,
+        status_of(&app, other["id"].as_str().unwrap()).await,
+    ];
+    assert_eq!(
+        paid.iter().filter(|s| *s == "balanced").count(),
+        1,
+        "{paid:?}"
+    );
+    assert!(waiting(&cashier, &app).await.is_empty());
+
+    // Overpaid: the excess waits to be refunded, by hand, once, with a reason.
+    let (bill, code, _) = crate::billing::issued(&app, &an, 100_000).await;
+    assert_eq!(post_sepay(&app, 7002, 150_000, &code, &account).await, 200);
+    assert_eq!(status_of(&app, &bill).await, "balanced");
+    let q = waiting(&cashier, &app).await;
+    assert_eq!(
+        (q.len(), q[0].0.as_str(), q[0].2),
+        (1, "to-refund", 50_000),
+        "{q:?}"
+    );
+    let over = q[0].1.clone();
+    let (s, _) = send(
+        &cashier,
+        &app,
+        &format!("PaymentNotice/{over}/$refund"),
+        &parameters(json!([])),
+    )
+    .await;
+    assert_eq!(s, 400, "a refund says why");
+    let why =
+        parameters(json!([{"name": "reason", "valueString": "trả lại tiền mặt cho người nhà"}]));
+    let (s, r) = send(
+        &cashier,
+        &app,
+        &format!("PaymentNotice/{over}/$refund"),
+        &why,
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(param(&r, "amount")["valueMoney"]["value"], 50_000);
+    assert!(
+        param(&r, "receipt")["valueString"]
+            .as_str()
+            .unwrap()
+            .starts_with("PT")
+    );
+    let (s, _) = send(
+        &cashier,
+        &app,
+        &format!("PaymentNotice/{over}/$refund"),
+        &why,
+    )
+    .await;
+    assert_eq!(s, 409, "refunded once");
+    assert!(waiting(&cashier, &app).await.is_empty());
+
+    // Cash and card at the desk.
+    let (cash_bill, _, _) = crate::billing::issued(&app, &binh, 40_000).await;
+    assert_eq!(pay_cash(&cashier, &app, &cash_bill, 40_000).await.0, 200);
+    let (card_bill, _, _) = crate::billing::issued(&app, &binh, 60_000).await;
+    let (s, o) = send(
+        &cashier,
+        &app,
+        &format!("Invoice/{card_bill}/$pay-cash"),
+        &parameters(json!([
+        {"name": "amount", "valueMoney": {"value": 60_000, "currency": "VND"}},
+        {"name": "method", "valueCode": "card"}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{o}");
+
+    // Today's totals: money in once by channel (the assignment is not new money), refunds out.
+    let today = hospital_billing::invoice::vietnam_now().date().to_string();
+    let (s, t) = get(
+        &cashier,
+        &app,
+        &format!("PaymentNotice/$totals?date={today}"),
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    let channel = |c: &str| -> (i64, i64, i64) {
+        let p = t["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "channel" && p["part"][0]["valueCode"] == c)
+            .unwrap_or_else(|| panic!("no {c}: {t}"));
+        (
+            p["part"][1]["valueInteger"].as_i64().unwrap(),
+            p["part"][2]["valueMoney"]["value"].as_i64().unwrap(),
+            p["part"][4]["valueMoney"]["value"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(channel("vietqr-sepay"), (2, 450_000, 50_000));
+    assert_eq!(channel("cash"), (1, 40_000, 0));
+    assert_eq!(channel("card"), (1, 60_000, 0));
+    let cashless = param(&t, "cashless");
+    assert_eq!(cashless["part"][0]["valueInteger"], 3);
+    assert_eq!(cashless["part"][1]["valueMoney"]["value"], 510_000);
+    assert_eq!(cashless["part"][2]["valueDecimal"], 0.75);
+    // The indicator over a period, for the admin; not for a clinician or a patient.
+    let (s, _) = get(
+        &admin,
+        &app,
+        &format!("PaymentNotice/$totals?start={today}&end={today}"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    for c in [
+        app.client_for(Role::Clinician, None, None),
+        app.client_for(Role::Patient, Some(&an), None),
+    ] {
+        let (s, _) = get(&c, &app, &format!("PaymentNotice/$totals?date={today}")).await;
+        assert_eq!(s, 403);
+    }
+    let (s, _) = get(&admin, &app, "PaymentNotice/$totals?date=2026-13-01").await;
+    assert_eq!(s, 400);
+
+    // The patient reads their own payments and receipts, and nobody else's.
+    let me = app.client_for(Role::Patient, Some(&binh), None);
+    let (s, mine) = get(&me, &app, "PaymentNotice").await;
+    assert_eq!(s, 200);
+    let mine = mine["entry"].as_array().cloned().unwrap_or_default();
+    assert!(mine.len() >= 2, "{mine:?}");
+    assert!(
+        mine.iter()
+            .all(|e| e.to_string().contains(&format!("Patient/{binh}")))
+    );
+    app.stop().await;
+}
+
+async fn a_providers_statement_is_reconciled_with_the_ledger(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000985")).await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let (_, code, _) = crate::billing::issued(&app, &an, 100_000).await;
+    for (id, amount, memo) in [
+        (8001, 100_000, code.as_str()),
+        (8002, 20_000, "x"),
+        (8003, 30_000, "y"),
+    ] {
+        assert_eq!(post_sepay(&app, id, amount, memo, &account).await, 200);
+    }
+    let today = hospital_billing::invoice::vietnam_now().date();
+    let d = today.format("%d/%m/%Y");
+    // 8001 agrees, 8002 differs in amount, 8003 is not in the statement, 8004 not in the ledger.
+    let csv = format!(
+        "transaction_id,date,amount,memo\n8001,{d} 09:00,100.000,{code}\n8002,{d},25000,x\n8004,{today},5000,\"lẻ, thừa\"\n"
+    );
+    let body = parameters(json!([
+        {"name": "provider", "valueCode": "sepay"},
+        {"name": "date", "valueDate": today.to_string()},
+        {"name": "statement", "valueString": csv}]));
+    let (s, rec) = send(&cashier, &app, "PaymentReconciliation/$import", &body).await;
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(rec["resourceType"], "PaymentReconciliation");
+    assert_eq!(rec["outcome"], "partial");
+    let found: Vec<(String, String)> = rec["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["identifier"]["value"].as_str().unwrap().to_owned(),
+                d["type"]["coding"][0]["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("8002".to_owned(), "amount-mismatch".to_owned()),
+            ("8003".to_owned(), "missing-in-statement".to_owned()),
+            ("8004".to_owned(), "missing-in-ledger".to_owned()),
+        ]
+    );
+    // Kept, searchable; a malformed statement is refused and nothing kept.
+    let kept = app
+        .store
+        .count(Some("PaymentReconciliation"))
+        .await
+        .unwrap();
+    let mut bad = body.clone();
+    bad["parameter"][2]["valueString"] = json!("transaction_id,date,amount\n1,2026-12-01,12a\n");
+    let (s, o) = send(&cashier, &app, "PaymentReconciliation/$import", &bad).await;
+    assert_eq!(s, 400, "{o}");
+    assert!(o.to_string().contains("line 2"), "{o}");
+    assert_eq!(
+        app.store
+            .count(Some("PaymentReconciliation"))
+            .await
+            .unwrap(),
+        kept
+    );
+    let clinician = app.client_for(Role::Clinician, None, None);
+    let (s, _) = send(&clinician, &app, "PaymentReconciliation/$import", &body).await;
+    assert_eq!(s, 403);
+    app.stop().await;
+}
