@@ -2,7 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = "../../proto";
-    let files = ["hospital/records/v1/records.proto"];
+    let files = [
+        "hospital/records/v1/records.proto",
+        "hospital/billing/v1/billing.proto",
+    ];
     let fds = protox::compile(files, [root])?;
     tonic_prost_build::configure()
         .build_client(true)

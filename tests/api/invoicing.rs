@@ -14,6 +14,7 @@ hospital_test_kit::on_both_backends!(
     expired_coverage_is_self_pay_except_within_the_grace_of_a_stay,
     the_cashier_settles_the_queue_and_reads_the_days_totals,
     a_providers_statement_is_reconciled_with_the_ledger,
+    services_invoice_once_per_key_and_watch_the_payment_over_grpc,
 );
 
 fn parameters(parts: Value) -> Value {
@@ -713,5 +714,218 @@ async fn a_providers_statement_is_reconciled_with_the_ledger(b: Backend) {
     let clinician = app.client_for(Role::Clinician, None, None);
     let (s, _) = send(&clinician, &app, "PaymentReconciliation/$import", &body).await;
     assert_eq!(s, 403);
+    app.stop().await;
+}
+
+async fn billing_client(
+    app: &TestApp,
+) -> hospital_proto::billing::v1::billing_client::BillingClient<tonic::transport::Channel> {
+    let addr = app.running.as_ref().unwrap().grpc_addrs[&hospital_core::ServiceName::Billing];
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    hospital_proto::billing::v1::billing_client::BillingClient::new(channel)
+}
+
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backend) {
+    use hospital_proto::billing::v1 as pb;
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000986")).await;
+    let doc = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê"}]}))
+        .await;
+    app.create(definition(
+        "KB.TX",
+        "Tư vấn từ xa",
+        Category::Service,
+        150_000,
+        None,
+        "2026-01-01",
+    ))
+    .await;
+    let visit = app
+        .create(encounter(
+            &an,
+            &doc,
+            "VR",
+            "2026-12-01T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    let service = mint(Role::Service, "telemedicine", None, None, None);
+    let mut c = billing_client(&app).await;
+    let create = pb::CreateInvoiceRequest {
+        idempotency_key: format!("appointment-{visit}"),
+        subject: Some(pb::create_invoice_request::Subject::EncounterId(
+            visit.clone(),
+        )),
+        charges: vec![pb::Charge {
+            code: "KB.TX".into(),
+            quantity: 1,
+            date: "2026-12-01".into(),
+            on_request: false,
+        }],
+        deposit_amount: 0,
+    };
+    // The same call retried 20 times at once: one invoice, one charge.
+    let calls = (0..20).map(|_| {
+        let mut c = c.clone();
+        let req = authed(create.clone(), &service);
+        async move { c.create_invoice(req).await.map(|r| r.into_inner()) }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let first = answers[0].as_ref().unwrap().clone();
+    for a in &answers {
+        assert_eq!(a.as_ref().unwrap().id, first.id, "{a:?}");
+    }
+    assert_eq!(app.store.count(Some("Invoice")).await.unwrap(), 1);
+    assert_eq!(app.store.count(Some("ChargeItem")).await.unwrap(), 1);
+    assert_eq!(
+        (first.status.as_str(), first.total_net),
+        ("issued", 150_000)
+    );
+    assert!(first.payment_code.starts_with("VP") && first.payment_page_url.contains("/pay/"));
+
+    // Bad requests get precise codes and change nothing.
+    let mut keyless = create.clone();
+    keyless.idempotency_key.clear();
+    let e = c
+        .create_invoice(authed(keyless, &service))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let mut unpriced = create.clone();
+    unpriced.idempotency_key = "other".into();
+    unpriced.charges[0].code = "NO.SUCH".into();
+    let e = c
+        .create_invoice(authed(unpriced, &service))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    let patient = mint(Role::Patient, "an", Some(&an), None, None);
+    let mut own = create.clone();
+    own.idempotency_key = "mine".into();
+    let e = c.create_invoice(authed(own, &patient)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert_eq!(app.store.count(Some("Invoice")).await.unwrap(), 1);
+
+    // Watching: issued now, balanced when the bank feed arrives, then the stream ends.
+    let mut watch = c
+        .watch_invoice(authed(
+            pb::WatchInvoiceRequest {
+                invoice_id: first.id.clone(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let now = watch.message().await.unwrap().unwrap();
+    assert_eq!(
+        (now.status.as_str(), now.paid, now.r#final),
+        ("issued", 0, false)
+    );
+    assert_eq!(
+        post_sepay(
+            &app,
+            9001,
+            150_000,
+            &format!("thanh toan {}", first.payment_code),
+            &account
+        )
+        .await,
+        200
+    );
+    let paid = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
+        .await
+        .expect("the payment is seen within seconds")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (paid.status.as_str(), paid.paid, paid.r#final),
+        ("balanced", 150_000, true)
+    );
+    assert!(
+        watch.message().await.unwrap().is_none(),
+        "the stream ends when final"
+    );
+    let got = c
+        .get_invoice(authed(
+            pb::GetInvoiceRequest {
+                invoice_id: first.id.clone(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.status, "balanced");
+    let e = c
+        .cancel_invoice(authed(
+            pb::CancelInvoiceRequest {
+                invoice_id: first.id.clone(),
+                reason: "x".into(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        tonic::Code::FailedPrecondition,
+        "a paid invoice is not cancelled: {e:?}"
+    );
+
+    // A deposit, cancelled unpaid; the day's totals.
+    let dep = c
+        .create_invoice(authed(
+            pb::CreateInvoiceRequest {
+                idempotency_key: "deposit-1".into(),
+                subject: Some(pb::create_invoice_request::Subject::PatientId(an.clone())),
+                charges: vec![],
+                deposit_amount: 500_000,
+            },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let cancelled = c
+        .cancel_invoice(authed(
+            pb::CancelInvoiceRequest {
+                invoice_id: dep.id.clone(),
+                reason: "hết hạn thanh toán".into(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status, "cancelled");
+    let t = c
+        .get_day_totals(authed(
+            pb::GetDayTotalsRequest {
+                date: String::new(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (t.received_count, t.received, t.cashless),
+        (1, 150_000, 150_000)
+    );
+    assert_eq!(t.channels[0].channel, "vietqr-sepay");
     app.stop().await;
 }

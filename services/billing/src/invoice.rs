@@ -1,4 +1,4 @@
-//! The billing service's rules on its types. An Invoice gets, on create, the three
+//! The rules of an Invoice. It gets, on create, the three
 //! identifiers a payment needs — kept from the stored version on every update:
 //!
 //! - its **bill number** (`HD` + year of issue + a count that runs on: `HD2026000123`), VietQR
@@ -12,9 +12,7 @@
 //! Amounts are VND in whole đồng. Each identifier names one Invoice only (the store enforces
 //! it under concurrency).
 
-use async_trait::async_trait;
-use hospital_core::rules::check_references;
-use hospital_core::{Error, Origin, ResourceRules, Tx, Write, WriteKind, codes};
+use hospital_core::{Error, Origin, Tx, Write, WriteKind, codes};
 use serde_json::{Value, json};
 
 pub const BILL_NUMBER: &str = "urn:hospital:bill-number";
@@ -150,118 +148,88 @@ pub fn check_totals(body: &Value) -> Result<(), Error> {
     Ok(())
 }
 
-pub struct BillingRules;
-
-impl BillingRules {
-    async fn prepare_invoice(
-        &self,
-        tx: &mut Tx,
-        w: &Write<'_>,
-        body: &mut Value,
-    ) -> Result<(), Error> {
-        vnd(body.get("totalGross"), "Invoice.totalGross")?;
-        vnd(body.get("totalNet"), "Invoice.totalNet")?;
-        let stored: Option<Value> = if w.kind == WriteKind::Create {
-            None
-        } else {
-            tx.read("Invoice", w.id)
-                .await
-                .ok()
-                .and_then(|v| serde_json::from_str(&v.body).ok())
-        };
-        // Paid is what the ledger says: only billing's own logic marks a bill balanced.
-        let status = |v: Option<&Value>| {
-            v.and_then(|b| b.get("status"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let was = status(stored.as_ref());
-        if w.origin != Origin::Service
-            && matches!(was.as_deref(), Some("issued" | "balanced" | "cancelled"))
+/// The rule on an Invoice's write: its identifiers, its totals, and that an issued one is
+/// never edited by a client.
+pub async fn prepare_invoice(tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Result<(), Error> {
+    vnd(body.get("totalGross"), "Invoice.totalGross")?;
+    vnd(body.get("totalNet"), "Invoice.totalNet")?;
+    let stored: Option<Value> = if w.kind == WriteKind::Create {
+        None
+    } else {
+        tx.read("Invoice", w.id)
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_str(&v.body).ok())
+    };
+    // Paid is what the ledger says: only billing's own logic marks a bill balanced.
+    let status = |v: Option<&Value>| {
+        v.and_then(|b| b.get("status"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let was = status(stored.as_ref());
+    if w.origin != Origin::Service
+        && matches!(was.as_deref(), Some("issued" | "balanced" | "cancelled"))
+    {
+        return Err(Error::new(
+            codes::STATE_CONFLICT,
+            format!(
+                "an issued invoice is never edited (this one is {}): cancel it ($cancel) and issue a new one",
+                was.unwrap_or_default()
+            ),
+        ));
+    }
+    check_totals(body)?;
+    let now_balanced = status(Some(body)).as_deref() == Some("balanced");
+    let was_balanced = status(stored.as_ref()).as_deref() == Some("balanced");
+    if w.origin != Origin::Service && now_balanced != was_balanced {
+        return Err(Error::new(
+            codes::BUSINESS_RULE,
+            "an invoice is balanced, or no longer, only by the payments of its ledger",
+        ));
+    }
+    let mut added = Vec::new();
+    for system in [BILL_NUMBER, PAYMENT_CODE, PAYMENT_PAGE] {
+        let kept = stored
+            .as_ref()
+            .and_then(|old| identifier(old, system))
+            .map(str::to_owned);
+        let given = identifier(body, system).map(str::to_owned);
+        if let (Some(k), Some(g)) = (&kept, &given)
+            && k != g
         {
-            return Err(Error::new(
-                codes::STATE_CONFLICT,
-                format!(
-                    "an issued invoice is never edited (this one is {}): cancel it ($cancel) and issue a new one",
-                    was.unwrap_or_default()
-                ),
+            return Err(Error::invalid(
+                "Invoice.identifier",
+                format!("the {system} identifier is assigned by billing and never changes"),
             ));
         }
-        check_totals(body)?;
-        let now_balanced = status(Some(body)).as_deref() == Some("balanced");
-        let was_balanced = status(stored.as_ref()).as_deref() == Some("balanced");
-        if w.origin != Origin::Service && now_balanced != was_balanced {
-            return Err(Error::new(
-                codes::BUSINESS_RULE,
-                "an invoice is balanced, or no longer, only by the payments of its ledger",
+        if given.is_some() && kept.is_none() && w.kind == WriteKind::Create {
+            return Err(Error::invalid(
+                "Invoice.identifier",
+                format!("the {system} identifier is assigned by billing"),
             ));
         }
-        let mut added = Vec::new();
-        for system in [BILL_NUMBER, PAYMENT_CODE, PAYMENT_PAGE] {
-            let kept = stored
-                .as_ref()
-                .and_then(|old| identifier(old, system))
-                .map(str::to_owned);
-            let given = identifier(body, system).map(str::to_owned);
-            if let (Some(k), Some(g)) = (&kept, &given)
-                && k != g
-            {
-                return Err(Error::invalid(
-                    "Invoice.identifier",
-                    format!("the {system} identifier is assigned by billing and never changes"),
-                ));
-            }
-            if given.is_some() && kept.is_none() && w.kind == WriteKind::Create {
-                return Err(Error::invalid(
-                    "Invoice.identifier",
-                    format!("the {system} identifier is assigned by billing"),
-                ));
-            }
-            if given.is_some() {
-                continue;
-            }
-            let value = match (kept, system) {
-                (Some(k), _) => k,
-                (None, BILL_NUMBER) => {
-                    let year = vietnam_now().format("%Y").to_string();
-                    let n = tx.next_counter("bill-number").await?;
-                    format!("HD{year}{n:06}")
-                }
-                (None, PAYMENT_CODE) => new_payment_code(),
-                (None, _) => new_page_token(),
-            };
-            added.push(json!({"system": system, "value": value}));
+        if given.is_some() {
+            continue;
         }
-        match body.get_mut("identifier").and_then(Value::as_array_mut) {
-            Some(list) => list.extend(added),
-            None if !added.is_empty() => body["identifier"] = Value::Array(added),
-            None => {}
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ResourceRules for BillingRules {
-    async fn prepare(&self, tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Result<(), Error> {
-        match w.resource_type {
-            "Invoice" => self.prepare_invoice(tx, w, body).await?,
-            "ChargeItemDefinition" => crate::prices::prepare(tx, w.id, body).await?,
-            "ChargeItem" => crate::charges::prepare(tx, w, body).await?,
-            "PaymentNotice" | "PaymentReconciliation" if w.origin != Origin::Service => {
-                return Err(Error::not_supported(format!(
-                    "{} is written by billing from its ledger of payments, never by a client",
-                    w.resource_type
-                )));
+        let value = match (kept, system) {
+            (Some(k), _) => k,
+            (None, BILL_NUMBER) => {
+                let year = vietnam_now().format("%Y").to_string();
+                let n = tx.next_counter("bill-number").await?;
+                format!("HD{year}{n:06}")
             }
-            _ => {}
-        }
-        Ok(())
+            (None, PAYMENT_CODE) => new_payment_code(),
+            (None, _) => new_page_token(),
+        };
+        added.push(json!({"system": system, "value": value}));
     }
-
-    async fn check(&self, tx: &mut Tx, _resource_type: &str, body: &Value) -> Result<(), Error> {
-        check_references(tx, body).await
+    match body.get_mut("identifier").and_then(Value::as_array_mut) {
+        Some(list) => list.extend(added),
+        None if !added.is_empty() => body["identifier"] = Value::Array(added),
+        None => {}
     }
+    Ok(())
 }
 
 #[cfg(test)]

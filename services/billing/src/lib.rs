@@ -16,7 +16,7 @@
 //!   charges with BHYT cost sharing (coverage from records over gRPC), deposits, cancelling;
 //! - [`desk`] — the cashier's queue, assigning and refunding credits, totals by channel and
 //!   the cashless indicator, reconciliation of statements ([`reconcile`]);
-//! - [`operations`] — the FHIR operations over those.
+//! - [`operations`] — the FHIR operations over those; [`grpc`] — `hospital.billing.v1`.
 
 use hospital_core::{ServiceDefinition, ServiceName};
 
@@ -24,6 +24,7 @@ pub mod bhyt;
 pub mod cash;
 pub mod charges;
 pub mod desk;
+pub mod grpc;
 pub mod intake;
 pub mod invoice;
 pub mod issue;
@@ -34,6 +35,7 @@ pub mod payment_qr;
 pub mod prices;
 pub mod qr;
 pub mod reconcile;
+pub mod rules;
 pub mod search_params;
 pub mod vietqr;
 pub mod webhooks;
@@ -41,7 +43,7 @@ pub mod webhooks;
 /// What every process needs of the billing service: its rules on the types it owns.
 pub fn definition() -> ServiceDefinition {
     let rules: std::sync::Arc<dyn hospital_core::ResourceRules> =
-        std::sync::Arc::new(invoice::BillingRules);
+        std::sync::Arc::new(rules::BillingRules);
     ServiceDefinition {
         name: ServiceName::Billing,
         rules: hospital_core::ownership::owned_by(ServiceName::Billing)
@@ -99,12 +101,21 @@ fn receiving(c: &hospital_host::Context) -> payment_qr::Receiving {
     }
 }
 
-/// The billing service, as a process registers it: its pages and webhooks, and its FHIR
-/// operations (no gRPC service yet).
+/// The billing service, as a process registers it: its gRPC server, its pages and webhooks,
+/// and its FHIR operations.
 pub fn registration() -> hospital_host::Registration {
     hospital_host::Registration {
         definition,
-        grpc: |_| Vec::new(),
+        grpc: |c| {
+            let server = hospital_grpc::Authenticated::new(
+                c.platform.clone(),
+                grpc::BillingGrpc::new(invoicing(c), c.public_url.clone()).into_server(),
+            );
+            vec![hospital_host::GrpcService {
+                name: "hospital.billing.v1.Billing",
+                add: Box::new(move |r| r.add_service(server)),
+            }]
+        },
         routes: |c| {
             let cfg = &c.config;
             let secrets = intake::Secrets {

@@ -33,6 +33,8 @@ pub fn status(e: Error) -> Status {
         Kind::Throttled | Kind::TooCostly | Kind::TooLarge => Code::ResourceExhausted,
         Kind::NotFound | Kind::Gone => Code::NotFound,
         Kind::NotAllowed => Code::Unimplemented,
+        // A busy database is a retryable abort.
+        Kind::Conflict if e.code == hospital_core::codes::CONTENTION => Code::Aborted,
         Kind::Conflict => Code::AlreadyExists,
         Kind::PreconditionFailed | Kind::BusinessRule => Code::FailedPrecondition,
         Kind::Unavailable => Code::Unavailable,
@@ -58,7 +60,7 @@ pub fn outcome_of(code: Code) -> u16 {
         Code::PermissionDenied => 403,
         Code::NotFound => 404,
         Code::Unimplemented => 405,
-        Code::AlreadyExists => 409,
+        Code::AlreadyExists | Code::Aborted => 409,
         Code::FailedPrecondition => 412,
         Code::ResourceExhausted => 429,
         Code::Unavailable => 503,

@@ -8,3 +8,9 @@ pub mod records {
         tonic::include_proto!("hospital.records.v1");
     }
 }
+
+pub mod billing {
+    pub mod v1 {
+        tonic::include_proto!("hospital.billing.v1");
+    }
+}
