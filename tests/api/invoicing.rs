@@ -15,6 +15,7 @@ hospital_test_kit::on_both_backends!(
     the_cashier_settles_the_queue_and_reads_the_days_totals,
     a_providers_statement_is_reconciled_with_the_ledger,
     services_invoice_once_per_key_and_watch_the_payment_over_grpc,
+    the_cashiers_page_works_the_desk_through_the_same_rules,
 );
 
 fn parameters(parts: Value) -> Value {
@@ -927,5 +928,177 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
         (1, 150_000, 150_000)
     );
     assert_eq!(t.channels[0].channel, "vietqr-sepay");
+    app.stop().await;
+}
+
+/// A browser-like client signed in as `user`: its session cookie.
+async fn signed_in(app: &TestApp, user: &str, password: &str) -> (reqwest::Client, String, String) {
+    let web = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = app.base.trim_end_matches("/fhir").to_owned();
+    let form = web.get(format!("{base}/signin")).send().await.unwrap();
+    let cookie = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap().to_owned())
+            .unwrap()
+    };
+    let pre = cookie(&form, "hospital_signin");
+    let html = form.text().await.unwrap();
+    let csrf = hidden(&html);
+    let ok = web
+        .post(format!("{base}/signin"))
+        .header(reqwest::header::COOKIE, pre)
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("csrf", &csrf),
+            ("return_to", "/staff/billing"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let session = cookie(&ok, "hospital_session");
+    (web, session, base)
+}
+
+fn hidden(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn the_cashiers_page_works_the_desk_through_the_same_rules(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000987")).await;
+    let (bill_id, _, bill) = crate::billing::issued(&app, &an, 120_000).await;
+    let (cash_id, _, _) = crate::billing::issued(&app, &an, 30_000).await;
+    assert_eq!(
+        post_sepay(&app, 9501, 120_000, "chuyen khoan vien phi", &account).await,
+        200
+    );
+    let (web, session, base) = signed_in(&app, "thungan", "thungan-demo").await;
+    let get_page = |path: String| {
+        let web = web.clone();
+        let session = session.clone();
+        async move {
+            let r = web
+                .get(path)
+                .header(reqwest::header::COOKIE, session)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (s, html) = get_page(format!("{base}/staff/billing")).await;
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains(&bill), "the open invoice is listed: {html}");
+    assert!(
+        html.contains("chuyen khoan vien phi"),
+        "the unmatched credit is queued"
+    );
+    assert!(
+        html.contains("Nguyễn Văn An"),
+        "staff see the patient's name"
+    );
+    let csrf = hidden(&html);
+    let notice_marker = "name=\"notice\" value=\"";
+    let at = html.find(notice_marker).unwrap() + notice_marker.len();
+    let notice = html[at..].split('"').next().unwrap().to_owned();
+    let post = |path: &str, form: Vec<(&str, String)>| {
+        web.post(format!("{base}{path}"))
+            .header(reqwest::header::COOKIE, session.clone())
+            .form(&form)
+            .send()
+    };
+    // Without the session's CSRF token nothing happens.
+    let r = post(
+        "/staff/billing/assign",
+        vec![
+            ("csrf", "forged".into()),
+            ("notice", notice.clone()),
+            ("bill", bill.clone()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(status_of(&app, &bill_id).await, "issued");
+    // Assigning the credit by bill number (in odd case) pays the bill.
+    let r = post(
+        "/staff/billing/assign",
+        vec![
+            ("csrf", csrf.clone()),
+            ("notice", notice.clone()),
+            ("bill", bill.to_lowercase()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(status_of(&app, &bill_id).await, "balanced");
+    // Cash at the desk, and the day's totals and receipts on the page.
+    let r = post(
+        "/staff/billing/pay",
+        vec![
+            ("csrf", csrf.clone()),
+            ("invoice", cash_id.clone()),
+            ("amount", "30.000".into()),
+            ("method", "cash".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    let msg = r.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("msg="), "{msg}");
+    assert_eq!(status_of(&app, &cash_id).await, "balanced");
+    let (_, html) = get_page(format!("{base}/staff/billing")).await;
+    assert!(html.contains("data-channel=\"cash\""), "{html}");
+    assert!(html.contains("data-channel=\"vietqr-sepay\""), "{html}");
+    let receipts = html.find("id=\"receipts\"").unwrap();
+    let href = "href=\"/staff/billing/receipts/";
+    let at = html[receipts..].find(href).unwrap() + receipts + href.len();
+    let receipt_id = html[at..].split('"').next().unwrap().to_owned();
+    let (s, receipt) = get_page(format!("{base}/staff/billing/receipts/{receipt_id}")).await;
+    assert_eq!(s, 200);
+    assert!(
+        receipt.contains("PT") && receipt.contains("window.print()"),
+        "{receipt}"
+    );
+    // A patient's session is refused the page.
+    let (web2, patient_session, _) = signed_in(&app, "an", "an-demo").await;
+    let r = web2
+        .get(format!("{base}/staff/billing"))
+        .header(reqwest::header::COOKIE, patient_session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // An admin sees the figures and the indicator, not the queue.
+    let (web3, admin_session, _) = signed_in(&app, "quantri", "quantri-demo").await;
+    let r = web3
+        .get(format!("{base}/staff/billing"))
+        .header(reqwest::header::COOKIE, admin_session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"indicator\"") && !html.contains("id=\"unmatched\""),
+        "{html}"
+    );
     app.stop().await;
 }

@@ -411,7 +411,7 @@ fn sum<'a>(figures: impl Iterator<Item = &'a Figure>) -> Figure {
 }
 
 /// The first instant of a day in Vietnam, as a FHIR instant.
-fn vietnam_midnight(day: NaiveDate) -> String {
+pub fn vietnam_midnight(day: NaiveDate) -> String {
     let utc = day.and_hms_opt(0, 0, 0).unwrap_or_default() - Duration::hours(7);
     format!("{}Z", utc.format("%Y-%m-%dT%H:%M:%S"))
 }

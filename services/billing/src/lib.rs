@@ -37,6 +37,7 @@ pub mod qr;
 pub mod reconcile;
 pub mod rules;
 pub mod search_params;
+pub mod staff;
 pub mod vietqr;
 pub mod webhooks;
 
@@ -137,7 +138,12 @@ pub fn registration() -> hospital_host::Registration {
                 cfg.hospital_name.clone(),
                 cfg.bank_account.clone(),
             );
-            Some(webhooks.merge(page::routes(
+            let desk = staff::routes(
+                c.platform.clone(),
+                cfg.hospital_name.clone(),
+                cfg.bank_account.clone(),
+            );
+            Some(webhooks.merge(desk).merge(page::routes(
                 c.platform.clone(),
                 page::PageConfig {
                     hospital_name: c.config.hospital_name.clone(),

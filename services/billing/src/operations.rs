@@ -21,6 +21,11 @@ use hospital_core::operation::{parameter, parameter_text};
 use hospital_core::{AuditAction, Caller, Error, Operation, Platform, Touched};
 use serde_json::{Value, json};
 
+/// The text of an output parameter (`valueString`, `valueCode`), or empty.
+pub fn parameter_string(p: &Value, name: &str) -> String {
+    parameter_text(p, name).unwrap_or_default().to_owned()
+}
+
 fn text<'a>(input: &'a Value, name: &str) -> Result<&'a str, Error> {
     parameter_text(input, name).ok_or_else(|| {
         Error::invalid(
