@@ -9,6 +9,7 @@ hospital_test_kit::on_both_backends!(
     a_put_to_a_new_id_creates_the_resource,
     twenty_identical_conditional_creates_store_one_patient,
     a_second_patient_with_the_same_personal_id_is_refused_with_409,
+    an_update_reindexes_what_changed_and_frees_the_identifiers_it_drops,
     concurrent_patients_with_one_personal_id_store_only_one,
     personal_ids_are_checked_against_birth_date_and_gender,
     every_patient_gets_a_facility_code,
@@ -180,6 +181,52 @@ async fn a_second_patient_with_the_same_personal_id_is_refused_with_409(b: Backe
         "does not echo the personal ID"
     );
     assert_eq!(app.versions().await, before);
+    app.stop().await;
+}
+
+/// An update rewrites only the index rows and identifier claims that changed (PostgreSQL's
+/// write path diffs them): what it keeps is still found, what it drops is freed.
+async fn an_update_reindexes_what_changed_and_frees_the_identifiers_it_drops(b: Backend) {
+    let app = spawn_app(b).await;
+    let id = app.create(patient_an("051085000130")).await;
+    let (_, mut p) = app.get_json(&format!("Patient/{id}")).await;
+    p["name"] = json!([{"family": "Trần", "given": ["Văn", "An"]}]);
+    let (s, _, _) = app.put(&format!("Patient/{id}"), &p).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        app.search_ids("Patient?identifier=051085000130").await,
+        vec![id.clone()]
+    );
+    assert_eq!(
+        app.search_ids("Patient?family=tran").await,
+        vec![id.clone()]
+    );
+    assert!(app.search_ids("Patient?family=nguyen").await.is_empty());
+    assert_eq!(
+        app.search_ids("Patient?birthdate=1985-03-12").await,
+        vec![id.clone()]
+    );
+    // A second patient still cannot take the kept personal ID.
+    let (s, _, _) = app.post("Patient", &patient_an("051085000130")).await;
+    assert_eq!(s, 409);
+    // Corrected to another personal ID: the old one is free, the new one claimed.
+    let (_, mut p) = app.get_json(&format!("Patient/{id}")).await;
+    p["identifier"][0]["value"] = json!("051085000131");
+    let (s, _, o) = app.put(&format!("Patient/{id}"), &p).await;
+    assert_eq!(s, 200, "{o}");
+    assert!(
+        app.search_ids("Patient?identifier=051085000130")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        app.search_ids("Patient?identifier=051085000131").await,
+        vec![id.clone()]
+    );
+    let other = app.create(patient_an("051085000130")).await;
+    assert_ne!(other, id);
+    let (s, _, _) = app.post("Patient", &patient_an("051085000131")).await;
+    assert_eq!(s, 409);
     app.stop().await;
 }
 

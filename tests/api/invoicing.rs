@@ -229,6 +229,13 @@ async fn charges_from_the_price_list_become_an_invoice_split_by_bhyt(b: Backend)
     }
     let inv_id = inv["id"].as_str().unwrap().to_owned();
     ident(&inv, "urn:hospital:payment-code");
+    // Created and then billed in one transaction, the charges are indexed as they are now.
+    let found = app
+        .search_ids(&format!("ChargeItem?context=Encounter/{enc}"))
+        .await;
+    assert_eq!(found.len(), 3);
+    let (_, by_code) = get(&cashier, &app, "ChargeItem?code=CDHA.CT").await;
+    assert_eq!(by_code["entry"][0]["resource"]["status"], "billed");
 
     // The charges are billed: not invoiced twice, not changed by a client.
     let (s, o) = issue(&cashier, &app, &enc).await;

@@ -117,17 +117,11 @@ async fn find_invoice(platform: &Platform, credit: &Credit) -> Result<Option<Str
         if value.is_empty() || value.len() > 64 {
             continue;
         }
-        let q = SearchQuery::new(
-            "Invoice",
-            vec![("identifier".into(), format!("{system}|{value}"))],
-        );
+        // Bill numbers and payment codes are unique identifiers: a key lookup finds them.
         if let Some(v) = platform
             .store()
-            .search(&q)
+            .by_unique_identifier("Invoice", system, &value)
             .await?
-            .matches
-            .into_iter()
-            .next()
         {
             return Ok(Some(v.id));
         }
@@ -218,14 +212,13 @@ async fn record_as(
         ));
     }
     let system = transaction_system(credit.provider);
-    let seen = SearchQuery::new(
-        "PaymentNotice",
-        vec![(
-            "identifier".into(),
-            format!("{system}|{}", credit.transaction_id.replace(',', "\\,")),
-        )],
-    );
-    if !platform.store().search(&seen).await?.matches.is_empty() {
+    // A replay, answered without a lock or a write (a concurrent one is caught by the claim).
+    if platform
+        .store()
+        .by_unique_identifier("PaymentNotice", system, &credit.transaction_id)
+        .await?
+        .is_some()
+    {
         return Ok(Outcome::Duplicate);
     }
     let invoice_id = find_invoice(platform, credit).await?;

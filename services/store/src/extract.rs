@@ -6,7 +6,7 @@ use crate::text::fold;
 use serde_json::Value;
 
 /// The index rows of one resource version.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct IndexRows {
     pub tokens: Vec<(&'static str, String, String)>,
     pub strings: Vec<(&'static str, String, String)>,

@@ -185,21 +185,41 @@ impl Tx {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<(i64, i64, bool)>> {
+        Ok(self
+            .current_with_body(resource_type, id)
+            .await?
+            .map(|(rid, v, deleted, _)| (rid, v, deleted)))
+    }
+
+    /// The row of `resource_type/id`, locked for the rest of the transaction (PostgreSQL;
+    /// SQLite's writer is alone anyway), with the body it has now (empty when deleted).
+    pub(crate) async fn current_with_body(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(i64, i64, bool, String)>> {
         let d = self.dialect();
-        let lock = if d == Dialect::Postgres {
-            " FOR UPDATE"
+        let (lock, body) = if d == Dialect::Postgres {
+            (" FOR UPDATE", "body")
         } else {
-            ""
+            ("", "''")
         };
         let row = sqlx::query(&d.sql(&format!(
-            "SELECT rid, version_id, deleted FROM resources WHERE resource_type = $1 AND resource_id = $2{lock}"
+            "SELECT rid, version_id, deleted, {body} FROM resources WHERE resource_type = $1 AND resource_id = $2{lock}"
         )))
         .bind(resource_type)
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? != 0)))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get::<i64, _>(2)? != 0,
+                r.try_get::<String, _>(3)?,
+            ))
+        })
+        .transpose()
     }
 
     async fn write(
@@ -241,10 +261,14 @@ impl Tx {
         let existing = if method == Method::Post {
             None
         } else {
-            self.current_for_update(resource_type, id).await?
+            self.current_with_body(resource_type, id).await?
         };
+        let mut previous = String::new();
         let (rid, version_id, created) = match existing {
-            Some((rid, current, deleted)) => {
+            Some((rid, current, deleted, before)) => {
+                if !deleted {
+                    previous = before;
+                }
                 if method == Method::Post {
                     return Err(StoreError::PreconditionFailed(format!(
                         "{resource_type}/{id} already exists"
@@ -281,7 +305,7 @@ impl Tx {
         };
         match d {
             Dialect::Sqlite => self.write_sqlite_script(rid, &version, &body).await?,
-            Dialect::Postgres => self.write_postgres(rid, &version, &body).await?,
+            Dialect::Postgres => self.write_postgres(rid, &version, &body, &previous).await?,
         }
         Ok(WriteOutcome { version, created })
     }

@@ -15,6 +15,7 @@ impl Tx {
         target: Target,
         v: &Version,
         body: &Value,
+        previous: &str,
     ) -> Result<()> {
         let (resource_type, id, version_id, now, method, text) = (
             v.resource_type.as_str(),
@@ -25,6 +26,8 @@ impl Tx {
             v.body.as_str(),
         );
         let d = self.dialect();
+        let mut rows = extract::extract(resource_type, body);
+        let mut claims = self.unique_claims(resource_type, body, now);
         let rid = if let Target::Existing(rid) = target {
             sqlx::query(&d.sql(
                 "UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, body = $3 WHERE rid = $4",
@@ -35,7 +38,26 @@ impl Tx {
             .bind(rid)
             .execute(&mut *self.tx)
             .await?;
-            self.clear_index(rid).await?;
+            // Only what changed: an update that turns a bill's status rewrites its status
+            // token, not every index row and identifier claim it has.
+            let before = serde_json::from_str::<Value>(previous).ok();
+            match before {
+                Some(old) if !self.pending_index.iter().any(|(r, ..)| *r == rid) => {
+                    let old_rows = extract::extract(resource_type, &old);
+                    let changed = keep_changed(&mut rows, &old_rows);
+                    // Claimed at the last write: what the old version claims now (a period
+                    // only ends, never restarts). Any old identifier no longer claimed is let go.
+                    let held = self.unique_claims(resource_type, &old, now);
+                    let gone: Vec<(String, String)> = self
+                        .unique_claims(resource_type, &old, i64::MIN)
+                        .into_iter()
+                        .filter(|c| !claims.contains(c))
+                        .collect();
+                    claims.retain(|c| !held.contains(c));
+                    self.clear_tables(rid, &changed, &gone).await?;
+                }
+                _ => self.clear_index(rid).await?,
+            }
             rid
         } else {
             let row = sqlx::query(&d.sql(
@@ -72,13 +94,44 @@ impl Tx {
         .bind(text)
         .execute(&mut *self.tx)
         .await?;
-        self.pending_index.push((
-            rid,
-            resource_type.to_owned(),
-            extract::extract(resource_type, body),
-        ));
-        self.claim_unique_identifiers(rid, resource_type, body, now)
+        self.pending_index
+            .push((rid, resource_type.to_owned(), rows));
+        self.claim_unique_identifiers(rid, resource_type, claims)
             .await?;
+        Ok(())
+    }
+
+    /// Removes `rid`'s rows from the index tables named (in one round trip), and the claims
+    /// of identifiers it no longer has.
+    async fn clear_tables(
+        &mut self,
+        rid: i64,
+        tables: &[&'static str],
+        gone: &[(String, String)],
+    ) -> Result<()> {
+        if let Some((last, rest)) = tables.split_last() {
+            let ctes: Vec<String> = rest
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("d{i} AS (DELETE FROM {t} WHERE rid = $1)"))
+                .collect();
+            let sql = if ctes.is_empty() {
+                format!("DELETE FROM {last} WHERE rid = $1")
+            } else {
+                format!("WITH {} DELETE FROM {last} WHERE rid = $1", ctes.join(", "))
+            };
+            sqlx::query(&sql).bind(rid).execute(&mut *self.tx).await?;
+        }
+        for (system, value) in gone {
+            sqlx::query(
+                "DELETE FROM unique_identifier WHERE rid = $1 AND system = $2 AND value = $3",
+            )
+            .bind(rid)
+            .bind(system.as_str())
+            .bind(value.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        }
         Ok(())
     }
 
@@ -158,34 +211,53 @@ impl Tx {
         Ok(())
     }
 
-    /// Enforces the declared unique identifiers. An identifier whose period has ended (a
-    /// cancelled, re-issued number) stays searchable but no longer claims uniqueness.
+    /// Enforces the declared unique identifiers `claims` (from [`Tx::unique_claims`]: an
+    /// identifier whose period has ended — a cancelled, re-issued number — stays searchable
+    /// but no longer claims uniqueness): one multi-row INSERT, and a look at the holder of
+    /// any that another resource has.
     async fn claim_unique_identifiers(
         &mut self,
         rid: i64,
         resource_type: &str,
-        body: &Value,
-        now: i64,
+        claims: Vec<(String, String)>,
     ) -> Result<()> {
-        let d = self.dialect();
-        for (system, value) in self.unique_claims(resource_type, body, now) {
-            let inserted = sqlx::query(&d.sql(
-                "INSERT INTO unique_identifier (resource_type, system, value, rid) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (resource_type, system, value) DO NOTHING RETURNING rid",
-            ))
-            .bind(resource_type)
-            .bind(system.as_str())
-            .bind(value.as_str())
-            .bind(rid)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            if inserted.is_some() {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from(
+            "INSERT INTO unique_identifier (resource_type, system, value, rid) VALUES ",
+        );
+        for i in 0..claims.len() {
+            let b = i * 3;
+            sql.push_str(&format!(
+                "{}($1, ${}, ${}, ${})",
+                if i > 0 { "," } else { "" },
+                b + 2,
+                b + 3,
+                b + 4
+            ));
+        }
+        sql.push_str(
+            " ON CONFLICT (resource_type, system, value) DO NOTHING RETURNING system, value",
+        );
+        let mut q = sqlx::query(&sql).bind(resource_type);
+        for (system, value) in &claims {
+            q = q.bind(system.as_str()).bind(value.as_str()).bind(rid);
+        }
+        let inserted: Vec<(String, String)> = q
+            .fetch_all(&mut *self.tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            .collect::<Result<_>>()?;
+        for (system, value) in claims {
+            if inserted.iter().any(|(s, v)| *s == system && *v == value) {
                 continue;
             }
-            let row = sqlx::query(&d.sql(
+            let row = sqlx::query(
                 "SELECT r.rid, r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
                  WHERE u.resource_type = $1 AND u.system = $2 AND u.value = $3",
-            ))
+            )
             .bind(resource_type)
             .bind(system.as_str())
             .bind(value.as_str())
@@ -201,4 +273,25 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+/// Empties the rows of `rows` that are the same as `old`'s, table by table, and names the
+/// tables whose rows changed (their old rows are to be deleted, `rows` inserted).
+fn keep_changed(rows: &mut extract::IndexRows, old: &extract::IndexRows) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! table {
+        ($field:ident, $t:expr) => {
+            if rows.$field == old.$field {
+                rows.$field.clear();
+            } else {
+                changed.push($t.name());
+            }
+        };
+    }
+    table!(tokens, IndexTable::Token);
+    table!(strings, IndexTable::String);
+    table!(dates, IndexTable::Date);
+    table!(references, IndexTable::Reference);
+    table!(numbers, IndexTable::Number);
+    changed
 }
