@@ -153,7 +153,10 @@ pub fn check_totals(body: &Value) -> Result<(), Error> {
 pub async fn prepare_invoice(tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Result<(), Error> {
     vnd(body.get("totalGross"), "Invoice.totalGross")?;
     vnd(body.get("totalNet"), "Invoice.totalNet")?;
-    let stored: Option<Value> = if w.kind == WriteKind::Create {
+    // Billing's own updates (the ledger marking a bill balanced, a cancellation) start from
+    // the stored invoice they read under its lock and keep its identifiers: no second read.
+    let service_update = w.origin == Origin::Service && w.kind == WriteKind::Update;
+    let stored: Option<Value> = if w.kind == WriteKind::Create || service_update {
         None
     } else {
         tx.read("Invoice", w.id)
@@ -180,6 +183,9 @@ pub async fn prepare_invoice(tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Re
         ));
     }
     check_totals(body)?;
+    if service_update {
+        return Ok(());
+    }
     let now_balanced = status(Some(body)).as_deref() == Some("balanced");
     let was_balanced = status(stored.as_ref()).as_deref() == Some("balanced");
     if w.origin != Origin::Service && now_balanced != was_balanced {

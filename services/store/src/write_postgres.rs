@@ -44,7 +44,7 @@ impl Tx {
             match before {
                 Some(old) if !self.pending_index.iter().any(|(r, ..)| *r == rid) => {
                     let old_rows = extract::extract(resource_type, &old);
-                    let changed = keep_changed(&mut rows, &old_rows);
+                    let removed = keep_added(&mut rows, &old_rows);
                     // Claimed at the last write: what the old version claims now (a period
                     // only ends, never restarts). Any old identifier no longer claimed is let go.
                     let held = self.unique_claims(resource_type, &old, now);
@@ -54,7 +54,7 @@ impl Tx {
                         .filter(|c| !claims.contains(c))
                         .collect();
                     claims.retain(|c| !held.contains(c));
-                    self.clear_tables(rid, &changed, &gone).await?;
+                    self.remove_rows(rid, &removed, &gone).await?;
                 }
                 _ => self.clear_index(rid).await?,
             }
@@ -101,26 +101,51 @@ impl Tx {
         Ok(())
     }
 
-    /// Removes `rid`'s rows from the index tables named (in one round trip), and the claims
-    /// of identifiers it no longer has.
-    async fn clear_tables(
+    /// Removes the index rows `removed` of `rid` (in one round trip: data-modifying CTEs),
+    /// and the claims of identifiers it no longer has.
+    async fn remove_rows(
         &mut self,
         rid: i64,
-        tables: &[&'static str],
+        removed: &extract::IndexRows,
         gone: &[(String, String)],
     ) -> Result<()> {
-        if let Some((last, rest)) = tables.split_last() {
+        let mut deletes = Vec::new();
+        let mut args = vec![Arg::I64(rid)];
+        for table in IndexTable::ALL {
+            let rows = table.rows(removed);
+            if rows.is_empty() {
+                continue;
+            }
+            let mut tuples = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut ph = Vec::with_capacity(row.len());
+                for a in row {
+                    args.push(a);
+                    ph.push(format!("${}", args.len()));
+                }
+                tuples.push(format!("({})", ph.join(", ")));
+            }
+            deletes.push(format!(
+                "DELETE FROM {} WHERE rid = $1 AND ({}) IN ({})",
+                table.name(),
+                table.columns(),
+                tuples.join(", ")
+            ));
+        }
+        if let Some((last, rest)) = deletes.split_last() {
             let ctes: Vec<String> = rest
                 .iter()
                 .enumerate()
-                .map(|(i, t)| format!("d{i} AS (DELETE FROM {t} WHERE rid = $1)"))
+                .map(|(i, d)| format!("d{i} AS ({d})"))
                 .collect();
             let sql = if ctes.is_empty() {
-                format!("DELETE FROM {last} WHERE rid = $1")
+                last.clone()
             } else {
-                format!("WITH {} DELETE FROM {last} WHERE rid = $1", ctes.join(", "))
+                format!("WITH {} {last}", ctes.join(", "))
             };
-            sqlx::query(&sql).bind(rid).execute(&mut *self.tx).await?;
+            bind_all(sqlx::query(&sql), &args)
+                .execute(&mut *self.tx)
+                .await?;
         }
         for (system, value) in gone {
             sqlx::query(
@@ -275,23 +300,26 @@ impl Tx {
     }
 }
 
-/// Empties the rows of `rows` that are the same as `old`'s, table by table, and names the
-/// tables whose rows changed (their old rows are to be deleted, `rows` inserted).
-fn keep_changed(rows: &mut extract::IndexRows, old: &extract::IndexRows) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    macro_rules! table {
-        ($field:ident, $t:expr) => {
-            if rows.$field == old.$field {
-                rows.$field.clear();
-            } else {
-                changed.push($t.name());
-            }
+/// Keeps in `rows` only the rows `old` does not have (to insert), and returns the rows of
+/// `old` that `rows` no longer has (to delete): an update touches only the index rows that
+/// changed.
+fn keep_added(rows: &mut extract::IndexRows, old: &extract::IndexRows) -> extract::IndexRows {
+    let mut removed = extract::IndexRows::default();
+    macro_rules! diff {
+        ($field:ident) => {
+            removed.$field = old
+                .$field
+                .iter()
+                .filter(|r| !rows.$field.contains(r))
+                .cloned()
+                .collect();
+            rows.$field.retain(|r| !old.$field.contains(r));
         };
     }
-    table!(tokens, IndexTable::Token);
-    table!(strings, IndexTable::String);
-    table!(dates, IndexTable::Date);
-    table!(references, IndexTable::Reference);
-    table!(numbers, IndexTable::Number);
-    changed
+    diff!(tokens);
+    diff!(strings);
+    diff!(dates);
+    diff!(references);
+    diff!(numbers);
+    removed
 }
