@@ -210,28 +210,53 @@ impl Tx {
                 }
             }
         }
+        // Each chunk one INSERT; on PostgreSQL, as many as fit together go in one statement
+        // (data-modifying CTEs), so a transaction's index rows usually cost one round trip.
+        let mut inserts: Vec<(Vec<String>, Vec<Arg>)> = Vec::new();
         for (table, columns, rows) in tables {
             let Some(width) = rows.first().map(Vec::len) else {
                 continue;
             };
             for chunk in rows.chunks(200) {
-                let mut sql =
+                let fits = |args: &Vec<Arg>| {
+                    d == Dialect::Postgres && args.len() + chunk.len() * width < 20_000
+                };
+                if !inserts.last().is_some_and(|(_, args)| fits(args)) {
+                    inserts.push((Vec::new(), Vec::new()));
+                }
+                let (statements, args) = inserts.last_mut().expect("a group");
+                let mut one =
                     format!("INSERT INTO {table} (rid, resource_type, {columns}) VALUES ");
                 for i in 0..chunk.len() {
-                    sql.push_str(if i > 0 { ",(" } else { "(" });
+                    one.push_str(if i > 0 { ",(" } else { "(" });
                     for col in 0..width {
                         if col > 0 {
-                            sql.push(',');
+                            one.push(',');
                         }
-                        sql.push_str(&d.ph(i * width + col + 1));
+                        one.push_str(&d.ph(args.len() + i * width + col + 1));
                     }
-                    sql.push(')');
+                    one.push(')');
                 }
-                let args: Vec<Arg> = chunk.iter().flatten().cloned().collect();
-                bind_all(sqlx::query(&sql), &args)
-                    .execute(&mut *self.tx)
-                    .await?;
+                args.extend(chunk.iter().flatten().cloned());
+                statements.push(one);
             }
+        }
+        for (mut statements, args) in inserts {
+            let last = statements.pop().expect("a statement");
+            let sql = if statements.is_empty() {
+                last
+            } else {
+                // Data-modifying CTEs: all run, in one round trip.
+                let ctes: Vec<String> = statements
+                    .iter()
+                    .enumerate()
+                    .map(|(i, st)| format!("i{i} AS ({st})"))
+                    .collect();
+                format!("WITH {} {last}", ctes.join(", "))
+            };
+            bind_all(sqlx::query(&sql), &args)
+                .execute(&mut *self.tx)
+                .await?;
         }
         Ok(())
     }
