@@ -174,14 +174,28 @@ const CHECKED_TARGETS: &[&str] = &["Patient", "Encounter", "Practitioner", "Orga
 /// resolves to a stored resource (absolute and contained references are not checked).
 pub async fn check_references(tx: &mut Tx, body: &Value) -> Result<(), Error> {
     use hospital_store::extract::{all_references, split_reference};
-    for (path, reference) in all_references(body) {
-        let Some((t, target_id)) = split_reference(&reference) else {
-            continue;
-        };
-        if CHECKED_TARGETS.contains(&t) && !tx.exists(t, target_id).await? {
+    let references = all_references(body);
+    // Each target once, all in one query.
+    let mut seen = std::collections::HashSet::new();
+    let mut targets: Vec<(&str, &str)> = Vec::new();
+    for (_, reference) in &references {
+        if let Some((t, id)) = split_reference(reference)
+            && CHECKED_TARGETS.contains(&t)
+            && seen.insert((t, id))
+        {
+            targets.push((t, id));
+        }
+    }
+    let missing: std::collections::HashSet<(String, String)> =
+        tx.missing(&targets).await?.into_iter().collect();
+    // The first reference, in document order, that does not resolve.
+    for (path, reference) in &references {
+        if let Some((t, id)) = split_reference(reference)
+            && missing.contains(&(t.to_owned(), id.to_owned()))
+        {
             return Err(Error::invalid(
                 format!("{path}.reference"),
-                format!("the reference `{t}/{target_id}` does not resolve to a stored resource"),
+                format!("the reference `{t}/{id}` does not resolve to a stored resource"),
             ));
         }
     }

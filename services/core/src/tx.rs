@@ -41,6 +41,14 @@ impl Tx {
         Ok(self.inner.exists(resource_type, id).await?)
     }
 
+    /// Which of `targets` (type, id) are not stored: one query for them all.
+    pub async fn missing(
+        &mut self,
+        targets: &[(&str, &str)],
+    ) -> Result<Vec<(String, String)>, Error> {
+        Ok(self.inner.missing(targets).await?)
+    }
+
     pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult, Error> {
         Ok(self.inner.search(query).await?)
     }

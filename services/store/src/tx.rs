@@ -54,6 +54,35 @@ impl Tx {
         }
     }
 
+    /// Which of `targets` (type, id) are not stored (or deleted): one query for them all.
+    pub async fn missing(&mut self, targets: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
+        let d = self.dialect();
+        let mut found: Vec<(String, String)> = Vec::new();
+        // In chunks far below both backends' bind-parameter limits.
+        for chunk in targets.chunks(500) {
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({}, {})", d.ph(2 * i + 1), d.ph(2 * i + 2)))
+                .collect();
+            let sql = format!(
+                "SELECT resource_type, resource_id FROM resources WHERE deleted = 0 AND (resource_type, resource_id) IN ({})",
+                tuples.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (t, id) in chunk {
+                q = q.bind(*t).bind(*id);
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                found.push((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+            }
+        }
+        let found: std::collections::HashSet<(String, String)> = found.into_iter().collect();
+        Ok(targets
+            .iter()
+            .filter(|(t, id)| !found.contains(&((*t).to_owned(), (*id).to_owned())))
+            .map(|(t, id)| ((*t).to_owned(), (*id).to_owned()))
+            .collect())
+    }
+
     /// Searches inside the transaction (seeing its own writes).
     pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult> {
         self.flush_index().await?;
