@@ -89,6 +89,7 @@ impl Store {
             store: self.clone(),
             author: None,
             pending_index: Vec::new(),
+            known: std::collections::HashSet::new(),
         })
     }
 

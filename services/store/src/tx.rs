@@ -21,6 +21,9 @@ pub struct Tx {
     /// INSERT per table) before the next search in the transaction and before commit, so a
     /// Bundle of 200 resources costs a handful of index statements instead of a thousand.
     pub(crate) pending_index: Vec<(i64, String, extract::IndexRows)>,
+    /// Resources this transaction has seen to exist ([`Tx::missing`]), so that two writes
+    /// referring to one patient look it up once; forgotten on any delete.
+    pub(crate) known: std::collections::HashSet<(String, String)>,
 }
 
 impl Tx {
@@ -58,8 +61,13 @@ impl Tx {
     pub async fn missing(&mut self, targets: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
         let d = self.dialect();
         let mut found: Vec<(String, String)> = Vec::new();
+        let unknown: Vec<(&str, &str)> = targets
+            .iter()
+            .filter(|(t, id)| !self.known.contains(&((*t).to_owned(), (*id).to_owned())))
+            .copied()
+            .collect();
         // In chunks far below both backends' bind-parameter limits.
-        for chunk in targets.chunks(500) {
+        for chunk in unknown.chunks(500) {
             let tuples: Vec<String> = (0..chunk.len())
                 .map(|i| format!("({}, {})", d.ph(2 * i + 1), d.ph(2 * i + 2)))
                 .collect();
@@ -75,10 +83,10 @@ impl Tx {
                 found.push((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
             }
         }
-        let found: std::collections::HashSet<(String, String)> = found.into_iter().collect();
-        Ok(targets
+        self.known.extend(found);
+        Ok(unknown
             .iter()
-            .filter(|(t, id)| !found.contains(&((*t).to_owned(), (*id).to_owned())))
+            .filter(|(t, id)| !self.known.contains(&((*t).to_owned(), (*id).to_owned())))
             .map(|(t, id)| ((*t).to_owned(), (*id).to_owned()))
             .collect())
     }
@@ -170,6 +178,7 @@ impl Tx {
         id: &str,
     ) -> Result<Option<Version>> {
         let d = self.dialect();
+        self.known.clear();
         let Some((rid, version, deleted)) = self.current_for_update(resource_type, id).await?
         else {
             return Ok(None);

@@ -25,21 +25,24 @@ impl Tx {
             v.method.as_str(),
             v.body.as_str(),
         );
-        let d = self.dialect();
         let mut rows = extract::extract(resource_type, body);
         let mut claims = self.unique_claims(resource_type, body, now);
         let rid = if let Target::Existing(rid) = target {
-            sqlx::query(&d.sql(
-                "UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, body = $3 WHERE rid = $4",
-            ))
-            .bind(version_id)
-            .bind(now)
-            .bind(text)
-            .bind(rid)
-            .execute(&mut *self.tx)
-            .await?;
-            // Only what changed: an update that turns a bill's status rewrites its status
+            // The row, the index rows and claims it no longer has, and its history: one
+            // statement. Only what changed is deleted: marking a bill paid swaps its status
             // token, not every index row and identifier claim it has.
+            let mut args = vec![
+                Arg::I64(rid),
+                Arg::I64(version_id),
+                Arg::I64(now),
+                Arg::Text(text.to_owned()),
+                Arg::Text(resource_type.to_owned()),
+                Arg::Text(method.to_owned()),
+            ];
+            let mut ctes = vec![
+                "u AS (UPDATE resources SET version_id = $2, last_updated = $3, deleted = 0, body = $4 WHERE rid = $1)"
+                    .to_owned(),
+            ];
             let before = serde_json::from_str::<Value>(previous).ok();
             match before {
                 Some(old) if !self.pending_index.iter().any(|(r, ..)| *r == rid) => {
@@ -54,27 +57,49 @@ impl Tx {
                         .filter(|c| !claims.contains(c))
                         .collect();
                     claims.retain(|c| !held.contains(c));
-                    self.remove_rows(rid, &removed, &gone).await?;
+                    ctes.extend(removal_ctes(&removed, &gone, &mut args));
                 }
-                _ => self.clear_index(rid).await?,
+                _ => {
+                    self.pending_index.retain(|(r, ..)| *r != rid);
+                    ctes.extend(
+                        derived_tables().map(|t| format!("DELETE FROM {t} WHERE rid = $1")),
+                    );
+                }
             }
+            let ctes: Vec<String> = ctes
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| if i == 0 { c } else { format!("d{i} AS ({c})") })
+                .collect();
+            let sql = format!(
+                "WITH {} INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+                 VALUES ($1, $5, $2, $3, $6, 0, $4)",
+                ctes.join(", ")
+            );
+            bind_all(sqlx::query(&sql), &args)
+                .execute(&mut *self.tx)
+                .await?;
             rid
         } else {
-            let row = sqlx::query(&d.sql(
-                "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
-                 VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid",
-            ))
+            // The row and its history in one statement; none when another transaction
+            // created the same id a moment ago.
+            let row = sqlx::query(
+                "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+                 VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
+                 h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+                 SELECT rid, $1, $3, $4, $6, 0, $5 FROM r) SELECT rid FROM r",
+            )
             .bind(resource_type)
             .bind(id)
             .bind(version_id)
             .bind(now)
             .bind(text)
+            .bind(method)
             .fetch_optional(&mut *self.tx)
             .await?;
             match row {
                 Some(row) => row.try_get::<i64, _>(0)?,
                 None => {
-                    // Another transaction created the same id a moment ago.
                     return Err(StoreError::VersionConflict {
                         expected: 0,
                         current: 1,
@@ -82,81 +107,10 @@ impl Tx {
                 }
             }
         };
-        sqlx::query(&d.sql(
-            "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
-        ))
-        .bind(rid)
-        .bind(resource_type)
-        .bind(version_id)
-        .bind(now)
-        .bind(method)
-        .bind(text)
-        .execute(&mut *self.tx)
-        .await?;
         self.pending_index
             .push((rid, resource_type.to_owned(), rows));
         self.claim_unique_identifiers(rid, resource_type, claims)
             .await?;
-        Ok(())
-    }
-
-    /// Removes the index rows `removed` of `rid` (in one round trip: data-modifying CTEs),
-    /// and the claims of identifiers it no longer has.
-    async fn remove_rows(
-        &mut self,
-        rid: i64,
-        removed: &extract::IndexRows,
-        gone: &[(String, String)],
-    ) -> Result<()> {
-        let mut deletes = Vec::new();
-        let mut args = vec![Arg::I64(rid)];
-        for table in IndexTable::ALL {
-            let rows = table.rows(removed);
-            if rows.is_empty() {
-                continue;
-            }
-            let mut tuples = Vec::with_capacity(rows.len());
-            for row in rows {
-                let mut ph = Vec::with_capacity(row.len());
-                for a in row {
-                    args.push(a);
-                    ph.push(format!("${}", args.len()));
-                }
-                tuples.push(format!("({})", ph.join(", ")));
-            }
-            deletes.push(format!(
-                "DELETE FROM {} WHERE rid = $1 AND ({}) IN ({})",
-                table.name(),
-                table.columns(),
-                tuples.join(", ")
-            ));
-        }
-        if let Some((last, rest)) = deletes.split_last() {
-            let ctes: Vec<String> = rest
-                .iter()
-                .enumerate()
-                .map(|(i, d)| format!("d{i} AS ({d})"))
-                .collect();
-            let sql = if ctes.is_empty() {
-                last.clone()
-            } else {
-                format!("WITH {} {last}", ctes.join(", "))
-            };
-            bind_all(sqlx::query(&sql), &args)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        for (system, value) in gone {
-            sqlx::query(
-                "DELETE FROM unique_identifier WHERE rid = $1 AND system = $2 AND value = $3",
-            )
-            .bind(rid)
-            .bind(system.as_str())
-            .bind(value.as_str())
-            .execute(&mut *self.tx)
-            .await?;
-        }
         Ok(())
     }
 
@@ -347,4 +301,45 @@ fn keep_added(rows: &mut extract::IndexRows, old: &extract::IndexRows) -> extrac
     diff!(references);
     diff!(numbers);
     removed
+}
+
+/// The deletions (for data-modifying CTEs, `$1` being the rid) of the index rows `removed`
+/// and of the claims of identifiers no longer held; their values are appended to `args`.
+fn removal_ctes(
+    removed: &extract::IndexRows,
+    gone: &[(String, String)],
+    args: &mut Vec<Arg>,
+) -> Vec<String> {
+    let mut deletes = Vec::new();
+    for table in IndexTable::ALL {
+        let rows = table.rows(removed);
+        if rows.is_empty() {
+            continue;
+        }
+        let mut tuples = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut ph = Vec::with_capacity(row.len());
+            for a in row {
+                args.push(a);
+                ph.push(format!("${}", args.len()));
+            }
+            tuples.push(format!("({})", ph.join(", ")));
+        }
+        deletes.push(format!(
+            "DELETE FROM {} WHERE rid = $1 AND ({}) IN ({})",
+            table.name(),
+            table.columns(),
+            tuples.join(", ")
+        ));
+    }
+    for (system, value) in gone {
+        args.push(Arg::Text(system.clone()));
+        args.push(Arg::Text(value.clone()));
+        deletes.push(format!(
+            "DELETE FROM unique_identifier WHERE rid = $1 AND system = ${} AND value = ${}",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    deletes
 }
