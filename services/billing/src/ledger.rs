@@ -103,8 +103,12 @@ pub fn codes_in(memo: &str) -> Vec<String> {
     out
 }
 
-/// The Invoice a credit names, if any: by payment code in the memo, or by its order reference.
-async fn find_invoice(platform: &Platform, credit: &Credit) -> Result<Option<String>, Error> {
+/// Whether `credit` was recorded before, and the Invoice it names, if any (by payment code in
+/// the memo, or by its order reference): one key lookup of the unique identifiers for both.
+async fn seen_and_invoice(
+    platform: &Platform,
+    credit: &Credit,
+) -> Result<(bool, Option<String>), Error> {
     let mut candidates: Vec<(&str, String)> = codes_in(&credit.memo)
         .into_iter()
         .map(|c| (PAYMENT_CODE, c))
@@ -113,20 +117,18 @@ async fn find_invoice(platform: &Platform, credit: &Credit) -> Result<Option<Str
         candidates.push((BILL_NUMBER, order.clone()));
         candidates.push((PAYMENT_CODE, order.clone()));
     }
-    for (system, value) in candidates {
-        if value.is_empty() || value.len() > 64 {
-            continue;
-        }
-        // Bill numbers and payment codes are unique identifiers: a key lookup finds them.
-        if let Some(v) = platform
-            .store()
-            .by_unique_identifier("Invoice", system, &value)
-            .await?
-        {
-            return Ok(Some(v.id));
-        }
-    }
-    Ok(None)
+    candidates.retain(|(_, v)| !v.is_empty() && v.len() <= 64);
+    candidates.truncate(50);
+    let mut keys: Vec<(&str, &str, &str)> = vec![(
+        "PaymentNotice",
+        transaction_system(credit.provider),
+        credit.transaction_id.as_str(),
+    )];
+    keys.extend(candidates.iter().map(|(s, v)| ("Invoice", *s, v.as_str())));
+    let found = platform.store().by_unique_identifiers(&keys).await?;
+    let seen = found.first().is_some_and(Option::is_some);
+    let invoice = found.into_iter().skip(1).flatten().next().map(|v| v.id);
+    Ok((seen, invoice))
 }
 
 /// How `amount` pays a bill with `left` to pay: `paid`, `partial`, or `overpaid` with the
@@ -212,16 +214,11 @@ async fn record_as(
         ));
     }
     let system = transaction_system(credit.provider);
-    // A replay, answered without a lock or a write (a concurrent one is caught by the claim).
-    if platform
-        .store()
-        .by_unique_identifier("PaymentNotice", system, &credit.transaction_id)
-        .await?
-        .is_some()
-    {
+    // A replay is answered without a lock or a write (a concurrent one is caught by the claim).
+    let (seen, invoice_id) = seen_and_invoice(platform, credit).await?;
+    if seen {
         return Ok(Outcome::Duplicate);
     }
-    let invoice_id = find_invoice(platform, credit).await?;
     let caller = match desk {
         Some(c) => c.clone(),
         None => Caller::system(&format!("billing:{}", credit.provider.as_str())),

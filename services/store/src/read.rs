@@ -13,38 +13,62 @@ impl Store {
         read_current(self.dialect(), &mut conn, resource_type, id).await
     }
 
-    /// The current version of the `resource_type` that claims the unique identifier
-    /// `system|value` (a declared unique system), if any: one primary-key lookup, far cheaper
-    /// than the equivalent search.
-    pub async fn by_unique_identifier(
+    /// For each `(resource_type, system, value)`, the current version that claims that unique
+    /// identifier, if any: one query for them all (at most 100 keys).
+    pub async fn by_unique_identifiers(
         &self,
-        resource_type: &str,
-        system: &str,
-        value: &str,
-    ) -> Result<Option<Version>> {
+        keys: &[(&str, &str, &str)],
+    ) -> Result<Vec<Option<Version>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if keys.len() > 100 {
+            return Err(StoreError::invalid(
+                "identifier",
+                "at most 100 identifiers at once",
+            ));
+        }
         let d = self.dialect();
-        let row = sqlx::query(&d.sql(
-            "SELECT r.resource_id, r.version_id, r.last_updated, r.body FROM unique_identifier u \
-             JOIN resources r ON r.rid = u.rid \
-             WHERE u.resource_type = $1 AND u.system = $2 AND u.value = $3 AND r.deleted = 0",
-        ))
-        .bind(resource_type)
-        .bind(system)
-        .bind(value)
-        .fetch_optional(&self.inner.reader)
-        .await?;
-        row.map(|row| {
-            Ok(Version {
-                resource_type: resource_type.to_owned(),
-                id: row.try_get(0)?,
-                version_id: row.try_get(1)?,
-                last_updated: row.try_get(2)?,
-                deleted: false,
-                body: row.try_get(3)?,
-                method: Method::Put,
+        let tuples: Vec<String> = (0..keys.len())
+            .map(|i| {
+                format!(
+                    "({}, {}, {})",
+                    d.ph(3 * i + 1),
+                    d.ph(3 * i + 2),
+                    d.ph(3 * i + 3)
+                )
             })
-        })
-        .transpose()
+            .collect();
+        let sql = format!(
+            "SELECT u.resource_type, u.system, u.value, r.resource_id, r.version_id, r.last_updated, r.body \
+             FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
+             WHERE r.deleted = 0 AND (u.resource_type, u.system, u.value) IN ({})",
+            tuples.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (t, system, value) in keys {
+            q = q.bind(*t).bind(*system).bind(*value);
+        }
+        let rows = q.fetch_all(&self.inner.reader).await?;
+        let mut out = vec![None; keys.len()];
+        for row in rows {
+            let (t, system, value): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            for (i, k) in keys.iter().enumerate() {
+                if k.0 == t && k.1 == system && k.2 == value {
+                    out[i] = Some(Version {
+                        resource_type: t.clone(),
+                        id: row.try_get(3)?,
+                        version_id: row.try_get(4)?,
+                        last_updated: row.try_get(5)?,
+                        deleted: false,
+                        body: row.try_get(6)?,
+                        method: Method::Put,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// One version of `resource_type/id`.
