@@ -72,6 +72,11 @@ fn args_of(r: &AuditRecord) -> [Arg; WIDTH] {
     ]
 }
 
+/// `INSERT INTO audit_log (...) VALUES ` (rows follow).
+pub(crate) fn insert_prefix() -> String {
+    format!("INSERT INTO audit_log ({COLUMNS}) VALUES ")
+}
+
 fn insert_sql(d: Dialect, rows: usize) -> String {
     let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
     for r in 0..rows {
@@ -96,6 +101,11 @@ impl Tx {
     pub async fn audit(&mut self, r: &AuditRecord) -> Result<()> {
         let d = self.dialect();
         let args = args_of(r);
+        if d == Dialect::Postgres {
+            // Inserted with the transaction's index rows, before its commit (one round trip).
+            self.pending_audit.push(args.to_vec());
+            return Ok(());
+        }
         bind_all(sqlx::query(&insert_sql(d, 1)), &args)
             .execute(&mut *self.tx)
             .await?;

@@ -90,6 +90,7 @@ impl Store {
             author: None,
             pending_index: Vec::new(),
             known: std::collections::HashSet::new(),
+            pending_audit: Vec::new(),
         })
     }
 

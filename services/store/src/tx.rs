@@ -24,6 +24,8 @@ pub struct Tx {
     /// Resources this transaction has seen to exist ([`Tx::missing`]), so that two writes
     /// referring to one patient look it up once; forgotten on any delete.
     pub(crate) known: std::collections::HashSet<(String, String)>,
+    /// PostgreSQL: the transaction's audit records, inserted with its index rows.
+    pub(crate) pending_audit: Vec<Vec<crate::Arg>>,
 }
 
 impl Tx {

@@ -144,14 +144,23 @@ impl Tx {
     /// Inserts the pending index rows: one multi-row INSERT per table (in chunks that stay
     /// far below both backends' bind-parameter limits).
     pub(crate) async fn flush_index(&mut self) -> Result<()> {
-        if self.pending_index.is_empty() {
+        if self.pending_index.is_empty() && self.pending_audit.is_empty() {
             return Ok(());
         }
         let d = self.dialect();
         let pending = std::mem::take(&mut self.pending_index);
-        let mut tables: Vec<(&'static str, &'static str, Vec<Vec<Arg>>)> = IndexTable::ALL
+        let mut tables: Vec<(String, Vec<Vec<Arg>>)> = IndexTable::ALL
             .iter()
-            .map(|t| (t.name(), t.columns(), Vec::new()))
+            .map(|t| {
+                (
+                    format!(
+                        "INSERT INTO {} (rid, resource_type, {}) VALUES ",
+                        t.name(),
+                        t.columns()
+                    ),
+                    Vec::new(),
+                )
+            })
             .collect();
         for (rid, rt, rows) in &pending {
             for (i, index) in IndexTable::ALL.into_iter().enumerate() {
@@ -160,14 +169,19 @@ impl Tx {
                     full.push(Arg::I64(*rid));
                     full.push(Arg::Text(rt.clone()));
                     full.extend(row);
-                    tables[i].2.push(full);
+                    tables[i].1.push(full);
                 }
             }
         }
+        // The transaction's audit records go with its index rows.
+        tables.push((
+            crate::audit::insert_prefix(),
+            std::mem::take(&mut self.pending_audit),
+        ));
         // Each chunk one INSERT; on PostgreSQL, as many as fit together go in one statement
         // (data-modifying CTEs), so a transaction's index rows usually cost one round trip.
         let mut inserts: Vec<(Vec<String>, Vec<Arg>)> = Vec::new();
-        for (table, columns, rows) in tables {
+        for (prefix, rows) in tables {
             let Some(width) = rows.first().map(Vec::len) else {
                 continue;
             };
@@ -179,8 +193,7 @@ impl Tx {
                     inserts.push((Vec::new(), Vec::new()));
                 }
                 let (statements, args) = inserts.last_mut().expect("a group");
-                let mut one =
-                    format!("INSERT INTO {table} (rid, resource_type, {columns}) VALUES ");
+                let mut one = prefix.clone();
                 for i in 0..chunk.len() {
                     one.push_str(if i > 0 { ",(" } else { "(" });
                     for col in 0..width {
