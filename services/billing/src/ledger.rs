@@ -225,6 +225,7 @@ async fn record_as(
     };
     let mut tx = platform.begin(&caller).await?;
     let mut touched = Touched::default();
+    let mut receipt_n: Option<i64> = None;
     // Against what is left of the bill, under its lock.
     let (outcome, invoice) = match &invoice_id {
         None => (
@@ -234,7 +235,16 @@ async fn record_as(
             None,
         ),
         Some(id) => {
-            tx.lock(&format!("Invoice/{id}")).await?;
+            // The bill's lock and a receipt number in one round trip (a bank feed's credit is
+            // always recorded, so the number is used).
+            if desk.is_none() {
+                receipt_n = Some(
+                    tx.lock_and_count(&format!("Invoice/{id}"), "receipt-number")
+                        .await?,
+                );
+            } else {
+                tx.lock(&format!("Invoice/{id}")).await?;
+            }
             let v = tx.read("Invoice", id).await?;
             touched.add(&v);
             let inv: Value = serde_json::from_str(&v.body)
@@ -312,7 +322,10 @@ async fn record_as(
         _ => {}
     }
     let year = crate::invoice::vietnam_now().format("%Y").to_string();
-    let n = tx.next_counter("receipt-number").await?;
+    let n = match receipt_n {
+        Some(n) => n,
+        None => tx.next_counter("receipt-number").await?,
+    };
     let receipt = format!("PT{year}{n:06}");
     let mut notice = json!({
         "resourceType": "PaymentNotice",

@@ -59,6 +59,12 @@ impl Tx {
         Ok(self.inner.lock(key).await?)
     }
 
+    /// [`Tx::lock`] on `key`, then the next value of the counter `name` (in one round trip
+    /// where the database can).
+    pub async fn lock_and_count(&mut self, key: &str, name: &str) -> Result<i64, Error> {
+        Ok(self.inner.lock_and_count(key, name).await?)
+    }
+
     /// Next value of a named counter (1, 2, 3, ...), e.g. for facility patient codes.
     pub async fn next_counter(&mut self, name: &str) -> Result<i64, Error> {
         Ok(self.inner.next_counter(name).await?)

@@ -117,15 +117,37 @@ impl Tx {
         Ok(())
     }
 
+    /// [`Tx::lock`] on `key`, then the next value of the counter `name`: one round trip on
+    /// PostgreSQL where the counter is a sequence.
+    pub async fn lock_and_count(&mut self, key: &str, name: &str) -> Result<i64> {
+        if self.dialect() == Dialect::Postgres {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(key.as_bytes());
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&digest[..8]);
+            let row = sqlx::query(
+                "SELECT CASE WHEN to_regclass($2) IS NOT NULL THEN nextval(CAST(to_regclass($2) AS regclass)) END \
+                 FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
+            )
+            .bind(i64::from_be_bytes(b))
+            .bind(sequence_of(name))
+            .fetch_one(&mut *self.tx)
+            .await?;
+            if let Some(n) = row.try_get::<Option<i64>, _>(0)? {
+                return Ok(n);
+            }
+        } else {
+            self.lock(key).await?;
+        }
+        self.next_counter(name).await
+    }
+
     /// Next value of a named counter (1, 2, 3, ...), e.g. for facility patient codes.
     pub async fn next_counter(&mut self, name: &str) -> Result<i64> {
         let d = self.dialect();
         if d == Dialect::Postgres {
             // A sequence, where the migrations declare one (no lock held until commit).
-            let seq = format!(
-                "counter_{}",
-                name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-            );
+            let seq = sequence_of(name);
             let row = sqlx::query("SELECT nextval(CAST(to_regclass($1) AS regclass)) WHERE to_regclass($1) IS NOT NULL")
                 .bind(&seq)
                 .fetch_optional(&mut *self.tx)
@@ -433,4 +455,12 @@ pub(crate) fn set_meta(
             }
         }
     }
+}
+
+/// The PostgreSQL sequence a migration declares for the counter `name`, if any.
+fn sequence_of(name: &str) -> String {
+    format!(
+        "counter_{}",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    )
 }
