@@ -245,7 +245,7 @@ async fn record_as(
             } else {
                 tx.lock(&format!("Invoice/{id}")).await?;
             }
-            let v = tx.read("Invoice", id).await?;
+            let v = tx.read_for_update("Invoice", id).await?;
             touched.add(&v);
             let inv: Value = serde_json::from_str(&v.body)
                 .map_err(|_| Error::internal("stored invoice unreadable"))?;

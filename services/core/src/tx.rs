@@ -28,6 +28,16 @@ impl Tx {
         Ok(self.inner.read(resource_type, id).await?)
     }
 
+    /// The current version, its row locked until the transaction ends (on PostgreSQL); an
+    /// update of it in this transaction then reads nothing more.
+    pub async fn read_for_update(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Version, Error> {
+        Ok(self.inner.read_for_update(resource_type, id).await?)
+    }
+
     /// [`Tx::read`], keeping the store's error (for [`crate::reveal`]).
     pub async fn read_raw(
         &mut self,

@@ -91,6 +91,7 @@ impl Store {
             pending_index: Vec::new(),
             known: std::collections::HashSet::new(),
             pending_audit: Vec::new(),
+            locked: std::collections::HashMap::new(),
         })
     }
 

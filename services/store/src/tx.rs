@@ -26,6 +26,10 @@ pub struct Tx {
     pub(crate) known: std::collections::HashSet<(String, String)>,
     /// PostgreSQL: the transaction's audit records, inserted with its index rows.
     pub(crate) pending_audit: Vec<Vec<crate::Arg>>,
+    /// Rows this transaction holds locked (`FOR UPDATE`) and has read, as they are now: no
+    /// other transaction can change them until this one ends, so a write of one needs no
+    /// second look.
+    pub(crate) locked: std::collections::HashMap<(String, String), (i64, i64, bool, String)>,
 }
 
 impl Tx {
@@ -48,6 +52,31 @@ impl Tx {
     pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Version> {
         let d = self.dialect();
         read_current(d, &mut self.tx, resource_type, id).await
+    }
+
+    /// The current version, its row locked until the transaction ends (PostgreSQL): a
+    /// following update of it reads nothing more.
+    pub async fn read_for_update(&mut self, resource_type: &str, id: &str) -> Result<Version> {
+        if self.dialect() != Dialect::Postgres {
+            return self.read(resource_type, id).await;
+        }
+        let (_, version_id, deleted, body) = self
+            .current_with_body(resource_type, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("{resource_type}/{id}")))?;
+        if deleted {
+            return Err(StoreError::Gone(format!("{resource_type}/{id}")));
+        }
+        // The row's last_updated is not needed by callers of a locked read.
+        Ok(Version {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated: 0,
+            deleted: false,
+            body,
+            method: Method::Put,
+        })
     }
 
     /// Whether `resource_type/id` exists and is not deleted.
@@ -207,6 +236,8 @@ impl Tx {
         else {
             return Ok(None);
         };
+        self.locked
+            .remove(&(resource_type.to_owned(), id.to_owned()));
         if deleted {
             return Ok(None);
         }
@@ -261,6 +292,10 @@ impl Tx {
         id: &str,
     ) -> Result<Option<(i64, i64, bool, String)>> {
         let d = self.dialect();
+        let key = (resource_type.to_owned(), id.to_owned());
+        if let Some(row) = self.locked.get(&key) {
+            return Ok(Some(row.clone()));
+        }
         let (lock, body) = if d == Dialect::Postgres {
             (" FOR UPDATE", "body")
         } else {
@@ -273,15 +308,20 @@ impl Tx {
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await?;
-        row.map(|r| {
-            Ok((
-                r.try_get(0)?,
-                r.try_get(1)?,
-                r.try_get::<i64, _>(2)? != 0,
-                r.try_get::<String, _>(3)?,
-            ))
-        })
-        .transpose()
+        let row: Option<(i64, i64, bool, String)> = row
+            .map(|r| -> Result<_> {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get::<i64, _>(2)? != 0,
+                    r.try_get::<String, _>(3)?,
+                ))
+            })
+            .transpose()?;
+        if let (Dialect::Postgres, Some(r)) = (d, &row) {
+            self.locked.insert(key, r.clone());
+        }
+        Ok(row)
     }
 
     async fn write(
@@ -367,7 +407,16 @@ impl Tx {
         };
         match d {
             Dialect::Sqlite => self.write_sqlite_script(rid, &version, &body).await?,
-            Dialect::Postgres => self.write_postgres(rid, &version, &body, &previous).await?,
+            Dialect::Postgres => {
+                self.write_postgres(rid, &version, &body, &previous).await?;
+                // The row is locked by this transaction now: as written.
+                if let Target::Existing(r) = rid {
+                    self.locked.insert(
+                        (resource_type.to_owned(), id.to_owned()),
+                        (r, version_id, false, version.body.clone()),
+                    );
+                }
+            }
         }
         Ok(WriteOutcome { version, created })
     }
