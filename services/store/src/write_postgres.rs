@@ -81,31 +81,60 @@ impl Tx {
                 .await?;
             rid
         } else {
-            // The row and its history in one statement; none when another transaction
-            // created the same id a moment ago.
-            let row = sqlx::query(
+            // The row, its history and its identifier claims in one statement; no row when
+            // another transaction created the same id a moment ago.
+            let mut sql = String::from(
                 "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
                  VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
                  h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
-                 SELECT rid, $1, $3, $4, $6, 0, $5 FROM r) SELECT rid FROM r",
-            )
-            .bind(resource_type)
-            .bind(id)
-            .bind(version_id)
-            .bind(now)
-            .bind(text)
-            .bind(method)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            match row {
-                Some(row) => row.try_get::<i64, _>(0)?,
-                None => {
-                    return Err(StoreError::VersionConflict {
-                        expected: 0,
-                        current: 1,
-                    });
+                 SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)",
+            );
+            if claims.is_empty() {
+                sql.push_str(" SELECT rid, NULL, NULL FROM r");
+            } else {
+                let values: Vec<String> = (0..claims.len())
+                    .map(|i| format!("(${}, ${})", 7 + 2 * i, 8 + 2 * i))
+                    .collect();
+                sql.push_str(&format!(
+                    ", c AS (INSERT INTO unique_identifier (resource_type, system, value, rid) \
+                     SELECT $1, v.system, v.value, r.rid FROM r, (VALUES {}) AS v(system, value) \
+                     ON CONFLICT (resource_type, system, value) DO NOTHING RETURNING system, value) \
+                     SELECT r.rid, c.system, c.value FROM r LEFT JOIN c ON true",
+                    values.join(", ")
+                ));
+            }
+            let mut q = sqlx::query(&sql)
+                .bind(resource_type)
+                .bind(id)
+                .bind(version_id)
+                .bind(now)
+                .bind(text)
+                .bind(method);
+            for (system, value) in &claims {
+                q = q.bind(system.as_str()).bind(value.as_str());
+            }
+            let rows_back = q.fetch_all(&mut *self.tx).await?;
+            let Some(first) = rows_back.first() else {
+                return Err(StoreError::VersionConflict {
+                    expected: 0,
+                    current: 1,
+                });
+            };
+            let rid = first.try_get::<i64, _>(0)?;
+            let mut inserted = Vec::new();
+            for r in &rows_back {
+                if let (Some(s), Some(v)) = (
+                    r.try_get::<Option<String>, _>(1)?,
+                    r.try_get::<Option<String>, _>(2)?,
+                ) {
+                    inserted.push((s, v));
                 }
             }
+            self.pending_index
+                .push((rid, resource_type.to_owned(), rows));
+            return self
+                .check_claims(rid, resource_type, claims, &inserted)
+                .await;
         };
         self.pending_index
             .push((rid, resource_type.to_owned(), rows));
@@ -267,6 +296,19 @@ impl Tx {
             .iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
             .collect::<Result<_>>()?;
+        self.check_claims(rid, resource_type, claims, &inserted)
+            .await
+    }
+
+    /// Of `claims`, those not `inserted` must already be `rid`'s: another resource holding one
+    /// is a duplicate identifier (named, with its holder).
+    async fn check_claims(
+        &mut self,
+        rid: i64,
+        resource_type: &str,
+        claims: Vec<(String, String)>,
+        inserted: &[(String, String)],
+    ) -> Result<()> {
         for (system, value) in claims {
             if inserted.iter().any(|(s, v)| *s == system && *v == value) {
                 continue;
