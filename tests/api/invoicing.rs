@@ -538,6 +538,23 @@ async fn the_cashier_settles_the_queue_and_reads_the_days_totals(b: Backend) {
     let (bill, code, _) = crate::billing::issued(&app, &an, 100_000).await;
     assert_eq!(post_sepay(&app, 7002, 150_000, &code, &account).await, 200);
     assert_eq!(status_of(&app, &bill).await, "balanced");
+    // The bill carries what the ledger credited to it; a client cannot say otherwise.
+    let (_, b) = app.get_json(&format!("Invoice/{bill}")).await;
+    assert_eq!(hospital_billing::invoice::paid_of(&b), Some(150_000), "{b}");
+    let mut forged = json!({"resourceType": "Invoice", "status": "issued",
+        "subject": {"reference": format!("Patient/{an}")},
+        "totalNet": {"value": 10_000, "currency": "VND"}});
+    hospital_billing::invoice::set_paid(&mut forged, 10_000);
+    let (s, f) = send(&cashier, &app, "Invoice", &forged).await;
+    assert_eq!(s, 201, "{f}");
+    assert_eq!(hospital_billing::invoice::paid_of(&f), Some(0));
+    assert_eq!(
+        crate::billing::pay_cash(&cashier, &app, f["id"].as_str().unwrap(), 10_000)
+            .await
+            .0,
+        200,
+        "still owed in full"
+    );
     let q = waiting(&cashier, &app).await;
     assert_eq!(
         (q.len(), q[0].0.as_str(), q[0].2),
@@ -618,12 +635,12 @@ async fn the_cashier_settles_the_queue_and_reads_the_days_totals(b: Backend) {
         )
     };
     assert_eq!(channel("vietqr-sepay"), (2, 450_000, 50_000));
-    assert_eq!(channel("cash"), (1, 40_000, 0));
+    assert_eq!(channel("cash"), (2, 50_000, 0));
     assert_eq!(channel("card"), (1, 60_000, 0));
     let cashless = param(&t, "cashless");
     assert_eq!(cashless["part"][0]["valueInteger"], 3);
     assert_eq!(cashless["part"][1]["valueMoney"]["value"], 510_000);
-    assert_eq!(cashless["part"][2]["valueDecimal"], 0.75);
+    assert_eq!(cashless["part"][2]["valueDecimal"], 0.6);
     // The indicator over a period, for the admin; not for a clinician or a patient.
     let (s, _) = get(
         &admin,

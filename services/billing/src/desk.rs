@@ -260,7 +260,8 @@ pub async fn assign(
     let mut inv: Value =
         serde_json::from_str(&iv.body).map_err(|_| Error::internal("stored invoice unreadable"))?;
     let owed = owed(&inv).map_err(|e| Error::new(codes::STATE_CONFLICT, e.message))?;
-    let left = owed.amount - ledger::paid_in(&mut tx, invoice_id).await?;
+    let paid = ledger::paid_so_far(&mut tx, invoice_id, &inv).await?;
+    let left = owed.amount - paid;
     let amount = notice_amount(&original);
     let (outcome, excess) = classify(amount, left)
         .ok_or_else(|| Error::new(codes::STATE_CONFLICT, "the bill has nothing left to pay"))?;
@@ -282,8 +283,11 @@ pub async fn assign(
         .await
         .map_err(already_settled)?;
     touched.add(&w.version);
+    crate::invoice::set_paid(&mut inv, paid + amount);
     if outcome != "partial" {
         inv["status"] = json!("balanced");
+    }
+    {
         let out = platform
             .writer()
             .update_by_service(&mut tx, "Invoice", invoice_id, inv, Some(iv.version_id))

@@ -87,6 +87,34 @@ pub fn identifier<'a>(body: &'a Value, system: &str) -> Option<&'a str> {
         .as_str()
 }
 
+/// The extension of an Invoice that carries what the ledger has credited to it: a
+/// projection of the ledger, kept in step with it in the same transaction by billing alone
+/// (so a payment under the bill's lock needs no search of its notices).
+pub const PAID: &str = "urn:hospital:invoice:paid";
+
+/// What the projection on `invoice` says was paid, if it carries one.
+pub fn paid_of(invoice: &Value) -> Option<i64> {
+    invoice
+        .get("extension")?
+        .as_array()?
+        .iter()
+        .find(|e| e.get("url").and_then(Value::as_str) == Some(PAID))?
+        .pointer("/valueMoney/value")?
+        .as_i64()
+}
+
+/// Sets the projection of what was paid on `invoice`.
+pub fn set_paid(invoice: &mut Value, amount: i64) {
+    let ext = json!({"url": PAID, "valueMoney": {"value": amount, "currency": "VND"}});
+    match invoice.get_mut("extension").and_then(Value::as_array_mut) {
+        Some(list) => {
+            list.retain(|e| e.get("url").and_then(Value::as_str) != Some(PAID));
+            list.push(ext);
+        }
+        None => invoice["extension"] = json!([ext]),
+    }
+}
+
 /// Whole đồng of a `Money` that must be VND.
 pub fn vnd(money: Option<&Value>, path: &str) -> Result<Option<i64>, Error> {
     let Some(m) = money else {
@@ -186,6 +214,10 @@ pub async fn prepare_invoice(tx: &mut Tx, w: &Write<'_>, body: &mut Value) -> Re
     if service_update {
         return Ok(());
     }
+    // What was paid is the ledger's: a client's invoice starts at nothing paid, and an update
+    // keeps what is stored.
+    let paid = stored.as_ref().and_then(paid_of).unwrap_or(0);
+    set_paid(body, paid);
     let now_balanced = status(Some(body)).as_deref() == Some("balanced");
     let was_balanced = status(stored.as_ref()).as_deref() == Some("balanced");
     if w.origin != Origin::Service && now_balanced != was_balanced {

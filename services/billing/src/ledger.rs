@@ -16,7 +16,7 @@
 //! No code, an unknown code, a bill already paid or cancelled → an unmatched credit for the
 //! cashier. Nothing is ever refunded automatically.
 
-use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, identifier};
+use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, identifier, paid_of, set_paid};
 use crate::payment_qr::owed;
 use crate::webhooks::{Credit, Provider, memo_key};
 use base64::Engine;
@@ -226,6 +226,7 @@ async fn record_as(
     let mut tx = platform.begin(&caller).await?;
     let mut touched = Touched::default();
     let mut receipt_n: Option<i64> = None;
+    let mut paid_before: i64 = 0;
     // Against what is left of the bill, under its lock.
     let (outcome, invoice) = match &invoice_id {
         None => (
@@ -250,7 +251,7 @@ async fn record_as(
             let inv: Value = serde_json::from_str(&v.body)
                 .map_err(|_| Error::internal("stored invoice unreadable"))?;
             let status = inv.get("status").and_then(Value::as_str).unwrap_or("");
-            let paid_before = total_of(&tx.search(&notices_of(id)).await?.matches);
+            paid_before = paid_so_far(&mut tx, id, &inv).await?;
             let outcome = match (status, owed(&inv)) {
                 ("cancelled", _) => Outcome::Unmatched {
                     reason: "the bill was cancelled".into(),
@@ -367,10 +368,12 @@ async fn record_as(
         Err(e) => return Err(e),
     };
     touched.add(&written.version);
-    if let (Outcome::Paid { .. } | Outcome::Overpaid { .. }, Some((v, mut inv))) =
-        (&outcome, invoice)
-    {
-        inv["status"] = json!("balanced");
+    if let (true, Some((v, mut inv))) = (matched, invoice) {
+        // The bill's running total moves with the ledger, in the same transaction.
+        set_paid(&mut inv, paid_before + credit.amount);
+        if !matches!(outcome, Outcome::Partial { .. }) {
+            inv["status"] = json!("balanced");
+        }
         let out = platform
             .writer()
             .update_by_service(&mut tx, "Invoice", &v.id, inv, Some(v.version_id))
@@ -405,6 +408,19 @@ fn total_of(notices: &[hospital_core::store::Version]) -> i64 {
         .filter_map(|n| serde_json::from_str::<Value>(&n.body).ok())
         .map(|n| amount_of(&n))
         .sum()
+}
+
+/// What the stored `invoice` (read under its lock) has been paid: its projection, or for an
+/// invoice from before the projection, the sum of its notices.
+pub async fn paid_so_far(
+    tx: &mut hospital_core::Tx,
+    id: &str,
+    invoice: &Value,
+) -> Result<i64, Error> {
+    match paid_of(invoice) {
+        Some(p) => Ok(p),
+        None => paid_in(tx, id).await,
+    }
 }
 
 /// What an Invoice has been paid, read inside `tx` (under the invoice's lock, the answer
