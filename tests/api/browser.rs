@@ -2,9 +2,10 @@
 //! npm (both installed by `.ci/run`; without them this test fails, it never skips). The
 //! browser opens the page, sees the amount and the QR and takes a screenshot; a Casso delivery
 //! signed as Casso signs it arrives; the page turns to paid without a reload and shows the
-//! printable receipt.
+//! printable receipt. And the cashier's page: sign in, assign a transfer that matched no bill,
+//! print its receipt.
 
-use crate::billing::{casso, issued};
+use crate::billing::{casso, issued, post_sepay};
 use crate::common::*;
 use std::process::Command;
 
@@ -46,6 +47,54 @@ async fn the_payment_page_turns_to_paid_in_a_real_browser_when_the_bank_feed_arr
             .arg(format!("{site_for_node}/webhooks/casso"))
             .arg(signature)
             .arg(&body_file)
+            .arg(&dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs (install Node.js, playwright-core and chromium as .ci/run does)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+    let (_, paid) = app.get_json(&format!("Invoice/{invoice}")).await;
+    assert_eq!(paid["status"], "balanced");
+    app.stop().await;
+}
+
+fn node_dir() -> String {
+    std::env::var("HOSPITAL_NODE_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/hospital-node",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_cashier_assigns_an_unmatched_transfer_and_prints_its_receipt_in_a_real_browser() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000990")).await;
+    let (invoice, _, bill) = issued(&app, &an, 180_000).await;
+    assert_eq!(
+        post_sepay(&app, 9901, 180_000, "chuyen khoan vien phi", &account).await,
+        200
+    );
+    let site = app.base.trim_end_matches("/fhir").to_owned();
+    let dir = std::env::temp_dir().join(format!("hospital-cashier-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/cashier.mjs");
+    let bill_for_node = bill.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .env("HOSPITAL_NODE_DIR", node_dir())
+            .arg(script)
+            .arg(&site)
+            .arg(&bill_for_node)
             .arg(&dir)
             .output()
     })
