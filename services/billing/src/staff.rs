@@ -84,6 +84,19 @@ async fn staff(
     Ok((caller, session))
 }
 
+/// The signed-in cashier or admin posting a form with their session's CSRF token, or the
+/// answer to give instead.
+async fn form_caller(
+    s: &Staff,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+    csrf: &str,
+) -> Result<Caller, Response> {
+    let (caller, session) = staff(s, headers, addr, "/staff/billing").await?;
+    check_csrf(&session, csrf).map_err(|e| error_response(&e))?;
+    Ok(caller)
+}
+
 fn back(msg: &str) -> Response {
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("msg", msg)
@@ -183,7 +196,8 @@ async fn show(
     let mut body = format!(
         "<style>body{{max-width:60rem}}table.grid{{border-collapse:collapse;width:100%}}\
          .grid td,.grid th{{border:1px solid #ccc;padding:.3rem;text-align:left}}\
-         form.inline{{display:flex;gap:.3rem}}form.inline input,form.inline button,form.inline select{{width:auto;margin:0}}</style>\
+         table.grid{{display:block;overflow-x:auto}}\
+         form.inline{{display:flex;flex-wrap:wrap;gap:.3rem}}form.inline input,form.inline button,form.inline select{{width:auto;min-width:6rem;margin:0}}</style>\
          <p>{}</p><h1>Thu ngân <small>/ Cashier</small></h1><p>{} ({})</p>",
         escape(&s.hospital),
         escape(&caller.principal.subject),
@@ -217,7 +231,11 @@ async fn show(
             touched.add(v);
             let inv: Value = serde_json::from_str(&v.body).unwrap_or_default();
             let owed = crate::payment_qr::owed(&inv).map(|o| o.amount).unwrap_or(0);
-            let paid = crate::ledger::paid(&s.platform, &v.id).await.unwrap_or(0);
+            // The bill's own running total (an invoice from before it: its notices).
+            let paid = match crate::invoice::paid_of(&inv) {
+                Some(p) => p,
+                None => crate::ledger::paid(&s.platform, &v.id).await.unwrap_or(0),
+            };
             body.push_str(&format!(
                 "<tr><td>{bill}</td><td>{name}</td><td>{owed}</td><td>{paid}</td><td>\
                  <form class=\"inline\" method=\"post\" action=\"/staff/billing/pay\">\
@@ -357,13 +375,10 @@ async fn pay(
     headers: HeaderMap,
     Form(f): Form<PayForm>,
 ) -> Response {
-    let (caller, session) = match staff(&s, &headers, addr, "/staff/billing").await {
-        Ok(x) => x,
+    let caller = match form_caller(&s, &headers, addr, &f.csrf).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&session, &f.csrf) {
-        return error_response(&e);
-    }
     let digits: String = f.amount.chars().filter(char::is_ascii_digit).collect();
     let Ok(amount) = digits.parse::<i64>() else {
         return back("Số tiền không hợp lệ / not an amount");
@@ -408,29 +423,20 @@ async fn assign(
     headers: HeaderMap,
     Form(f): Form<AssignForm>,
 ) -> Response {
-    let (caller, session) = match staff(&s, &headers, addr, "/staff/billing").await {
-        Ok(x) => x,
+    let caller = match form_caller(&s, &headers, addr, &f.csrf).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&session, &f.csrf) {
-        return error_response(&e);
-    }
     let bill = f.bill.trim().to_uppercase();
-    let q = SearchQuery::new(
-        "Invoice",
-        vec![(
-            "identifier".into(),
-            format!("{BILL_NUMBER}|{}", bill.replace([',', '\\', '|', '$'], "")),
-        )],
-    );
-    let Some(invoice) = s
+    // A bill number names one bill: a key lookup finds it.
+    let found = s
         .platform
         .store()
-        .search(&q)
+        .by_unique_identifiers(&[("Invoice", BILL_NUMBER, bill.as_str())])
         .await
         .ok()
-        .and_then(|r| r.matches.into_iter().next())
-    else {
+        .and_then(|mut v| v.pop().flatten());
+    let Some(invoice) = found else {
         return back(&format!("Không có hóa đơn / no bill {bill}"));
     };
     match desk::assign(&s.platform, &caller, &f.notice, &invoice.id).await {
@@ -455,13 +461,10 @@ async fn refund(
     headers: HeaderMap,
     Form(f): Form<RefundForm>,
 ) -> Response {
-    let (caller, session) = match staff(&s, &headers, addr, "/staff/billing").await {
-        Ok(x) => x,
+    let caller = match form_caller(&s, &headers, addr, &f.csrf).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(e) = check_csrf(&session, &f.csrf) {
-        return error_response(&e);
-    }
     match desk::refund(&s.platform, &caller, &f.notice, &f.reason).await {
         Ok((p, _)) => back(&format!(
             "Đã hoàn / Refunded — {}",
