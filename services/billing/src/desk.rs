@@ -133,13 +133,21 @@ pub async fn queue(platform: &Platform, caller: &Caller) -> Result<(Queue, Touch
         vec![("outcome".into(), "unmatched,overpaid".into())],
     )
     .await?;
-    let settling =
-        all_notices(platform, vec![("identifier".into(), format!("{SETTLES}|"))]).await?;
-    let settled: std::collections::HashSet<String> = settling
-        .iter()
-        .filter_map(|v| serde_json::from_str::<Value>(&v.body).ok())
-        .filter_map(|b| identifier(&b, SETTLES).map(|id| format!("PaymentNotice/{id}")))
-        .collect();
+    // Which of them a settling entry names: key lookups of `urn:hospital:settles|<id>`, a
+    // hundred at a time, rather than reading every settlement ever made.
+    let mut settled = std::collections::HashSet::new();
+    for chunk in waiting.chunks(100) {
+        let keys: Vec<(&str, &str, &str)> = chunk
+            .iter()
+            .map(|v| ("PaymentNotice", SETTLES, v.id.as_str()))
+            .collect();
+        let found = platform.store().by_unique_identifiers(&keys).await?;
+        for (v, f) in chunk.iter().zip(found) {
+            if f.is_some() {
+                settled.insert(format!("PaymentNotice/{}", v.id));
+            }
+        }
+    }
     let mut q = Queue {
         unmatched: Vec::new(),
         to_refund: Vec::new(),
@@ -294,8 +302,22 @@ pub async fn assign(
             .await?;
         touched.add(&out.version);
     }
+    let first = json!({"name": "outcome", "valueCode": outcome});
+    settled(tx, "$assign", touched, first, &receipt, &w.version.id).await
+}
+
+/// Commits a settling entry with its audit record, and answers with what it was: `first`,
+/// the receipt and the new notice.
+async fn settled(
+    tx: hospital_core::Tx,
+    operation: &'static str,
+    mut touched: Touched,
+    first: Value,
+    receipt: &str,
+    notice: &str,
+) -> Result<(Value, Touched), Error> {
     tx.commit_audited(
-        Interaction::Call("$assign", AuditAction::C),
+        Interaction::Call(operation, AuditAction::C),
         "PaymentNotice",
         touched.clone(),
         200,
@@ -304,9 +326,9 @@ pub async fn assign(
     touched.audited = true;
     Ok((
         json!({"resourceType": "Parameters", "parameter": [
-            {"name": "outcome", "valueCode": outcome},
+            first,
             {"name": "receipt", "valueString": receipt},
-            {"name": "notice", "valueReference": {"reference": format!("PaymentNotice/{}", w.version.id)}},
+            {"name": "notice", "valueReference": {"reference": format!("PaymentNotice/{notice}")}},
         ]}),
         touched,
     ))
@@ -357,22 +379,8 @@ pub async fn refund(
         .await
         .map_err(already_settled)?;
     touched.add(&w.version);
-    tx.commit_audited(
-        Interaction::Call("$refund", AuditAction::C),
-        "PaymentNotice",
-        touched.clone(),
-        200,
-    )
-    .await?;
-    touched.audited = true;
-    Ok((
-        json!({"resourceType": "Parameters", "parameter": [
-            {"name": "amount", "valueMoney": {"value": amount, "currency": "VND"}},
-            {"name": "receipt", "valueString": receipt},
-            {"name": "notice", "valueReference": {"reference": format!("PaymentNotice/{}", w.version.id)}},
-        ]}),
-        touched,
-    ))
+    let first = json!({"name": "amount", "valueMoney": {"value": amount, "currency": "VND"}});
+    settled(tx, "$refund", touched, first, &receipt, &w.version.id).await
 }
 
 /// Count and đồng of one channel.
