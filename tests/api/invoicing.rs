@@ -16,6 +16,7 @@ hospital_test_kit::on_both_backends!(
     a_providers_statement_is_reconciled_with_the_ledger,
     services_invoice_once_per_key_and_watch_the_payment_over_grpc,
     the_cashiers_page_works_the_desk_through_the_same_rules,
+    a_long_stay_is_invoiced_with_every_charge,
 );
 
 fn parameters(parts: Value) -> Value {
@@ -1124,5 +1125,53 @@ async fn the_cashiers_page_works_the_desk_through_the_same_rules(b: Backend) {
         html.contains("id=\"indicator\"") && !html.contains("id=\"unmatched\""),
         "{html}"
     );
+    app.stop().await;
+}
+
+/// More charges than one page of a search: the invoice takes every one, not the first page.
+async fn a_long_stay_is_invoiced_with_every_charge(b: Backend) {
+    let app = spawn_app(b).await;
+    let dung = app.create(patient_an("051085000988")).await;
+    let doc = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê"}]}))
+        .await;
+    app.create(definition(
+        "T.PARA500",
+        "Paracetamol",
+        Category::Drug,
+        500,
+        None,
+        "2026-01-01",
+    ))
+    .await;
+    let stay = app
+        .create(encounter(
+            &dung,
+            &doc,
+            "IMP",
+            "2026-08-01T08:00:00+07:00",
+            Some("2026-08-30T08:00:00+07:00"),
+        ))
+        .await;
+    let entries: Vec<Value> = (0..1000)
+        .map(|_| {
+            json!({"resource": charge(&dung, &stay, "T.PARA500", 1, "2026-08-02"),
+            "request": {"method": "POST", "url": "ChargeItem"}})
+        })
+        .collect();
+    let (s, _, o) = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
+        .await;
+    assert_eq!(s, 200, "{o}");
+    app.create(charge(&dung, &stay, "T.PARA500", 3, "2026-08-03"))
+        .await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let (s, inv) = issue(&cashier, &app, &stay).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(inv["lineItem"].as_array().map(Vec::len), Some(1001));
+    assert_eq!(inv["totalGross"]["value"], 1003 * 500);
     app.stop().await;
 }

@@ -365,11 +365,21 @@ impl Invoicing {
     ) -> Result<Value, Error> {
         let mut priced: Vec<(Price, i64, NaiveDate)> = Vec::with_capacity(charges.len());
         let mut lines = Vec::with_capacity(charges.len());
+        // One look at the price list per item and day, however many charges repeat it.
+        let mut known: std::collections::HashMap<(String, NaiveDate), Price> =
+            std::collections::HashMap::new();
         for (_, c) in charges {
             let code = prices::service_code(c).unwrap_or_default().to_owned();
             let day = charges::occurrence(c)?;
             let qty = charges::quantity(c)?;
-            let price = prices::price_on(tx, &code, day).await?;
+            let price = match known.get(&(code.clone(), day)) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = prices::price_on(tx, &code, day).await?;
+                    known.insert((code.clone(), day), p.clone());
+                    p
+                }
+            };
             lines.push(Line {
                 code: code.clone(),
                 display: price.title.clone(),
@@ -537,20 +547,43 @@ impl Invoicing {
 }
 
 /// The billable charges of an encounter, read inside `tx`.
+/// The most charges one encounter's invoice takes (a long inpatient stay has a few thousand).
+pub const MAX_CHARGES: usize = 5_000;
+
+/// The billable charges of an encounter, read inside `tx`, page after page: every one, or a
+/// refusal when there are more than [`MAX_CHARGES`] (never a bill of only some of them).
 async fn billable(tx: &mut Tx, encounter: &str) -> Result<Vec<(Version, Value)>, Error> {
-    let q = SearchQuery::new(
-        "ChargeItem",
-        vec![
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut params = vec![
             ("context".into(), format!("Encounter/{encounter}")),
             ("_count".into(), "1000".into()),
-        ],
-    );
-    let mut out = Vec::new();
-    for v in tx.search(&q).await?.matches {
-        let body: Value = serde_json::from_str(&v.body)
-            .map_err(|_| Error::internal("stored charge unreadable"))?;
-        if body.get("status").and_then(Value::as_str) == Some("billable") {
-            out.push((v, body));
+        ];
+        if let Some(c) = &cursor {
+            params.push(("_cursor".into(), c.clone()));
+        }
+        let page = tx.search(&SearchQuery::new("ChargeItem", params)).await?;
+        seen += page.matches.len();
+        if seen > MAX_CHARGES {
+            return Err(Error::new(
+                codes::BOUND_EXCEEDED,
+                format!(
+                    "Encounter/{encounter} has more than {MAX_CHARGES} charges: invoice it in parts (cancel some charges, or bill deposits)"
+                ),
+            ));
+        }
+        for v in page.matches {
+            let body: Value = serde_json::from_str(&v.body)
+                .map_err(|_| Error::internal("stored charge unreadable"))?;
+            if body.get("status").and_then(Value::as_str) == Some("billable") {
+                out.push((v, body));
+            }
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
     }
     out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
