@@ -230,7 +230,8 @@ pub fn mask_name(full: &str) -> String {
     }
 }
 
-fn patient_name(patient: &Value) -> String {
+/// A Patient's name as written: its `text`, or the family name then the given names.
+pub(crate) fn patient_name(patient: &Value) -> String {
     let name = patient.pointer("/name/0");
     name.and_then(|n| n.get("text").and_then(Value::as_str).map(str::to_owned))
         .or_else(|| {

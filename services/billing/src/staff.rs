@@ -109,6 +109,7 @@ fn day_param(q: &HashMap<String, String>, key: &str) -> Option<NaiveDate> {
         .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
 }
 
+/// The full name of the patient an invoice is for (staff see it unmasked).
 async fn patient_name(platform: &Platform, invoice: &Value) -> String {
     let Some(pid) = invoice
         .pointer("/subject/reference")
@@ -117,26 +118,12 @@ async fn patient_name(platform: &Platform, invoice: &Value) -> String {
     else {
         return String::new();
     };
-    let Ok(p) = platform.store().read("Patient", pid).await else {
-        return String::new();
-    };
-    let p: Value = serde_json::from_str(&p.body).unwrap_or_default();
-    let n = p.pointer("/name/0");
-    n.and_then(|n| n.get("text").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| {
-            let family = n
-                .and_then(|n| n.get("family"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let given: Vec<&str> = n
-                .and_then(|n| n.get("given"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            format!("{family} {}", given.join(" ")).trim().to_owned()
-        })
+    match platform.store().read("Patient", pid).await {
+        Ok(p) => crate::page::patient_name(&serde_json::from_str(&p.body).unwrap_or_default())
+            .trim()
+            .to_owned(),
+        Err(_) => String::new(),
+    }
 }
 
 fn totals_table(t: &desk::Totals) -> String {
