@@ -31,47 +31,54 @@ async fn the_payment_page_turns_to_paid_in_a_real_browser_when_the_bank_feed_arr
     let body_file = dir.join("casso.json");
     std::fs::write(&body_file, &body).unwrap();
 
-    let node_dir = std::env::var("HOSPITAL_NODE_DIR").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/hospital-node",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/payment.mjs");
-    let site_for_node = site.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .env("HOSPITAL_NODE_DIR", node_dir)
-            .arg(script)
-            .arg(format!("{site_for_node}/pay/{token}"))
-            .arg(format!("{site_for_node}/webhooks/casso"))
-            .arg(signature)
-            .arg(&body_file)
-            .arg(&dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs (install Node.js, playwright-core and chromium as .ci/run does)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{stdout}\n{stderr}"
-    );
+    let page = format!("{site}/pay/{token}");
+    let hook = format!("{site}/webhooks/casso");
+    let (ok, stdout, stderr) = run_browser(
+        "payment.mjs",
+        vec![
+            page.into(),
+            hook.into(),
+            signature.into(),
+            body_file.into(),
+            dir.into(),
+        ],
+    )
+    .await;
+    assert!(ok, "the browser test failed:\n{stdout}\n{stderr}");
     eprintln!("{stdout}");
     let (_, paid) = app.get_json(&format!("Invoice/{invoice}")).await;
     assert_eq!(paid["status"], "balanced");
     app.stop().await;
 }
 
-fn node_dir() -> String {
-    std::env::var("HOSPITAL_NODE_DIR").unwrap_or_else(|_| {
+/// Runs `tests/browser/<script>` with Node.js (playwright-core from `HOSPITAL_NODE_DIR`, as
+/// `.ci/run` installs it): whether it passed, and what it printed.
+async fn run_browser(
+    script: &'static str,
+    args: Vec<std::ffi::OsString>,
+) -> (bool, String, String) {
+    let node_dir = std::env::var("HOSPITAL_NODE_DIR").unwrap_or_else(|_| {
         format!(
             "{}/.cache/hospital-node",
             std::env::var("HOME").unwrap_or_default()
         )
+    });
+    let path = format!("{}/tests/browser/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .env("HOSPITAL_NODE_DIR", node_dir)
+            .arg(path)
+            .args(args)
+            .output()
     })
+    .await
+    .unwrap()
+    .expect("node runs (install Node.js, playwright-core and chromium as .ci/run does)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -87,26 +94,12 @@ async fn a_cashier_assigns_an_unmatched_transfer_and_prints_its_receipt_in_a_rea
     let site = app.base.trim_end_matches("/fhir").to_owned();
     let dir = std::env::temp_dir().join(format!("hospital-cashier-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/cashier.mjs");
-    let bill_for_node = bill.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .env("HOSPITAL_NODE_DIR", node_dir())
-            .arg(script)
-            .arg(&site)
-            .arg(&bill_for_node)
-            .arg(&dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs (install Node.js, playwright-core and chromium as .ci/run does)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{stdout}\n{stderr}"
-    );
+    let (ok, stdout, stderr) = run_browser(
+        "cashier.mjs",
+        vec![site.into(), bill.clone().into(), dir.into()],
+    )
+    .await;
+    assert!(ok, "the browser test failed:\n{stdout}\n{stderr}");
     eprintln!("{stdout}");
     let (_, paid) = app.get_json(&format!("Invoice/{invoice}")).await;
     assert_eq!(paid["status"], "balanced");
