@@ -89,6 +89,7 @@ pub mod codes {
         CREATED_CONCURRENTLY = "CF_02", Conflict, "The same resource was created concurrently; retry.";
         SIGNED_ENTRY = "CF_03", Conflict, "A signed entry is never edited or deleted; amend it with a reason.";
         CONTENTION = "CF_05", Conflict, "A concurrent request held what this one needed (a deadlock or a busy database); nothing was written; retry.";
+        TIME_TAKEN = "CF_06", Conflict, "The time is taken: the practitioner or the patient already has an active appointment overlapping it (or the slot is no longer free); the message names whom.";
         STATE_CONFLICT = "CF_04", Conflict, "The request conflicts with the state of the stored data.";
         VERSION_MISMATCH = "PC_01", PreconditionFailed, "If-Match names a version that is not the current one.";
         AMBIGUOUS_CONDITION = "PC_02", PreconditionFailed, "A conditional request's condition matches more than one resource.";
@@ -196,6 +197,11 @@ impl From<StoreError> for Error {
             e @ StoreError::DuplicateIdentifier { .. } => {
                 Error::new(codes::DUPLICATE_IDENTIFIER, e.to_string())
             }
+            // The holder is named, not the appointment holding it (another patient's).
+            StoreError::TimeTaken { holder, .. } => Error::new(
+                codes::TIME_TAKEN,
+                format!("{holder} already has an active appointment overlapping that time"),
+            ),
             StoreError::BadSearch(m) => Error::new(codes::INVALID_SEARCH, m),
             StoreError::TooCostly(m) => Error::new(codes::BOUND_EXCEEDED, m),
             e if e.is_contention() => {

@@ -95,7 +95,7 @@ impl Platform {
     pub async fn begin(&self, caller: &Caller) -> Result<Tx, Error> {
         let mut inner = self.store().begin(&crate::WRITE_KEY).await?;
         inner.set_author(&caller.principal.audit_name());
-        Ok(Tx::new(inner, caller.clone()))
+        Ok(Tx::new(inner, caller.clone(), self.clone()))
     }
 
     /// The one write door.

@@ -7,16 +7,26 @@ use crate::error::Error;
 use crate::interaction::Interaction;
 use crate::touched::Touched;
 use hospital_store::{SearchQuery, SearchResult, Version};
+use serde_json::Value;
 
 pub struct Tx {
     pub(crate) inner: hospital_store::Tx,
     caller: Caller,
+    platform: crate::Platform,
+    /// Versions written by owners' rules as consequences of the request's writes (a slot
+    /// turned busy by a booking): recorded in the request's audit record with them.
+    consequences: Vec<Version>,
 }
 
 impl Tx {
     /// Wraps a store transaction (see [`crate::Platform::begin`]).
-    pub(crate) fn new(inner: hospital_store::Tx, caller: Caller) -> Tx {
-        Tx { inner, caller }
+    pub(crate) fn new(inner: hospital_store::Tx, caller: Caller, platform: crate::Platform) -> Tx {
+        Tx {
+            inner,
+            caller,
+            platform,
+            consequences: Vec::new(),
+        }
     }
 
     pub fn caller(&self) -> &Caller {
@@ -80,6 +90,44 @@ impl Tx {
         Ok(self.inner.next_counter(name).await?)
     }
 
+    /// Replaces the time claims of `resource_type/id` (holder, `[lo, hi)` in microseconds):
+    /// an overlapping claim of the same holder by another resource is refused (`CF_06`), on
+    /// either store and under any concurrency.
+    pub async fn claim_times(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        claims: &[(String, i64, i64)],
+    ) -> Result<(), Error> {
+        Ok(self.inner.claim_times(resource_type, id, claims).await?)
+    }
+
+    /// Writes a new version of `resource_type/id` as a consequence of this transaction's
+    /// writes, through its owner's rules as the owning service (an owner's rule keeping
+    /// another of its resources in step: a slot turned busy by the appointment booking it).
+    /// It is named in the request's audit record with the writes that caused it.
+    pub async fn write_consequence(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<Version, Error> {
+        let platform = self.platform.clone();
+        let out = platform
+            .writer()
+            .update_by_service(self, resource_type, id, body, if_match)
+            .await?;
+        self.consequences.push(out.version.clone());
+        Ok(out.version)
+    }
+
+    /// The versions [`Tx::write_consequence`] wrote so far, for a caller that audits the
+    /// request itself.
+    pub fn consequences(&self) -> &[Version] {
+        &self.consequences
+    }
+
     /// Whether any version of the resource has been signed.
     pub async fn is_signed(&mut self, resource_type: &str, id: &str) -> Result<bool, Error> {
         Ok(self.inner.is_signed(resource_type, id).await?)
@@ -94,6 +142,9 @@ impl Tx {
         mut touched: Touched,
         status: u16,
     ) -> Result<Touched, Error> {
+        for v in std::mem::take(&mut self.consequences) {
+            touched.add(&v);
+        }
         let record = touched.record(&self.caller, interaction, resource_type, status);
         self.inner.audit(&record).await?;
         self.inner.commit().await?;

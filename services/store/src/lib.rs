@@ -51,6 +51,9 @@ pub enum StoreError {
     Invalid { path: String, message: String },
     #[error("{system} identifier is already used by {existing}")]
     DuplicateIdentifier { system: String, existing: String },
+    /// A holder (a practitioner, a patient) is already taken over an overlapping window.
+    #[error("{holder} is already taken at that time, by {by}")]
+    TimeTaken { holder: String, by: String },
     #[error("{0}")]
     BadSearch(String),
     /// The request exceeds a bound on the work one request may cause; names the bound.

@@ -506,7 +506,34 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
             Err(e) => return Err(e),
         }
     }
+    reversed_ranges(&plan.conditions)?;
     Ok(plan)
+}
+
+/// A date parameter bounded from below and from above by bounds that cross
+/// (`start=ge2026-12-10&start=le2026-12-01`) can match nothing: a mistake, said so.
+fn reversed_ranges(conditions: &[Condition]) -> Result<()> {
+    let mut lower: Vec<(&str, i64)> = Vec::new();
+    let mut upper: Vec<(&str, i64)> = Vec::new();
+    for c in conditions {
+        if let Condition::Date { param, values } = c
+            && let [(prefix, range)] = values.as_slice()
+        {
+            match prefix {
+                Prefix::Ge | Prefix::Gt | Prefix::Sa => lower.push((param.name, range.lo)),
+                Prefix::Le | Prefix::Lt | Prefix::Eb => upper.push((param.name, range.hi)),
+                _ => {}
+            }
+        }
+    }
+    for (name, lo) in &lower {
+        if upper.iter().any(|(n, hi)| n == name && hi < lo) {
+            return Err(bad(format!(
+                "the range of `{name}` is reversed: its lower bound is after its upper bound"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
