@@ -216,6 +216,53 @@ pub struct Config {
         global = true
     )]
     pub vnpay_hash_secret: Option<String>,
+    /// Telemedicine: seconds a `$hold` keeps a slot for the patient.
+    #[arg(long, env = "HOSPITAL_HOLD_SECS", default_value_t = 300, global = true)]
+    pub hold_secs: u32,
+    /// Telemedicine: seconds a prepaid visit waits for its payment before it is released and
+    /// its invoice cancelled (15 minutes).
+    #[arg(
+        long,
+        env = "HOSPITAL_PAYMENT_WINDOW_SECS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub payment_window_secs: u32,
+    /// Telemedicine: whether in-person visits are prepaid too (video visits booked by a
+    /// patient always are: direct-to-patient telemedicine is self-pay).
+    #[arg(
+        long,
+        env = "HOSPITAL_PREPAY_IN_PERSON",
+        default_value_t = false,
+        global = true
+    )]
+    pub prepay_in_person: bool,
+    /// Telemedicine: whether visits booked by staff are prepaid too.
+    #[arg(
+        long,
+        env = "HOSPITAL_PREPAY_STAFF_BOOKINGS",
+        default_value_t = false,
+        global = true
+    )]
+    pub prepay_staff_bookings: bool,
+    /// Telemedicine: the price-list code of a video consultation, what a prepaid video visit
+    /// is invoiced (the in-person visit's is the slot's service type).
+    #[arg(
+        long,
+        env = "HOSPITAL_VIDEO_VISIT_CODE",
+        default_value = "KB.TX",
+        global = true
+    )]
+    pub video_visit_code: String,
+    /// Telemedicine: how often holds, unpaid visits and no-shows are swept, and slots kept
+    /// generated, in milliseconds.
+    #[arg(
+        long,
+        env = "HOSPITAL_SWEEP_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub sweep_ms: u64,
     /// Live payment-page status streams one process keeps open at most (then 429).
     #[arg(
         long,
@@ -311,6 +358,12 @@ impl Config {
             payos_checksum_key: Some("test_checksum_key".into()),
             vnpay_hash_secret: Some("test_secret".into()),
             max_page_streams: 512,
+            hold_secs: 300,
+            payment_window_secs: 900,
+            prepay_in_person: false,
+            prepay_staff_bookings: false,
+            video_visit_code: "KB.TX".into(),
+            sweep_ms: 200,
             request_time_limit_ms: 30_000,
             caller_running: 4,
             caller_queued: 64,

@@ -40,7 +40,13 @@ pub struct Registration {
     pub routes: fn(&Context) -> Option<Router>,
     /// Its FHIR operations (`$payment-qr`): served under `/fhir` only where it runs.
     pub operations: fn(&Context) -> Vec<std::sync::Arc<dyn hospital_core::Operation>>,
+    /// Its work in the background (sweeps, keeping slots generated): run only where the
+    /// service runs, stopped at shutdown. Each must be safe with several replicas running it.
+    pub background: fn(&Context) -> Vec<Background>,
 }
+
+/// A service's task in the background.
+pub type Background = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What a service's edges are built with: the platform, and clients of the other services.
 #[derive(Clone)]
@@ -136,6 +142,8 @@ pub struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     /// Seals the audit trail in the background.
     sealer: tokio::task::JoinHandle<()>,
+    /// The services' background tasks.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -144,6 +152,9 @@ impl Running {
         let _ = self.stop.send(true);
         for t in self.tasks {
             t.await??;
+        }
+        for b in &self.background {
+            b.abort();
         }
         self.sealer.abort();
         // Seal what the last requests wrote before the store closes.
@@ -402,6 +413,7 @@ pub async fn start(
         ))
         .route("/healthz", axum::routing::get(|| async { "ok" }));
     let mut grpc_addrs = BTreeMap::new();
+    let mut background = Vec::new();
     for reg in registrations {
         let name = &(reg.definition)().name;
         let Some(listener) = listeners.remove(name) else {
@@ -410,6 +422,7 @@ pub async fn start(
         if let Some(routes) = (reg.routes)(&context) {
             app = app.merge(routes);
         }
+        background.extend((reg.background)(&context).into_iter().map(tokio::spawn));
         let services = (reg.grpc)(&context);
         if services.is_empty() {
             continue;
@@ -476,5 +489,6 @@ pub async fn start(
         tasks,
         stop,
         sealer,
+        background,
     })
 }
