@@ -130,9 +130,20 @@ impl BillingGrpc {
                 if !hospital_core::store::is_valid_id(&p) {
                     return Err(Error::invalid("patient_id", "not a valid FHIR id"));
                 }
-                Issue::Deposit {
-                    patient: p,
-                    amount: r.deposit_amount,
+                if r.charges.is_empty() {
+                    Issue::Deposit {
+                        patient: p,
+                        amount: r.deposit_amount,
+                    }
+                } else {
+                    let mut items = Vec::with_capacity(r.charges.len());
+                    for (i, c) in r.charges.iter().enumerate() {
+                        let day = chrono::NaiveDate::parse_from_str(&c.date, "%Y-%m-%d").map_err(
+                            |_| Error::invalid(format!("charges[{i}].date"), "a date, YYYY-MM-DD"),
+                        )?;
+                        items.push((c.code.clone(), c.quantity, day));
+                    }
+                    Issue::Prepaid { patient: p, items }
                 }
             }
             None => {

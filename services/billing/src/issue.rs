@@ -126,6 +126,12 @@ pub enum Request {
     },
     /// A deposit of `amount` đồng.
     Deposit { patient: String, amount: i64 },
+    /// Services paid before they are given, self-pay at the hospital's price (a
+    /// direct-to-patient video visit): `(code, quantity, day)` of the price list.
+    Prepaid {
+        patient: String,
+        items: Vec<(String, i64, NaiveDate)>,
+    },
 }
 
 fn ymd(s: &str) -> Option<NaiveDate> {
@@ -237,9 +243,21 @@ impl Invoicing {
                     Some(encounter.clone()),
                 )
             }
-            Request::Deposit { patient, amount } => {
-                if *amount <= 0 || *amount > crate::ledger::MAX_AMOUNT {
+            Request::Deposit { patient, .. } | Request::Prepaid { patient, .. } => {
+                if let Request::Deposit { amount, .. } = request
+                    && (*amount <= 0 || *amount > crate::ledger::MAX_AMOUNT)
+                {
                     return Err(Error::invalid("amount", "a deposit is 1 to 10¹² đồng"));
+                }
+                if let Request::Prepaid { items, .. } = request
+                    && (items.is_empty()
+                        || items.len() > 20
+                        || items.iter().any(|(_, q, _)| !(1..=100).contains(q)))
+                {
+                    return Err(Error::invalid(
+                        "charges",
+                        "a prepayment is 1 to 20 items of 1 to 100 units",
+                    ));
                 }
                 self.platform
                     .store()
@@ -309,6 +327,13 @@ impl Invoicing {
                 body
             }
             (Request::Deposit { amount, .. }, _) => deposit_invoice(&patient, *amount),
+            (Request::Prepaid { items, .. }, _) => {
+                let mut priced = Vec::with_capacity(items.len());
+                for (code, qty, day) in items {
+                    priced.push((prices::price_on(&mut tx, code, *day).await?, *qty, *day));
+                }
+                prepaid_invoice(&patient, &priced)
+            }
             _ => return Err(Error::internal("an encounter invoice without its visit")),
         };
         let mut body = body;
@@ -607,7 +632,68 @@ fn deposit_invoice(patient: &str, amount: i64) -> Value {
     })
 }
 
-/// The kind of an invoice (`encounter`, `deposit`), if it says.
+/// An invoice of services paid before they are given: self-pay at the hospital's price
+/// (BHYT pays for telemedicine only at a receiving facility, never direct to the patient).
+fn prepaid_invoice(patient: &str, priced: &[(Price, i64, NaiveDate)]) -> Value {
+    let money = |v: i64| json!({"value": v, "currency": "VND"});
+    let component = |kind: &str, code: &str, amount: i64| {
+        json!({"type": kind, "code": {"coding": [{"system": PRICE_KIND, "code": code}]},
+            "amount": money(amount)})
+    };
+    let mut total = 0i64;
+    let lines: Vec<Value> = priced
+        .iter()
+        .enumerate()
+        .map(|(i, (price, qty, day))| {
+            let line_total = price.price * qty;
+            total += line_total;
+            let mut base = component("base", "total", line_total);
+            base["factor"] = json!(qty);
+            json!({
+                "sequence": i + 1,
+                "extension": [{"url": LINE, "extension": [
+                    {"url": "code", "valueCode": price.code},
+                    {"url": "title", "valueString": price.title},
+                    {"url": "category", "valueCode": price.category.as_str()},
+                    {"url": "quantity", "valueInteger": qty},
+                    {"url": "unit-price", "valueMoney": money(price.price)},
+                    {"url": "date", "valueDate": day.to_string()},
+                    {"url": "percent", "valueDecimal": 0.0},
+                    {"url": "price", "valueCanonical": price.canonical},
+                ]}],
+                "chargeItemCodeableConcept": {"coding": [{"system": prices::SERVICE_CODE,
+                    "code": price.code, "display": price.title}]},
+                "priceComponent": [
+                    base,
+                    component("deduction", "bhyt-fund", 0),
+                    component("informational", "covered", 0),
+                    component("informational", "copay", 0),
+                    component("informational", "self-pay", line_total),
+                ],
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "Invoice",
+        "status": "issued",
+        "type": {"coding": [{"system": KIND, "code": "prepaid", "display": "Trả trước"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "recipient": {"reference": format!("Patient/{patient}")},
+        "date": hospital_core::store::dates::format_instant(hospital_core::store::dates::now_micros()),
+        "lineItem": lines,
+        "totalPriceComponent": [
+            component("base", "total", total),
+            component("deduction", "bhyt-fund", 0),
+            component("informational", "covered", 0),
+            component("informational", "copay", 0),
+            component("informational", "self-pay", total),
+        ],
+        "totalGross": money(total),
+        "totalNet": money(total),
+    })
+}
+
+/// The kind of an invoice (`encounter`, `deposit`, `prepaid`), if it says.
 pub fn kind(invoice: &Value) -> Option<&str> {
     invoice
         .pointer("/type/coding/0/code")

@@ -176,5 +176,6 @@ pub fn registration() -> hospital_host::Registration {
                 Arc::new(operations::Import(p())),
             ]
         },
+        background: |_| Vec::new(),
     }
 }
