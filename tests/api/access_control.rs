@@ -103,9 +103,9 @@ fn representative(group: &str, patient: &str, encounter: &str, n: usize) -> (&'s
             json!({"resourceType": "Organization", "name": "Trạm y tế"}),
         ),
         "Scheduling" => (
-            "Slot",
-            json!({"resourceType": "Slot", "status": "free",
-            "schedule": {"reference": "Schedule/x"}, "start": "2026-12-01T08:00:00Z", "end": "2026-12-01T08:15:00Z"}),
+            "Appointment",
+            json!({"resourceType": "Appointment", "status": "proposed",
+            "participant": [{"actor": {"display": "Bác sĩ trực"}, "status": "needs-action"}]}),
         ),
         "Billing" => (
             "Invoice",

@@ -17,6 +17,7 @@ mod official_examples;
 mod outbound;
 mod platform;
 mod signatures;
+mod telemedicine;
 mod web_signin;
 
 /// The system's test helpers: the test kit, starting every service.

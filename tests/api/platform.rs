@@ -284,9 +284,9 @@ async fn the_records_service_alone_reads_everything_and_names_the_owner_of_what_
     }
     // A Bundle may still carry any type: each entry runs its owner's rules here.
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Slot", "status": "free", "schedule": {"reference": "Schedule/x"},
-            "start": "2026-12-01T08:00:00Z", "end": "2026-12-01T08:15:00Z"},
-         "request": {"method": "POST", "url": "Slot"}}
+        {"resource": {"resourceType": "Appointment", "status": "proposed",
+            "participant": [{"actor": {"display": "Bác sĩ trực"}, "status": "needs-action"}]},
+         "request": {"method": "POST", "url": "Appointment"}}
     ]});
     let (s, _, out) = app.post("", &bundle).await;
     assert_eq!(s, 200, "{out}");

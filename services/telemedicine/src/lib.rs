@@ -1,23 +1,141 @@
 //! The telemedicine service: schedules, slots, appointments, and the video visit. It owns
 //! Schedule, Slot and Appointment in the shared store (the ownership table of
-//! `hospital-core`). Its place exists; its behaviour is the next issue. Until then its types
-//! are written with the platform's common rule: references must resolve.
+//! `hospital-core`).
+//!
+//! - [`calendar`] — Vietnam's clock and public holidays (data);
+//! - [`schedule`] — a practitioner's working plan and the slots it makes, kept generated;
+//! - [`appointment`] — the Appointment's rule: no double booking (time claims), the slot
+//!   following its appointment;
+//! - [`booking`] — hold, book (with prepayment), cancel, reschedule, and the sweep;
+//!   [`payments`] — billing over gRPC; [`operations`] — the FHIR operations over booking.
 
 use hospital_core::{ServiceDefinition, ServiceName};
+use std::sync::Arc;
 
+pub mod appointment;
+pub mod booking;
+pub mod calendar;
+pub mod operations;
+pub mod payments;
+pub mod rules;
+pub mod schedule;
 pub mod search_params;
 
 /// What every process needs of the telemedicine service: its rules on the types it owns.
 pub fn definition() -> ServiceDefinition {
-    ServiceDefinition::references_only(ServiceName::Telemedicine, search_params::SEARCH_PARAMS)
+    let rules: Arc<dyn hospital_core::ResourceRules> = Arc::new(rules::TelemedicineRules);
+    ServiceDefinition {
+        name: ServiceName::Telemedicine,
+        rules: hospital_core::ownership::owned_by(ServiceName::Telemedicine)
+            .map(|t| (t, rules.clone()))
+            .collect(),
+        unique_identifiers: &[],
+        search_params: search_params::SEARCH_PARAMS,
+    }
 }
 
-/// The telemedicine service, as a process registers it. It has no gRPC service and no pages yet.
+/// Booking as this process runs it: billing over gRPC, the configured windows.
+pub fn booking(c: &hospital_host::Context) -> booking::Booking {
+    let cfg = &c.config;
+    let window = chrono::Duration::seconds(i64::from(cfg.payment_window_secs.max(1)));
+    booking::Booking {
+        platform: c.platform.clone(),
+        settings: booking::Settings {
+            hold: chrono::Duration::seconds(i64::from(cfg.hold_secs.max(1))),
+            payment_window: window,
+            prepay_in_person: cfg.prepay_in_person,
+            prepay_staff: cfg.prepay_staff_bookings,
+            video_code: cfg.video_visit_code.clone(),
+        },
+        payments: Arc::new(payments::BillingPayments {
+            billing: c.clients.of(ServiceName::Billing).clone(),
+            watch_for: window.to_std().unwrap_or_default() + std::time::Duration::from_secs(60),
+        }),
+    }
+}
+
+/// The slots of every schedule (or of those changed since `since`, microseconds) made up to
+/// its horizon, from now.
+pub async fn keep_slots_generated(
+    platform: &hospital_core::Platform,
+    since: Option<i64>,
+) -> Result<usize, hospital_core::Error> {
+    use hospital_core::store::SearchQuery;
+    let caller = hospital_core::Caller::system("telemedicine");
+    let mut made = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut params = vec![("_count".into(), "200".into())];
+        if let Some(t) = since {
+            params.push((
+                "_lastUpdated".into(),
+                format!("ge{}", hospital_core::store::dates::format_instant(t)),
+            ));
+        }
+        if let Some(c) = &cursor {
+            params.push(("_cursor".into(), c.clone()));
+        }
+        let page = platform
+            .store()
+            .search(&SearchQuery::new("Schedule", params))
+            .await?;
+        for v in &page.matches {
+            let body: serde_json::Value = serde_json::from_str(&v.body)
+                .map_err(|_| hospital_core::Error::internal("stored schedule unreadable"))?;
+            match schedule::generate(platform, &caller, &v.id, &body, calendar::now()).await {
+                Ok(n) => made += n,
+                Err(e) => tracing::warn!(schedule = %v.id, error = %e, "slots not made"),
+            }
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(made)
+}
+
+/// The telemedicine service, as a process registers it.
 pub fn registration() -> hospital_host::Registration {
     hospital_host::Registration {
         definition,
         grpc: |_| Vec::new(),
         routes: |_| None,
-        operations: |_| Vec::new(),
+        operations: |c| {
+            use operations::{BookingOperation, Kind};
+            [Kind::Hold, Kind::Book, Kind::Cancel, Kind::Reschedule]
+                .into_iter()
+                .map(|kind| {
+                    Arc::new(BookingOperation {
+                        kind,
+                        booking: booking(c),
+                    }) as Arc<dyn hospital_core::Operation>
+                })
+                .collect()
+        },
+        background: |c| {
+            let booking = booking(c);
+            let every = std::time::Duration::from_millis(c.config.sweep_ms.max(10));
+            vec![Box::pin(async move {
+                let mut tick: u64 = 0;
+                // Every schedule's slots are topped up about every ten minutes, and at start;
+                // a schedule just written gets its slots at the next pass.
+                let slots_every = (600_000 / every.as_millis().max(1) as u64).max(1);
+                let mut last = hospital_core::store::dates::now_micros();
+                loop {
+                    let now = hospital_core::store::dates::now_micros();
+                    let since = (!tick.is_multiple_of(slots_every)).then_some(last - 1_000_000);
+                    match keep_slots_generated(&booking.platform, since).await {
+                        Ok(_) => last = now,
+                        Err(e) => tracing::warn!(error = %e, "keeping slots generated failed"),
+                    }
+                    if let Err(e) = booking.sweep().await {
+                        tracing::warn!(error = %e, "the appointment sweep failed; it runs again");
+                    }
+                    tick += 1;
+                    tokio::time::sleep(every).await;
+                }
+            })]
+        },
     }
 }

@@ -1,0 +1,829 @@
+//! Telemedicine: schedules make slots; booking through every door never double books a
+//! practitioner or a patient; prepaid video visits wait for their payment (a signed bank feed)
+//! and are released when the window closes; bad input changes nothing.
+
+use crate::billing::post_sepay;
+use crate::common::*;
+use hospital_billing::prices::{Category, definition};
+use hospital_core::auth::Role;
+use serde_json::{Value, json};
+
+hospital_test_kit::on_both_backends!(
+    a_schedule_makes_free_slots_that_search_finds,
+    fifty_concurrent_bookings_of_one_slot_admit_exactly_one,
+    plain_writes_and_transaction_bundles_cannot_double_book_either,
+    a_patient_cannot_hold_two_overlapping_visits_but_back_to_back_and_cancelled_do_not_conflict,
+    patients_book_their_own_and_staff_book_for_anyone,
+    a_prepaid_video_visit_is_booked_when_the_bank_reports_the_payment,
+    an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_closes,
+    bad_booking_input_is_refused_and_changes_nothing,
+);
+
+pub(crate) fn parameters(parts: Value) -> Value {
+    json!({"resourceType": "Parameters", "parameter": parts})
+}
+
+pub(crate) async fn op(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let r = client
+        .post(app.url(path))
+        .header("content-type", FHIR)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+/// A schedule every day from 07:00 to 21:00 in `minutes`-long slots, `days` ahead.
+pub(crate) fn schedule(practitioner: &str, mode: &str, minutes: i64, days: i64) -> Value {
+    let all = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .map(|d| json!({"url": "day", "valueCode": d}));
+    let mut available: Vec<Value> = all.to_vec();
+    available.push(json!({"url": "start", "valueTime": "07:00:00"}));
+    available.push(json!({"url": "end", "valueTime": "21:00:00"}));
+    json!({"resourceType": "Schedule", "active": true,
+        "actor": [{"reference": format!("Practitioner/{practitioner}")}],
+        "serviceType": [{"coding": [{"system": "urn:hospital:service-code", "code": "KB.TX",
+            "display": "Tư vấn khám bệnh từ xa"}]}],
+        "specialty": [{"coding": [{"system": "http://snomed.info/sct", "code": "394802001",
+            "display": "General medicine"}]}],
+        "extension": [{"url": "urn:hospital:schedule", "extension": [
+            {"url": "mode", "valueCode": mode},
+            {"url": "slot-minutes", "valueInteger": minutes},
+            {"url": "horizon-days", "valueInteger": days},
+            {"url": "available", "extension": available}]}]})
+}
+
+/// A slot written directly on `schedule` (for times a generated plan would not make).
+pub(crate) fn slot(schedule: &str, start: &str, end: &str) -> Value {
+    json!({"resourceType": "Slot", "schedule": {"reference": format!("Schedule/{schedule}")},
+        "status": "free", "start": start, "end": end})
+}
+
+/// An instant `minutes` from now, on Vietnam's clock, rounded to the minute.
+pub(crate) fn from_now(minutes: i64) -> String {
+    let t = chrono::Utc::now() + chrono::Duration::minutes(minutes);
+    let t = t.with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap());
+    t.format("%Y-%m-%dT%H:%M:00+07:00").to_string()
+}
+
+pub(crate) async fn doctor(app: &TestApp, family: &str) -> String {
+    app.create(json!({"resourceType": "Practitioner", "name": [{"family": family}]}))
+        .await
+}
+
+/// A patient with a valid personal ID ending in `n`.
+pub(crate) async fn patient(app: &TestApp, n: u32) -> String {
+    app.create(patient_an(&format!("051085{:06}", 100_000 + n)))
+        .await
+}
+
+async fn read(app: &TestApp, path: &str) -> Value {
+    let (s, v) = app.get_json(path).await;
+    assert_eq!(s, 200, "{path}: {v}");
+    v
+}
+
+async fn status(app: &TestApp, path: &str) -> String {
+    read(app, path).await["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Polls `f` until it holds, for up to `secs` seconds.
+async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within {secs} s");
+}
+
+async fn free_slots(app: &TestApp, query: &str) -> Vec<String> {
+    app.search_ids(&format!("Slot?status=free&{query}&_count=500"))
+        .await
+}
+
+/// A free slot of `schedule` starting at least `lead` minutes from now, waiting for the
+/// background to make them.
+pub(crate) async fn first_free_slot(app: &TestApp, schedule: &str, lead: i64) -> String {
+    let q = format!(
+        "schedule=Schedule/{schedule}&start=ge{}&_sort=start",
+        from_now(lead).replace('+', "%2B")
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let found = free_slots(app, &q).await;
+        if let Some(first) = found.first() {
+            return first.clone();
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no slots made for Schedule/{schedule}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_schedule_makes_free_slots_that_search_finds(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Trần").await;
+    let video = app.create(schedule(&doc, "video", 30, 2)).await;
+    let other = doctor(&app, "Lê").await;
+    let in_person = app.create(schedule(&other, "in-person", 15, 1)).await;
+    first_free_slot(&app, &video, 0).await;
+    first_free_slot(&app, &in_person, 0).await;
+    // Searchable by practitioner, specialty, service type, mode, date range and status.
+    let by_doc = free_slots(&app, &format!("practitioner=Practitioner/{doc}")).await;
+    assert!(!by_doc.is_empty());
+    assert!(by_doc.iter().all(|s| s.starts_with(&video)), "{by_doc:?}");
+    let videos = free_slots(&app, "mode=video").await;
+    assert_eq!(videos.len(), by_doc.len());
+    let specialty = free_slots(&app, "specialty=http://snomed.info/sct|394802001").await;
+    assert_eq!(
+        specialty.len(),
+        by_doc.len() + free_slots(&app, "mode=in-person").await.len()
+    );
+    let service = free_slots(&app, "service-type=urn:hospital:service-code|KB.TX").await;
+    assert_eq!(service.len(), specialty.len());
+    // Within the hours: 07:00 to 21:00 in Vietnam, 30 minutes each, none in the past.
+    let (_, page) = app
+        .get_json(&format!("Slot?schedule=Schedule/{video}&_count=500"))
+        .await;
+    let now = chrono::Utc::now();
+    for e in page["entry"].as_array().unwrap() {
+        let s = &e["resource"];
+        let start = chrono::DateTime::parse_from_rfc3339(s["start"].as_str().unwrap()).unwrap();
+        let end = chrono::DateTime::parse_from_rfc3339(s["end"].as_str().unwrap()).unwrap();
+        assert_eq!((end - start).num_minutes(), 30);
+        assert!(start > now);
+        let hhmm = start.format("%H:%M").to_string();
+        assert!(
+            ("07:00".."20:31").contains(&hhmm.as_str()),
+            "{hhmm} outside the hours"
+        );
+    }
+    // A date range: today's slots and the next day's are separated by it.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::hours(7) + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let next_day = free_slots(
+        &app,
+        &format!("practitioner=Practitioner/{doc}&start={tomorrow}"),
+    )
+    .await;
+    assert_eq!(
+        next_day.len(),
+        28,
+        "a whole day of 30-minute slots from 07:00 to 21:00"
+    );
+    // Making them again makes nothing twice.
+    let before = app.versions().await;
+    hospital_telemedicine::keep_slots_generated(&app.running.as_ref().unwrap().platform, None)
+        .await
+        .unwrap();
+    assert_eq!(app.versions().await, before);
+}
+
+async fn fifty_concurrent_bookings_of_one_slot_admit_exactly_one(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let slot = first_free_slot(&app, &sched, 60).await;
+    let mut patients = Vec::new();
+    for i in 0..50 {
+        patients.push(patient(&app, i).await);
+    }
+    let staff = app.client_for(Role::Clinician, None, Some(&doc));
+    let mut calls = Vec::new();
+    for p in &patients {
+        let body = parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}},
+            {"name": "reason", "valueString": "Tái khám tăng huyết áp"}]));
+        let (c, a) = (staff.clone(), app.url("Appointment/$book"));
+        calls.push(tokio::spawn(async move {
+            let r = c
+                .post(a)
+                .header("content-type", FHIR)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or_default(),
+            )
+        }));
+    }
+    let mut booked = Vec::new();
+    let mut refused = 0;
+    for c in calls {
+        let (s, v) = c.await.unwrap();
+        match s {
+            200 | 201 => booked.push(v),
+            409 => {
+                assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(booked.len(), 1, "exactly one booking");
+    assert_eq!(refused, 49);
+    assert_eq!(booked[0]["status"], "booked");
+    assert_eq!(status(&app, &format!("Slot/{slot}")).await, "busy");
+    let active = app
+        .search_ids(&format!(
+            "Appointment?slot=Slot/{slot}&status=booked,pending"
+        ))
+        .await;
+    assert_eq!(active.len(), 1);
+}
+
+fn plain_appointment(slot: &str, patient: &str, doc: &str, start: &str, end: &str) -> Value {
+    json!({"resourceType": "Appointment", "status": "booked",
+        "slot": [{"reference": format!("Slot/{slot}")}], "start": start, "end": end,
+        "participant": [
+            {"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"},
+            {"actor": {"reference": format!("Practitioner/{doc}")}, "status": "accepted"}]})
+}
+
+async fn plain_writes_and_transaction_bundles_cannot_double_book_either(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Phạm").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let (start, end) = (from_now(120), from_now(150));
+    let s1 = app.create(slot(&sched, &start, &end)).await;
+    let (start2, end2) = (from_now(240), from_now(270));
+    let s2 = app.create(slot(&sched, &start2, &end2)).await;
+    let mut patients = Vec::new();
+    for i in 0..20 {
+        patients.push(patient(&app, i).await);
+    }
+    // Twenty plain POSTs of an Appointment on one slot, each for another patient.
+    let mut calls = Vec::new();
+    for p in &patients[..10] {
+        let body = plain_appointment(&s1, p, &doc, &start, &end);
+        let (c, u) = (app.http.clone(), app.url("Appointment"));
+        calls.push(tokio::spawn(async move {
+            c.post(u)
+                .header("content-type", FHIR)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        9,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        status(&app, &format!("Slot/{s1}")).await,
+        "busy",
+        "the slot follows"
+    );
+    // Ten transaction Bundles, each booking the second slot for another patient.
+    let mut calls = Vec::new();
+    for p in &patients[10..] {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": plain_appointment(&s2, p, &doc, &start2, &end2),
+             "request": {"method": "POST", "url": "Appointment"}}]});
+        let (c, u) = (app.http.clone(), app.url(""));
+        calls.push(tokio::spawn(async move {
+            c.post(u)
+                .header("content-type", FHIR)
+                .body(bundle.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        9,
+        "{statuses:?}"
+    );
+    for s in [&s1, &s2] {
+        let n = app
+            .search_ids(&format!("Appointment?slot=Slot/{s}&status=booked"))
+            .await
+            .len();
+        assert_eq!(n, 1, "one appointment on Slot/{s}");
+    }
+    // Without a slot too: the practitioner's time is what is claimed.
+    let (s, _, v) = app
+        .post(
+            "Appointment",
+            &json!({"resourceType": "Appointment", "status": "booked",
+                "start": from_now(130), "end": from_now(140),
+                "participant": [
+                    {"actor": {"reference": format!("Patient/{}", patients[0])}, "status": "accepted"},
+                    {"actor": {"reference": format!("Practitioner/{doc}")}, "status": "accepted"}]}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        v["issue"][0]["diagnostics"]
+            .as_str()
+            .map(|d| d.contains(&format!("Practitioner/{doc}"))),
+        Some(true),
+        "{v}"
+    );
+}
+
+async fn a_patient_cannot_hold_two_overlapping_visits_but_back_to_back_and_cancelled_do_not_conflict(
+    b: Backend,
+) {
+    let app = spawn_app(b).await;
+    let (d1, d2) = (doctor(&app, "Trần").await, doctor(&app, "Lê").await);
+    let (sc1, sc2) = (
+        app.create(schedule(&d1, "in-person", 30, 1)).await,
+        app.create(schedule(&d2, "in-person", 30, 1)).await,
+    );
+    let an = patient(&app, 1).await;
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (t0, t1, t2) = (from_now(90), from_now(120), from_now(150));
+    let a = app.create(slot(&sc1, &t0, &t1)).await;
+    let overlapping = app.create(slot(&sc2, &from_now(105), &from_now(135))).await;
+    let next = app.create(slot(&sc2, &t1, &t2)).await;
+    let book = |s: &str| {
+        parameters(json!([{"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}]))
+    };
+    let (s, first) = op(&me, &app, "Appointment/$book", &book(&a)).await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(
+        first["status"], "booked",
+        "in-person, not prepaid by default"
+    );
+    let (s, v) = op(&me, &app, "Appointment/$hold", &book(&overlapping)).await;
+    assert_eq!(s, 409, "the patient is taken then: {v}");
+    assert_eq!(
+        v["issue"][0]["details"]["coding"][0]["code"], "CF_06",
+        "{v}"
+    );
+    assert_eq!(
+        status(&app, &format!("Slot/{overlapping}")).await,
+        "free",
+        "nothing changed"
+    );
+    // Back to back: [t0, t1) and [t1, t2) do not overlap.
+    let (s, v) = op(&me, &app, "Appointment/$book", &book(&next)).await;
+    assert_eq!(s, 200, "{v}");
+    // Cancelled, the first frees its time and its slot.
+    let id = first["id"].as_str().unwrap();
+    let (s, v) = op(
+        &me,
+        &app,
+        &format!("Appointment/{id}/$cancel"),
+        &parameters(json!([
+        {"name": "reason", "valueString": "Bận việc gia đình"}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "cancelled");
+    assert_eq!(status(&app, &format!("Slot/{a}")).await, "free");
+    let other = patient(&app, 2).await;
+    let staff = app.client_for(Role::Cashier, None, None);
+    let (s, v) = op(
+        &staff,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{a}")}},
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{other}")}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "the cancelled visit's slot is booked again: {v}");
+}
+
+async fn patients_book_their_own_and_staff_book_for_anyone(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let s1 = app.create(slot(&sched, &from_now(60), &from_now(90))).await;
+    let s2 = app
+        .create(slot(&sched, &from_now(90), &from_now(120)))
+        .await;
+    let s3 = app
+        .create(slot(&sched, &from_now(120), &from_now(150)))
+        .await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let slot_of =
+        |s: &str| json!({"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}});
+    // For another patient: as if that patient did not exist.
+    let (s, v) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([slot_of(&s1),
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{binh}")}}])),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(status(&app, &format!("Slot/{s1}")).await, "free");
+    // A hold, then booking it.
+    let (s, held) = op(
+        &me,
+        &app,
+        "Appointment/$hold",
+        &parameters(json!([slot_of(&s1)])),
+    )
+    .await;
+    assert_eq!(s, 200, "{held}");
+    assert_eq!(held["status"], "pending");
+    assert_eq!(status(&app, &format!("Slot/{s1}")).await, "busy-tentative");
+    let id = held["id"].as_str().unwrap().to_owned();
+    let (s, v) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+        {"name": "appointment", "valueReference": {"reference": format!("Appointment/{id}")}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "booked");
+    assert_eq!(status(&app, &format!("Slot/{s1}")).await, "busy");
+    // Rescheduled by the patient: the old slot freed, the new one taken, one transaction.
+    let (s, v) = op(
+        &me,
+        &app,
+        &format!("Appointment/{id}/$reschedule"),
+        &parameters(json!([slot_of(&s2)])),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["slot"][0]["reference"], format!("Slot/{s2}"));
+    assert_eq!(status(&app, &format!("Slot/{s1}")).await, "free");
+    assert_eq!(status(&app, &format!("Slot/{s2}")).await, "busy");
+    // Binh's appointment (booked by a cashier at reception) is not An's to touch.
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (s, theirs) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([slot_of(&s3),
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{binh}")}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{theirs}");
+    let theirs = theirs["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("Appointment/{theirs}/$cancel"),
+        format!("Appointment/{theirs}/$reschedule"),
+    ] {
+        let (s, v) = op(&me, &app, &path, &parameters(json!([slot_of(&s1)]))).await;
+        assert_eq!(s, 404, "{path}: {v}");
+    }
+    assert_eq!(
+        status(&app, &format!("Appointment/{theirs}")).await,
+        "booked"
+    );
+    // The patient sees their own appointment, not Binh's.
+    let mine = app.client_for(Role::Patient, Some(&an), None);
+    let r: Value = mine
+        .get(app.url("Appointment"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = r["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    // An admin does not book.
+    let admin = app.client_for(Role::Admin, None, None);
+    let (s, _) = op(
+        &admin,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([slot_of(&s1),
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
+    )
+    .await;
+    assert_eq!(s, 403);
+    // Nor does a patient write an Appointment plainly.
+    let (s, _) = {
+        let r = mine
+            .post(app.url("Appointment"))
+            .header("content-type", FHIR)
+            .body(plain_appointment(&s1, &an, &doc, &from_now(60), &from_now(90)).to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(s, 403);
+}
+
+/// The price list's video consultation, as billing invoices it.
+async fn price_list(app: &TestApp) {
+    app.create(definition(
+        "KB.TX",
+        "Tư vấn khám bệnh từ xa",
+        Category::Service,
+        150_000,
+        None,
+        "2026-01-01",
+    ))
+    .await;
+}
+
+async fn a_prepaid_video_visit_is_booked_when_the_bank_reports_the_payment(b: Backend) {
+    let app = spawn_app(b).await;
+    price_list(&app).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 20, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(80))).await;
+    let an = patient(&app, 7).await;
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (code, visit) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+        {"name": "reason", "valueString": "Tư vấn kết quả xét nghiệm"}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{visit}");
+    assert_eq!(visit["status"], "pending", "a video visit is prepaid");
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy-tentative");
+    let page = visit["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:hospital:appointment:payment-page")
+        .and_then(|e| e["valueUrl"].as_str())
+        .expect("the payment page")
+        .to_owned();
+    assert!(page.contains("/pay/"), "{page}");
+    let invoice = visit["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:hospital:appointment:invoice")
+        .and_then(|e| e["valueReference"]["reference"].as_str())
+        .unwrap()
+        .trim_start_matches("Invoice/")
+        .to_owned();
+    let inv = read(&app, &format!("Invoice/{invoice}")).await;
+    assert_eq!(
+        inv["totalNet"]["value"], 150_000,
+        "self-pay at the hospital's price"
+    );
+    assert_eq!(inv["subject"]["reference"], format!("Patient/{an}"));
+    // The patient pays by transfer; the bank's feed (signed) reaches billing.
+    let memo = inv["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["system"] == "urn:hospital:payment-code")
+        .and_then(|i| i["value"].as_str())
+        .unwrap()
+        .to_owned();
+    let account = hospital::Config::for_tests("unused").bank_account;
+    assert_eq!(
+        post_sepay(
+            &app,
+            9_100_001,
+            150_000,
+            &format!("CK {memo} thanh toan"),
+            &account
+        )
+        .await,
+        200
+    );
+    let id = visit["id"].as_str().unwrap().to_owned();
+    eventually(5, "booked once paid", || {
+        let (app, id) = (&app, id.clone());
+        async move { status(app, &format!("Appointment/{id}")).await == "booked" }
+    })
+    .await;
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+}
+
+async fn an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_closes(b: Backend) {
+    let app = spawn_app_with(b, |c| c.payment_window_secs = 2).await;
+    price_list(&app).await;
+    let doc = doctor(&app, "Lê").await;
+    let sched = app.create(schedule(&doc, "video", 20, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(80))).await;
+    let an = patient(&app, 8).await;
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (code, visit) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{visit}");
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let invoice = visit["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:hospital:appointment:invoice")
+        .and_then(|e| e["valueReference"]["reference"].as_str())
+        .unwrap()
+        .to_owned();
+    eventually(10, "released", || {
+        let (app, id) = (&app, id.clone());
+        async move { status(app, &format!("Appointment/{id}")).await == "cancelled" }
+    })
+    .await;
+    assert_eq!(status(&app, &invoice).await, "cancelled");
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "free");
+    // A payment arriving after the release is not lost: it waits in the cashier's queue.
+    let inv = read(&app, &invoice).await;
+    let memo = inv["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["system"] == "urn:hospital:payment-code")
+        .and_then(|i| i["value"].as_str())
+        .unwrap()
+        .to_owned();
+    let account = hospital::Config::for_tests("unused").bank_account;
+    assert_eq!(
+        post_sepay(&app, 9_100_002, 150_000, &memo, &account).await,
+        200
+    );
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let queue: Value = cashier
+        .get(app.url("PaymentNotice/$queue"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        queue.to_string().contains(&memo) || queue.to_string().contains("150000"),
+        "{queue}"
+    );
+    assert_eq!(
+        status(&app, &format!("Appointment/{id}")).await,
+        "cancelled",
+        "not booked by a late payment"
+    );
+}
+
+async fn bad_booking_input_is_refused_and_changes_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Trần").await;
+    let in_person = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let past = app
+        .create(slot(&in_person, &from_now(-90), &from_now(-60)))
+        .await;
+    let fine = app
+        .create(slot(&in_person, &from_now(60), &from_now(90)))
+        .await;
+    let taken = app
+        .create(slot(&in_person, &from_now(90), &from_now(120)))
+        .await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let desk = app.client_for(Role::Cashier, None, None);
+    let ask = |s: &str, p: &str, extra: Option<Value>| {
+        let mut parts = vec![
+            json!({"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}),
+            json!({"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}),
+        ];
+        parts.extend(extra);
+        parameters(Value::Array(parts))
+    };
+    let (s, v) = op(&desk, &app, "Appointment/$book", &ask(&taken, &binh, None)).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, mine) = op(&desk, &app, "Appointment/$book", &ask(&fine, &an, None)).await;
+    assert_eq!(s, 200, "{mine}");
+    let id = mine["id"].as_str().unwrap().to_owned();
+    let before = app.versions().await;
+    // A slot in the past.
+    let (s, v) = op(&desk, &app, "Appointment/$book", &ask(&past, &an, None)).await;
+    assert_eq!(
+        (s, v["resourceType"].as_str()),
+        (422, Some("OperationOutcome")),
+        "{v}"
+    );
+    // A reschedule onto a taken slot.
+    let (s, v) = op(
+        &desk,
+        &app,
+        &format!("Appointment/{id}/$reschedule"),
+        &parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{taken}")}}])),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        read(&app, &format!("Appointment/{id}")).await["slot"][0]["reference"],
+        format!("Slot/{fine}")
+    );
+    // An in-person slot booked as video.
+    let free = app
+        .create(slot(&in_person, &from_now(200), &from_now(230)))
+        .await;
+    let before_free = app.versions().await;
+    let (s, v) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &ask(
+            &free,
+            &an,
+            Some(json!({"name": "mode", "valueCode": "video"})),
+        ),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("in-person"),
+        "{v}"
+    );
+    // Unknown parameters, a malformed slot reference, a missing patient.
+    for body in [
+        parameters(json!([{"name": "slott", "valueString": "x"}])),
+        parameters(json!([{"name": "slot", "valueString": "Slot/../x"}])),
+        parameters(
+            json!([{"name": "slot", "valueReference": {"reference": format!("Slot/{free}")}}]),
+        ),
+        json!({"resourceType": "Patient"}),
+    ] {
+        let (s, v) = op(&desk, &app, "Appointment/$book", &body).await;
+        assert_eq!(s, 400, "{body}: {v}");
+        assert_eq!(v["resourceType"], "OperationOutcome");
+    }
+    assert_eq!(app.versions().await, before_free, "nothing changed");
+    assert_eq!(before + 1, before_free, "only the new slot was written");
+    // A reversed date range.
+    let (s, v) = app
+        .get_json(&format!(
+            "Slot?start=ge{}&start=le{}",
+            from_now(600).replace('+', "%2B"),
+            from_now(60).replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["resourceType"], "OperationOutcome");
+    // A schedule with its hours the wrong way round.
+    let mut bad = schedule(&doc, "video", 30, 1);
+    bad["extension"][0]["extension"][3]["extension"][8]["valueTime"] = json!("06:00:00");
+    let (s, _, v) = app.post("Schedule", &bad).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["issue"][0]["expression"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("available"),
+        "{v}"
+    );
+}
