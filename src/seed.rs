@@ -2,7 +2,8 @@
 //! personal IDs and BHYT cards, encounters, diagnoses and vital signs, the hospital's price list
 //! and the charges of An's visit. Loaded as one FHIR transaction of PUTs at fixed ids, through
 //! the owners' rules, so loading it twice changes nothing but versions. Then An's visit is
-//! invoiced, with the BHYT split, once (the invoice is issued under a fixed idempotency key).
+//! invoiced, with the BHYT split, once (the invoice is issued under a fixed idempotency key),
+//! and the doctors' schedules (video and in person) make their slots for the next 14 days.
 
 use hospital_core::Caller;
 use hospital_core::store::Store;
@@ -54,8 +55,12 @@ pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
         .issue(&seed, &request, Some(DEMO_INVOICE_KEY))
         .await
         .map_err(|e| anyhow::anyhow!("the demo invoice was refused: {e}"))?;
+    // The doctors' slots over the next 14 days, as telemedicine keeps them generated.
+    let slots = hospital_telemedicine::keep_slots_generated(&api.platform, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("the demo slots were refused: {e}"))?;
     store.audit_seal().await?;
-    Ok(out["entry"].as_array().map_or(0, Vec::len) + 1)
+    Ok(out["entry"].as_array().map_or(0, Vec::len) + 1 + slots)
 }
 
 /// The idempotency key of the demo invoice (An's visit of 20 November).

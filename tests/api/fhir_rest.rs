@@ -1014,10 +1014,21 @@ async fn the_demo_data_set_loads_twice_without_duplicates(b: Backend) {
         .unwrap();
     assert!(n > 20);
     let patients = app.store.count(Some("Patient")).await.unwrap();
+    // The demo doctors' free slots over the next 14 days, video and in person.
+    let video = app
+        .search_ids("Slot?status=free&mode=video&practitioner=Practitioner/bs-tran-thi-mai")
+        .await;
+    assert!(!video.is_empty(), "free video slots after seeding");
+    let in_person = app
+        .search_ids("Slot?status=free&mode=in-person&practitioner=Practitioner/bs-le-van-hung")
+        .await;
+    assert!(!in_person.is_empty(), "free in-person slots after seeding");
+    let slots = app.store.count(Some("Slot")).await.unwrap();
     hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
         .await
         .unwrap();
     assert_eq!(app.store.count(Some("Patient")).await.unwrap(), patients);
+    assert_eq!(app.store.count(Some("Slot")).await.unwrap(), slots);
     let ids = app.search_ids("Patient?name=nguyen van an").await;
     assert_eq!(ids, vec!["nguyen-van-an".to_owned()]);
     let ids = app.search_ids("Coverage?identifier=DN4510123456789").await;
