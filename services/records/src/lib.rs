@@ -56,5 +56,6 @@ pub fn registration() -> hospital_host::Registration {
         },
         routes: |_| None,
         operations: |_| Vec::new(),
+        background: |_| Vec::new(),
     }
 }
