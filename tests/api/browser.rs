@@ -105,3 +105,169 @@ async fn a_cashier_assigns_an_unmatched_transfer_and_prints_its_receipt_in_a_rea
     assert_eq!(paid["status"], "balanced");
     app.stop().await;
 }
+
+/// The demo data, and a video visit of Nguyễn Văn An with BS. Trần Thị Mai starting in five
+/// minutes (inside the join window), booked by the doctor: its appointment id.
+async fn demo_visit(app: &TestApp) -> String {
+    hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
+        .await
+        .unwrap();
+    let at = |m: i64| crate::telemedicine::from_now(m);
+    let slot = app
+        .create(crate::telemedicine::slot(
+            "lich-bs-mai-video",
+            &at(5),
+            &at(35),
+        ))
+        .await;
+    let doctor = app.client_for(
+        hospital_core::auth::Role::Clinician,
+        None,
+        Some("bs-tran-thi-mai"),
+    );
+    let (s, visit) = crate::telemedicine::op(
+        &doctor,
+        app,
+        "Appointment/$book",
+        &crate::telemedicine::parameters(serde_json::json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
+            {"name": "patient", "valueReference": {"reference": "Patient/nguyen-van-an"}},
+            {"name": "reason", "valueString": "Tái khám tăng huyết áp"}])),
+    )
+    .await;
+    assert_eq!(
+        (s, visit["status"].as_str()),
+        (200, Some("booked")),
+        "{visit}"
+    );
+    visit["id"].as_str().unwrap().to_owned()
+}
+
+/// After the browser's visit: the appointment fulfilled, its Encounter (class VR) opened by
+/// the first join and closed by the doctor ending the visit.
+async fn the_visit_was_recorded(app: &TestApp, id: &str) {
+    let (_, a) = app.get_json(&format!("Appointment/{id}")).await;
+    assert_eq!(a["status"], "fulfilled", "{a}");
+    let encounters = app
+        .search_ids(&format!("Encounter?appointment=Appointment/{id}"))
+        .await;
+    assert_eq!(
+        encounters.len(),
+        1,
+        "one encounter, however often they joined"
+    );
+    let (_, e) = app.get_json(&format!("Encounter/{}", encounters[0])).await;
+    assert_eq!(e["class"]["code"], "VR");
+    assert_eq!(e["status"], "finished");
+}
+
+#[tokio::test]
+async fn a_video_visit_connects_two_browsers_with_chat_and_a_rejoin() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let id = demo_visit(&app).await;
+    let site = app.base.trim_end_matches("/fhir").to_owned();
+    let dir = std::env::temp_dir().join(format!("hospital-visit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ok, stdout, stderr) = run_browser(
+        "visit.mjs",
+        vec![
+            site.clone().into(),
+            site.into(),
+            id.clone().into(),
+            dir.clone().into(),
+        ],
+    )
+    .await;
+    assert!(ok, "the browser test failed:\n{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    for shot in ["visit-patient.png", "visit-doctor.png"] {
+        assert!(dir.join(shot).exists(), "{shot} was taken");
+    }
+    the_visit_was_recorded(&app, &id).await;
+    app.stop().await;
+}
+
+/// A second `hospital` process on the same database, killed when dropped: its site.
+struct Replica {
+    child: std::process::Child,
+    site: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn replica(database_url: &str) -> Replica {
+    use std::io::BufRead;
+    let secrets = std::env::temp_dir().join(format!("hospital-replica-{}", uuid::Uuid::new_v4()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hospital"))
+        .args([
+            "all",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--records-grpc-addr",
+            "127.0.0.1:0",
+            "--telemedicine-grpc-addr",
+            "127.0.0.1:0",
+            "--billing-grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", database_url)
+        .env("HOSPITAL_JWT_SECRET", hospital::config::TEST_SECRET)
+        .env("HOSPITAL_SECRET_FILE", secrets)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the hospital binary starts");
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let site = loop {
+        let line = lines
+            .next()
+            .expect("the replica says where it listens")
+            .unwrap();
+        if let Some(rest) = line.trim().strip_prefix("FHIR REST") {
+            let url = rest.split_whitespace().next().unwrap();
+            break url.trim_end_matches("/fhir").to_owned();
+        }
+    };
+    // Keep reading its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Replica { child, site }
+}
+
+#[tokio::test]
+async fn a_video_visit_connects_across_two_server_processes_on_one_postgresql() {
+    let app = spawn_app(Backend::Postgres).await;
+    let id = demo_visit(&app).await;
+    let url = app
+        .running
+        .as_ref()
+        .unwrap()
+        .context
+        .config
+        .database_url
+        .clone();
+    let other = replica(&url);
+    let site = app.base.trim_end_matches("/fhir").to_owned();
+    let dir = std::env::temp_dir().join(format!("hospital-visit-pg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The patient on this process, the doctor on the other.
+    let (ok, stdout, stderr) = run_browser(
+        "visit.mjs",
+        vec![
+            site.into(),
+            other.site.clone().into(),
+            id.clone().into(),
+            dir.into(),
+        ],
+    )
+    .await;
+    assert!(ok, "the browser test failed:\n{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    the_visit_was_recorded(&app, &id).await;
+    drop(other);
+    app.stop().await;
+}

@@ -827,3 +827,49 @@ async fn bad_booking_input_is_refused_and_changes_nothing(b: Backend) {
         "{v}"
     );
 }
+
+/// The signalling bus crosses processes: a signal stored through one store is heard by
+/// another store on the same PostgreSQL schema, and by no store of another schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_reach_another_store_of_the_same_database_only() {
+    let app = spawn_app(Backend::Postgres).await;
+    let url = app
+        .running
+        .as_ref()
+        .unwrap()
+        .context
+        .config
+        .database_url
+        .clone();
+    let other = hospital_core::store::Store::open(&url, Default::default())
+        .await
+        .unwrap();
+    let elsewhere = spawn_app(Backend::Postgres).await;
+    let mut heard = other.signal_feed().await.unwrap();
+    let mut not_here = elsewhere.store.signal_feed().await.unwrap();
+    let sent = app
+        .store
+        .signal_append(
+            "room-1",
+            "conn-a",
+            "patient",
+            "chat",
+            r#"{"text":"xin chào"}"#,
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), heard.recv())
+        .await
+        .expect("heard within 5 s")
+        .unwrap();
+    assert_eq!(got, sent);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), not_here.recv())
+            .await
+            .is_err(),
+        "another schema hears nothing"
+    );
+    let kept = other.signals_of("room-1", &["chat"], 10).await.unwrap();
+    assert_eq!(kept, vec![sent]);
+    other.close().await;
+}

@@ -263,6 +263,45 @@ pub struct Config {
         global = true
     )]
     pub sweep_ms: u64,
+    /// Telemedicine: minutes before a visit's start its participants may join (until its end).
+    #[arg(
+        long,
+        env = "HOSPITAL_JOIN_EARLY_MINUTES",
+        default_value_t = 15,
+        global = true
+    )]
+    pub join_early_minutes: u32,
+    /// Telemedicine: STUN servers given to the browsers (comma-separated `stun:` URLs).
+    #[arg(long, env = "HOSPITAL_STUN_URLS", value_delimiter = ',', global = true)]
+    pub stun_urls: Vec<String>,
+    /// Telemedicine: TURN servers (comma-separated `turn:`/`turns:` URLs) for patients behind
+    /// strict NAT, with coturn's shared secret (`static-auth-secret`).
+    #[arg(long, env = "HOSPITAL_TURN_URLS", value_delimiter = ',', global = true)]
+    pub turn_urls: Vec<String>,
+    #[arg(
+        long,
+        env = "HOSPITAL_TURN_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub turn_secret: Option<String>,
+    /// Telemedicine: the key of visit join tokens, the same on every replica (default: derived
+    /// from the local token secret).
+    #[arg(
+        long,
+        env = "HOSPITAL_VISIT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub visit_secret: Option<String>,
+    /// Telemedicine: signalling connections one process holds at most (then 503).
+    #[arg(
+        long,
+        env = "HOSPITAL_MAX_SIGNALLING",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub max_signalling: usize,
     /// Live payment-page status streams one process keeps open at most (then 429).
     #[arg(
         long,
@@ -364,6 +403,12 @@ impl Config {
             prepay_staff_bookings: false,
             video_visit_code: "KB.TX".into(),
             sweep_ms: 200,
+            join_early_minutes: 15,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            visit_secret: None,
+            max_signalling: 5_000,
             request_time_limit_ms: 30_000,
             caller_running: 4,
             caller_queued: 64,

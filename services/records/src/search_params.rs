@@ -79,6 +79,12 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     SearchParam::new("Encounter", "date", Date, &["period"]),
     SearchParam::new("Encounter", "status", Token, &["status"]),
     SearchParam::new("Encounter", "class", Token, &["class"]),
+    SearchParam::reference(
+        "Encounter",
+        "appointment",
+        &["appointment"],
+        &["Appointment"],
+    ),
     SearchParam::reference("Encounter", "participant", &["participant.individual"], &[]),
     SearchParam::reference(
         "Encounter",

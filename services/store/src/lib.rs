@@ -16,6 +16,7 @@ pub mod extract;
 pub mod params;
 pub mod search;
 pub mod sessions;
+pub mod signals;
 pub mod signing;
 pub mod text;
 
@@ -298,6 +299,8 @@ pub(crate) struct Inner {
     /// instead of failing with SQLITE_BUSY.
     writer: AnyPool,
     unique_identifiers: Vec<(&'static str, &'static str)>,
+    /// The video visits' signalling bus.
+    bus: signals::Bus,
 }
 
 /// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).

@@ -15,6 +15,7 @@ impl Store {
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let scheme = url.split(':').next().unwrap_or_default();
+        let listen_url = matches!(scheme, "postgres" | "postgresql").then(|| url.to_owned());
         let (dialect, reader, writer) = match scheme {
             "sqlite" => {
                 let path = url
@@ -68,6 +69,7 @@ impl Store {
                 reader,
                 writer,
                 unique_identifiers: options.unique_identifiers,
+                bus: crate::signals::Bus::new(listen_url),
             }),
         })
     }
@@ -97,6 +99,11 @@ impl Store {
 
     /// Closes the pools (graceful shutdown).
     pub async fn close(&self) {
+        if let Ok(mut t) = self.inner.bus.task.lock()
+            && let Some(t) = t.take()
+        {
+            t.abort();
+        }
         self.inner.reader.close().await;
         self.inner.writer.close().await;
     }

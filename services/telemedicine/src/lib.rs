@@ -16,10 +16,13 @@ pub mod appointment;
 pub mod booking;
 pub mod calendar;
 pub mod operations;
+pub mod pages;
 pub mod payments;
 pub mod rules;
 pub mod schedule;
 pub mod search_params;
+pub mod signalling;
+pub mod visit;
 
 /// What every process needs of the telemedicine service: its rules on the types it owns.
 pub fn definition() -> ServiceDefinition {
@@ -51,6 +54,41 @@ pub fn booking(c: &hospital_host::Context) -> booking::Booking {
             billing: c.clients.of(ServiceName::Billing).clone(),
             watch_for: window.to_std().unwrap_or_default() + std::time::Duration::from_secs(60),
         }),
+    }
+}
+
+/// The key of visit join tokens: configured, or derived from the local token secret (the
+/// same on every replica either way), or, failing both, this process's own.
+fn visit_key(cfg: &hospital_host::Config) -> Arc<[u8]> {
+    use sha2::Digest;
+    if let Some(k) = &cfg.visit_secret {
+        return Arc::from(k.as_bytes());
+    }
+    match hospital_host::local_secret(cfg) {
+        Ok(secret) => {
+            let mut h = sha2::Sha256::new();
+            h.update(b"visit join tokens:");
+            h.update(&secret);
+            Arc::from(h.finalize().as_slice())
+        }
+        Err(_) => {
+            tracing::warn!("no HOSPITAL_VISIT_SECRET: join tokens hold on this process only");
+            Arc::from(uuid::Uuid::new_v4().as_bytes().as_slice())
+        }
+    }
+}
+
+/// Joining and ending visits as this process runs them.
+pub fn visits(c: &hospital_host::Context) -> visit::Visits {
+    let cfg = &c.config;
+    visit::Visits {
+        platform: c.platform.clone(),
+        records: c.clients.of(ServiceName::Records).clone(),
+        key: visit_key(cfg),
+        early: chrono::Duration::minutes(i64::from(cfg.join_early_minutes)),
+        stun: cfg.stun_urls.clone(),
+        turn: cfg.turn_urls.clone(),
+        turn_secret: cfg.turn_secret.clone(),
     }
 }
 
@@ -100,18 +138,36 @@ pub fn registration() -> hospital_host::Registration {
     hospital_host::Registration {
         definition,
         grpc: |_| Vec::new(),
-        routes: |_| None,
+        routes: |c| {
+            let visits = visits(c);
+            let signalling = signalling::Signalling {
+                visits: visits.clone(),
+                open: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                max: c.config.max_signalling,
+            };
+            Some(pages::routes(
+                visits,
+                signalling,
+                c.config.hospital_name.clone(),
+            ))
+        },
         operations: |c| {
             use operations::{BookingOperation, Kind};
-            [Kind::Hold, Kind::Book, Kind::Cancel, Kind::Reschedule]
-                .into_iter()
-                .map(|kind| {
-                    Arc::new(BookingOperation {
-                        kind,
-                        booking: booking(c),
-                    }) as Arc<dyn hospital_core::Operation>
-                })
-                .collect()
+            let mut ops: Vec<Arc<dyn hospital_core::Operation>> =
+                [Kind::Hold, Kind::Book, Kind::Cancel, Kind::Reschedule]
+                    .into_iter()
+                    .map(|kind| {
+                        Arc::new(BookingOperation {
+                            kind,
+                            booking: booking(c),
+                        }) as Arc<dyn hospital_core::Operation>
+                    })
+                    .collect();
+            ops.push(Arc::new(operations::Join {
+                visits: visits(c),
+                public_url: c.public_url.clone(),
+            }));
+            ops
         },
         background: |c| {
             let booking = booking(c);

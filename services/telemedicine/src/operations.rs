@@ -120,3 +120,53 @@ impl Operation for BookingOperation {
         Ok((body, touched))
     }
 }
+
+/// `POST Appointment/{id}/$join`: the same join as the visit page's, for API clients (a
+/// patient's or practitioner's bearer token). Returns `Parameters`: `token`, `expires`
+/// (valueInteger, Unix time), `role`, `iceServers` (valueString, JSON as WebRTC takes it) and
+/// `signalling` (valueUrl, the WebSocket).
+pub struct Join {
+    pub visits: crate::visit::Visits,
+    pub public_url: String,
+}
+
+#[async_trait]
+impl Operation for Join {
+    fn resource_type(&self) -> &'static str {
+        "Appointment"
+    }
+    fn name(&self) -> &'static str {
+        "$join"
+    }
+    fn action(&self) -> AuditAction {
+        AuditAction::E
+    }
+    fn posted(&self) -> bool {
+        true
+    }
+
+    async fn run(
+        &self,
+        caller: &Caller,
+        id: &str,
+        _input: Option<Value>,
+    ) -> Result<(Value, Touched), Error> {
+        let (j, touched) = self.visits.join(caller, id).await?;
+        let ws = format!(
+            "{}/visit/{id}/ws",
+            self.public_url
+                .replacen("http://", "ws://", 1)
+                .replacen("https://", "wss://", 1)
+        );
+        Ok((
+            serde_json::json!({"resourceType": "Parameters", "parameter": [
+                {"name": "token", "valueString": j.token},
+                {"name": "expires", "valueInteger": j.expires},
+                {"name": "role", "valueCode": j.participant.role},
+                {"name": "iceServers", "valueString": j.ice_servers.to_string()},
+                {"name": "signalling", "valueUrl": ws},
+            ]}),
+            touched,
+        ))
+    }
+}
