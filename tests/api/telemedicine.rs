@@ -17,6 +17,8 @@ hospital_test_kit::on_both_backends!(
     a_prepaid_video_visit_is_booked_when_the_bank_reports_the_payment,
     an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_closes,
     bad_booking_input_is_refused_and_changes_nothing,
+    joining_is_for_the_visits_own_people_inside_its_window,
+    a_booked_video_visit_nobody_joined_becomes_a_no_show,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -872,4 +874,189 @@ async fn signals_reach_another_store_of_the_same_database_only() {
     let kept = other.signals_of("room-1", &["chat"], 10).await.unwrap();
     assert_eq!(kept, vec![sent]);
     other.close().await;
+}
+
+fn param<'a>(p: &'a Value, name: &str) -> &'a Value {
+    p["parameter"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {p}"))
+}
+
+async fn joining_is_for_the_visits_own_people_inside_its_window(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.turn_urls = vec!["turn:turn.benhvien.example:3478".into()];
+        c.stun_urls = vec!["stun:turn.benhvien.example:3478".into()];
+        c.turn_secret = Some("coturn-static-auth-secret".into());
+    })
+    .await;
+    let (doc, other_doc) = (doctor(&app, "Trần").await, doctor(&app, "Lê").await);
+    let sched = app.create(schedule(&doc, "video", 30, 1)).await;
+    let soon = app.create(slot(&sched, &from_now(5), &from_now(35))).await;
+    let later = app
+        .create(slot(&sched, &from_now(120), &from_now(150)))
+        .await;
+    let held = app
+        .create(slot(&sched, &from_now(200), &from_now(230)))
+        .await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let staff = app.client_for(Role::Clinician, None, Some(&doc));
+    let book = |s: &str, p: &str| {
+        parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}]))
+    };
+    let (_, now) = op(&staff, &app, "Appointment/$book", &book(&soon, &an)).await;
+    let (_, after) = op(&staff, &app, "Appointment/$book", &book(&later, &an)).await;
+    let (_, pending) = op(&staff, &app, "Appointment/$hold", &book(&held, &an)).await;
+    let (now, after, pending) = (
+        now["id"].as_str().unwrap().to_owned(),
+        after["id"].as_str().unwrap().to_owned(),
+        pending["id"].as_str().unwrap().to_owned(),
+    );
+    let empty = parameters(json!([]));
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (s, joined) = op(&me, &app, &format!("Appointment/{now}/$join"), &empty).await;
+    assert_eq!(s, 200, "{joined}");
+    assert_eq!(param(&joined, "role")["valueCode"], "patient");
+    assert!(
+        param(&joined, "token")["valueString"]
+            .as_str()
+            .unwrap()
+            .contains('.')
+    );
+    assert!(
+        param(&joined, "signalling")["valueUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/visit/{now}/ws"))
+    );
+    let ice: Value = serde_json::from_str(
+        param(&joined, "iceServers")["valueString"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let turn = ice
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["username"].is_string())
+        .expect("TURN");
+    let user = turn["username"].as_str().unwrap();
+    let (expiry, who) = user.split_once(':').unwrap();
+    assert_eq!(
+        who,
+        format!("Patient/{an}"),
+        "coturn's username is <expiry>:<user>"
+    );
+    assert!(expiry.parse::<i64>().unwrap() > chrono::Utc::now().timestamp());
+    assert_eq!(
+        turn["credential"].as_str().unwrap().len(),
+        28,
+        "base64 of a 20-byte HMAC-SHA1"
+    );
+    // The first join began the visit: arrived, with its Encounter (class VR) from records.
+    assert_eq!(status(&app, &format!("Appointment/{now}")).await, "arrived");
+    let (s, again) = op(&staff, &app, &format!("Appointment/{now}/$join"), &empty).await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(param(&again, "role")["valueCode"], "practitioner");
+    let encounters = app
+        .search_ids(&format!("Encounter?appointment=Appointment/{now}"))
+        .await;
+    assert_eq!(encounters.len(), 1, "one encounter however many join");
+    let (_, e) = app.get_json(&format!("Encounter/{}", encounters[0])).await;
+    assert_eq!(e["class"]["code"], "VR");
+    // Refused: another patient, another doctor, an admin, outside the window, not booked.
+    let binh_token = app.client_for(Role::Patient, Some(&binh), None);
+    let (s, v) = op(
+        &binh_token,
+        &app,
+        &format!("Appointment/{now}/$join"),
+        &empty,
+    )
+    .await;
+    assert_eq!(s, 404, "another patient's visit is not known to them: {v}");
+    let stranger = app.client_for(Role::Clinician, None, Some(&other_doc));
+    let (s, v) = op(&stranger, &app, &format!("Appointment/{now}/$join"), &empty).await;
+    assert_eq!(s, 403, "a third person: {v}");
+    let admin = app.client_for(Role::Admin, None, None);
+    let (s, _) = op(&admin, &app, &format!("Appointment/{now}/$join"), &empty).await;
+    assert_eq!(s, 403);
+    let (s, v) = op(&me, &app, &format!("Appointment/{after}/$join"), &empty).await;
+    assert_eq!(s, 422, "two hours early: {v}");
+    assert!(
+        v["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("joined from"),
+        "{v}"
+    );
+    assert_eq!(
+        status(&app, &format!("Appointment/{after}")).await,
+        "booked",
+        "nothing changed"
+    );
+    let (s, v) = op(&me, &app, &format!("Appointment/{pending}/$join"), &empty).await;
+    assert_eq!(
+        v["issue"][0]["details"]["coding"][0]["code"], "PC_03",
+        "{s}: {v}"
+    );
+    // A forged or another visit's token opens no signalling channel.
+    let token = param(&joined, "token")["valueString"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let site = app.base.trim_end_matches("/fhir").to_owned();
+    for (room, t) in [
+        (after.as_str(), token.as_str()),
+        (now.as_str(), "bm9wZQ.bm9wZQ"),
+    ] {
+        let r = app
+            .anonymous
+            .get(format!("{site}/visit/{room}/ws?token={t}"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(r.status().as_u16(), 401 | 403),
+            "{room}: {}",
+            r.status()
+        );
+    }
+}
+
+async fn a_booked_video_visit_nobody_joined_becomes_a_no_show(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Phạm").await;
+    let sched = app.create(schedule(&doc, "video", 30, 1)).await;
+    let t = |secs: i64| {
+        (chrono::Utc::now() + chrono::Duration::seconds(secs))
+            .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+            .format("%Y-%m-%dT%H:%M:%S+07:00")
+            .to_string()
+    };
+    let s = app.create(slot(&sched, &t(2), &t(3))).await;
+    let an = patient(&app, 3).await;
+    let staff = app.client_for(Role::Cashier, None, None);
+    let (code, v) = op(
+        &staff,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    eventually(10, "no-show", || {
+        let (app, id) = (&app, id.clone());
+        async move { status(app, &format!("Appointment/{id}")).await == "noshow" }
+    })
+    .await;
 }

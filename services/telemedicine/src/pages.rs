@@ -151,6 +151,20 @@ async fn search(s: &Pages, rtype: &str, params: &[(&str, String)]) -> Result<Vec
     Ok(s.visits.platform.store().search(&q).await?.matches)
 }
 
+/// A person's name as written (`text`, or the given names after the family name).
+fn name_of(v: &Version) -> String {
+    let b: Value = serde_json::from_str(&v.body).unwrap_or(Value::Null);
+    let n = &b["name"][0];
+    if let Some(t) = n["text"].as_str() {
+        return t.to_owned();
+    }
+    let mut parts = vec![n["family"].as_str().unwrap_or("").to_owned()];
+    for g in n["given"].as_array().into_iter().flatten() {
+        parts.push(g.as_str().unwrap_or("").to_owned());
+    }
+    parts.join(" ").trim().to_owned()
+}
+
 fn display(v: &Version, path: &str) -> String {
     let b: Value = serde_json::from_str(&v.body).unwrap_or(Value::Null);
     let code = b.pointer(path);
@@ -279,9 +293,6 @@ async fn show(
     } else {
         String::new()
     };
-    if let Err(e) = audit(&s, &caller, &touched).await {
-        return refused(&e, en);
-    }
     let (title, check, join, admit, end, chat, send, waiting) = if en {
         (
             "Video visit",
@@ -305,17 +316,28 @@ async fn show(
             "Buổi khám không được ghi hình.",
         )
     };
-    let who = if doctor {
-        escape(patient_ref.trim_start_matches("Patient/"))
+    // Whom the visit is with: the patient's name for the doctor, the doctor's for the patient.
+    let other = if doctor {
+        patient_ref.clone()
     } else {
-        escape(
-            crate::appointment::actors(&a, "Practitioner")
-                .first()
-                .map(String::as_str)
-                .unwrap_or("")
-                .trim_start_matches("Practitioner/"),
-        )
+        crate::appointment::actors(&a, "Practitioner")
+            .first()
+            .cloned()
+            .unwrap_or_default()
     };
+    let who = match other.split_once('/') {
+        Some((t, oid)) => match s.visits.platform.store().read(t, oid).await {
+            Ok(v) if !v.deleted => {
+                touched.add(&v);
+                escape(&name_of(&v))
+            }
+            _ => escape(oid),
+        },
+        None => String::new(),
+    };
+    if let Err(e) = audit(&s, &caller, &touched).await {
+        return refused(&e, en);
+    }
     let doctor_controls = if doctor {
         format!("<button id=\"admit\" hidden>{admit}</button> <button id=\"end\">{end}</button>")
     } else {
