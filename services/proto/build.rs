@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "hospital/records/v1/records.proto",
         "hospital/billing/v1/billing.proto",
+        "hospital/telemedicine/v1/telemedicine.proto",
     ];
     let fds = protox::compile(files, [root])?;
     tonic_prost_build::configure()

@@ -19,6 +19,7 @@ hospital_test_kit::on_both_backends!(
     bad_booking_input_is_refused_and_changes_nothing,
     joining_is_for_the_visits_own_people_inside_its_window,
     a_booked_video_visit_nobody_joined_becomes_a_no_show,
+    grpc_books_once_and_lists_the_practitioners_day,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -1059,4 +1060,159 @@ async fn a_booked_video_visit_nobody_joined_becomes_a_no_show(b: Backend) {
         async move { status(app, &format!("Appointment/{id}")).await == "noshow" }
     })
     .await;
+}
+
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+async fn grpc_books_once_and_lists_the_practitioners_day(b: Backend) {
+    use hospital_proto::telemedicine::v1 as pb;
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let start = from_now(60);
+    let s = app.create(slot(&sched, &start, &from_now(90))).await;
+    let mut patients = Vec::new();
+    for i in 0..10 {
+        patients.push(patient(&app, 40 + i).await);
+    }
+    let addr = app.running.as_ref().unwrap().grpc_addrs[&hospital_core::ServiceName::Telemedicine];
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = pb::telemedicine_client::TelemedicineClient::new(channel);
+    let service = mint(Role::Service, "reception-kiosk", None, None, None);
+    let mut calls = Vec::new();
+    for p in &patients {
+        let mut c = client.clone();
+        let req = authed(
+            pb::BookAppointmentRequest {
+                slot_id: s.clone(),
+                patient_id: p.clone(),
+                reason: "Khám sức khỏe".into(),
+                mode: String::new(),
+            },
+            &service,
+        );
+        calls.push(tokio::spawn(async move { c.book_appointment(req).await }));
+    }
+    let mut booked = Vec::new();
+    let mut taken = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(r) => booked.push(r.into_inner()),
+            Err(st) => {
+                assert_eq!(st.code(), tonic::Code::AlreadyExists, "{st:?}");
+                taken += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (booked.len(), taken),
+        (1, 9),
+        "one booking through gRPC too"
+    );
+    let record = &booked[0];
+    assert_eq!(record.status, "booked");
+    assert_eq!(record.practitioner_ids, vec![doc.clone()]);
+    assert_eq!(record.slot_id, s);
+    let mut c = client.clone();
+    let got = c
+        .get_appointment(authed(
+            pb::GetAppointmentRequest {
+                appointment_id: record.id.clone(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.id, record.id);
+    let day = start[..10].to_owned();
+    let listed = c
+        .list_practitioner_day(authed(
+            pb::ListPractitionerDayRequest {
+                practitioner_id: doc.clone(),
+                date: day.clone(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .appointments
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect::<Vec<_>>(),
+        [record.id.as_str()]
+    );
+    // Another patient sees nothing of the day; the booked patient sees theirs.
+    let stranger = patients.iter().find(|p| **p != record.patient_id).unwrap();
+    let other = mint(Role::Patient, "other", Some(stranger), None, None);
+    let theirs = mint(Role::Patient, "own", Some(&record.patient_id), None, None);
+    let none = c
+        .list_practitioner_day(authed(
+            pb::ListPractitionerDayRequest {
+                practitioner_id: doc.clone(),
+                date: day.clone(),
+            },
+            &other,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.appointments.is_empty());
+    let st = c
+        .get_appointment(authed(
+            pb::GetAppointmentRequest {
+                appointment_id: record.id.clone(),
+            },
+            &other,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), tonic::Code::NotFound);
+    let mine = c
+        .list_practitioner_day(authed(
+            pb::ListPractitionerDayRequest {
+                practitioner_id: doc.clone(),
+                date: day,
+            },
+            &theirs,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.appointments.len(), 1);
+    // Confirming a payment is billing's, never a patient's.
+    let st = c
+        .confirm_payment(authed(
+            pb::ConfirmPaymentRequest {
+                appointment_id: record.id.clone(),
+                invoice_id: "x".into(),
+            },
+            &theirs,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), tonic::Code::PermissionDenied);
+    let st = c
+        .list_practitioner_day(authed(
+            pb::ListPractitionerDayRequest {
+                practitioner_id: doc,
+                date: "02/12/2026".into(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), tonic::Code::InvalidArgument);
 }

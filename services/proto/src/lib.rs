@@ -14,3 +14,9 @@ pub mod billing {
         tonic::include_proto!("hospital.billing.v1");
     }
 }
+
+pub mod telemedicine {
+    pub mod v1 {
+        tonic::include_proto!("hospital.telemedicine.v1");
+    }
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub mod appointment;
 pub mod booking;
 pub mod calendar;
+pub mod grpc;
 pub mod operations;
 pub mod pages;
 pub mod payments;
@@ -137,7 +138,19 @@ pub async fn keep_slots_generated(
 pub fn registration() -> hospital_host::Registration {
     hospital_host::Registration {
         definition,
-        grpc: |_| Vec::new(),
+        grpc: |c| {
+            let server = hospital_grpc::Authenticated::new(
+                c.platform.clone(),
+                grpc::TelemedicineGrpc {
+                    booking: booking(c),
+                }
+                .into_server(),
+            );
+            vec![hospital_host::GrpcService {
+                name: "hospital.telemedicine.v1.Telemedicine",
+                add: Box::new(move |r| r.add_service(server)),
+            }]
+        },
         routes: |c| {
             let visits = visits(c);
             let signalling = signalling::Signalling {
