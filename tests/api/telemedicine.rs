@@ -20,6 +20,7 @@ hospital_test_kit::on_both_backends!(
     joining_is_for_the_visits_own_people_inside_its_window,
     a_booked_video_visit_nobody_joined_becomes_a_no_show,
     grpc_books_once_and_lists_the_practitioners_day,
+    reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -1215,4 +1216,133 @@ async fn grpc_books_once_and_lists_the_practitioners_day(b: Backend) {
         .await
         .unwrap_err();
     assert_eq!(st.code(), tonic::Code::InvalidArgument);
+}
+
+/// Counts what it sends.
+struct Counting(
+    std::sync::atomic::AtomicUsize,
+    std::sync::Mutex<Vec<String>>,
+);
+
+#[async_trait::async_trait]
+impl hospital_telemedicine::reminders::Sender for Counting {
+    async fn send(&self, key: &str, _a: &str, channel: &str, _at: &str) -> Result<(), String> {
+        assert_eq!(channel, "sms");
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.1.lock().unwrap().push(key.to_owned());
+        Ok(())
+    }
+}
+
+async fn reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas(b: Backend) {
+    use hospital_telemedicine::reminders::{TOPIC, deliver};
+    // The background's own deliveries stay out of the way: it sweeps once, at start.
+    let app = spawn_app_with(b, |c| c.sweep_ms = 3_600_000).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let soon = app.create(slot(&sched, &from_now(30), &from_now(60))).await;
+    let also_soon = app.create(slot(&sched, &from_now(60), &from_now(90))).await;
+    let later = app
+        .create(slot(
+            &sched,
+            &from_now(3 * 24 * 60),
+            &from_now(3 * 24 * 60 + 30),
+        ))
+        .await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let desk = app.client_for(Role::Cashier, None, None);
+    let book = |s: &str, p: &str| {
+        parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}]))
+    };
+    let (_, first) = op(&desk, &app, "Appointment/$book", &book(&soon, &an)).await;
+    let (_, cancelled) = op(&desk, &app, "Appointment/$book", &book(&also_soon, &binh)).await;
+    let (_, far) = op(&desk, &app, "Appointment/$book", &book(&later, &an)).await;
+    let cancelled = cancelled["id"].as_str().unwrap().to_owned();
+    let (s, _) = op(
+        &desk,
+        &app,
+        &format!("Appointment/{cancelled}/$cancel"),
+        &parameters(json!([])),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let queued = app.store.outbox_of(TOPIC).await.unwrap();
+    // Within the hour: one reminder now each; three days ahead: 24 h and 1 h before.
+    assert_eq!(queued.len(), 4, "{queued:?}");
+    let far_id = far["id"].as_str().unwrap();
+    assert_eq!(queued.iter().filter(|(k, _)| k.contains(far_id)).count(), 2);
+    // Eight deliverers at once (on PostgreSQL half of them through a second store: another
+    // replica): the due reminder goes once, the cancelled visit's is settled unsent.
+    let counting = std::sync::Arc::new(Counting(Default::default(), Default::default()));
+    let second = match b {
+        Backend::Postgres => {
+            let url = app
+                .running
+                .as_ref()
+                .unwrap()
+                .context
+                .config
+                .database_url
+                .clone();
+            Some(
+                hospital_core::store::Store::open(&url, Default::default())
+                    .await
+                    .unwrap(),
+            )
+        }
+        Backend::Sqlite => None,
+    };
+    let mut runs = Vec::new();
+    for i in 0..8 {
+        let store = match (&second, i % 2) {
+            (Some(s), 1) => s.clone(),
+            _ => app.store.clone(),
+        };
+        let c = counting.clone();
+        runs.push(tokio::spawn(async move {
+            deliver(&store, c.as_ref(), &format!("replica-{i}"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut total = 0;
+    for r in runs {
+        total += r.await.unwrap();
+    }
+    assert_eq!(total, 1);
+    assert_eq!(
+        counting.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sent exactly once"
+    );
+    let first_id = first["id"].as_str().unwrap();
+    assert!(counting.1.lock().unwrap()[0].contains(first_id));
+    let settled = app.store.outbox_of(TOPIC).await.unwrap();
+    let outcome = |id: &str| {
+        settled
+            .iter()
+            .filter(|(k, _)| k.contains(id))
+            .map(|(_, o)| o.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcome(first_id), [Some("sent".to_owned())]);
+    assert!(
+        outcome(&cancelled)[0]
+            .as_deref()
+            .unwrap()
+            .starts_with("skipped")
+    );
+    assert_eq!(outcome(far_id), [None, None], "not due yet");
+    // Delivering again sends nothing more.
+    assert_eq!(
+        deliver(&app.store, counting.as_ref(), "replica-9")
+            .await
+            .unwrap(),
+        0
+    );
+    if let Some(s) = second {
+        s.close().await;
+    }
 }

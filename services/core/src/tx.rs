@@ -102,6 +102,18 @@ impl Tx {
         Ok(self.inner.claim_times(resource_type, id, claims).await?)
     }
 
+    /// Queues a message to send later (the outbox), in this transaction: it exists if and only
+    /// if the transaction commits; once per `key`.
+    pub async fn enqueue(
+        &mut self,
+        key: &str,
+        topic: &str,
+        due: i64,
+        payload: &str,
+    ) -> Result<(), Error> {
+        Ok(self.inner.enqueue(key, topic, due, payload).await?)
+    }
+
     /// Writes a new version of `resource_type/id` as a consequence of this transaction's
     /// writes, through its owner's rules as the owning service (an owner's rule keeping
     /// another of its resources in step: a slot turned busy by the appointment booking it).

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod dates;
 pub mod extract;
+pub mod outbox;
 pub mod params;
 pub mod search;
 pub mod sessions;

@@ -12,7 +12,9 @@
 //!   concurrency; a cancelled, no-show or entered-in-error one claims nothing;
 //! - **the slot follows**: a slot is `busy-tentative` while its appointment is pending,
 //!   `busy` while it is booked or under way, `free` again when the appointment ends without
-//!   taking place or moves to another slot — written as a consequence of the same write.
+//!   taking place or moves to another slot — written as a consequence of the same write;
+//! - **reminders**: a booked appointment's reminders go to the outbox in the same transaction
+//!   ([`crate::reminders`]).
 
 use crate::calendar;
 use crate::schedule::{self, MODE, Mode, SLOT_PRACTITIONER};
@@ -361,6 +363,11 @@ pub async fn check(tx: &mut Tx, body: &Value) -> Result<(), Error> {
         }
     }
     tx.claim_times("Appointment", id, &claims).await?;
+    if status == "booked"
+        && let Some(start) = body.get("start").and_then(Value::as_str)
+    {
+        crate::reminders::enqueue(tx, id, start).await?;
+    }
     if let Some(slot) = slot_of(body) {
         set_slot(tx, &slot, slot_status_for(status)).await?;
     }

@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod operations;
 pub mod pages;
 pub mod payments;
+pub mod reminders;
 pub mod rules;
 pub mod schedule;
 pub mod search_params;
@@ -184,6 +185,7 @@ pub fn registration() -> hospital_host::Registration {
         },
         background: |c| {
             let booking = booking(c);
+            let claimer = uuid::Uuid::new_v4().to_string();
             let every = std::time::Duration::from_millis(c.config.sweep_ms.max(10));
             vec![Box::pin(async move {
                 let mut tick: u64 = 0;
@@ -200,6 +202,15 @@ pub fn registration() -> hospital_host::Registration {
                     }
                     if let Err(e) = booking.sweep().await {
                         tracing::warn!(error = %e, "the appointment sweep failed; it runs again");
+                    }
+                    if let Err(e) = reminders::deliver(
+                        booking.platform.store(),
+                        &reminders::LogSender,
+                        &claimer,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "delivering reminders failed; they wait");
                     }
                     tick += 1;
                     tokio::time::sleep(every).await;
