@@ -21,6 +21,7 @@ hospital_test_kit::on_both_backends!(
     a_booked_video_visit_nobody_joined_becomes_a_no_show,
     grpc_books_once_and_lists_the_practitioners_day,
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
+    the_indicators_count_online_bookings_sessions_and_no_shows,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -1345,4 +1346,99 @@ async fn reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas(
     if let Some(s) = second {
         s.close().await;
     }
+}
+
+async fn the_indicators_count_online_bookings_sessions_and_no_shows(b: Backend) {
+    let app = spawn_app(b).await;
+    let (d1, d2) = (doctor(&app, "Trần").await, doctor(&app, "Lê").await);
+    let video = app.create(schedule(&d1, "video", 30, 1)).await;
+    let desk = app.create(schedule(&d2, "in-person", 30, 1)).await;
+    let slots = [
+        app.create(slot(&video, &from_now(60), &from_now(90))).await,
+        app.create(slot(&desk, &from_now(60), &from_now(90))).await,
+        app.create(slot(&desk, &from_now(90), &from_now(120))).await,
+        app.create(slot(&desk, &from_now(120), &from_now(150)))
+            .await,
+    ];
+    let ps = [
+        patient(&app, 1).await,
+        patient(&app, 2).await,
+        patient(&app, 3).await,
+        patient(&app, 4).await,
+    ];
+    let staff = app.client_for(Role::Clinician, None, Some(&d1));
+    let book = |s: &str, p: &str| {
+        parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}]))
+    };
+    let (_, v) = op(&staff, &app, "Appointment/$book", &book(&slots[0], &ps[0])).await;
+    let online = app.client_for(Role::Patient, Some(&ps[1]), None);
+    let (_, o) = op(
+        &online,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{}", slots[1])}}])),
+    )
+    .await;
+    let (_, n) = op(&staff, &app, "Appointment/$book", &book(&slots[2], &ps[2])).await;
+    let (_, c) = op(&staff, &app, "Appointment/$book", &book(&slots[3], &ps[3])).await;
+    let id = |x: &Value| x["id"].as_str().unwrap().to_owned();
+    let set = |a: &Value, status: &str| {
+        let mut a = a.clone();
+        a["status"] = json!(status);
+        a
+    };
+    for (a, st) in [(&v, "fulfilled"), (&n, "noshow")] {
+        let (s, _, out) = app
+            .put(&format!("Appointment/{}", id(a)), &set(a, st))
+            .await;
+        assert_eq!(s, 200, "{out}");
+    }
+    let (s, _) = op(
+        &staff,
+        &app,
+        &format!("Appointment/{}/$cancel", id(&c)),
+        &parameters(json!([])),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(o["status"], "booked");
+    let today = (chrono::Utc::now() + chrono::Duration::hours(7))
+        .format("%Y-%m-%d")
+        .to_string();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::hours(31))
+        .format("%Y-%m-%d")
+        .to_string();
+    let admin = app.client_for(Role::Admin, None, None);
+    let q = format!("Appointment/$indicators?start={today}&end={tomorrow}");
+    let r: Value = admin
+        .get(app.url(&q))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let n = |name: &str| param(&r, name).clone();
+    assert_eq!(
+        n("appointments")["valueInteger"],
+        3,
+        "the cancelled one is not counted: {r}"
+    );
+    assert_eq!(n("booked-online")["valueInteger"], 1);
+    assert_eq!(n("online-share")["valueDecimal"], 0.3333);
+    assert_eq!(n("telemedicine-sessions")["valueInteger"], 1);
+    assert_eq!(n("no-show-rate")["valueDecimal"], 0.5);
+    let r = staff.get(app.url(&q)).send().await.unwrap();
+    assert_eq!(r.status(), 403, "for administrators");
+    let r = admin
+        .get(app.url(&format!(
+            "Appointment/$indicators?start={tomorrow}&end={today}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }

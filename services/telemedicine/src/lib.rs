@@ -16,6 +16,7 @@ pub mod appointment;
 pub mod booking;
 pub mod calendar;
 pub mod grpc;
+pub mod indicators;
 pub mod operations;
 pub mod pages;
 pub mod payments;
@@ -177,6 +178,7 @@ pub fn registration() -> hospital_host::Registration {
                         }) as Arc<dyn hospital_core::Operation>
                     })
                     .collect();
+            ops.push(Arc::new(indicators::Indicators(c.platform.clone())));
             ops.push(Arc::new(operations::Join {
                 visits: visits(c),
                 public_url: c.public_url.clone(),
