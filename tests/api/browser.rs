@@ -159,6 +159,18 @@ async fn the_visit_was_recorded(app: &TestApp, id: &str) {
     let (_, e) = app.get_json(&format!("Encounter/{}", encounters[0])).await;
     assert_eq!(e["class"]["code"], "VR");
     assert_eq!(e["status"], "finished");
+    // The doctor's notes, on the encounter and signed.
+    for rtype in ["Observation", "Condition", "MedicationRequest"] {
+        let ids = app
+            .search_ids(&format!("{rtype}?encounter=Encounter/{}", encounters[0]))
+            .await;
+        assert_eq!(ids.len(), 1, "{rtype}");
+        let (s, v) = app.get_json(&format!("{rtype}/{}/$verify", ids[0])).await;
+        assert_eq!(s, 200, "{v}");
+        let valid = v["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "valid");
+        assert_eq!(valid.map(|p| &p["valueBoolean"]), Some(&serde_json::json!(true)), "{rtype} is signed: {v}");
+        assert!(v.to_string().contains("Practitioner/bs-tran-thi-mai"), "signed by the doctor: {v}");
+    }
 }
 
 #[tokio::test]

@@ -127,6 +127,21 @@ try {
   await flowing(doctor, 'doctor after the patient reloaded');
   console.log(`rejoined: patient ${JSON.stringify(again)}`);
 
+  // The doctor's notes: a diagnosis outside Circular 30/2023 with a prescription is flagged
+  // before saving; a listed one is saved to the encounter and signed.
+  await doctor.fill('#notes-form [name=findings]', 'Huyết áp 150/95 mmHg tại nhà, không đau ngực.');
+  await doctor.fill('#notes-form [name=icd10]', 'C50.9');
+  await doctor.fill('#notes-form [name=medication]', 'Amlodipin 5 mg');
+  await doctor.click('#save-notes');
+  await doctor.waitForSelector('#flag:not([hidden])', { timeout: 10000 });
+  if (!/Circular 30/.test(await doctor.textContent('#flag'))) fail('no Circular 30 flag');
+  await doctor.fill('#notes-form [name=icd10]', 'I10');
+  await doctor.fill('#notes-form [name=diagnosis]', 'Tăng huyết áp vô căn');
+  await doctor.fill('#notes-form [name=dosage]', '1 viên/ngày, uống buổi sáng');
+  await doctor.click('#save-notes');
+  await doctor.waitForSelector('#notes-status:has-text("MedicationRequest/")', { timeout: 10000 });
+  await doctor.screenshot({ path: `${shots}/visit-doctor-notes.png`, fullPage: true });
+
   // The doctor ends the visit; both pages say so.
   await doctor.click('#end');
   await patient.waitForSelector('#status:has-text("kết thúc")', { timeout: 10000 });

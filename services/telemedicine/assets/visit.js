@@ -203,6 +203,31 @@
       if (r.ok) { state.ended = true; if (state.pc) state.pc.close(); say(T.ended); }
     });
   }
+  const notes = $('notes-form');
+  if (notes) {
+    notes.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = new FormData(notes);
+      const body = {};
+      for (const k of ['findings', 'icd10', 'diagnosis', 'medication', 'dosage']) body[k] = f.get(k) || null;
+      body.acknowledge = f.get('acknowledge') === 'on';
+      const r = await fetch(`/visit/${room}/notes`, {
+        method: 'POST', headers: { 'x-csrf-token': csrf, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const j = await r.json().catch(() => ({}));
+      if (r.ok) {
+        $('flag').hidden = true; $('ack-row').hidden = true;
+        $('notes-status').textContent = (lang === 'en' ? 'Saved and signed: ' : 'Đã lưu và ký: ') + j.saved.join(', ');
+        notes.reset();
+      } else {
+        $('flag').textContent = j.message || r.status;
+        $('flag').hidden = false;
+        if (/Circular 30/.test(j.message || '')) $('ack-row').hidden = false;
+        $('notes-status').textContent = '';
+      }
+    });
+  }
   window.addEventListener('beforeunload', () => { state.leaving = true; });
   check();
 })();

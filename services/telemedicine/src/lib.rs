@@ -17,6 +17,7 @@ pub mod booking;
 pub mod calendar;
 pub mod grpc;
 pub mod indicators;
+pub mod notes;
 pub mod operations;
 pub mod pages;
 pub mod payments;

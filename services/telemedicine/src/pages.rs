@@ -44,6 +44,7 @@ pub fn routes(visits: Visits, signalling: Signalling, hospital: String) -> Route
         .route("/visit/{id}", get(show))
         .route("/visit/{id}/join", post(join))
         .route("/visit/{id}/end", post(end))
+        .route("/visit/{id}/notes", post(notes))
         .route("/visit/{id}/ws", get(ws))
         .with_state(Pages {
             visits,
@@ -338,6 +339,43 @@ async fn show(
     if let Err(e) = audit(&s, &caller, &touched).await {
         return refused(&e, en);
     }
+    let notes_panel = if doctor {
+        let (h, f, code, dx, med, dose, save, ack) = if en {
+            (
+                "Notes",
+                "Findings",
+                "ICD-10 code",
+                "Diagnosis",
+                "Prescription",
+                "Dosage",
+                "Save and sign",
+                "Advice only: the condition is outside Circular 30/2023, save anyway",
+            )
+        } else {
+            (
+                "Ghi chép",
+                "Triệu chứng, khám",
+                "Mã ICD-10",
+                "Chẩn đoán",
+                "Đơn thuốc",
+                "Cách dùng",
+                "Lưu và ký",
+                "Chỉ tư vấn: bệnh ngoài danh mục Thông tư 30/2023, vẫn lưu",
+            )
+        };
+        format!(
+            "<aside id=\"notes\"><h2>{h}</h2><form id=\"notes-form\">\
+             <label>{f}<textarea name=\"findings\" rows=\"3\" maxlength=\"4000\"></textarea></label>\
+             <label>{code}<input name=\"icd10\" maxlength=\"10\" placeholder=\"I10\"></label>\
+             <label>{dx}<input name=\"diagnosis\" maxlength=\"200\"></label>\
+             <label>{med}<input name=\"medication\" maxlength=\"200\"></label>\
+             <label>{dose}<input name=\"dosage\" maxlength=\"500\"></label>\
+             <p id=\"flag\" class=\"err\" hidden></p><label id=\"ack-row\" hidden><input type=\"checkbox\" name=\"acknowledge\"> {ack}</label>\
+             <button id=\"save-notes\">{save}</button><p id=\"notes-status\"></p></form></aside>"
+        )
+    } else {
+        String::new()
+    };
     let doctor_controls = if doctor {
         format!("<button id=\"admit\" hidden>{admit}</button> <button id=\"end\">{end}</button>")
     } else {
@@ -350,7 +388,7 @@ async fn show(
          <section id=\"precall\"><h2>{check}</h2><p id=\"check\"></p><button id=\"join\" disabled>{join}</button><p>{waiting}</p></section>\
          <section class=\"videos\"><video id=\"local\" autoplay muted playsinline></video><video id=\"remote\" autoplay playsinline></video></section>\
          <section id=\"call\" hidden>{doctor_controls}<h2>{chat}</h2><ul id=\"messages\"></ul>\
-         <form id=\"chat\"><input id=\"text\" maxlength=\"2000\" autocomplete=\"off\"><button>{send}</button></form></section>{aside}\
+         <form id=\"chat\"><input id=\"text\" maxlength=\"2000\" autocomplete=\"off\"><button>{send}</button></form></section>{notes_panel}{aside}\
          <script src=\"/visit/assets/visit.js\" defer></script>",
         hospital = escape(&s.hospital),
         when = escape(&format!(
@@ -468,6 +506,53 @@ async fn end(
                 )
                 .await;
             axum::Json(json!({"status": a["status"]})).into_response()
+        }
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn notes(
+    State(s): State<Pages>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let caller = match actor(&s, &headers, addr, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if body.len() > 64 * 1024 {
+        return json_error(&Error::new(
+            hospital_core::codes::BODY_TOO_LARGE,
+            "notes are at most 64 KiB",
+        ));
+    }
+    let notes: crate::notes::Notes = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(_) => {
+            return json_error(&Error::new(
+                hospital_core::codes::MALFORMED_REQUEST,
+                "the notes are a JSON object: findings, icd10, diagnosis, medication, dosage, acknowledge",
+            ));
+        }
+    };
+    let interaction = Interaction::Call("$notes", AuditAction::C);
+    match s.visits.save_notes(&caller, &id, &notes).await {
+        Ok((ids, touched)) => {
+            if let Err(e) = s
+                .visits
+                .platform
+                .audit(&caller, interaction, "Appointment", &touched, 201)
+                .await
+            {
+                return json_error(&e);
+            }
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"saved": ids, "signed": true})),
+            )
+                .into_response()
         }
         Err(e) => json_error(&e),
     }
