@@ -167,9 +167,20 @@ async fn the_visit_was_recorded(app: &TestApp, id: &str) {
         assert_eq!(ids.len(), 1, "{rtype}");
         let (s, v) = app.get_json(&format!("{rtype}/{}/$verify", ids[0])).await;
         assert_eq!(s, 200, "{v}");
-        let valid = v["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "valid");
-        assert_eq!(valid.map(|p| &p["valueBoolean"]), Some(&serde_json::json!(true)), "{rtype} is signed: {v}");
-        assert!(v.to_string().contains("Practitioner/bs-tran-thi-mai"), "signed by the doctor: {v}");
+        let valid = v["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "valid");
+        assert_eq!(
+            valid.map(|p| &p["valueBoolean"]),
+            Some(&serde_json::json!(true)),
+            "{rtype} is signed: {v}"
+        );
+        assert!(
+            v.to_string().contains("Practitioner/bs-tran-thi-mai"),
+            "signed by the doctor: {v}"
+        );
     }
 }
 

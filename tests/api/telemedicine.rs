@@ -650,6 +650,92 @@ async fn a_prepaid_video_visit_is_booked_when_the_bank_reports_the_payment(b: Ba
     })
     .await;
     assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+    // The patient cancels the paid visit: the money is not lost, it waits for the cashier.
+    let (code, v) = op(
+        &me,
+        &app,
+        &format!("Appointment/{id}/$cancel"),
+        &parameters(json!([])),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        status(&app, &format!("Invoice/{invoice}")).await,
+        "cancelled"
+    );
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "free");
+    let released = app.search_ids("PaymentNotice?outcome=released").await;
+    assert_eq!(released.len(), 1, "the payment moved to the refund queue");
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let queue: Value = cashier
+        .get(app.url("PaymentNotice/$queue"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = queue.to_string();
+    assert!(
+        text.contains(&released[0]) && text.contains("not given"),
+        "{queue}"
+    );
+    let (code, v) = op(
+        &cashier,
+        &app,
+        &format!("PaymentNotice/{}/$refund", released[0]),
+        &parameters(json!([
+        {"name": "reason", "valueString": "Hoàn tiền mặt tại quầy, khách đã ký nhận"}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let queue: Value = cashier
+        .get(app.url("PaymentNotice/$queue"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !queue.to_string().contains(&released[0]),
+        "settled once: {queue}"
+    );
+    // The money came in once and went out once.
+    let day = (chrono::Utc::now() + chrono::Duration::hours(7))
+        .format("%Y-%m-%d")
+        .to_string();
+    let totals: Value = cashier
+        .get(app.url(&format!("PaymentNotice/$totals?date={day}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let part = |group: &Value, name: &str| {
+        group["part"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["valueMoney"]["value"]
+            .clone()
+    };
+    let total = param(&totals, "total");
+    assert_eq!(part(total, "received"), 150_000, "counted once: {totals}");
+    let refunded: Vec<Value> = totals["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "channel")
+        .map(|c| part(c, "refunded"))
+        .collect();
+    assert_eq!(
+        refunded,
+        [json!(150_000)],
+        "refunded once, on the transfer's channel: {totals}"
+    );
 }
 
 async fn an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_closes(b: Backend) {

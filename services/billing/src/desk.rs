@@ -130,7 +130,7 @@ pub async fn queue(platform: &Platform, caller: &Caller) -> Result<(Queue, Touch
     may_work_the_desk(caller)?;
     let waiting = all_notices(
         platform,
-        vec![("outcome".into(), "unmatched,overpaid".into())],
+        vec![("outcome".into(), "unmatched,overpaid,released".into())],
     )
     .await?;
     // Which of them a settling entry names: key lookups of `urn:hospital:settles|<id>`, a
@@ -181,6 +181,18 @@ pub async fn queue(platform: &Platform, caller: &Caller) -> Result<(Queue, Touch
                     body,
                     amount,
                     reason: "paid more than the bill".into(),
+                });
+            }
+            "released" => {
+                let amount = to_refund(&body);
+                let why = ext_str(&body, REASON, "valueString")
+                    .unwrap_or("")
+                    .to_owned();
+                q.to_refund.push(Waiting {
+                    notice: v,
+                    body,
+                    amount,
+                    reason: format!("paid for a service not given: {why}"),
                 });
             }
             _ => {}
@@ -356,7 +368,7 @@ pub async fn refund(
         serde_json::from_str(&nv.body).map_err(|_| Error::internal("stored notice unreadable"))?;
     let amount = match outcome_of(&original) {
         "unmatched" => notice_amount(&original),
-        "overpaid" => to_refund(&original),
+        "overpaid" | "released" => to_refund(&original),
         _ => 0,
     };
     if amount <= 0 {
@@ -381,6 +393,83 @@ pub async fn refund(
     touched.add(&w.version);
     let first = json!({"name": "amount", "valueMoney": {"value": amount, "currency": "VND"}});
     settled(tx, "$refund", touched, first, &receipt, &w.version.id).await
+}
+
+/// Releases a paid prepaid invoice whose service will not be given (a prepaid video visit
+/// cancelled by either side): the invoice is cancelled with `reason`, and each payment it
+/// received is moved, by a settling entry (`released`, not new money), to the cashier's queue,
+/// to be refunded (or assigned to a rebooking's bill) by a person. Nothing is refunded
+/// automatically. Releasing a released invoice changes nothing.
+pub async fn release(
+    platform: &Platform,
+    caller: &Caller,
+    invoice_id: &str,
+    reason: &str,
+) -> Result<(Version, Touched), Error> {
+    may_work_the_desk(caller)?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Error::invalid("reason", "say why (1 to 500 characters)"));
+    }
+    let mut tx = platform.begin(caller).await?;
+    tx.lock(&format!("Invoice/{invoice_id}")).await?;
+    let v = tx.read("Invoice", invoice_id).await?;
+    let mut touched = Touched::of(std::slice::from_ref(&v));
+    let mut inv: Value =
+        serde_json::from_str(&v.body).map_err(|_| Error::internal("stored invoice unreadable"))?;
+    let status = inv["status"].as_str().unwrap_or("").to_owned();
+    if status == "cancelled" {
+        return Ok((v, touched));
+    }
+    if !matches!(crate::issue::kind(&inv), Some("prepaid" | "deposit")) {
+        return Err(Error::new(
+            codes::BUSINESS_RULE,
+            "only a prepayment or a deposit is released; an encounter's bill is corrected by the cashier",
+        ));
+    }
+    let paying = tx
+        .search(&SearchQuery::new(
+            "PaymentNotice",
+            vec![
+                ("request".into(), format!("Invoice/{invoice_id}")),
+                ("_count".into(), "1000".into()),
+            ],
+        ))
+        .await?
+        .matches;
+    for n in &paying {
+        let body: Value = serde_json::from_str(&n.body)
+            .map_err(|_| Error::internal("stored notice unreadable"))?;
+        if outcome_of(&body) == "refund" {
+            continue;
+        }
+        let amount = notice_amount(&body);
+        let receipt = new_receipt(&mut tx).await?;
+        let mut extra = vec![
+            json!({"url": REASON, "valueString": reason}),
+            json!({"url": TO_REFUND, "valueMoney": {"value": amount, "currency": "VND"}}),
+        ];
+        if let Some(p) = ext(&body, PATIENT) {
+            extra.push(p.clone());
+        }
+        let entry = settling_entry(&body, &n.id, "released", amount, &receipt, caller, extra);
+        let w = platform
+            .writer()
+            .create_by_service(&mut tx, "PaymentNotice", entry)
+            .await
+            .map_err(already_settled)?;
+        touched.add(n);
+        touched.add(&w.version);
+    }
+    inv["status"] = json!("cancelled");
+    inv["cancelledReason"] = json!(reason);
+    let out = platform
+        .writer()
+        .update_by_service(&mut tx, "Invoice", invoice_id, inv, Some(v.version_id))
+        .await?;
+    touched.add(&out.version);
+    tx.commit().await?;
+    Ok((out.version, touched))
 }
 
 /// Count and đồng of one channel.

@@ -21,6 +21,7 @@ const CREATE_INVOICE: Interaction = Interaction::Call("CreateInvoice", AuditActi
 const GET_INVOICE: Interaction = Interaction::Call("GetInvoice", AuditAction::R);
 const WATCH_INVOICE: Interaction = Interaction::Call("WatchInvoice", AuditAction::R);
 const CANCEL_INVOICE: Interaction = Interaction::Call("CancelInvoice", AuditAction::U);
+const RELEASE_INVOICE: Interaction = Interaction::Call("ReleaseInvoice", AuditAction::U);
 const DAY_TOTALS: Interaction = Interaction::Call("GetDayTotals", AuditAction::R);
 
 /// How often a watched invoice is looked at, and for how long at most.
@@ -287,6 +288,30 @@ impl pb::billing_server::Billing for BillingGrpc {
         }
         .await;
         self.call(&caller, CANCEL_INVOICE)
+            .audited(result)
+            .await
+            .map(Response::new)
+    }
+
+    async fn release_invoice(
+        &self,
+        request: Request<pb::CancelInvoiceRequest>,
+    ) -> Result<Response<pb::InvoiceRecord>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let result = async {
+            if !hospital_core::store::is_valid_id(&r.invoice_id) {
+                return Err(Error::invalid(
+                    "invoice_id",
+                    "invoice_id is not a valid FHIR id",
+                ));
+            }
+            let (v, touched) =
+                desk::release(&self.invoicing.platform, &caller, &r.invoice_id, &r.reason).await?;
+            Ok((self.record(&v)?, touched))
+        }
+        .await;
+        self.call(&caller, RELEASE_INVOICE)
             .audited(result)
             .await
             .map(Response::new)

@@ -48,6 +48,9 @@ pub trait Payments: Send + Sync {
     async fn get(&self, invoice: &str) -> Result<Bill, Error>;
     /// Cancels an unpaid invoice; refused (`PC_03`) once a payment was recorded against it.
     async fn cancel(&self, invoice: &str, reason: &str) -> Result<Bill, Error>;
+    /// Releases a paid prepayment whose visit will not take place: its money goes to the
+    /// cashier's queue to be refunded or carried to a rebooking.
+    async fn release(&self, invoice: &str, reason: &str) -> Result<Bill, Error>;
     /// Waits until the invoice is final (paid or cancelled), or gives up with an error.
     async fn wait_final(&self, invoice: &str) -> Result<Bill, Error>;
 }
@@ -611,11 +614,19 @@ impl Booking {
         touched.add(&w.version);
         let touched = finish(tx, touched).await?;
         if let Some(inv) = appointment::invoice_of(&a) {
-            match self.payments.cancel(&inv, "the visit was cancelled").await {
-                Ok(_) => {}
-                // Paid: the money is the cashier's to refund (or to carry to a rebooking).
-                Err(e) => tracing::warn!(appointment = %id, invoice = %inv, error = %e,
-                    "the cancelled visit's invoice stays: it was paid, and is the cashier's to refund"),
+            // Unpaid: cancelled. Paid: released to the cashier's queue, to refund or rebook.
+            let bill = self.payments.get(&inv).await;
+            let done = match bill.as_ref().map(|b| b.status.as_str()) {
+                Ok("balanced") => {
+                    self.payments
+                        .release(&inv, &format!("Appointment/{id} cancelled"))
+                        .await
+                }
+                _ => self.payments.cancel(&inv, "the visit was cancelled").await,
+            };
+            if let Err(e) = done {
+                tracing::warn!(appointment = %id, invoice = %inv, error = %e,
+                    "the cancelled visit's invoice was not settled; the cashier sees it");
             }
         }
         Ok((w.version, touched))

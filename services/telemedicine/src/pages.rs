@@ -76,6 +76,7 @@ fn frame_with(title: &str, en: bool, attrs: &str, body: &str) -> Response {
          form#chat{{display:flex;gap:.4rem}}form#chat input{{flex:1;padding:.5rem;font-size:1rem}}\
          aside{{border:1px solid #ddd;border-radius:.5rem;padding:.5rem 1rem;margin-top:1rem}}\
          table{{border-collapse:collapse;width:100%}}td,th{{text-align:left;padding:.3rem;border-bottom:1px solid #eee}}\
+         #notes-form label{{display:block;margin:.5rem 0}}#notes-form input:not([type=checkbox]),#notes-form textarea{{display:block;width:100%;padding:.45rem;font-size:1rem}}\
          .err{{color:#b00020}}</style></head><body{}>{body}</body></html>",
         if en { "en" } else { "vi" },
         escape(title),

@@ -110,6 +110,23 @@ impl Payments for BillingPayments {
             .map_err(from_status)
     }
 
+    async fn release(&self, invoice: &str, reason: &str) -> Result<Bill, Error> {
+        let msg = pb::CancelInvoiceRequest {
+            invoice_id: invoice.to_owned(),
+            reason: reason.to_owned(),
+        };
+        // Releasing a released invoice returns it unchanged: safe to repeat.
+        self.billing
+            .call(msg, None, Idempotency::Safe, |ch, req| async move {
+                pb::billing_client::BillingClient::new(ch)
+                    .release_invoice(req)
+                    .await
+            })
+            .await
+            .map(bill)
+            .map_err(from_status)
+    }
+
     async fn wait_final(&self, invoice: &str) -> Result<Bill, Error> {
         let msg = pb::WatchInvoiceRequest {
             invoice_id: invoice.to_owned(),
