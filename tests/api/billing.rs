@@ -472,7 +472,7 @@ pub(crate) fn casso(id: i64, amount: i64, memo: &str, account: &str) -> (String,
     (body.to_string(), format!("t={t},v1={v1}"))
 }
 
-async fn post_casso(app: &TestApp, body: &str, signature: &str) -> (u16, Value) {
+pub(crate) async fn post_casso(app: &TestApp, body: &str, signature: &str) -> (u16, Value) {
     let r = app
         .anonymous
         .post(format!(

@@ -17,6 +17,7 @@ mod official_examples;
 mod outbound;
 mod platform;
 mod signatures;
+mod story;
 mod telemedicine;
 mod web_signin;
 

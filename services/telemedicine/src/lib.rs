@@ -180,6 +180,7 @@ pub fn registration() -> hospital_host::Registration {
                     })
                     .collect();
             ops.push(Arc::new(indicators::Indicators(c.platform.clone())));
+            ops.push(Arc::new(operations::End(visits(c))));
             ops.push(Arc::new(operations::Join {
                 visits: visits(c),
                 public_url: c.public_url.clone(),

@@ -170,3 +170,32 @@ impl Operation for Join {
         ))
     }
 }
+
+/// `POST Appointment/{id}/$end`: the practitioner ends the visit (the same rule as the visit
+/// page's button): the Encounter closed, the appointment `fulfilled`. Returns the Appointment.
+pub struct End(pub crate::visit::Visits);
+
+#[async_trait]
+impl Operation for End {
+    fn resource_type(&self) -> &'static str {
+        "Appointment"
+    }
+    fn name(&self) -> &'static str {
+        "$end"
+    }
+    fn action(&self) -> AuditAction {
+        AuditAction::U
+    }
+    fn posted(&self) -> bool {
+        true
+    }
+
+    async fn run(
+        &self,
+        caller: &Caller,
+        id: &str,
+        _input: Option<Value>,
+    ) -> Result<(Value, Touched), Error> {
+        self.0.end(caller, id).await
+    }
+}

@@ -1,0 +1,368 @@
+//! The end-to-end story of the product, in one test across the three services with real gRPC
+//! between them (the all-in-one process calls each service over loopback gRPC, as separate
+//! processes would): a patient registered with their personal ID and BHYT card books and
+//! prepays a video visit (the bank's signed feed pays it), the call, the doctor's signed notes,
+//! the visit fulfilled, lab charges on an invoice with the BHYT share and its QR, the payment
+//! delivered twice and credited once, the patient reading their own record and receipt and
+//! nobody else's, and the audit trail holding every access and verifying.
+
+use crate::billing::{casso, post_casso};
+use crate::common::*;
+use crate::telemedicine::{from_now, op, parameters, schedule, slot};
+use hospital_billing::prices::{Category, definition};
+use hospital_core::auth::Role;
+use serde_json::{Value, json};
+
+hospital_test_kit::on_both_backends!(the_whole_story_of_a_telemedicine_patient);
+
+fn ext_value<'a>(v: &'a Value, url: &str) -> &'a Value {
+    v["extension"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["url"] == url))
+        .unwrap_or_else(|| panic!("no {url} on {v}"))
+}
+
+fn identifier(v: &Value, system: &str) -> String {
+    v["identifier"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["system"] == system))
+        .and_then(|i| i["value"].as_str())
+        .unwrap_or_else(|| panic!("no {system} on {v}"))
+        .to_owned()
+}
+
+fn total(invoice: &Value, code: &str) -> i64 {
+    invoice["totalPriceComponent"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["code"]["coding"][0]["code"] == code))
+        .and_then(|c| c["amount"]["value"].as_i64())
+        .unwrap_or_else(|| panic!("no {code} total: {invoice}"))
+}
+
+async fn wait_for(app: &TestApp, path: &str, status: &str) {
+    for _ in 0..100 {
+        let (_, v) = app.get_json(path).await;
+        if v["status"] == status {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{path} did not become {status}");
+}
+
+async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let admin = app.client_for(Role::Admin, None, None);
+    for (code, title, price, bhyt) in [
+        ("KB.TX", "Tư vấn khám bệnh từ xa", 150_000, None),
+        ("XN.GLU", "Định lượng Glucose máu", 30_000, Some(21_500)),
+        ("XN.HBA1C", "Định lượng HbA1c", 120_000, Some(101_000)),
+    ] {
+        let (s, d) = op(
+            &admin,
+            &app,
+            "ChargeItemDefinition",
+            &definition(code, title, Category::Service, price, bhyt, "2026-01-01"),
+        )
+        .await;
+        assert_eq!(s, 201, "{d}");
+    }
+    let doctor_id = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Trần", "given": ["Thị", "Mai"]}]}))
+        .await;
+    let sched = app.create(schedule(&doctor_id, "video", 30, 1)).await;
+    let the_slot = app.create(slot(&sched, &from_now(5), &from_now(35))).await;
+
+    // 1. Registered at the desk with the personal ID and the BHYT card.
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (s, patient) = op(&desk, &app, "Patient", &patient_an("051085000777")).await;
+    assert_eq!(s, 201, "{patient}");
+    let an = patient["id"].as_str().unwrap().to_owned();
+    let (s, cov) = op(&desk, &app, "Coverage", &json!({"resourceType": "Coverage", "status": "active",
+        "identifier": [{"system": INSURANCE, "value": "DN4510123456789"}],
+        "beneficiary": {"reference": format!("Patient/{an}")}, "payor": [{"display": "BHXH Việt Nam"}],
+        "period": {"start": "2026-01-01", "end": "2026-12-31"}})).await;
+    assert_eq!(s, 201, "{cov}");
+
+    // 2. The patient books a video visit and prepays it; the bank's signed feed pays it.
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (s, visit) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{the_slot}")}},
+        {"name": "reason", "valueString": "Theo dõi đường huyết"}])),
+    )
+    .await;
+    assert_eq!(
+        (s, visit["status"].as_str()),
+        (200, Some("pending")),
+        "{visit}"
+    );
+    let appt = visit["id"].as_str().unwrap().to_owned();
+    let fee_invoice =
+        ext_value(&visit, "urn:hospital:appointment:invoice")["valueReference"]["reference"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let (_, fee) = app.get_json(&fee_invoice).await;
+    let (body, sig) = casso(
+        8_800_001,
+        150_000,
+        &format!(
+            "MBVCB.1.{}.CT",
+            identifier(&fee, "urn:hospital:payment-code")
+        ),
+        &account,
+    );
+    assert_eq!(post_casso(&app, &body, &sig).await.0, 200);
+    wait_for(&app, &format!("Appointment/{appt}"), "booked").await;
+
+    // 3. The call: both join; the first join opened the VR encounter in records over gRPC.
+    let doctor = app.client_for(Role::Clinician, None, Some(&doctor_id));
+    let none = parameters(json!([]));
+    let (s, j) = op(&me, &app, &format!("Appointment/{appt}/$join"), &none).await;
+    assert_eq!(s, 200, "{j}");
+    let (s, j) = op(&doctor, &app, &format!("Appointment/{appt}/$join"), &none).await;
+    assert_eq!(s, 200, "{j}");
+    let (_, arrived) = app.get_json(&format!("Appointment/{appt}")).await;
+    assert_eq!(arrived["status"], "arrived");
+    let enc =
+        ext_value(&arrived, "urn:hospital:appointment:encounter")["valueReference"]["reference"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("Encounter/")
+            .to_owned();
+    let (_, e) = app.get_json(&format!("Encounter/{enc}")).await;
+    assert_eq!(
+        (e["class"]["code"].as_str(), e["status"].as_str()),
+        (Some("VR"), Some("in-progress")),
+        "{e}"
+    );
+
+    // 4. Findings, diagnosis and prescription on the encounter, each signed by the doctor.
+    let subject = json!({"reference": format!("Patient/{an}")});
+    let on = json!({"reference": format!("Encounter/{enc}")});
+    let me_doc = json!({"reference": format!("Practitioner/{doctor_id}")});
+    let entries = [
+        json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "29545-1"}]},
+            "subject": subject, "encounter": on, "performer": [me_doc], "valueString": "Đường huyết tại nhà 8,2 mmol/L"}),
+        json!({"resourceType": "Condition", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11.9"}]},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "subject": subject, "encounter": on, "asserter": me_doc}),
+        json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"text": "Metformin 850 mg"}, "subject": subject, "encounter": on,
+            "requester": me_doc, "dosageInstruction": [{"text": "1 viên x 2 lần/ngày"}]}),
+    ];
+    let mut record = Vec::new();
+    for body in entries {
+        let rtype = body["resourceType"].as_str().unwrap().to_owned();
+        let (s, w) = op(&doctor, &app, &rtype, &body).await;
+        assert_eq!(s, 201, "{w}");
+        let id = w["id"].as_str().unwrap().to_owned();
+        let r = doctor
+            .post(app.url(&format!("{rtype}/{id}/$sign")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{rtype} signed");
+        record.push((rtype, id));
+    }
+
+    // 5. The doctor ends the visit: fulfilled, the encounter closed.
+    let (s, done) = op(&doctor, &app, &format!("Appointment/{appt}/$end"), &none).await;
+    assert_eq!(
+        (s, done["status"].as_str()),
+        (200, Some("fulfilled")),
+        "{done}"
+    );
+    let (_, e) = app.get_json(&format!("Encounter/{enc}")).await;
+    assert_eq!(e["status"], "finished");
+
+    // 6. Lab charges go on the encounter's invoice with the BHYT share; it shows its QR.
+    for code in ["XN.GLU", "XN.HBA1C"] {
+        let (s, c) = op(
+            &doctor,
+            &app,
+            "ChargeItem",
+            &json!({"resourceType": "ChargeItem", "status": "billable",
+            "code": {"coding": [{"system": "urn:hospital:service-code", "code": code}]},
+            "subject": subject, "context": on,
+            "occurrenceDateTime": e["period"]["start"], "quantity": {"value": 1}}),
+        )
+        .await;
+        assert_eq!(s, 201, "{c}");
+    }
+    let (s, bill) = op(
+        &desk,
+        &app,
+        "Invoice/$issue",
+        &parameters(json!([
+        {"name": "encounter", "valueReference": {"reference": format!("Encounter/{enc}")}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{bill}");
+    let gross = total(&bill, "total");
+    assert_eq!(gross, 150_000, "30.000 + 120.000 đồng of tests");
+    assert!(
+        total(&bill, "bhyt-fund") > 0,
+        "the card pays its share: {bill}"
+    );
+    assert_eq!(
+        bill["totalNet"]["value"].as_i64().unwrap() + total(&bill, "bhyt-fund"),
+        gross
+    );
+    let bill_id = bill["id"].as_str().unwrap().to_owned();
+    let owed = bill["totalNet"]["value"].as_i64().unwrap();
+    let qr: Value = me
+        .get(app.url(&format!("Invoice/{bill_id}/$payment-qr")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let payload = qr["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "payload")
+        .and_then(|p| p["valueString"].as_str())
+        .expect("a VietQR payload")
+        .to_owned();
+    assert!(
+        payload.starts_with("000201")
+            && payload.contains(&identifier(&bill, "urn:hospital:payment-code"))
+    );
+
+    // 7. The bank delivers the payment twice; it is credited once.
+    let (body, sig) = casso(
+        8_800_002,
+        owed,
+        &format!(
+            "MBVCB.2.{}.CT",
+            identifier(&bill, "urn:hospital:payment-code")
+        ),
+        &account,
+    );
+    assert_eq!(post_casso(&app, &body, &sig).await.0, 200);
+    let (body2, sig2) = casso(
+        8_800_002,
+        owed,
+        &format!(
+            "MBVCB.2.{}.CT",
+            identifier(&bill, "urn:hospital:payment-code")
+        ),
+        &account,
+    );
+    assert_eq!(
+        post_casso(&app, &body2, &sig2).await.0,
+        200,
+        "a repeated delivery is acknowledged"
+    );
+    wait_for(&app, &format!("Invoice/{bill_id}"), "balanced").await;
+    let paid = app
+        .search_ids(&format!("PaymentNotice?request=Invoice/{bill_id}"))
+        .await;
+    assert_eq!(paid.len(), 1, "credited once");
+
+    // 8. The patient reads their own record and receipt, and nobody else's.
+    let other = app.create(patient_an("051085000778")).await;
+    let (s, someone_else) = op(
+        &desk,
+        &app,
+        "Invoice/$issue",
+        &parameters(json!([
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{other}")}},
+        {"name": "deposit", "valueMoney": {"value": 500_000, "currency": "VND"}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{someone_else}");
+    for (rtype, id) in record.iter().map(|(t, i)| (t.as_str(), i.as_str())).chain([
+        ("Encounter", enc.as_str()),
+        ("Invoice", bill_id.as_str()),
+        ("PaymentNotice", paid[0].as_str()),
+        ("Appointment", appt.as_str()),
+    ]) {
+        let r = me
+            .get(app.url(&format!("{rtype}/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the patient reads their {rtype}");
+    }
+    let r = me
+        .get(app.url(&format!("Invoice/{}", someone_else["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "another patient's bill is not known to them"
+    );
+    let r = me
+        .get(app.url(&format!("Patient/{other}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let mine: Value = me
+        .get(app.url("Invoice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        mine["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["resource"]["subject"]["reference"] == format!("Patient/{an}"))
+    );
+
+    // 9. Every access is in the audit trail, and the trail verifies.
+    let trail = app
+        .audit_events(&format!("patient=Patient/{an}&_count=500"))
+        .await;
+    let did = |needle: &str| trail.iter().any(|e| e.to_string().contains(needle));
+    for needle in [
+        "$book",
+        "$join",
+        "$end",
+        "$issue",
+        "$payment-qr",
+        "CreateInvoice",
+        "OpenEncounter",
+        &format!("Invoice/{bill_id}"),
+    ] {
+        assert!(did(needle), "the trail names {needle}");
+    }
+    app.store.audit_seal().await.unwrap();
+    let report = app.store.audit_verify().await.unwrap();
+    assert!(report.first_break.is_none(), "{:?}", report.first_break);
+    let url = app
+        .running
+        .as_ref()
+        .unwrap()
+        .context
+        .config
+        .database_url
+        .clone();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &url)
+        .env("HOSPITAL_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit trail intact"));
+}
