@@ -22,6 +22,7 @@ hospital_test_kit::on_both_backends!(
     grpc_books_once_and_lists_the_practitioners_day,
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
     the_indicators_count_online_bookings_sessions_and_no_shows,
+    the_booking_table_in_the_docs_is_what_the_operations_enforce,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -1527,4 +1528,247 @@ async fn the_indicators_count_online_bookings_sessions_and_no_shows(b: Backend) 
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+/// The booking table of `docs/access.md`: role -> (column -> cell).
+fn booking_table() -> Vec<(Role, Vec<(String, String)>)> {
+    let doc = include_str!("../../docs/access.md");
+    let mut lines = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("## Booking and visits"))
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'));
+    let header: Vec<String> = lines
+        .next()
+        .expect("the booking table")
+        .split('|')
+        .map(|c| c.trim().split_whitespace().next().unwrap_or("").to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(header[0], "role");
+    lines.next();
+    lines
+        .map(|l| {
+            let cells: Vec<String> = l.split('|').map(|c| c.trim().to_owned()).collect();
+            let cells = &cells[1..cells.len() - 1];
+            let role =
+                Role::parse(&cells[0]).unwrap_or_else(|| panic!("unknown role {}", cells[0]));
+            (
+                role,
+                header[1..]
+                    .iter()
+                    .cloned()
+                    .zip(cells[1..].iter().cloned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+async fn the_booking_table_in_the_docs_is_what_the_operations_enforce(b: Backend) {
+    let app = spawn_app(b).await;
+    price_list(&app).await;
+    let table = booking_table();
+    assert_eq!(table.len(), 5, "every role has a row");
+    let doc = doctor(&app, "Trần").await;
+    let stranger_doc = doctor(&app, "Lê").await;
+    let video = app.create(schedule(&doc, "video", 30, 1)).await;
+    let desk = app.client_for(Role::Cashier, None, None);
+    let mut n = 0u32;
+    for (role, cells) in table {
+        let cell = |c: &str| {
+            cells
+                .iter()
+                .find(|(k, _)| k == c)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no {c}"))
+        };
+        n += 10;
+        // Whom the role acts as, and the appointments it acts on.
+        let own = patient(&app, n).await;
+        let other = patient(&app, n + 1).await;
+        let client = match role {
+            Role::Patient => app.client_for(role, Some(&own), None),
+            Role::Clinician => app.client_for(role, None, Some(&doc)),
+            _ => app.client_for(role, None, None),
+        };
+        let new_slot = |a: i64| {
+            let app = &app;
+            let video = video.clone();
+            async move {
+                app.create(slot(&video, &from_now(a), &from_now(a + 20)))
+                    .await
+            }
+        };
+        let base = i64::from(n) * 60;
+        let for_whom = |p: &str| json!({"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}});
+        let slot_of =
+            |s: &str| json!({"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}});
+        // book
+        let s1 = new_slot(base).await;
+        let target = if role == Role::Patient { &own } else { &other };
+        let (st, v) = op(
+            &client,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([slot_of(&s1), for_whom(target)])),
+        )
+        .await;
+        match cell("book") {
+            "own" | "anyone" => assert!(matches!(st, 200), "{role:?} books: {st} {v}"),
+            "—" => assert_eq!(st, 403, "{role:?} may not book: {v}"),
+            c => panic!("unknown cell {c}"),
+        }
+        if cell("book") == "own" {
+            let s2 = new_slot(base + 20).await;
+            let (st, _) = op(
+                &client,
+                &app,
+                "Appointment/$book",
+                &parameters(json!([slot_of(&s2), for_whom(&other)])),
+            )
+            .await;
+            assert_eq!(st, 404, "{role:?} books only their own");
+        }
+        // manage: an appointment of `own` (the patient's) and of `other`, booked at the desk.
+        let (s3, s4) = (new_slot(base + 40).await, new_slot(base + 60).await);
+        let (_, mine) = op(
+            &desk,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([slot_of(&s3), for_whom(&own)])),
+        )
+        .await;
+        let (_, theirs) = op(
+            &desk,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([slot_of(&s4), for_whom(&other)])),
+        )
+        .await;
+        let (mine, theirs) = (
+            mine["id"].as_str().unwrap().to_owned(),
+            theirs["id"].as_str().unwrap().to_owned(),
+        );
+        let cancel = |id: &str| format!("Appointment/{id}/$cancel");
+        match cell("manage") {
+            "own" => {
+                assert_eq!(
+                    op(&client, &app, &cancel(&theirs), &parameters(json!([])))
+                        .await
+                        .0,
+                    404
+                );
+                assert_eq!(
+                    op(&client, &app, &cancel(&mine), &parameters(json!([])))
+                        .await
+                        .0,
+                    200
+                );
+            }
+            "anyone" => assert_eq!(
+                op(&client, &app, &cancel(&theirs), &parameters(json!([])))
+                    .await
+                    .0,
+                200,
+                "{role:?}"
+            ),
+            "—" => assert_eq!(
+                op(&client, &app, &cancel(&theirs), &parameters(json!([])))
+                    .await
+                    .0,
+                403,
+                "{role:?}"
+            ),
+            c => panic!("unknown cell {c}"),
+        }
+        // join and end: a visit starting now, of `own` with `doc`; and one of another doctor.
+        // Inside the join window, one after another (each role's visit its own time).
+        let k = i64::from(n / 10) * 2;
+        let sched_other = app.create(schedule(&stranger_doc, "video", 30, 1)).await;
+        let s6 = app
+            .create(slot(&sched_other, &from_now(1 + k), &from_now(2 + k)))
+            .await;
+        let visit_slot = app
+            .create(slot(&video, &from_now(1 + k), &from_now(2 + k)))
+            .await;
+        let staff = app.client_for(Role::Clinician, None, Some(&doc));
+        let (st, v) = op(
+            &staff,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([slot_of(&visit_slot), for_whom(&own)])),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let visit = v["id"].as_str().unwrap().to_owned();
+        let stranger = app.client_for(Role::Clinician, None, Some(&stranger_doc));
+        let (st, v) = op(
+            &stranger,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([slot_of(&s6), for_whom(&other)])),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let not_mine = v["id"].as_str().unwrap().to_owned();
+        let join = |id: &str| format!("Appointment/{id}/$join");
+        match cell("join") {
+            "own" => {
+                assert_eq!(
+                    op(&client, &app, &join(&visit), &parameters(json!([])))
+                        .await
+                        .0,
+                    200,
+                    "{role:?} joins"
+                );
+                let refused = op(&client, &app, &join(&not_mine), &parameters(json!([])))
+                    .await
+                    .0;
+                assert!(
+                    matches!(refused, 403 | 404),
+                    "{role:?} joins only their own: {refused}"
+                );
+            }
+            "—" => assert_eq!(
+                op(&client, &app, &join(&visit), &parameters(json!([])))
+                    .await
+                    .0,
+                403,
+                "{role:?}"
+            ),
+            c => panic!("unknown cell {c}"),
+        }
+        // The visit is under way (joined by its doctor): who may end it.
+        assert_eq!(
+            op(&staff, &app, &join(&visit), &parameters(json!([])))
+                .await
+                .0,
+            200
+        );
+        let end = format!("Appointment/{visit}/$end");
+        match cell("end") {
+            "own" => assert_eq!(
+                op(&client, &app, &end, &parameters(json!([]))).await.0,
+                200,
+                "{role:?} ends"
+            ),
+            "—" => assert_eq!(
+                op(&client, &app, &end, &parameters(json!([]))).await.0,
+                403,
+                "{role:?}"
+            ),
+            c => panic!("unknown cell {c}"),
+        }
+        let r = client
+            .get(app.url("Appointment/$indicators?start=2026-12-01&end=2026-12-31"))
+            .send()
+            .await
+            .unwrap();
+        match cell("indicators") {
+            "read" => assert_eq!(r.status(), 200, "{role:?}"),
+            "—" => assert_eq!(r.status(), 403, "{role:?}"),
+            c => panic!("unknown cell {c}"),
+        }
+    }
 }
