@@ -81,6 +81,8 @@ struct Args {
     hostile: u64,
     /// Bills of the billing phase (invoice creation, webhook intake); 0 skips it.
     bills: usize,
+    /// Practitioners of the telemedicine phase (30 days of slots each); 0 skips it.
+    practitioners: usize,
     postgres_admin: String,
 }
 
@@ -94,6 +96,7 @@ fn parse_args() -> Args {
         concurrency: 16,
         hostile: 10,
         bills: 2000,
+        practitioners: 0,
         postgres_admin: std::env::var("HOSPITAL_BENCH_POSTGRES_ADMIN")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
     };
@@ -116,6 +119,7 @@ fn parse_args() -> Args {
             "--concurrency" => a.concurrency = val().parse().expect("number"),
             "--hostile" => a.hostile = val().parse().expect("seconds"),
             "--bills" => a.bills = val().parse().expect("number"),
+            "--practitioners" => a.practitioners = val().parse().expect("number"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -196,11 +200,23 @@ impl Server {
             .env("HOSPITAL_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
             .env("HOSPITAL_JWT_SECRET", BENCH_SECRET)
             .env("HOSPITAL_SEPAY_API_KEY", "bench-sepay-key")
+            .env("HOSPITAL_SWEEP_MS", "500")
             .stdout(Stdio::null())
             .spawn()
             .expect("start the release hospital binary (cargo build --release)");
         let base = format!("http://127.0.0.1:{port}/fhir");
         Server { child, base }
+    }
+
+    fn rss_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
     }
 
     fn peak_rss_mib(&self) -> f64 {
@@ -294,6 +310,269 @@ struct Figures {
     attack_requests: usize,
     invoices_ps: f64,
     webhooks_ps: f64,
+    /// Telemedicine: slots made, slot search p50/p99 (ms), bookings/s, signalling
+    /// connections held and the memory they took (MiB).
+    slots: usize,
+    slot_search: (f64, f64),
+    bookings_ps: f64,
+    sockets: usize,
+    sockets_mib: f64,
+}
+
+/// Vietnam's clock.
+fn vn_now() -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+}
+
+fn vn_instant(t: chrono::DateTime<chrono::FixedOffset>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S+07:00").to_string()
+}
+
+/// The telemedicine phase: `n` practitioners with a schedule each (every day 07:00–19:00 in
+/// 30-minute slots, 30 days ahead: the service makes the slots); slot searches as patients
+/// run them (a practitioner's free slots on a day; free video slots of a specialty over three
+/// days); `$book` of distinct slots for distinct patients, 16 in flight; then signalling
+/// WebSockets held open (ten per visit, one visit per practitioner), and the memory they take.
+async fn telemedicine(
+    http: &reqwest::Client,
+    base: &str,
+    patients: &[String],
+    n: usize,
+    server: &Server,
+    f: &mut Figures,
+) {
+    let mut rng = StdRng::seed_from_u64(9);
+    let days: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| json!({"url": "day", "valueCode": d}))
+        .collect();
+    let mut practitioners = Vec::new();
+    for i in 0..n {
+        let r: Value = http
+            .post(format!("{base}/Practitioner"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Practitioner", "name": [{"family": format!("Bác sĩ {i}")}]}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        practitioners.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let specialties = ["394802001", "394579002", "394583002", "394537008"];
+    let t = Instant::now();
+    for (i, p) in practitioners.iter().enumerate() {
+        let mut available = days.clone();
+        available.push(json!({"url": "start", "valueTime": "07:00:00"}));
+        available.push(json!({"url": "end", "valueTime": "19:00:00"}));
+        let mode = if i % 2 == 0 { "video" } else { "in-person" };
+        let body = json!({"resourceType": "Schedule", "active": true,
+            "actor": [{"reference": format!("Practitioner/{p}")}],
+            "specialty": [{"coding": [{"system": "http://snomed.info/sct", "code": specialties[i % 4]}]}],
+            "extension": [{"url": "urn:hospital:schedule", "extension": [
+                {"url": "mode", "valueCode": mode}, {"url": "slot-minutes", "valueInteger": 30},
+                {"url": "horizon-days", "valueInteger": 30}, {"url": "available", "extension": available}]}]});
+        let r = http
+            .post(format!("{base}/Schedule"))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // The service makes the slots in the background: wait until their count settles.
+    let count = || async {
+        let r: Value = http
+            .get(format!("{base}/Slot?_summary=count"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["total"].as_u64().unwrap_or(0) as usize
+    };
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = count().await;
+        if now > 0 && now == last {
+            break;
+        }
+        last = now;
+    }
+    f.slots = last;
+    eprintln!(
+        "  {} slots made in {:.0} s ({:.0}/s)",
+        last,
+        t.elapsed().as_secs_f64(),
+        last as f64 / t.elapsed().as_secs_f64()
+    );
+    // Slot search.
+    let queries: Vec<String> = (0..1000)
+        .map(|i| {
+            let day = (vn_now() + chrono::Duration::days(rng.random_range(1..29))).format("%Y-%m-%d");
+            if i % 2 == 0 {
+                let p = &practitioners[rng.random_range(0..n)];
+                format!("Slot?practitioner=Practitioner/{p}&status=free&start={day}")
+            } else {
+                let s = specialties[rng.random_range(0..4)];
+                format!(
+                    "Slot?specialty=http://snomed.info/sct|{s}&mode=video&status=free&start=ge{day}&start=le{}&_count=50",
+                    (vn_now() + chrono::Duration::days(31)).format("%Y-%m-%d")
+                )
+            }
+        })
+        .collect();
+    let mut lat: Vec<Duration> = futures::stream::iter(queries)
+        .map(|q| {
+            let http = http.clone();
+            let url = format!("{base}/{q}");
+            async move {
+                let t = Instant::now();
+                let r = http.get(url).send().await.expect("search");
+                assert_eq!(r.status(), 200);
+                r.bytes().await.expect("body");
+                t.elapsed()
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    lat.sort();
+    f.slot_search = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    // Bookings: distinct slots (different practitioners, the same few days) for distinct
+    // patients, so nobody is double booked and every call should succeed.
+    let day = (vn_now() + chrono::Duration::days(3)).format("%Y-%m-%d").to_string();
+    let mut slots = Vec::new();
+    for p in &practitioners {
+        let page: Value = http
+            .get(format!("{base}/Slot?practitioner=Practitioner/{p}&status=free&start={day}&_count=24"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for e in page["entry"].as_array().into_iter().flatten() {
+            slots.push((e["resource"]["id"].as_str().unwrap().to_owned(), e["resource"]["start"].as_str().unwrap().to_owned()));
+        }
+    }
+    // Each patient at most once per start time.
+    let mut by_start: std::collections::HashMap<String, usize> = Default::default();
+    let jobs: Vec<(String, String)> = slots
+        .iter()
+        .filter_map(|(s, start)| {
+            let k = by_start.entry(start.clone()).or_default();
+            *k += 1;
+            patients.get(*k - 1).map(|p| (s.clone(), p.clone()))
+        })
+        .collect();
+    let booked = jobs.len();
+    let t = Instant::now();
+    let ok: Vec<u16> = futures::stream::iter(jobs)
+        .map(|(s, p)| {
+            let http = http.clone();
+            let url = format!("{base}/Appointment/$book");
+            async move {
+                let body = json!({"resourceType": "Parameters", "parameter": [
+                    {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+                    {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}]});
+                http.post(url)
+                    .header("content-type", "application/fhir+json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    f.bookings_ps = booked as f64 / t.elapsed().as_secs_f64();
+    let refused = ok.iter().filter(|s| **s != 200).count();
+    assert_eq!(refused, 0, "every booking of a free slot succeeds");
+    // Signalling: a visit now for each video practitioner, ten connections to each.
+    let now = vn_now();
+    let mut tokens = Vec::new();
+    for (i, p) in practitioners.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let sched: Value = http
+            .get(format!("{base}/Schedule?actor=Practitioner/{p}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sid = sched["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+        let slot: Value = http
+            .post(format!("{base}/Slot"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Slot", "schedule": {"reference": format!("Schedule/{sid}")}, "status": "free",
+                "start": vn_instant(now + chrono::Duration::seconds(60)), "end": vn_instant(now + chrono::Duration::minutes(40))}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let patient = &patients[patients.len() - 1 - i];
+        let body = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{}", slot["id"].as_str().unwrap())}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}}]});
+        let a: Value = http
+            .post(format!("{base}/Appointment/$book"))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let Some(id) = a["id"].as_str() else {
+            eprintln!("  a visit for signalling was refused: {a}");
+            continue;
+        };
+        let me = client_of(&token_of(hospital_core::auth::Role::Patient, "bench-patient", Some(patient), None));
+        let j: Value = me
+            .post(format!("{base}/Appointment/{id}/$join"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Parameters"}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let param = |name: &str| {
+            j["parameter"].as_array().and_then(|a| a.iter().find(|x| x["name"] == name)).cloned().unwrap_or_default()
+        };
+        let ws = param("signalling")["valueUrl"].as_str().unwrap_or_default().to_owned();
+        let token = param("token")["valueString"].as_str().unwrap_or_default().to_owned();
+        tokens.push(format!("{ws}?token={token}"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_mib("VmRSS:");
+    let mut sockets = Vec::new();
+    for url in &tokens {
+        for _ in 0..10 {
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((s, _)) => sockets.push(s),
+                Err(e) => {
+                    eprintln!("  a signalling connection failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    f.sockets = sockets.len();
+    f.sockets_mib = server.rss_mib("VmRSS:") - before;
+    drop(sockets);
 }
 
 /// The billing phase: `n` issued invoices created one POST at a time, then one SePay
@@ -741,6 +1020,14 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
             f.invoices_ps, f.webhooks_ps
         );
     }
+    // Telemedicine: schedules, slot search, bookings, signalling connections.
+    if a.practitioners > 0 {
+        telemedicine(&http, &base, &ids, a.practitioners, &server, &mut f).await;
+        eprintln!(
+            "[{backend}] {} slots; slot search p50 {:.1} ms, p99 {:.1} ms; bookings {:.0}/s; {} signalling connections in {:.1} MiB",
+            f.slots, f.slot_search.0, f.slot_search.1, f.bookings_ps, f.sockets, f.sockets_mib
+        );
+    }
     // 5. A hostile patient.
     if a.hostile > 0 {
         hostile(&base, &ids, a.hostile, &mut f, backend).await;
@@ -826,6 +1113,19 @@ async fn main() {
             "bank-feed webhooks verified, deduplicated, matched and credited (/s)",
             &|f| format!("{:.0}", f.webhooks_ps),
         );
+    }
+    if a.practitioners > 0 {
+        row(
+            &format!("slots made ({} practitioners × 30 days)", a.practitioners),
+            &|f| format!("{}", f.slots),
+        );
+        row("slot search p50 / p99 (ms)", &|f| {
+            format!("{:.1} / {:.1}", f.slot_search.0, f.slot_search.1)
+        });
+        row("bookings ($book, /s)", &|f| format!("{:.0}", f.bookings_ps));
+        row("signalling connections held / their memory (MiB)", &|f| {
+            format!("{} / {:.1}", f.sockets, f.sockets_mib)
+        });
     }
     row("server peak RSS (MiB)", &|f| format!("{:.0}", f.peak_mib));
     row("raw INSERT of the same JSON (rows/s, pgbench)", &|f| {

@@ -59,6 +59,7 @@ pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
     let slots = hospital_telemedicine::keep_slots_generated(&api.platform, None)
         .await
         .map_err(|e| anyhow::anyhow!("the demo slots were refused: {e}"))?;
+    store.refresh_statistics().await?;
     store.audit_seal().await?;
     Ok(out["entry"].as_array().map_or(0, Vec::len) + 1 + slots)
 }

@@ -342,6 +342,28 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     ] {
         assert!(did(needle), "the trail names {needle}");
     }
+    // The effects telemedicine had billing and records make for the patient are named in the
+    // patient's own records of the requests that caused them.
+    let initiated = |action: &str, entity: &str| {
+        trail.iter().any(|e| {
+            e["subtype"].as_array().is_some_and(|s| s.iter().any(|c| c["code"] == action))
+                && e["agent"].as_array().is_some_and(|a| {
+                    a.iter().any(|g| {
+                        g["who"]["identifier"]["value"]
+                            .as_str()
+                            .is_some_and(|w| w.starts_with("patient:"))
+                    })
+                })
+                && e["entity"]
+                    .as_array()
+                    .is_some_and(|en| en.iter().any(|x| x["what"]["reference"] == entity))
+        })
+    };
+    assert!(initiated("$book", &fee_invoice), "the patient initiated the fee's invoice");
+    assert!(
+        initiated("$join", &format!("Encounter/{enc}")),
+        "the patient's join opened the encounter"
+    );
     app.store.audit_seal().await.unwrap();
     let report = app.store.audit_verify().await.unwrap();
     assert!(report.first_break.is_none(), "{:?}", report.first_break);

@@ -499,6 +499,11 @@ impl Booking {
             .update_by_service(&mut tx, "Appointment", &written.id, a, Some(v.version_id))
             .await?;
         touched.add(&w.version);
+        // The invoice billing made under telemedicine's authority is named in the patient's
+        // own record of this request: they initiated it.
+        if let Ok(inv) = self.platform.store().read("Invoice", &bill.id).await {
+            touched.add(&inv);
+        }
         let touched = finish(tx, touched).await?;
         // Learn of the payment as soon as billing knows it; the sweep is the path that
         // survives a restart.

@@ -134,6 +134,10 @@ pub async fn keep_slots_generated(
             None => break,
         }
     }
+    // A month of slots for many doctors at once: the planner must know.
+    if made >= 1000 {
+        platform.store().refresh_statistics().await?;
+    }
     Ok(made)
 }
 

@@ -306,6 +306,11 @@ impl Visits {
             .update_by_service(&mut tx, "Appointment", id, a, Some(v.version_id))
             .await?;
         let mut written = vec![w.version.clone()];
+        // The encounter records opened under telemedicine's authority is named in the
+        // participant's own record of the join: they initiated it.
+        if let Ok(e) = self.platform.store().read("Encounter", &encounter.id).await {
+            written.push(e);
+        }
         written.extend(tx.consequences().iter().cloned());
         tx.commit().await?;
         Ok((body_of(&w.version)?, written))
