@@ -445,11 +445,15 @@ async fn telemedicine(
     f.slot_search = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     // Bookings: distinct slots (different practitioners, the same few days) for distinct
     // patients, so nobody is double booked and every call should succeed.
-    let day = (vn_now() + chrono::Duration::days(3)).format("%Y-%m-%d").to_string();
+    let day = (vn_now() + chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
     let mut slots = Vec::new();
     for p in &practitioners {
         let page: Value = http
-            .get(format!("{base}/Slot?practitioner=Practitioner/{p}&status=free&start={day}&_count=24"))
+            .get(format!(
+                "{base}/Slot?practitioner=Practitioner/{p}&status=free&start={day}&_count=24"
+            ))
             .send()
             .await
             .unwrap()
@@ -457,7 +461,10 @@ async fn telemedicine(
             .await
             .unwrap();
         for e in page["entry"].as_array().into_iter().flatten() {
-            slots.push((e["resource"]["id"].as_str().unwrap().to_owned(), e["resource"]["start"].as_str().unwrap().to_owned()));
+            slots.push((
+                e["resource"]["id"].as_str().unwrap().to_owned(),
+                e["resource"]["start"].as_str().unwrap().to_owned(),
+            ));
         }
     }
     // Each patient at most once per start time.
@@ -507,7 +514,10 @@ async fn telemedicine(
             .json()
             .await
             .unwrap();
-        let sid = sched["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+        let sid = sched["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let slot: Value = http
             .post(format!("{base}/Slot"))
             .header("content-type", "application/fhir+json")
@@ -537,11 +547,16 @@ async fn telemedicine(
             eprintln!("  a visit for signalling was refused: {a}");
             continue;
         };
-        let me = client_of(&token_of(hospital_core::auth::Role::Patient, "bench-patient", Some(patient), None));
+        let me = client_of(&token_of(
+            hospital_core::auth::Role::Patient,
+            "bench-patient",
+            Some(patient),
+            None,
+        ));
         let j: Value = me
             .post(format!("{base}/Appointment/{id}/$join"))
             .header("content-type", "application/fhir+json")
-            .body(json!({"resourceType": "Parameters"}).to_string())
+            .body(json!({"resourceType": "Parameters", "parameter": [{"name": "consent", "valueBoolean": true}]}).to_string())
             .send()
             .await
             .unwrap()
@@ -549,10 +564,20 @@ async fn telemedicine(
             .await
             .unwrap();
         let param = |name: &str| {
-            j["parameter"].as_array().and_then(|a| a.iter().find(|x| x["name"] == name)).cloned().unwrap_or_default()
+            j["parameter"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["name"] == name))
+                .cloned()
+                .unwrap_or_default()
         };
-        let ws = param("signalling")["valueUrl"].as_str().unwrap_or_default().to_owned();
-        let token = param("token")["valueString"].as_str().unwrap_or_default().to_owned();
+        let ws = param("signalling")["valueUrl"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let token = param("token")["valueString"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         tokens.push(format!("{ws}?token={token}"));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -123,12 +123,24 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     // 3. The call: both join; the first join opened the VR encounter in records over gRPC.
     let doctor = app.client_for(Role::Clinician, None, Some(&doctor_id));
     let none = parameters(json!([]));
-    let (s, j) = op(&me, &app, &format!("Appointment/{appt}/$join"), &none).await;
+    let agree = parameters(json!([{"name": "consent", "valueBoolean": true}]));
+    let (s, j) = op(&me, &app, &format!("Appointment/{appt}/$join"), &agree).await;
     assert_eq!(s, 200, "{j}");
     let (s, j) = op(&doctor, &app, &format!("Appointment/{appt}/$join"), &none).await;
     assert_eq!(s, 200, "{j}");
     let (_, arrived) = app.get_json(&format!("Appointment/{appt}")).await;
     assert_eq!(arrived["status"], "arrived");
+    let consents = app
+        .search_ids(&format!(
+            "Consent?data=Appointment/{appt}&patient=Patient/{an}"
+        ))
+        .await;
+    assert_eq!(
+        consents.len(),
+        1,
+        "the patient's consent to this visit is recorded"
+    );
+    let consent = consents[0].clone();
     let enc =
         ext_value(&arrived, "urn:hospital:appointment:encounter")["valueReference"]["reference"]
             .as_str()
@@ -285,6 +297,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
         ("Invoice", bill_id.as_str()),
         ("PaymentNotice", paid[0].as_str()),
         ("Appointment", appt.as_str()),
+        ("Consent", consent.as_str()),
     ]) {
         let r = me
             .get(app.url(&format!("{rtype}/{id}")))
@@ -346,7 +359,9 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     // patient's own records of the requests that caused them.
     let initiated = |action: &str, entity: &str| {
         trail.iter().any(|e| {
-            e["subtype"].as_array().is_some_and(|s| s.iter().any(|c| c["code"] == action))
+            e["subtype"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|c| c["code"] == action))
                 && e["agent"].as_array().is_some_and(|a| {
                     a.iter().any(|g| {
                         g["who"]["identifier"]["value"]
@@ -359,7 +374,10 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
                     .is_some_and(|en| en.iter().any(|x| x["what"]["reference"] == entity))
         })
     };
-    assert!(initiated("$book", &fee_invoice), "the patient initiated the fee's invoice");
+    assert!(
+        initiated("$book", &fee_invoice),
+        "the patient initiated the fee's invoice"
+    );
     assert!(
         initiated("$join", &format!("Encounter/{enc}")),
         "the patient's join opened the encounter"

@@ -1006,8 +1006,42 @@ async fn joining_is_for_the_visits_own_people_inside_its_window(b: Backend) {
     );
     let empty = parameters(json!([]));
     let me = app.client_for(Role::Patient, Some(&an), None);
-    let (s, joined) = op(&me, &app, &format!("Appointment/{now}/$join"), &empty).await;
+    // The patient's first join asks their consent, and records it.
+    let (s, v) = op(&me, &app, &format!("Appointment/{now}/$join"), &empty).await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["issue"][0]["expression"][0], "consent");
+    assert_eq!(
+        status(&app, &format!("Appointment/{now}")).await,
+        "booked",
+        "nothing changed"
+    );
+    let agree = parameters(json!([{"name": "consent", "valueBoolean": true}]));
+    let (s, joined) = op(&me, &app, &format!("Appointment/{now}/$join"), &agree).await;
     assert_eq!(s, 200, "{joined}");
+    let consents = app
+        .search_ids(&format!("Consent?data=Appointment/{now}"))
+        .await;
+    assert_eq!(consents.len(), 1);
+    let (_, c) = app.get_json(&format!("Consent/{}", consents[0])).await;
+    assert_eq!(c["patient"]["reference"], format!("Patient/{an}"));
+    assert_eq!(
+        c["extension"][0]["valueBoolean"], false,
+        "nothing is recorded"
+    );
+    let r = me
+        .get(app.url(&format!("Consent/{}", consents[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the patient reads their consent");
+    let (s, _) = op(&me, &app, &format!("Appointment/{now}/$join"), &empty).await;
+    assert_eq!(s, 200, "asked once");
+    assert_eq!(
+        app.search_ids(&format!("Consent?data=Appointment/{now}"))
+            .await
+            .len(),
+        1
+    );
     assert_eq!(param(&joined, "role")["valueCode"], "patient");
     assert!(
         param(&joined, "token")["valueString"]
@@ -1716,9 +1750,14 @@ async fn the_booking_table_in_the_docs_is_what_the_operations_enforce(b: Backend
         match cell("join") {
             "own" => {
                 assert_eq!(
-                    op(&client, &app, &join(&visit), &parameters(json!([])))
-                        .await
-                        .0,
+                    op(
+                        &client,
+                        &app,
+                        &join(&visit),
+                        &parameters(json!([{"name": "consent", "valueBoolean": true}]))
+                    )
+                    .await
+                    .0,
                     200,
                     "{role:?} joins"
                 );
@@ -1731,9 +1770,14 @@ async fn the_booking_table_in_the_docs_is_what_the_operations_enforce(b: Backend
                 );
             }
             "—" => assert_eq!(
-                op(&client, &app, &join(&visit), &parameters(json!([])))
-                    .await
-                    .0,
+                op(
+                    &client,
+                    &app,
+                    &join(&visit),
+                    &parameters(json!([{"name": "consent", "valueBoolean": true}]))
+                )
+                .await
+                .0,
                 403,
                 "{role:?}"
             ),

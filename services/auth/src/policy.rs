@@ -35,7 +35,7 @@ pub fn category(resource_type: &str) -> Option<Category> {
     Some(match resource_type {
         "Patient" | "Coverage" => Category::Registration,
         "Encounter" | "Observation" | "Condition" | "AllergyIntolerance" | "MedicationRequest"
-        | "Procedure" | "DiagnosticReport" | "DocumentReference" | "ServiceRequest"
+        | "Procedure" | "DiagnosticReport" | "DocumentReference" | "ServiceRequest" | "Consent"
         | "Provenance" => Category::Clinical,
         "Organization" | "Practitioner" | "PractitionerRole" | "Location" => Category::Directory,
         "Schedule" | "Slot" | "Appointment" => Category::Scheduling,

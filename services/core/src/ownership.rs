@@ -54,6 +54,7 @@ pub static OWNERSHIP: &[(&str, ServiceName)] = &[
     ("Procedure", Records),
     ("DiagnosticReport", Records),
     ("DocumentReference", Records),
+    ("Consent", Records),
     ("ServiceRequest", Records),
     ("Provenance", Records),
     ("Practitioner", Records),

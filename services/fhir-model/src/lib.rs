@@ -65,6 +65,7 @@ supported!(
     DiagnosticReport,
     DocumentReference,
     ServiceRequest,
+    Consent,
     Schedule,
     Slot,
     Appointment,

@@ -139,6 +139,7 @@ pub static PATIENT_COMPARTMENT: &[(&str, &[&str])] = &[
     ("DiagnosticReport", &["subject"]),
     ("DocumentReference", &["subject", "author"]),
     ("ServiceRequest", &["subject", "performer"]),
+    ("Consent", &["patient"]),
     ("Provenance", &["patient"]),
     ("Schedule", &["actor"]),
     ("Appointment", &["actor"]),

@@ -160,7 +160,8 @@
   async function join() {
     $('join').disabled = true;
     say(T.joining);
-    const r = await fetch(`/visit/${room}/join`, { method: 'POST', headers: { 'x-csrf-token': csrf } });
+    const agreed = $('consent') && $('consent').checked ? '?consent=yes' : '';
+    const r = await fetch(`/visit/${room}/join${agreed}`, { method: 'POST', headers: { 'x-csrf-token': csrf } });
     const j = await r.json().catch(() => ({}));
     if (!r.ok) {
       say(T.refused + (j.message || r.status));

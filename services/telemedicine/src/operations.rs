@@ -121,7 +121,8 @@ impl Operation for BookingOperation {
     }
 }
 
-/// `POST Appointment/{id}/$join`: the same join as the visit page's, for API clients (a
+/// `POST Appointment/{id}/$join` (`consent`, valueBoolean: the patient's, asked before their
+/// first join): the same join as the visit page's, for API clients (a
 /// patient's or practitioner's bearer token). Returns `Parameters`: `token`, `expires`
 /// (valueInteger, Unix time), `role`, `iceServers` (valueString, JSON as WebRTC takes it) and
 /// `signalling` (valueUrl, the WebSocket).
@@ -149,9 +150,15 @@ impl Operation for Join {
         &self,
         caller: &Caller,
         id: &str,
-        _input: Option<Value>,
+        input: Option<Value>,
     ) -> Result<(Value, Touched), Error> {
-        let (j, touched) = self.visits.join(caller, id).await?;
+        let consent = input
+            .as_ref()
+            .and_then(|i| hospital_core::operation::parameter(i, "consent"))
+            .and_then(|p| p.get("valueBoolean"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let (j, touched) = self.visits.join(caller, id, consent).await?;
         let ws = format!(
             "{}/visit/{id}/ws",
             self.public_url

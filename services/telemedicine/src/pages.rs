@@ -377,6 +377,13 @@ async fn show(
     } else {
         String::new()
     };
+    let consent_box = if doctor {
+        String::new()
+    } else if en {
+        "<label><input type=\"checkbox\" id=\"consent\"> I agree to be examined remotely by video; the visit is not recorded.</label>".to_owned()
+    } else {
+        "<label><input type=\"checkbox\" id=\"consent\"> Tôi đồng ý khám bệnh từ xa qua video; buổi khám không được ghi hình.</label>".to_owned()
+    };
     let doctor_controls = if doctor {
         format!("<button id=\"admit\" hidden>{admit}</button> <button id=\"end\">{end}</button>")
     } else {
@@ -386,7 +393,7 @@ async fn show(
         "<header><h1>{title}</h1><span>{hospital}</span></header>\
          <p>{when} · <span id=\"with\">{who}</span> · <a href=\"?lang={other}\">{other_name}</a></p>\
          <p id=\"status\"></p>\
-         <section id=\"precall\"><h2>{check}</h2><p id=\"check\"></p><button id=\"join\" disabled>{join}</button><p>{waiting}</p></section>\
+         <section id=\"precall\"><h2>{check}</h2><p id=\"check\"></p>{consent_box}<button id=\"join\" disabled>{join}</button><p>{waiting}</p></section>\
          <section class=\"videos\"><video id=\"local\" autoplay muted playsinline></video><video id=\"remote\" autoplay playsinline></video></section>\
          <section id=\"call\" hidden>{doctor_controls}<h2>{chat}</h2><ul id=\"messages\"></ul>\
          <form id=\"chat\"><input id=\"text\" maxlength=\"2000\" autocomplete=\"off\"><button>{send}</button></form></section>{notes_panel}{aside}\
@@ -443,6 +450,7 @@ async fn join(
     State(s): State<Pages>,
     Path(id): Path<String>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let caller = match actor(&s, &headers, addr, &id).await {
@@ -450,7 +458,8 @@ async fn join(
         Err(r) => return r,
     };
     let interaction = Interaction::Call("$join", AuditAction::E);
-    match s.visits.join(&caller, &id).await {
+    let consent = q.get("consent").map(String::as_str) == Some("yes");
+    match s.visits.join(&caller, &id, consent).await {
         Ok((j, touched)) => {
             if let Err(e) = s
                 .visits

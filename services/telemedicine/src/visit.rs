@@ -27,6 +27,9 @@ use std::sync::Arc;
 /// On an appointment under way: its Encounter.
 pub const ENCOUNTER: &str = "urn:hospital:appointment:encounter";
 
+/// On a visit's Consent: whether the visit is recorded (never, by default).
+pub const RECORDED: &str = "urn:hospital:telemedicine:recorded";
+
 /// How long a join token opens the signalling channel.
 pub const TOKEN_TTL_SECS: i64 = 300;
 /// How long TURN credentials last.
@@ -188,8 +191,14 @@ impl Visits {
         Value::Array(servers)
     }
 
-    /// Joins `caller` to the visit of Appointment `id`.
-    pub async fn join(&self, caller: &Caller, id: &str) -> Result<(Joined, Touched), Error> {
+    /// Joins `caller` to the visit of Appointment `id`. The patient's first join needs their
+    /// `consent` to a remote visit, recorded as a FHIR Consent of this visit.
+    pub async fn join(
+        &self,
+        caller: &Caller,
+        id: &str,
+        consent: bool,
+    ) -> Result<(Joined, Touched), Error> {
         let v = self.platform.store().read("Appointment", id).await?;
         let a = body_of(&v)?;
         let participant = participant_of(caller, id, &a)?;
@@ -227,6 +236,9 @@ impl Visits {
         }
         let mut touched = Touched::default();
         touched.add(&v);
+        if participant.role == "patient" {
+            touched.add(&self.consent(caller, id, &a, &participant, consent).await?);
+        }
         let appointment = if status == "booked" {
             let (w, t) = self.begin_visit(caller, id, &a).await?;
             for x in t {
@@ -247,6 +259,75 @@ impl Visits {
             },
             touched,
         ))
+    }
+
+    /// The patient's consent to this remote visit: the one recorded, or, with `consent`, a new
+    /// FHIR Consent (written through the records service's rules). Nothing of the visit is
+    /// recorded: the Consent says so.
+    async fn consent(
+        &self,
+        caller: &Caller,
+        id: &str,
+        a: &Value,
+        p: &Participant,
+        consent: bool,
+    ) -> Result<hospital_core::store::Version, Error> {
+        let q = hospital_core::store::SearchQuery::new(
+            "Consent",
+            vec![
+                ("data".into(), format!("Appointment/{id}")),
+                ("patient".into(), p.reference.clone()),
+                ("status".into(), "active".into()),
+            ],
+        );
+        if let Some(v) = self
+            .platform
+            .store()
+            .search(&q)
+            .await?
+            .matches
+            .into_iter()
+            .next()
+        {
+            return Ok(v);
+        }
+        if !consent {
+            return Err(Error::new(
+                codes::BUSINESS_RULE,
+                "the patient's consent to a remote examination is asked before the first join (consent)",
+            )
+            .at("consent"));
+        }
+        let body = json!({"resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "treatment"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}],
+                "text": "Đồng ý khám, chữa bệnh từ xa"}],
+            "patient": {"reference": p.reference},
+            "dateTime": calendar::instant(calendar::now()),
+            "performer": [{"reference": p.reference}],
+            "policyRule": {"text": "Luật Khám bệnh, chữa bệnh 2023 Điều 80; Thông tư 30/2023/TT-BYT"},
+            "provision": {"type": "permit",
+                "period": {"start": a["start"], "end": a["end"]},
+                "data": [{"meaning": "related", "reference": {"reference": format!("Appointment/{id}")}}]},
+            "extension": [{"url": RECORDED, "valueBoolean": false}]});
+        let mut tx = self.platform.begin(caller).await?;
+        tx.lock(&format!("consent-of:Appointment/{id}")).await?;
+        if let Some(v) = tx.search(&q).await?.matches.into_iter().next() {
+            return Ok(v);
+        }
+        let w = self
+            .platform
+            .writer()
+            .create(
+                &mut tx,
+                "Consent",
+                None,
+                body,
+                hospital_core::rules::Checks::Now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(w.version)
     }
 
     /// The first join: the Encounter opened in records (once per appointment), the
