@@ -1576,7 +1576,7 @@ fn booking_table() -> Vec<(Role, Vec<(String, String)>)> {
         .next()
         .expect("the booking table")
         .split('|')
-        .map(|c| c.trim().split_whitespace().next().unwrap_or("").to_owned())
+        .map(|c| c.split_whitespace().next().unwrap_or("").to_owned())
         .filter(|c| !c.is_empty())
         .collect();
     assert_eq!(header[0], "role");

@@ -75,6 +75,10 @@ try {
   const phone = { width: 390, height: 844 };
   const patient = await signedIn(patientSite, 'an', 'an-demo', phone);
   const doctor = await signedIn(doctorSite, 'bs.mai', 'mai-demo', { width: 1280, height: 900 });
+  // The doctor's list of today's visits links this one.
+  await doctor.goto(`${doctorSite}/visit`);
+  if (await doctor.locator(`#visits a[href="/visit/${room}"]`).count() !== 1) fail('the visit is not in the list of today');
+  await doctor.goto(`${doctorSite}/visit/${room}`);
   // The camera and microphone check passes before joining.
   await patient.waitForSelector('#check:has-text("✓")', { timeout: 15000 });
   await patient.screenshot({ path: `${shots}/visit-patient-check.png`, fullPage: true });
