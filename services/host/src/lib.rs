@@ -3,7 +3,8 @@
 //! `/fhir` and each run service's gRPC server and routes, and shuts down gracefully.
 //!
 //! A service plugs in with one [`Registration`]: its definition (rules, unique identifiers),
-//! its gRPC services, and its HTTP routes outside `/fhir`. `start` returns a [`Running`] handle
+//! its gRPC services, its HTTP routes outside `/fhir`, its FHIR operations and its background
+//! tasks. `start` returns a [`Running`] handle
 //! with the bound addresses; `run_until(signal)` takes its shutdown from the caller.
 
 pub mod config;
