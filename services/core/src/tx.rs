@@ -114,6 +114,17 @@ impl Tx {
         Ok(self.inner.enqueue(key, topic, due, payload).await?)
     }
 
+    /// [`Tx::enqueue`] of several messages of one topic and payload (`(key, due)` each), in
+    /// one statement.
+    pub async fn enqueue_all(
+        &mut self,
+        messages: &[(String, i64)],
+        topic: &str,
+        payload: &str,
+    ) -> Result<(), Error> {
+        Ok(self.inner.enqueue_all(messages, topic, payload).await?)
+    }
+
     /// Writes a new version of `resource_type/id` as a consequence of this transaction's
     /// writes, through its owner's rules as the owning service (an owner's rule keeping
     /// another of its resources in step: a slot turned busy by the appointment booking it).

@@ -37,6 +37,35 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// [`Tx::enqueue`] of several messages of one topic and payload (`(key, due)` each), in
+    /// one statement.
+    pub async fn enqueue_all(
+        &mut self,
+        messages: &[(String, i64)],
+        topic: &str,
+        payload: &str,
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let d = self.dialect();
+        let values: Vec<String> = (0..messages.len())
+            .map(|i| format!("(${}, $1, ${}, $2)", 3 + i * 2, 4 + i * 2))
+            .collect();
+        let sql = d.sql(&format!(
+            "INSERT INTO outbox (key, topic, due, payload) VALUES {} ON CONFLICT (key) DO NOTHING",
+            values.join(", ")
+        ));
+        let mut q = sqlx::query(&sql).bind(topic).bind(payload);
+        for (key, due) in messages {
+            q = q.bind(key).bind(due);
+        }
+        q.execute(&mut *self.tx).await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Claims up to `limit` messages of `topic` due by `now` for `claimer`, for `lease`
     /// microseconds: no other claimer gets them meanwhile.

@@ -301,30 +301,34 @@ impl Tx {
         .bind(id)
         .execute(&mut *self.tx)
         .await?;
-        for (holder, lo, hi) in claims {
-            if hi <= lo {
-                return Err(StoreError::Invalid {
-                    path: "end".into(),
-                    message: "the end is not after the start".into(),
-                });
+        if claims.iter().any(|(_, lo, hi)| hi <= lo) {
+            return Err(StoreError::Invalid {
+                path: "end".into(),
+                message: "the end is not after the start".into(),
+            });
+        }
+        // PostgreSQL: every claim in one statement; the ones the constraint refused are
+        // looked at below.
+        let mut inserted = std::collections::HashSet::new();
+        if d == Dialect::Postgres && !claims.is_empty() {
+            let values: Vec<String> = (0..claims.len())
+                .map(|i| format!("($1, $2, ${}, ${}, ${})", 3 + i * 3, 4 + i * 3, 5 + i * 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO time_claims (resource_type, resource_id, holder, lo, hi) \
+                 VALUES {} ON CONFLICT DO NOTHING RETURNING holder",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(resource_type).bind(id);
+            for (holder, lo, hi) in claims {
+                q = q.bind(holder).bind(lo).bind(hi);
             }
-            let inserted = if d == Dialect::Postgres {
-                sqlx::query(
-                    "INSERT INTO time_claims (resource_type, resource_id, holder, lo, hi) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
-                )
-                .bind(resource_type)
-                .bind(id)
-                .bind(holder)
-                .bind(lo)
-                .bind(hi)
-                .fetch_optional(&mut *self.tx)
-                .await?
-                .is_some()
-            } else {
-                false
-            };
-            if inserted {
+            for row in q.fetch_all(&mut *self.tx).await? {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        for (holder, lo, hi) in claims {
+            if inserted.contains(holder) {
                 continue;
             }
             let taken = sqlx::query(&d.sql(

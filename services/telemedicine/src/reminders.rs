@@ -71,13 +71,12 @@ pub async fn enqueue(tx: &mut Tx, appointment: &str, start: &str) -> Result<(), 
     {
         due.push((calendar::micros(now), last));
     }
-    for (at, name) in due {
-        let key = format!("reminder:{appointment}:{start_micros}:{name}");
-        let payload =
-            json!({"appointment": appointment, "start": start, "channel": "sms"}).to_string();
-        tx.enqueue(&key, TOPIC, at, &payload).await?;
-    }
-    Ok(())
+    let payload = json!({"appointment": appointment, "start": start, "channel": "sms"}).to_string();
+    let messages: Vec<(String, i64)> = due
+        .into_iter()
+        .map(|(at, name)| (format!("reminder:{appointment}:{start_micros}:{name}"), at))
+        .collect();
+    tx.enqueue_all(&messages, TOPIC, &payload).await
 }
 
 /// Delivers the reminders due now, as `claimer` (this replica): how many were sent.
