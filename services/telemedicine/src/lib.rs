@@ -105,6 +105,7 @@ pub async fn keep_slots_generated(
     use hospital_core::store::SearchQuery;
     let caller = hospital_core::Caller::system("telemedicine");
     let mut made = 0;
+    let mut failed = None;
     let mut cursor: Option<String> = None;
     loop {
         let mut params = vec![("_count".into(), "200".into())];
@@ -126,7 +127,10 @@ pub async fn keep_slots_generated(
                 .map_err(|_| hospital_core::Error::internal("stored schedule unreadable"))?;
             match schedule::generate(platform, &caller, &v.id, &body, calendar::now()).await {
                 Ok(n) => made += n,
-                Err(e) => tracing::warn!(schedule = %v.id, error = %e, "slots not made"),
+                Err(e) => {
+                    tracing::warn!(schedule = %v.id, error = %e, "slots not made; tried again");
+                    failed = Some(e);
+                }
             }
         }
         match page.next_cursor {
@@ -138,7 +142,11 @@ pub async fn keep_slots_generated(
     if made >= 1000 {
         platform.store().refresh_statistics().await?;
     }
-    Ok(made)
+    // A schedule that failed (a busy database) is tried again: the caller keeps its mark.
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(made),
+    }
 }
 
 /// The telemedicine service, as a process registers it.
