@@ -520,52 +520,25 @@ impl Booking {
         Ok((w.version, touched))
     }
 
-    /// The visit's invoice is paid: a pending prepaid appointment becomes `booked`. Idempotent;
-    /// an appointment already released stays released (the payment waits in billing's queue
-    /// as a credit for a cancelled bill, for the cashier to refund or assign).
-    pub async fn confirm_paid(&self, id: &str, invoice: &str) -> Result<Version, Error> {
+    /// Moves Appointment `id` from `from` to `to` as the service itself (the sweep, billing's
+    /// word), under the appointment's row lock and audited; `change` checks or completes it
+    /// first. `None` when it is no longer `from` (another replica got there first).
+    async fn transition(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        change: impl FnOnce(&mut Value) -> Result<(), Error> + Send,
+    ) -> Result<Option<Version>, Error> {
         let caller = Caller::system("telemedicine");
         let mut tx = self.platform.begin(&caller).await?;
         let v = tx.read_for_update("Appointment", id).await?;
         let mut a = body_of(&v)?;
-        if appointment::invoice_of(&a).as_deref() != Some(invoice) {
-            return Err(Error::new(
-                codes::BUSINESS_RULE,
-                format!("Invoice/{invoice} is not the invoice of Appointment/{id}"),
-            ));
-        }
-        if a.get("status").and_then(Value::as_str) != Some("pending") {
-            return Ok(v);
-        }
-        a["status"] = json!("booked");
-        let w = self
-            .platform
-            .writer()
-            .update_by_service(&mut tx, "Appointment", id, a, Some(v.version_id))
-            .await?;
-        let mut touched = Touched::default();
-        touched.add(&w.version);
-        tx.commit_audited(
-            hospital_core::Interaction::Update,
-            "Appointment",
-            touched,
-            200,
-        )
-        .await?;
-        Ok(w.version)
-    }
-
-    /// Releases a pending appointment (as the service): cancelled with `reason`, its slot free.
-    async fn release(&self, id: &str, reason: &str) -> Result<Option<Version>, Error> {
-        let caller = Caller::system("telemedicine");
-        let mut tx = self.platform.begin(&caller).await?;
-        let v = tx.read_for_update("Appointment", id).await?;
-        let mut a = body_of(&v)?;
-        if a.get("status").and_then(Value::as_str) != Some("pending") {
+        change(&mut a)?;
+        if a.get("status").and_then(Value::as_str) != Some(from) {
             return Ok(None);
         }
-        a["status"] = json!("cancelled");
-        a["cancelationReason"] = json!({"text": reason});
+        a["status"] = json!(to);
         let w = self
             .platform
             .writer()
@@ -581,6 +554,37 @@ impl Booking {
         )
         .await?;
         Ok(Some(w.version))
+    }
+
+    /// The visit's invoice is paid: a pending prepaid appointment becomes `booked`. Idempotent;
+    /// an appointment already released stays released (the payment waits in billing's queue
+    /// as a credit for a cancelled bill, for the cashier to refund or assign).
+    pub async fn confirm_paid(&self, id: &str, invoice: &str) -> Result<Version, Error> {
+        let moved = self
+            .transition(id, "pending", "booked", |a| {
+                if appointment::invoice_of(a).as_deref() == Some(invoice) {
+                    Ok(())
+                } else {
+                    Err(Error::new(
+                        codes::BUSINESS_RULE,
+                        format!("Invoice/{invoice} is not the invoice of Appointment/{id}"),
+                    ))
+                }
+            })
+            .await?;
+        match moved {
+            Some(v) => Ok(v),
+            None => Ok(self.platform.store().read("Appointment", id).await?),
+        }
+    }
+
+    /// Releases a pending appointment (as the service): cancelled with `reason`, its slot free.
+    async fn release(&self, id: &str, reason: &str) -> Result<Option<Version>, Error> {
+        self.transition(id, "pending", "cancelled", |a| {
+            a["cancelationReason"] = json!({"text": reason});
+            Ok(())
+        })
+        .await
     }
 
     /// `$cancel`: by the patient (their own) or staff, while the visit has not begun. An
@@ -772,7 +776,6 @@ impl Booking {
             ))
             .await?
             .matches;
-        let caller = Caller::system("telemedicine");
         let mut n = 0;
         for v in over {
             let a = body_of(&v)?;
@@ -784,27 +787,13 @@ impl Booking {
             if !ended {
                 continue;
             }
-            let mut tx = self.platform.begin(&caller).await?;
-            let cur = tx.read_for_update("Appointment", &v.id).await?;
-            let mut a = body_of(&cur)?;
-            if a.get("status").and_then(Value::as_str) != Some("booked") {
+            if self
+                .transition(&v.id, "booked", "noshow", |_| Ok(()))
+                .await?
+                .is_none()
+            {
                 continue;
             }
-            a["status"] = json!("noshow");
-            let w = self
-                .platform
-                .writer()
-                .update_by_service(&mut tx, "Appointment", &v.id, a, Some(cur.version_id))
-                .await?;
-            let mut touched = Touched::default();
-            touched.add(&w.version);
-            tx.commit_audited(
-                hospital_core::Interaction::Update,
-                "Appointment",
-                touched,
-                200,
-            )
-            .await?;
             n += 1;
         }
         Ok(n)
