@@ -66,7 +66,7 @@ fn frame_with(title: &str, en: bool, attrs: &str, body: &str) -> Response {
         "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{}</title><style>\
-         *{{box-sizing:border-box}}body{{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#1a1a1a}}\
+         *{{box-sizing:border-box}}[hidden]{{display:none!important}}body{{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#1a1a1a}}\
          header{{display:flex;justify-content:space-between;align-items:baseline;flex-wrap:wrap}}\
          .videos{{display:grid;grid-template-columns:1fr 1fr;gap:.5rem}}@media(max-width:40rem){{.videos{{grid-template-columns:1fr}}}}\
          video{{width:100%;background:#222;border-radius:.5rem;aspect-ratio:4/3}}\
