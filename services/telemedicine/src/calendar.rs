@@ -35,6 +35,14 @@ pub fn instant(t: DateTime<FixedOffset>) -> String {
         .to_string()
 }
 
+/// The two `date` search values that bound a Vietnamese calendar day. A bare `date=YYYY-MM-DD`
+/// is read by the store as a UTC day, which starts at 07:00 in Vietnam.
+pub fn day_search(day: NaiveDate) -> [String; 2] {
+    let from = at(day.and_hms_opt(0, 0, 0).unwrap_or_default());
+    let to = from + chrono::Duration::days(1);
+    [format!("ge{}", instant(from)), format!("lt{}", instant(to))]
+}
+
 /// A FHIR instant or dateTime with a time and an offset, parsed.
 pub fn parse_instant(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s).ok()
@@ -116,6 +124,12 @@ mod tests {
         assert_eq!(
             day_of(parse_instant("2026-12-02T18:00:00Z").unwrap()).to_string(),
             "2026-12-03"
+        );
+        // 03:00 in Hà Nội on 3 December is 20:00 UTC on the 2nd, and still the 3rd's.
+        let [from, to] = day_search(day_of(parse_instant("2026-12-02T20:00:00Z").unwrap()));
+        assert_eq!(
+            (from.as_str(), to.as_str()),
+            ("ge2026-12-03T00:00:00+07:00", "lt2026-12-04T00:00:00+07:00")
         );
     }
 }

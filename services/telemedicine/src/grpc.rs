@@ -124,8 +124,7 @@ impl pb::telemedicine_server::Telemedicine for TelemedicineGrpc {
             valid(&r.practitioner_id, "practitioner_id")?;
             let day = chrono::NaiveDate::parse_from_str(&r.date, "%Y-%m-%d")
                 .map_err(|_| Error::invalid("date", "a day is YYYY-MM-DD"))?;
-            let from = calendar::at(day.and_hms_opt(0, 0, 0).unwrap_or_default());
-            let to = from + chrono::Duration::days(1);
+            let [from, to] = calendar::day_search(day);
             let mut q = SearchQuery::new(
                 "Appointment",
                 vec![
@@ -133,8 +132,8 @@ impl pb::telemedicine_server::Telemedicine for TelemedicineGrpc {
                         "practitioner".into(),
                         format!("Practitioner/{}", r.practitioner_id),
                     ),
-                    ("date".into(), format!("ge{}", calendar::instant(from))),
-                    ("date".into(), format!("lt{}", calendar::instant(to))),
+                    ("date".into(), from),
+                    ("date".into(), to),
                     ("_sort".into(), "date".into()),
                     ("_count".into(), "500".into()),
                 ],

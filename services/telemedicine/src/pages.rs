@@ -602,13 +602,15 @@ async fn today(
             en,
         );
     };
-    let day = calendar::today().to_string();
+    let day = calendar::today();
+    let [from, to] = calendar::day_search(day);
     let found = match search(
         &s,
         "Appointment",
         &[
             ("practitioner", format!("Practitioner/{me}")),
-            ("date", day.clone()),
+            ("date", from),
+            ("date", to),
             ("_sort", "date".into()),
             ("_count", "200".into()),
         ],
