@@ -106,8 +106,9 @@ async fn a_cashier_assigns_an_unmatched_transfer_and_prints_its_receipt_in_a_rea
     app.stop().await;
 }
 
-/// The demo data, and a video visit of Nguyễn Văn An with BS. Trần Thị Mai starting in five
-/// minutes (inside the join window), booked by the doctor: its appointment id.
+/// The demo data, and a video visit of Nguyễn Văn An with BS. Trần Thị Mai starting in a
+/// minute (inside the join window, and on today's list unless it is 23:59 in Vietnam), booked
+/// by the doctor: its appointment id.
 async fn demo_visit(app: &TestApp) -> String {
     hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
         .await
@@ -116,8 +117,8 @@ async fn demo_visit(app: &TestApp) -> String {
     let slot = app
         .create(crate::telemedicine::slot(
             "lich-bs-mai-video",
-            &at(5),
-            &at(35),
+            &at(1),
+            &at(31),
         ))
         .await;
     let doctor = app.client_for(
