@@ -957,7 +957,11 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
 }
 
 /// A browser-like client signed in as `user`: its session cookie.
-async fn signed_in(app: &TestApp, user: &str, password: &str) -> (reqwest::Client, String, String) {
+pub(crate) async fn signed_in(
+    app: &TestApp,
+    user: &str,
+    password: &str,
+) -> (reqwest::Client, String, String) {
     let web = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -23,6 +23,7 @@ hospital_test_kit::on_both_backends!(
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
     the_indicators_count_online_bookings_sessions_and_no_shows,
     the_booking_table_in_the_docs_is_what_the_operations_enforce,
+    the_doctors_list_of_a_day_follows_vietnams_clock,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -1815,4 +1816,55 @@ async fn the_booking_table_in_the_docs_is_what_the_operations_enforce(b: Backend
             c => panic!("unknown cell {c}"),
         }
     }
+}
+
+/// The doctor's page of a day lists the visits of that day on Vietnam's clock: a visit at 03:00
+/// there is at 20:00 UTC the day before, and still on its own day's list.
+async fn the_doctors_list_of_a_day_follows_vietnams_clock(b: Backend) {
+    let app = spawn_app(b).await;
+    hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
+        .await
+        .unwrap();
+    let vn = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+    let tomorrow = chrono::Utc::now().with_timezone(&vn).date_naive() + chrono::Duration::days(1);
+    let slot = app
+        .create(slot(
+            "lich-bs-mai-video",
+            &format!("{tomorrow}T03:00:00+07:00"),
+            &format!("{tomorrow}T03:30:00+07:00"),
+        ))
+        .await;
+    let doctor = app.client_for(Role::Clinician, None, Some("bs-tran-thi-mai"));
+    let (s, visit) = op(
+        &doctor,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
+            {"name": "patient", "valueReference": {"reference": "Patient/nguyen-van-an"}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{visit}");
+    let link = format!("href=\"/visit/{}\"", visit["id"].as_str().unwrap());
+    let (web, session, site) = crate::invoicing::signed_in(&app, "bs.mai", "mai-demo").await;
+    let page = |day: String| {
+        web.get(format!("{site}/visit?day={day}"))
+            .header(reqwest::header::COOKIE, session.clone())
+            .send()
+    };
+    let r = page(tomorrow.to_string()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text().await.unwrap().contains(&link),
+        "on its own day's list"
+    );
+    let after = tomorrow + chrono::Duration::days(1);
+    for day in [tomorrow - chrono::Duration::days(1), after] {
+        let r = page(day.to_string()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!r.text().await.unwrap().contains(&link), "not on {day}'s");
+    }
+    let r = page("tomorrow".into()).await.unwrap();
+    assert_eq!(r.status(), 400, "a day that is not YYYY-MM-DD is refused");
+    app.stop().await;
 }

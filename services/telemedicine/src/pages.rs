@@ -1,7 +1,8 @@
 //! The visit pages, for a signed-in patient or practitioner (a browser session; Vietnamese by
 //! default, `?lang=en`), server-rendered with one small script (`assets/visit.js`):
 //!
-//! - `GET /visit` — the practitioner's visits of today (a Vietnamese calendar day);
+//! - `GET /visit` — the practitioner's visits of today (a Vietnamese calendar day; `?day=`
+//!   another day);
 //! - `GET /visit/{appointment}` — the visit: camera and microphone check, the waiting room,
 //!   the call, chat; the practitioner's page adds the patient's summary (allergies, active
 //!   conditions, recent observations) and ends the visit;
@@ -602,7 +603,14 @@ async fn today(
             en,
         );
     };
-    let day = calendar::today();
+    // Today, or the day asked for (a doctor planning tomorrow).
+    let day = match q.get("day") {
+        None => calendar::today(),
+        Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => d,
+            Err(_) => return refused(&Error::invalid("day", "a day is YYYY-MM-DD"), en),
+        },
+    };
     let [from, to] = calendar::day_search(day);
     let found = match search(
         &s,
