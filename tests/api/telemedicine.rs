@@ -24,6 +24,8 @@ hospital_test_kit::on_both_backends!(
     the_indicators_count_online_bookings_sessions_and_no_shows,
     the_booking_table_in_the_docs_is_what_the_operations_enforce,
     the_doctors_list_of_a_day_follows_vietnams_clock,
+    slot_searches_through_the_combined_index_find_what_the_plain_index_finds,
+    a_changed_index_declaration_is_rebuilt_when_the_store_opens,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -1881,4 +1883,172 @@ async fn the_doctors_list_of_a_day_follows_vietnams_clock(b: Backend) {
     let r = page("tomorrow".into()).await.unwrap();
     assert_eq!(r.status(), 400, "a day that is not YYYY-MM-DD is refused");
     app.stop().await;
+}
+
+/// Every match of a search, page after page (following the `next` links), in order.
+async fn all_pages(app: &TestApp, query: &str) -> Vec<String> {
+    let (s, mut page) = app.get_json(query).await;
+    assert_eq!(s, 200, "{query}: {page}");
+    let mut ids = Vec::new();
+    loop {
+        for e in page["entry"].as_array().into_iter().flatten() {
+            ids.push(e["resource"]["id"].as_str().unwrap().to_owned());
+        }
+        let next = page["link"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["relation"] == "next"))
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_owned);
+        let Some(next) = next else { break };
+        let r = app.http.get(&next).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{next}");
+        page = r.json().await.unwrap();
+    }
+    ids
+}
+
+/// A day on Vietnam's calendar, `days` from today.
+fn vn_day(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(7) + chrono::Duration::days(days))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Two doctors' slots over three days: video general medicine, in-person cardiology.
+async fn two_doctors_slots(app: &TestApp) -> (String, String) {
+    let (a, b) = (doctor(app, "Trần").await, doctor(app, "Lê").await);
+    let video = app.create(schedule(&a, "video", 30, 3)).await;
+    let mut heart = schedule(&b, "in-person", 60, 3);
+    heart["specialty"] = json!([{"coding": [{"system": "http://snomed.info/sct",
+        "code": "394579002", "display": "Cardiology"}]}]);
+    let in_person = app.create(heart).await;
+    all_slots_made(app).await;
+    (video, in_person)
+}
+
+/// The combined index (specialty or service type, mode, status, start) answers exactly what
+/// the plain index answers: the same matches in the same order, page after page, in every
+/// form a client writes its values. `status=|free` ("no system") is a form the combined index
+/// does not key, so that query takes the plain path.
+async fn slot_searches_through_the_combined_index_find_what_the_plain_index_finds(b: Backend) {
+    let app = spawn_app(b).await;
+    let (video, _) = two_doctors_slots(&app).await;
+    // Book one video slot, so that some are not free.
+    let taken = first_free_slot(&app, &video, 60).await;
+    let an = patient(&app, 1).await;
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (s, v) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{taken}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let range = format!("start=ge{}&start=le{}", vn_day(0), vn_day(3));
+    let general = "http://snomed.info/sct|394802001";
+    let cases = [
+        format!("specialty={general}&mode=video&status=free&{range}"),
+        format!("specialty=394802001&mode=video&status=free&{range}"),
+        format!("specialty=394802001&mode=video&status=free,busy&{range}"),
+        format!(
+            "specialty=394579002&mode=in-person&status=free&start=ge{}",
+            vn_day(1)
+        ),
+        format!("specialty=394579002&mode=video&status=free&{range}"),
+        format!("service-type=urn:hospital:service-code|KB.TX&mode=video&status=busy&{range}"),
+        format!(
+            "specialty={general}&mode=video&status=free&start={}",
+            vn_day(1)
+        ),
+    ];
+    let mut seen_some = 0;
+    for q in &cases {
+        let plain = q.replacen("status=", "status=|", 1).replace(",", ",|");
+        for sort in ["", "&_sort=start", "&_sort=-start"] {
+            let through_combo = all_pages(&app, &format!("Slot?{q}{sort}&_count=7")).await;
+            let through_plain = all_pages(&app, &format!("Slot?{plain}{sort}&_count=7")).await;
+            assert_eq!(through_combo, through_plain, "{q}{sort}");
+            let mut unique = through_combo.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                through_combo.len(),
+                "each match once: {q}{sort}"
+            );
+            if !through_combo.is_empty() {
+                seen_some += 1;
+            }
+        }
+        let (_, counted) = app.get_json(&format!("Slot?{q}&_summary=count")).await;
+        let (_, plain_count) = app.get_json(&format!("Slot?{plain}&_summary=count")).await;
+        assert_eq!(counted["total"], plain_count["total"], "{q}");
+    }
+    // The cases are not all empty (the booked slot, the free ones); one is by design.
+    assert!(seen_some >= 15, "{seen_some}");
+    let none = app
+        .search_ids(&format!(
+            "Slot?specialty=394579002&mode=video&status=free&{range}"
+        ))
+        .await;
+    assert!(none.is_empty(), "no cardiologist sees patients by video");
+    let busy = app
+        .search_ids(&format!(
+            "Slot?service-type=urn:hospital:service-code|KB.TX&mode=video&status=busy&{range}"
+        ))
+        .await;
+    assert_eq!(busy, vec![taken]);
+}
+
+/// A database whose index rows were derived from other declarations (or from before the
+/// combined indexes) is brought up to date when the store opens: the combined index rows are
+/// made for every stored slot, and searches through it find them all.
+async fn a_changed_index_declaration_is_rebuilt_when_the_store_opens(b: Backend) {
+    let app = spawn_app(b).await;
+    two_doctors_slots(&app).await;
+    let url = app
+        .running
+        .as_ref()
+        .unwrap()
+        .context
+        .config
+        .database_url
+        .clone();
+    let combo_rows = |store: hospital_core::store::Store| async move {
+        let row = sqlx::query("SELECT COUNT(*) FROM idx_combo")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        sqlx::Row::try_get::<i64, _>(&row, 0).unwrap()
+    };
+    let made = combo_rows(app.store.clone()).await;
+    assert!(made > 50, "{made}");
+    let query = format!(
+        "Slot?specialty=394802001&mode=video&status=free&start=ge{}&_count=500",
+        vn_day(0)
+    );
+    let found = app.search_ids(&query).await;
+    assert!(!found.is_empty());
+    for forget in [
+        // The Slot's declarations changed since its rows were made.
+        "UPDATE index_state SET fingerprint = 'an older declaration' WHERE resource_type = 'Slot'",
+        // A database from before the index state.
+        "DELETE FROM index_state",
+    ] {
+        sqlx::query("DELETE FROM idx_combo")
+            .execute(app.store.pool())
+            .await
+            .unwrap();
+        sqlx::query(forget).execute(app.store.pool()).await.unwrap();
+        assert!(app.search_ids(&query).await.is_empty(), "{forget}");
+        let reopened = hospital_core::store::Store::open(&url, Default::default())
+            .await
+            .unwrap();
+        assert_eq!(combo_rows(reopened.clone()).await, made, "{forget}");
+        reopened.close().await;
+        assert_eq!(app.search_ids(&query).await, found, "{forget}");
+    }
 }

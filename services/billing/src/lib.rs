@@ -52,6 +52,7 @@ pub fn definition() -> ServiceDefinition {
             .collect(),
         unique_identifiers: invoice::UNIQUE_IDENTIFIERS,
         search_params: search_params::SEARCH_PARAMS,
+        combined_indexes: &[],
     }
 }
 

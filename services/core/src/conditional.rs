@@ -96,7 +96,7 @@ mod tests {
             ParamKind::Token,
             &["identifier"],
         )];
-        params::install(&[PARAMS]).unwrap();
+        params::install(&[PARAMS], &[]).unwrap();
         let a = lock_keys(
             "Patient",
             &[("identifier".into(), "urn:probe:mrn|V".into())],

@@ -69,6 +69,8 @@ pub struct ServiceDefinition {
     pub unique_identifiers: &'static [(&'static str, &'static str)],
     /// The search parameters of the types it owns (its own crate and file).
     pub search_params: &'static [hospital_store::params::SearchParam],
+    /// Combined indexes over those parameters, for the searches its users make most.
+    pub combined_indexes: &'static [hospital_store::params::ComboIndex],
 }
 
 impl ServiceDefinition {
@@ -86,6 +88,7 @@ impl ServiceDefinition {
                 .collect(),
             unique_identifiers: &[],
             search_params,
+            combined_indexes: &[],
         }
     }
 }
@@ -96,6 +99,7 @@ pub struct Registry {
     rules: HashMap<&'static str, Arc<dyn ResourceRules>>,
     unique: Vec<(&'static str, &'static str)>,
     params: Vec<&'static [hospital_store::params::SearchParam]>,
+    combos: Vec<&'static [hospital_store::params::ComboIndex]>,
     services: Vec<ServiceName>,
 }
 
@@ -121,7 +125,16 @@ impl Registry {
                 ));
             }
         }
+        for c in def.combined_indexes {
+            if owner_of(c.resource_type) != Some(def.name) {
+                return Err(format!(
+                    "the {} service declared the combined index {}.{} of a type it does not own",
+                    def.name, c.resource_type, c.name
+                ));
+            }
+        }
         self.params.push(def.search_params);
+        self.combos.push(def.combined_indexes);
         self.unique.extend_from_slice(def.unique_identifiers);
         self.services.push(def.name);
         Ok(())
@@ -133,7 +146,7 @@ impl Registry {
 
     /// Installs every registered service's search parameters in the store (once per process).
     pub fn install_search_params(&self) -> Result<(), String> {
-        hospital_store::params::install(&self.params)
+        hospital_store::params::install(&self.params, &self.combos)
     }
 
     pub fn unique_identifiers(&self) -> &[(&'static str, &'static str)] {

@@ -28,6 +28,7 @@ pub fn definition() -> ServiceDefinition {
             .collect(),
         unique_identifiers: UNIQUE_IDENTIFIERS,
         search_params: search_params::SEARCH_PARAMS,
+        combined_indexes: &[],
     }
 }
 

@@ -225,7 +225,7 @@ mod tests {
             "telecom": [{"system": "phone", "value": "0905123456"}, {"system": "email", "value": "a@b.vn"}],
             "birthDate": "1985-03-12"
         });
-        hospital_core::store::params::install(&[super::SEARCH_PARAMS]).unwrap();
+        hospital_core::store::params::install(&[super::SEARCH_PARAMS], &[]).unwrap();
         let rows = extract("Patient", &p);
         assert!(
             rows.tokens

@@ -13,7 +13,15 @@ pub struct IndexRows {
     pub dates: Vec<(&'static str, Range)>,
     pub references: Vec<(&'static str, String, String)>,
     pub numbers: Vec<(&'static str, f64, String, String)>,
+    /// Rows of the type's combined indexes: (index name, key, the date's range).
+    pub combos: Vec<(&'static str, String, Range)>,
+    /// A combined index this resource would have more than `params::MAX_COMBO_ROWS` rows in:
+    /// the write is refused.
+    pub combo_overflow: Option<&'static str>,
 }
+
+/// Separates the parts of a combined index's key: a character no code or system contains.
+pub const COMBO_SEPARATOR: char = '\u{1f}';
 
 /// Walks `path` from `root`, calling `f` for every value found (arrays flattened).
 fn walk<'a>(root: &'a Value, path: &str, f: &mut dyn FnMut(&'a Value)) {
@@ -163,7 +171,85 @@ pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     for param in params::of_type(resource_type) {
         extract_param(param, resource, &mut rows);
     }
+    for combo in params::combos_of(resource_type) {
+        combine(combo, &mut rows);
+    }
     rows
+}
+
+/// The index rows of a version about to be written: refused when a combined index would need
+/// more rows than its bound.
+pub(crate) fn for_write(resource_type: &str, resource: &Value) -> crate::Result<IndexRows> {
+    let rows = extract(resource_type, resource);
+    match rows.combo_overflow {
+        Some(name) => Err(crate::StoreError::TooCostly(format!(
+            "too many combinations of values to index in {resource_type}'s combined index \
+             {name} (at most {}): fewer codings per element",
+            params::MAX_COMBO_ROWS
+        ))),
+        None => Ok(rows),
+    }
+}
+
+/// The forms a token value is searched by, as a combined index keys it: `code`, and
+/// `system|code` when it has a system (`mode=video`, `specialty=http://snomed.info/sct|394802001`).
+pub fn token_forms(system: &str, code: &str) -> Vec<String> {
+    if system.is_empty() {
+        vec![code.to_owned()]
+    } else {
+        vec![code.to_owned(), format!("{system}|{code}")]
+    }
+}
+
+/// The rows of `combo` from the token and date rows already extracted: every combination of
+/// one form of a value of each token parameter, with each range of the date parameter. None
+/// when any of them has no value.
+fn combine(combo: &'static params::ComboIndex, rows: &mut IndexRows) {
+    let mut keys: Vec<String> = vec![String::new()];
+    for (i, name) in combo.tokens.iter().enumerate() {
+        let mut forms: Vec<String> = rows
+            .tokens
+            .iter()
+            .filter(|(p, ..)| p == name)
+            .flat_map(|(_, system, code)| token_forms(system, code))
+            .collect();
+        forms.sort();
+        forms.dedup();
+        if forms.is_empty() {
+            return;
+        }
+        if keys.len() * forms.len() > params::MAX_COMBO_ROWS {
+            rows.combo_overflow = Some(combo.name);
+            return;
+        }
+        keys = keys
+            .iter()
+            .flat_map(|k| {
+                forms.iter().map(move |f| {
+                    if i == 0 {
+                        f.clone()
+                    } else {
+                        format!("{k}{COMBO_SEPARATOR}{f}")
+                    }
+                })
+            })
+            .collect();
+    }
+    let dates: Vec<Range> = rows
+        .dates
+        .iter()
+        .filter(|(p, _)| *p == combo.date)
+        .map(|(_, r)| *r)
+        .collect();
+    if keys.len() * dates.len() > params::MAX_COMBO_ROWS {
+        rows.combo_overflow = Some(combo.name);
+        return;
+    }
+    for key in keys {
+        for r in &dates {
+            rows.combos.push((combo.name, key.clone(), *r));
+        }
+    }
 }
 
 fn extract_param(param: &'static SearchParam, resource: &Value, rows: &mut IndexRows) {

@@ -13,15 +13,18 @@ pub(crate) enum IndexTable {
     Date,
     Reference,
     Number,
+    /// The combined indexes (`params::ComboIndex`).
+    Combo,
 }
 
 impl IndexTable {
-    pub(crate) const ALL: [IndexTable; 5] = [
+    pub(crate) const ALL: [IndexTable; 6] = [
         IndexTable::Token,
         IndexTable::String,
         IndexTable::Date,
         IndexTable::Reference,
         IndexTable::Number,
+        IndexTable::Combo,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -31,6 +34,7 @@ impl IndexTable {
             IndexTable::Date => "idx_date",
             IndexTable::Reference => "idx_reference",
             IndexTable::Number => "idx_number",
+            IndexTable::Combo => "idx_combo",
         }
     }
 
@@ -42,6 +46,7 @@ impl IndexTable {
             IndexTable::Date => "param, lo, hi",
             IndexTable::Reference => "param, target_type, target_id",
             IndexTable::Number => "param, value, system, code",
+            IndexTable::Combo => "param, key, lo, hi",
         }
     }
 
@@ -87,6 +92,11 @@ impl IndexTable {
                 .numbers
                 .iter()
                 .map(|(p, v, sys, c)| vec![t(p), Arg::F64(*v), t(sys), t(c)])
+                .collect(),
+            IndexTable::Combo => rows
+                .combos
+                .iter()
+                .map(|(p, key, r)| vec![t(p), t(key), Arg::I64(r.lo), Arg::I64(r.hi)])
                 .collect(),
         }
     }

@@ -24,6 +24,7 @@ pub mod text;
 mod index;
 mod open;
 mod read;
+mod reindex;
 mod tx;
 mod write_postgres;
 mod write_sqlite;

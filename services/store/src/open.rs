@@ -63,7 +63,7 @@ impl Store {
             }
             other => return Err(StoreError::UnknownScheme(other.to_owned())),
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 dialect,
                 reader,
@@ -71,7 +71,9 @@ impl Store {
                 unique_identifiers: options.unique_identifiers,
                 bus: crate::signals::Bus::new(listen_url),
             }),
-        })
+        };
+        store.rebuild_stale_indexes().await?;
+        Ok(store)
     }
 
     pub fn dialect(&self) -> Dialect {

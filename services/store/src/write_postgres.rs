@@ -25,7 +25,7 @@ impl Tx {
             v.method.as_str(),
             v.body.as_str(),
         );
-        let mut rows = extract::extract(resource_type, body);
+        let mut rows = extract::for_write(resource_type, body)?;
         let mut claims = self.unique_claims(resource_type, body, now);
         let rid = if let Target::Existing(rid) = target {
             // The row, the index rows and claims it no longer has, and its history: one
@@ -355,6 +355,7 @@ fn keep_added(rows: &mut extract::IndexRows, old: &extract::IndexRows) -> extrac
     diff!(dates);
     diff!(references);
     diff!(numbers);
+    diff!(combos);
     removed
 }
 

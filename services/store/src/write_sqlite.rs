@@ -52,7 +52,7 @@ impl Tx {
             "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
              VALUES ({RID}, ?1, ?3, ?4, ?6, 0, ?5);"
         ));
-        let rows = extract::extract(resource_type, body);
+        let rows = extract::for_write(resource_type, body)?;
         for index in IndexTable::ALL {
             let (table, columns, rows) = (index.name(), index.columns(), index.rows(&rows));
             if rows.is_empty() {

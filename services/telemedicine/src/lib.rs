@@ -38,6 +38,7 @@ pub fn definition() -> ServiceDefinition {
             .collect(),
         unique_identifiers: &[],
         search_params: search_params::SEARCH_PARAMS,
+        combined_indexes: search_params::COMBINED_INDEXES,
     }
 }
 

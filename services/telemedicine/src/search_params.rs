@@ -3,7 +3,7 @@
 //! process installs them (with every other service's), so every process indexes alike.
 
 use hospital_core::store::params::ParamKind::*;
-use hospital_core::store::params::SearchParam;
+use hospital_core::store::params::{ComboIndex, SearchParam};
 
 const PATIENT: &[&str] = &["Patient"];
 const PRACTITIONER: &[&str] = &["Practitioner"];
@@ -71,4 +71,23 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
         Date,
         &["extension(url=urn:hospital:appointment:expires).valueInstant"],
     ),
+];
+
+/// What patients and the booking desk search most: free slots of a specialty, or of a
+/// service, by visit mode, over a range of days (`Slot?specialty=..&mode=video&status=free&
+/// start=ge..&start=le..`). Each alone is a large share of every slot; combined, one range of
+/// one index (`BENCHMARKS.md`, slot search).
+pub static COMBINED_INDEXES: &[ComboIndex] = &[
+    ComboIndex {
+        resource_type: "Slot",
+        name: "specialty-mode-status-start",
+        tokens: &["specialty", "mode", "status"],
+        date: "start",
+    },
+    ComboIndex {
+        resource_type: "Slot",
+        name: "service-type-mode-status-start",
+        tokens: &["service-type", "mode", "status"],
+        date: "start",
+    },
 ];

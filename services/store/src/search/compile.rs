@@ -6,23 +6,30 @@ use super::parse::{
 };
 use crate::dates::Range;
 use crate::index::IndexTable;
-use crate::params::SearchParam;
+use crate::params::{ComboIndex, SearchParam};
 use crate::text::fold;
 use crate::{Arg, Dialect};
 
-/// The SQL being assembled: conditions and their binds.
+/// The SQL being assembled: what it reads, conditions and their binds.
 pub(crate) struct Sql {
     pub d: Dialect,
+    /// `resources r`, joined to the one row of a combined index (`c`) when a search is served
+    /// by one key of it.
+    pub from: &'static str,
     pub conds: Vec<String>,
     pub args: Vec<Arg>,
+    /// The date parameter whose value is the joined combined index's `c.lo`.
+    pub joined_date: Option<&'static str>,
 }
 
 impl Sql {
     pub(crate) fn new(d: Dialect) -> Sql {
         Sql {
             d,
+            from: "resources r",
             conds: Vec::new(),
             args: Vec::new(),
+            joined_date: None,
         }
     }
 
@@ -151,16 +158,161 @@ fn names_the_type(c: &Condition) -> bool {
     }
 }
 
+/// Values of date/dateTime paths span at most a (leap) year; Periods have no bound.
+fn max_width(param: &SearchParam) -> Option<i64> {
+    (!param
+        .paths
+        .iter()
+        .any(|path| path.to_ascii_lowercase().contains("period")))
+    .then_some(366 * 86_400 * 1_000_000)
+}
+
+/// Combined-index keys from more value combinations than this are not worth it: the search
+/// uses the plain index instead.
+const MAX_COMBO_KEYS: usize = 64;
+
+/// A combined index serving part of a plan: the keys it reads, and the plan's conditions it
+/// answers exactly (by their position), which the query then leaves out.
+struct ComboUse {
+    combo: &'static ComboIndex,
+    keys: Vec<String>,
+    covered: Vec<usize>,
+}
+
+/// The combined index that serves the most of `plan`, if any does: one whose every token
+/// parameter the plan tests for values given as `code` or `system|code` (the forms it keys),
+/// and whose date parameter the plan bounds. A resource lacking a value of any of them has no
+/// rows in the index, and no such resource could match such a plan either.
+fn choose_combo(plan: &Plan) -> Option<ComboUse> {
+    let mut best: Option<ComboUse> = None;
+    for combo in crate::params::combos_of(&plan.resource_type) {
+        let dated: Vec<usize> = plan
+            .conditions
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, Condition::Date { param, .. } if param.name == combo.date))
+            .map(|(i, _)| i)
+            .collect();
+        if dated.is_empty() {
+            continue;
+        }
+        let mut keys = vec![String::new()];
+        let mut covered = dated;
+        let mut usable = true;
+        for (n, name) in combo.tokens.iter().enumerate() {
+            let found = plan.conditions.iter().enumerate().find(|(_, c)| {
+                matches!(c, Condition::Token { param, negated: false, values }
+                    if param.name == *name
+                        && values.iter().all(|v| matches!(v, TokenValue::Code(_) | TokenValue::SystemCode(_))))
+            });
+            let Some((i, Condition::Token { values, .. })) = found else {
+                usable = false;
+                break;
+            };
+            if keys.len() * values.len() > MAX_COMBO_KEYS {
+                usable = false;
+                break;
+            }
+            let forms: Vec<&str> = values
+                .iter()
+                .map(|v| match v {
+                    TokenValue::Code(c) | TokenValue::SystemCode(c) => c.as_str(),
+                    TokenValue::NoSystem(c) | TokenValue::System(c) => c.as_str(),
+                })
+                .collect();
+            keys = keys
+                .iter()
+                .flat_map(|k| {
+                    forms.iter().map(move |f| {
+                        if n == 0 {
+                            (*f).to_owned()
+                        } else {
+                            format!("{k}{}{f}", crate::extract::COMBO_SEPARATOR)
+                        }
+                    })
+                })
+                .collect();
+            covered.push(i);
+        }
+        if usable
+            && best
+                .as_ref()
+                .is_none_or(|b| b.covered.len() < covered.len())
+        {
+            keys.sort();
+            keys.dedup();
+            best = Some(ComboUse {
+                combo,
+                keys,
+                covered,
+            });
+        }
+    }
+    best
+}
+
+/// The conditions of a combined index serving the plan: its rows (`c` when joined, else a
+/// semi-join) with one of the keys, whose date range meets every date condition it covers.
+fn combo_conds(sql: &mut Sql, plan: &Plan, using: ComboUse) -> String {
+    let rt = plan.resource_type.as_str();
+    let mut dates = Vec::new();
+    for i in &using.covered {
+        if let Condition::Date { param, values } = &plan.conditions[*i] {
+            let (lo, hi) = if using.keys.len() == 1 {
+                ("c.lo", "c.hi")
+            } else {
+                ("lo", "hi")
+            };
+            let ors: Vec<String> = values
+                .iter()
+                .map(|(p, r)| date_cond(sql, lo, hi, *p, *r, max_width(param)))
+                .collect();
+            dates.push(format!("({})", ors.join(" OR ")));
+        }
+    }
+    let t = sql.arg(Arg::Text(rt.to_owned()));
+    let n = sql.arg(Arg::Text(using.combo.name.to_owned()));
+    if using.keys.len() == 1 {
+        // One key: a resource has at most one row of it (its date is single-valued), so the
+        // row is joined, and its date is there to sort by.
+        let k = sql.arg(Arg::Text(using.keys.into_iter().next().unwrap_or_default()));
+        sql.from = "resources r JOIN idx_combo c ON c.rid = r.rid";
+        sql.joined_date = Some(using.combo.date);
+        format!(
+            "c.resource_type = {t} AND c.param = {n} AND c.key = {k} AND {}",
+            dates.join(" AND ")
+        )
+    } else {
+        let keys = sql.list("key", using.keys);
+        format!(
+            "r.rid IN (SELECT rid FROM idx_combo WHERE resource_type = {t} AND param = {n} AND {keys} AND {})",
+            dates.join(" AND ")
+        )
+    }
+}
+
 /// The WHERE clause of a plan (without paging).
 pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
     let rt = plan.resource_type.as_str();
     let mut sql = Sql::new(d);
     sql.conds.push("r.deleted = 0".into());
+    let combo = choose_combo(plan);
+    let covered: Vec<usize> = combo
+        .as_ref()
+        .map(|c| c.covered.clone())
+        .unwrap_or_default();
+    if let Some(using) = combo {
+        let c = combo_conds(&mut sql, plan, using);
+        sql.conds.push(c);
+    }
     // Conditions on each date parameter, combined into one subquery per parameter: every
     // declared date parameter is single-valued (birthDate, period, effective[x], ...), so
     // repeated conditions (`date=ge..&date=le..`) can test the same index row.
     let mut date_groups: Vec<(&'static SearchParam, Vec<String>)> = Vec::new();
-    for c in &plan.conditions {
+    for (i, c) in plan.conditions.iter().enumerate() {
+        if covered.contains(&i) {
+            continue;
+        }
         match c {
             Condition::Compartment { patient, params } => {
                 let a = sql.arg(Arg::Text(patient.clone()));
@@ -269,12 +421,7 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
                 sql.conds.push(format!("r.rid IN ({s})"));
             }
             Condition::Date { param, values } => {
-                // Values of date/dateTime paths span at most a (leap) year; Periods have no bound.
-                let width = (!param
-                    .paths
-                    .iter()
-                    .any(|path| path.to_ascii_lowercase().contains("period")))
-                .then_some(366 * 86_400 * 1_000_000);
+                let width = max_width(param);
                 let ors: Vec<String> = values
                     .iter()
                     .map(|(p, r)| date_cond(&mut sql, "lo", "hi", *p, *r, width))
@@ -342,6 +489,8 @@ pub(crate) fn sort_key(sql: &mut Sql, plan: &Plan) -> String {
     match plan.sort {
         SortKey::Rid => "r.rid".to_owned(),
         SortKey::LastUpdated => "r.last_updated".to_owned(),
+        // The joined row of a combined index holds the date: the index gives the order.
+        SortKey::Date(p) if sql.joined_date == Some(p) => "c.lo".to_owned(),
         SortKey::Date(p) => {
             let t = sql.arg(Arg::Text(plan.resource_type.clone()));
             let n = sql.arg(Arg::Text(p.to_owned()));
@@ -350,6 +499,75 @@ pub(crate) fn sort_key(sql: &mut Sql, plan: &Plan) -> String {
             format!(
                 "COALESCE((SELECT MIN(lo) FROM idx_date WHERE rid = r.rid AND resource_type = {t} AND param = {n}), {missing})"
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{ParamKind, install};
+    use crate::search::SearchQuery;
+
+    static PARAMS: &[SearchParam] = &[
+        SearchParam::new("Slot", "specialty", ParamKind::Token, &["specialty"]),
+        SearchParam::new("Slot", "status", ParamKind::Token, &["status"]),
+        SearchParam::new("Slot", "start", ParamKind::Date, &["start"]),
+    ];
+    static COMBOS: &[ComboIndex] = &[ComboIndex {
+        resource_type: "Slot",
+        name: "specialty-status-start",
+        tokens: &["specialty", "status"],
+        date: "start",
+    }];
+
+    fn compiled(query: &str) -> Sql {
+        install(&[PARAMS], &[COMBOS]).unwrap();
+        let params = query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let plan = super::super::parse::parse(&SearchQuery::new("Slot", params)).unwrap();
+        where_clause(Dialect::Postgres, &plan)
+    }
+
+    #[test]
+    fn a_search_naming_every_part_of_a_combined_index_reads_it_alone() {
+        let sql = compiled("specialty=http://snomed.info/sct|1&status=free&start=ge2026-12-01");
+        assert!(sql.from.contains("idx_combo"), "{}", sql.from);
+        let all = sql.conds.join(" AND ");
+        assert!(
+            !all.contains("idx_token") && !all.contains("idx_date"),
+            "{all}"
+        );
+        assert!(
+            sql.args
+                .iter()
+                .any(|a| matches!(a, Arg::Text(k) if k == "http://snomed.info/sct|1\u{1f}free"))
+        );
+        // Several values: several keys, read as a semi-join (a resource may hold two).
+        let sql = compiled("specialty=1,2&status=free&start=ge2026-12-01");
+        assert_eq!(sql.from, "resources r");
+        assert!(sql.conds.join(" ").contains("FROM idx_combo"));
+    }
+
+    #[test]
+    fn a_search_the_combined_index_cannot_answer_exactly_uses_the_plain_index() {
+        for q in [
+            // No date bound: resources without a start are not in the combined index.
+            "specialty=1&status=free",
+            // A form it does not key (`|code`: no system), a negation, a part missing.
+            "specialty=1&status=|free&start=ge2026-12-01",
+            "specialty=1&status:not=free&start=ge2026-12-01",
+            "status=free&start=ge2026-12-01",
+        ] {
+            let sql = compiled(q);
+            let all = sql.conds.join(" ");
+            assert!(
+                !all.contains("idx_combo") && sql.from == "resources r",
+                "{q}: {all}"
+            );
         }
     }
 }

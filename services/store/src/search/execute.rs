@@ -24,7 +24,7 @@ pub async fn run(
     let mut sql = compile::where_clause(d, &plan);
     let where_sql = sql.conds.join(" AND ");
     if plan.total || plan.summary_count {
-        let q = format!("SELECT COUNT(*) FROM resources r WHERE {where_sql}");
+        let q = format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", sql.from);
         let row = bind_all(sqlx::query(&q), &sql.args)
             .fetch_one(&mut *conn)
             .await?;
@@ -50,7 +50,8 @@ pub async fn run(
     let limit = sql.arg(Arg::I64(plan.count as i64 + 1));
     let q = format!(
         "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body, r.rid, {key_expr} AS sort_key \
-         FROM resources r WHERE {conds} ORDER BY sort_key {dir}, r.rid {dir} LIMIT {limit}"
+         FROM {} WHERE {conds} ORDER BY sort_key {dir}, r.rid {dir} LIMIT {limit}",
+        sql.from
     );
     let rows = if plan.count == 0 {
         Vec::new()
