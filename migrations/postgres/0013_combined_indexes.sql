@@ -7,7 +7,7 @@ CREATE TABLE idx_combo (
     key TEXT COLLATE "C" NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL
 );
 CREATE INDEX idx_combo_key_rid ON idx_combo (resource_type, param, key, rid) INCLUDE (lo, hi);
-CREATE INDEX idx_combo_key_lo ON idx_combo (resource_type, param, key, lo);
+CREATE INDEX idx_combo_key_lo ON idx_combo (resource_type, param, key, lo) INCLUDE (hi, rid);
 CREATE INDEX idx_combo_rid ON idx_combo (rid);
 
 -- What the stored index rows of each type were derived from (`params::fingerprint`): a type

@@ -4,7 +4,7 @@ CREATE TABLE idx_combo (
     key TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL
 );
 CREATE INDEX idx_combo_key_rid ON idx_combo (resource_type, param, key, rid, lo, hi);
-CREATE INDEX idx_combo_key_lo ON idx_combo (resource_type, param, key, lo);
+CREATE INDEX idx_combo_key_lo ON idx_combo (resource_type, param, key, lo, hi, rid);
 CREATE INDEX idx_combo_rid ON idx_combo (rid);
 
 CREATE TABLE index_state (

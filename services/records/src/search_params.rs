@@ -192,7 +192,7 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
     SearchParam::reference("DocumentReference", "patient", SUBJECT, PATIENT),
     SearchParam::reference("DocumentReference", "subject", SUBJECT, &[]),
     SearchParam::reference("DocumentReference", "author", &["author"], &[]),
-    SearchParam::new("DocumentReference", "date", Date, &["date"]),
+    SearchParam::new("DocumentReference", "date", Date, &["date"]).instant(),
     SearchParam::new("DocumentReference", "type", Token, &["type"]),
     SearchParam::reference(
         "DocumentReference",

@@ -40,6 +40,9 @@ pub struct SearchParam {
     pub paths: &'static [&'static str],
     /// For references: the target types this parameter may point to (empty: any).
     pub targets: &'static [&'static str],
+    /// A date parameter over FHIR `instant`s only (precise to the second or finer): a search
+    /// from a date on (`ge`) then reads the index from that date, not from a year before it.
+    pub instant: bool,
 }
 
 impl SearchParam {
@@ -56,6 +59,15 @@ impl SearchParam {
             kind,
             paths,
             targets: &[],
+            instant: false,
+        }
+    }
+
+    /// The same date parameter, declared over `instant` elements only.
+    pub const fn instant(self) -> SearchParam {
+        SearchParam {
+            instant: true,
+            ..self
         }
     }
 
@@ -72,6 +84,7 @@ impl SearchParam {
             kind: ParamKind::Reference,
             paths,
             targets,
+            instant: false,
         }
     }
 }
@@ -227,8 +240,11 @@ pub fn fingerprint(resource_type: &str) -> std::string::String {
     use sha2::Digest;
     /// Raised whenever extraction changes what rows a declaration gives.
     const EXTRACTION: u32 = 1;
-    let mut params: Vec<std::string::String> =
-        of_type(resource_type).map(|p| format!("{p:?}")).collect();
+    // What extraction reads of a parameter, and nothing else (a change elsewhere needs no
+    // rebuild).
+    let mut params: Vec<std::string::String> = of_type(resource_type)
+        .map(|p| format!("{} {:?} {:?} {:?}", p.name, p.kind, p.paths, p.targets))
+        .collect();
     params.sort();
     let mut combos: Vec<std::string::String> =
         combos_of(resource_type).map(|c| format!("{c:?}")).collect();

@@ -158,8 +158,12 @@ fn names_the_type(c: &Condition) -> bool {
     }
 }
 
-/// Values of date/dateTime paths span at most a (leap) year; Periods have no bound.
+/// Values of date/dateTime paths span at most a (leap) year, instants at most a second;
+/// Periods have no bound.
 fn max_width(param: &SearchParam) -> Option<i64> {
+    if param.instant {
+        return Some(1_000_000);
+    }
     (!param
         .paths
         .iter()
