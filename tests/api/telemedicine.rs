@@ -1915,7 +1915,7 @@ fn vn_day(days: i64) -> String {
 }
 
 /// Two doctors' slots over three days: video general medicine, in-person cardiology.
-async fn two_doctors_slots(app: &TestApp) -> (String, String) {
+async fn two_doctors_slots(app: &TestApp) -> (String, String, String) {
     let (a, b) = (doctor(app, "Trần").await, doctor(app, "Lê").await);
     let video = app.create(schedule(&a, "video", 30, 3)).await;
     let mut heart = schedule(&b, "in-person", 60, 3);
@@ -1923,7 +1923,8 @@ async fn two_doctors_slots(app: &TestApp) -> (String, String) {
         "code": "394579002", "display": "Cardiology"}]}]);
     let in_person = app.create(heart).await;
     all_slots_made(app).await;
-    (video, in_person)
+    let _ = in_person;
+    (a, video, b)
 }
 
 /// The combined index (specialty or service type, mode, status, start) answers exactly what
@@ -1932,7 +1933,7 @@ async fn two_doctors_slots(app: &TestApp) -> (String, String) {
 /// does not key, so that query takes the plain path.
 async fn slot_searches_through_the_combined_index_find_what_the_plain_index_finds(b: Backend) {
     let app = spawn_app(b).await;
-    let (video, _) = two_doctors_slots(&app).await;
+    let (tran, video, le) = two_doctors_slots(&app).await;
     // Book one video slot, so that some are not free.
     let taken = first_free_slot(&app, &video, 60).await;
     let an = patient(&app, 1).await;
@@ -1963,6 +1964,12 @@ async fn slot_searches_through_the_combined_index_find_what_the_plain_index_find
             "specialty={general}&mode=video&status=free&start={}",
             vn_day(1)
         ),
+        format!(
+            "practitioner=Practitioner/{tran}&status=free&start={}",
+            vn_day(1)
+        ),
+        format!("practitioner={le}&status=free,busy&{range}"),
+        format!("practitioner=Practitioner/{tran}&status=busy&{range}"),
     ];
     let mut seen_some = 0;
     for q in &cases {
@@ -1988,7 +1995,7 @@ async fn slot_searches_through_the_combined_index_find_what_the_plain_index_find
         assert_eq!(counted["total"], plain_count["total"], "{q}");
     }
     // The cases are not all empty (the booked slot, the free ones); one is by design.
-    assert!(seen_some >= 15, "{seen_some}");
+    assert!(seen_some >= 24, "{seen_some}");
     let none = app
         .search_ids(&format!(
             "Slot?specialty=394579002&mode=video&status=free&{range}"

@@ -201,17 +201,28 @@ pub fn token_forms(system: &str, code: &str) -> Vec<String> {
     }
 }
 
-/// The rows of `combo` from the token and date rows already extracted: every combination of
-/// one form of a value of each token parameter, with each range of the date parameter. None
-/// when any of them has no value.
+/// The forms a reference is searched by, as a combined index keys it: `id` and `Type/id`.
+pub fn reference_forms(target_type: &str, target_id: &str) -> Vec<String> {
+    vec![target_id.to_owned(), format!("{target_type}/{target_id}")]
+}
+
+/// The rows of `combo` from the rows already extracted: every combination of one form of a
+/// value of each of its parameters, with each range of the date parameter. None when any of
+/// them has no value.
 fn combine(combo: &'static params::ComboIndex, rows: &mut IndexRows) {
     let mut keys: Vec<String> = vec![String::new()];
-    for (i, name) in combo.tokens.iter().enumerate() {
+    for (i, name) in combo.parts.iter().enumerate() {
         let mut forms: Vec<String> = rows
             .tokens
             .iter()
             .filter(|(p, ..)| p == name)
             .flat_map(|(_, system, code)| token_forms(system, code))
+            .chain(
+                rows.references
+                    .iter()
+                    .filter(|(p, ..)| p == name)
+                    .flat_map(|(_, t, id)| reference_forms(t, id)),
+            )
             .collect();
         forms.sort();
         forms.dedup();

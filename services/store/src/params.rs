@@ -90,8 +90,8 @@ impl SearchParam {
 }
 
 /// A combined index over several parameters of one type (what HAPI FHIR calls a "combo"
-/// search parameter): one row per combination of the token parameters' values, with the
-/// date parameter's range. A search that names every one of its token parameters (and a
+/// search parameter): one row per combination of its token and reference parameters' values,
+/// with the date parameter's range. A search that names every one of its parameters (and a
 /// range of its date) reads one range of one index instead of intersecting large sets — a
 /// specialty's free video slots are a quarter, half and nearly all of every slot, and proving
 /// that there are none cost 300 ms that way. Not a search parameter: clients never see it;
@@ -101,15 +101,17 @@ pub struct ComboIndex {
     pub resource_type: &'static str,
     /// Unique among the type's combined indexes; stored as the index rows' `param`.
     pub name: &'static str,
-    /// Token parameters of the type, each of which a search must name for the index to serve.
-    pub tokens: &'static [&'static str],
+    /// Token and reference parameters of the type, each of which a search must name for the
+    /// index to serve it.
+    pub parts: &'static [&'static str],
     /// A single-valued date parameter of the type: a resource without it has no rows, so the
     /// index serves only searches that bound this date.
     pub date: &'static str,
 }
 
 /// The most rows one resource may have in one combined index (the product of its values of
-/// the index's parameters, each value counted in both its forms, `code` and `system|code`);
+/// the index's parameters, each value counted in both its forms: `code` and `system|code`,
+/// `id` and `Type/id`);
 /// a write over it is refused, since its index would cost more than the search it serves.
 pub const MAX_COMBO_ROWS: usize = 256;
 
@@ -154,9 +156,14 @@ pub fn install(
             all.iter()
                 .any(|p| p.resource_type == c.resource_type && p.name == name && p.kind == kind)
         };
-        if c.tokens.is_empty() || !c.tokens.iter().all(|t| declared(t, ParamKind::Token)) {
+        if c.parts.is_empty()
+            || !c
+                .parts
+                .iter()
+                .all(|t| declared(t, ParamKind::Token) || declared(t, ParamKind::Reference))
+        {
             return Err(format!(
-                "the combined index {}.{} must name declared token parameters",
+                "the combined index {}.{} must name declared token or reference parameters",
                 c.resource_type, c.name
             ));
         }

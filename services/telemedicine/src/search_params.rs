@@ -75,19 +75,25 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
 
 /// What patients and the booking desk search most: free slots of a specialty, or of a
 /// service, by visit mode, over a range of days (`Slot?specialty=..&mode=video&status=free&
-/// start=ge..&start=le..`). Each alone is a large share of every slot; combined, one range of
-/// one index (`BENCHMARKS.md`, slot search).
+/// start=ge..&start=le..`), and a doctor's free slots of a day. Each condition alone is a
+/// large share of every slot; combined, one range of one index (`BENCHMARKS.md`, slot search).
 pub static COMBINED_INDEXES: &[ComboIndex] = &[
     ComboIndex {
         resource_type: "Slot",
+        name: "practitioner-status-start",
+        parts: &["practitioner", "status"],
+        date: "start",
+    },
+    ComboIndex {
+        resource_type: "Slot",
         name: "specialty-mode-status-start",
-        tokens: &["specialty", "mode", "status"],
+        parts: &["specialty", "mode", "status"],
         date: "start",
     },
     ComboIndex {
         resource_type: "Slot",
         name: "service-type-mode-status-start",
-        tokens: &["service-type", "mode", "status"],
+        parts: &["service-type", "mode", "status"],
         date: "start",
     },
 ];

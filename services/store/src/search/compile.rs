@@ -183,9 +183,9 @@ struct ComboUse {
     covered: Vec<usize>,
 }
 
-/// The combined index that serves the most of `plan`, if any does: one whose every token
-/// parameter the plan tests for values given as `code` or `system|code` (the forms it keys),
-/// and whose date parameter the plan bounds. A resource lacking a value of any of them has no
+/// The combined index that serves the most of `plan`, if any does: one whose every parameter
+/// the plan tests for values given in the forms it keys (`code` or `system|code`; `id` or
+/// `Type/id`), and whose date parameter the plan bounds. A resource lacking a value of any of them has no
 /// rows in the index, and no such resource could match such a plan either.
 fn choose_combo(plan: &Plan) -> Option<ComboUse> {
     let mut best: Option<ComboUse> = None;
@@ -203,27 +203,20 @@ fn choose_combo(plan: &Plan) -> Option<ComboUse> {
         let mut keys = vec![String::new()];
         let mut covered = dated;
         let mut usable = true;
-        for (n, name) in combo.tokens.iter().enumerate() {
-            let found = plan.conditions.iter().enumerate().find(|(_, c)| {
-                matches!(c, Condition::Token { param, negated: false, values }
-                    if param.name == *name
-                        && values.iter().all(|v| matches!(v, TokenValue::Code(_) | TokenValue::SystemCode(_))))
-            });
-            let Some((i, Condition::Token { values, .. })) = found else {
+        for (n, name) in combo.parts.iter().enumerate() {
+            let found = plan
+                .conditions
+                .iter()
+                .enumerate()
+                .find_map(|(i, c)| Some((i, keyed_forms(c, name)?)));
+            let Some((i, forms)) = found else {
                 usable = false;
                 break;
             };
-            if keys.len() * values.len() > MAX_COMBO_KEYS {
+            if keys.len() * forms.len() > MAX_COMBO_KEYS {
                 usable = false;
                 break;
             }
-            let forms: Vec<&str> = values
-                .iter()
-                .map(|v| match v {
-                    TokenValue::Code(c) | TokenValue::SystemCode(c) => c.as_str(),
-                    TokenValue::NoSystem(c) | TokenValue::System(c) => c.as_str(),
-                })
-                .collect();
             keys = keys
                 .iter()
                 .flat_map(|k| {
@@ -253,6 +246,34 @@ fn choose_combo(plan: &Plan) -> Option<ComboUse> {
         }
     }
     best
+}
+
+/// The values a condition on the parameter `name` asks for, in the forms a combined index keys
+/// them, when it asks for nothing else (none for a negation, `|code`, `system|`).
+fn keyed_forms(c: &Condition, name: &str) -> Option<Vec<String>> {
+    match c {
+        Condition::Token {
+            param,
+            negated: false,
+            values,
+        } if param.name == name => values
+            .iter()
+            .map(|v| match v {
+                TokenValue::Code(c) | TokenValue::SystemCode(c) => Some(c.clone()),
+                TokenValue::NoSystem(_) | TokenValue::System(_) => None,
+            })
+            .collect(),
+        Condition::Reference { param, values } if param.name == name => Some(
+            values
+                .iter()
+                .map(|v| match v {
+                    ReferenceValue::Id(id) => id.clone(),
+                    ReferenceValue::Typed(t, id) => format!("{t}/{id}"),
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// The conditions of a combined index serving the plan: its rows (`c` when joined, else a
@@ -521,7 +542,7 @@ mod tests {
     static COMBOS: &[ComboIndex] = &[ComboIndex {
         resource_type: "Slot",
         name: "specialty-status-start",
-        tokens: &["specialty", "status"],
+        parts: &["specialty", "status"],
         date: "start",
     }];
 
