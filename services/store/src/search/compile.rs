@@ -20,6 +20,9 @@ pub(crate) struct Sql {
     pub args: Vec<Arg>,
     /// The date parameter whose value is the joined combined index's `c.lo`.
     pub joined_date: Option<&'static str>,
+    /// The joined combined index's conditions, when they are the whole search: the page can
+    /// then be chosen from the index alone before any resource is read.
+    pub combo_only: Option<String>,
 }
 
 impl Sql {
@@ -30,6 +33,7 @@ impl Sql {
             conds: Vec::new(),
             args: Vec::new(),
             joined_date: None,
+            combo_only: None,
         }
     }
 
@@ -328,6 +332,9 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
         .unwrap_or_default();
     if let Some(using) = combo {
         let c = combo_conds(&mut sql, plan, using);
+        if sql.joined_date.is_some() && covered.len() == plan.conditions.len() {
+            sql.combo_only = Some(c.clone());
+        }
         sql.conds.push(c);
     }
     // Conditions on each date parameter, combined into one subquery per parameter: every
@@ -571,6 +578,22 @@ mod tests {
                 .iter()
                 .any(|a| matches!(a, Arg::Text(k) if k == "http://snomed.info/sct|1\u{1f}free"))
         );
+        assert!(sql.combo_only.is_some(), "the index alone answers it");
+        // A patient's search keeps its compartment condition: never the index alone.
+        install(&[PARAMS], &[COMBOS]).unwrap();
+        let mut q = SearchQuery::new(
+            "Slot",
+            vec![
+                ("specialty".into(), "1".into()),
+                ("status".into(), "free".into()),
+                ("start".into(), "ge2026-12-01".into()),
+            ],
+        );
+        q.compartment = Some("p1".into());
+        let plan = super::super::parse::parse(&q).unwrap();
+        let sql = where_clause(Dialect::Postgres, &plan);
+        assert!(sql.combo_only.is_none());
+        assert!(sql.conds.iter().any(|c| c == "1 = 0"), "{:?}", sql.conds);
         // Several values: several keys, read as a semi-join (a resource may hold two).
         let sql = compiled("specialty=1,2&status=free&start=ge2026-12-01");
         assert_eq!(sql.from, "resources r");

@@ -49,19 +49,48 @@ pub async fn run(
     } else {
         (">", "ASC")
     };
-    let mut conds = where_sql;
-    if let Some((k, rid)) = plan.cursor {
-        let a = sql.arg(Arg::I64(k));
-        let b = sql.arg(Arg::I64(rid));
-        conds =
-            format!("{conds} AND ({key_expr} {cmp} {a} OR ({key_expr} = {a} AND r.rid {cmp} {b}))");
-    }
-    let limit = sql.arg(Arg::I64(plan.count as i64 + 1));
-    let q = format!(
-        "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body, r.rid, {key_expr} AS sort_key \
-         FROM {} WHERE {conds} ORDER BY sort_key {dir}, r.rid {dir} LIMIT {limit}",
-        sql.from
-    );
+    // A search the joined combined index answers alone, in an order it holds (row id, or its
+    // date): the page's rows are chosen from the index, then only they are read. Otherwise
+    // the database may read every match's row before it sorts and cuts (3,600 rows, 11 ms).
+    let index_order = match plan.sort {
+        parse::SortKey::Rid => Some("c.rid"),
+        parse::SortKey::Date(p) if sql.joined_date == Some(p) => Some("c.lo"),
+        _ => None,
+    };
+    let q = match (&sql.combo_only, index_order) {
+        (Some(only), Some(col)) => {
+            let mut inner = only.clone();
+            if let Some((k, rid)) = plan.cursor {
+                let a = sql.arg(Arg::I64(k));
+                let b = sql.arg(Arg::I64(rid));
+                inner =
+                    format!("{inner} AND ({col} {cmp} {a} OR ({col} = {a} AND c.rid {cmp} {b}))");
+            }
+            let limit = sql.arg(Arg::I64(plan.count as i64 + 1));
+            format!(
+                "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body, r.rid, c.sk AS sort_key \
+                 FROM (SELECT c.rid, {col} AS sk FROM idx_combo c WHERE {inner} \
+                 ORDER BY sk {dir}, c.rid {dir} LIMIT {limit}) c JOIN resources r ON r.rid = c.rid \
+                 WHERE r.deleted = 0 ORDER BY sort_key {dir}, r.rid {dir}"
+            )
+        }
+        _ => {
+            let mut conds = where_sql;
+            if let Some((k, rid)) = plan.cursor {
+                let a = sql.arg(Arg::I64(k));
+                let b = sql.arg(Arg::I64(rid));
+                conds = format!(
+                    "{conds} AND ({key_expr} {cmp} {a} OR ({key_expr} = {a} AND r.rid {cmp} {b}))"
+                );
+            }
+            let limit = sql.arg(Arg::I64(plan.count as i64 + 1));
+            format!(
+                "SELECT r.resource_type, r.resource_id, r.version_id, r.last_updated, r.body, r.rid, {key_expr} AS sort_key \
+                 FROM {} WHERE {conds} ORDER BY sort_key {dir}, r.rid {dir} LIMIT {limit}",
+                sql.from
+            )
+        }
+    };
     let rows = if plan.count == 0 {
         Vec::new()
     } else {
