@@ -12,6 +12,7 @@ hospital_test_kit::on_both_backends!(
     the_demo_bill_is_paid_by_simulate_payment,
     cash_at_the_desk_and_a_transfer_racing_never_both_pay_a_bill,
     failed_deliveries_and_wrong_links_are_throttled_and_live_pages_bounded,
+    every_verified_delivery_is_kept_as_received_before_it_is_answered,
 );
 
 /// The doors that take no token are bounded like the others: failed signatures and links that
@@ -457,19 +458,77 @@ fn now_ms() -> i64 {
 
 /// A Casso v2 delivery, signed as Casso signs it.
 pub(crate) fn casso(id: i64, amount: i64, memo: &str, account: &str) -> (String, String) {
+    casso_signed_at(now_ms(), id, amount, memo, account)
+}
+
+/// A Casso v2 delivery, signed as Casso signs it at `t` (unix ms).
+pub(crate) fn casso_signed_at(
+    t: i64,
+    id: i64,
+    amount: i64,
+    memo: &str,
+    account: &str,
+) -> (String, String) {
     let body = json!({"error": 0, "data": {"id": id, "reference": format!("FT{id}"), "description": memo,
         "amount": amount, "runningBalance": 25_000_000, "transactionDateTime": "2026-12-01 15:06:37",
         "accountNumber": account, "bankName": "VietinBank", "bankAbbreviation": "ICB",
         "virtualAccountNumber": "", "virtualAccountName": "", "counterAccountName": "NGUYEN VAN A",
         "counterAccountNumber": "8888888888", "counterAccountBankId": "970436",
         "counterAccountBankName": "Vietcombank"}});
-    let t = now_ms();
-    let canonical = hospital_core::store::sorted_json(&body);
+    casso_signed(t, &body.to_string())
+}
+
+/// The Casso signature header of `body` (any text, sorted as Casso sorts it when it is JSON)
+/// at `t` (unix ms): `(body, header)`.
+pub(crate) fn casso_signed(t: i64, body: &str) -> (String, String) {
+    let canonical = match serde_json::from_str::<Value>(body) {
+        Ok(v) => hospital_core::store::sorted_json(&v),
+        Err(_) => body.to_owned(),
+    };
     let v1 = hospital_billing::webhooks::hmac_sha512_hex(
         b"test-casso-key",
         format!("{t}.{canonical}").as_bytes(),
     );
-    (body.to_string(), format!("t={t},v1={v1}"))
+    (body.to_owned(), format!("t={t},v1={v1}"))
+}
+
+/// What a bank feed's delivery leaves behind: versions of resources, deliveries kept as
+/// received, and webhook audit lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Left {
+    pub versions: i64,
+    pub deliveries: i64,
+    pub audit_lines: usize,
+}
+
+impl Left {
+    /// `self` with `deliveries` more kept and `audit_lines` more lines, nothing else.
+    pub fn and(self, deliveries: i64, audit_lines: usize) -> Left {
+        Left {
+            versions: self.versions,
+            deliveries: self.deliveries + deliveries,
+            audit_lines: self.audit_lines + audit_lines,
+        }
+    }
+}
+
+pub(crate) async fn left(app: &TestApp) -> Left {
+    let trail = app
+        .store
+        .audit_search(&hospital_core::store::AuditQuery {
+            count: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    Left {
+        versions: app.versions().await,
+        deliveries: app.store.count_deliveries().await.unwrap(),
+        audit_lines: trail
+            .iter()
+            .filter(|r| r.record.action == "webhook")
+            .count(),
+    }
 }
 
 pub(crate) async fn post_casso(app: &TestApp, body: &str, signature: &str) -> (u16, Value) {
@@ -495,22 +554,42 @@ pub(crate) async fn post_sepay(
     memo: &str,
     account: &str,
 ) -> u16 {
-    let body = json!({"id": id, "gateway": "VietinBank", "transactionDate": "2026-12-01 14:02:37",
+    post_sepay_answer(app, id, amount, memo, account).await.0
+}
+
+/// A SePay delivery (API key) and its answer.
+pub(crate) fn sepay_body(id: i64, amount: i64, memo: &str, account: &str) -> String {
+    json!({"id": id, "gateway": "VietinBank", "transactionDate": "2026-12-01 14:02:37",
         "accountNumber": account, "code": null, "content": memo, "transferType": "in",
         "description": format!("BankAPINotify {memo}"), "transferAmount": amount,
-        "referenceCode": format!("FT{id}"), "accumulated": 19_077_000, "subAccount": null});
-    app.anonymous
+        "referenceCode": format!("FT{id}"), "accumulated": 19_077_000, "subAccount": null})
+    .to_string()
+}
+
+pub(crate) async fn post_sepay_answer(
+    app: &TestApp,
+    id: i64,
+    amount: i64,
+    memo: &str,
+    account: &str,
+) -> (u16, Value) {
+    post_sepay_raw(app, &sepay_body(id, amount, memo, account)).await
+}
+
+/// Posts `body` as SePay does (with its API key): the status and the answer.
+pub(crate) async fn post_sepay_raw(app: &TestApp, body: &str) -> (u16, Value) {
+    let r = app
+        .anonymous
         .post(format!(
             "{}/webhooks/sepay",
             app.base.trim_end_matches("/fhir")
         ))
         .header("authorization", "Apikey test-sepay-key")
-        .body(body.to_string())
+        .body(body.to_owned())
         .send()
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
 pub(crate) async fn notices(app: &TestApp, invoice: &str) -> Vec<Value> {
@@ -781,4 +860,136 @@ async fn bank_feeds_credit_each_payment_once_and_class_it(b: Backend) {
             .any(|e| e["subtype"][0]["code"] == "webhook" && e["outcomeDesc"] == "HTTP 401")
     );
     app.stop().await;
+}
+
+/// The extension of `notice` with `url`.
+fn extension<'a>(notice: &'a Value, url: &str) -> &'a Value {
+    notice["extension"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["url"] == url))
+        .unwrap_or_else(|| panic!("no {url}: {notice}"))
+}
+
+/// Every delivery whose signature verifies is kept as it was received (its raw bytes, the
+/// provider, its transaction id, when, what became of it) before it is answered: a credit in
+/// the ledger's own transaction, a replay or a refusal with its one audit line. A delivery
+/// that fails verification keeps nothing. The kept deliveries are append-only.
+async fn every_verified_delivery_is_kept_as_received_before_it_is_answered(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000973")).await;
+    let (inv, code, _) = issued(&app, &an, 90_000).await;
+
+    // Credited: the bytes kept with the credit, which names them.
+    let (body, sig) = casso(6101, 90_000, &format!("CT {code} thanh toan"), &account);
+    let was = left(&app).await;
+    let (s, answer) = post_casso(&app, &body, &sig).await;
+    assert_eq!(s, 200, "{answer}");
+    let kept = app.store.deliveries(None, 1).await.unwrap().remove(0);
+    assert_eq!(kept.raw, body.as_bytes(), "the bytes as posted");
+    assert_eq!(
+        (
+            kept.provider.as_str(),
+            kept.transaction_id.as_deref(),
+            kept.outcome.as_str()
+        ),
+        ("casso", Some("6101"), "paid")
+    );
+    let age = hospital_core::store::dates::now_micros() - kept.received_at;
+    assert!(
+        (0..60_000_000).contains(&age),
+        "received just now: {age} µs"
+    );
+    let credited = notices(&app, &inv).await;
+    assert_eq!(
+        extension(&credited[0], "urn:hospital:payment:delivery")["valueString"],
+        kept.id.to_string()
+    );
+    let now = left(&app).await;
+    assert_eq!(
+        now,
+        Left {
+            versions: was.versions + 2,
+            ..was.and(1, 1)
+        },
+        "the notice and the bill's new version, one delivery, one audit line"
+    );
+
+    // The same delivery again: a replay, kept as such, nothing credited.
+    let (s, _) = post_casso(&app, &body, &sig).await;
+    assert_eq!(s, 200);
+    let replay = app.store.deliveries(None, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (replay.raw.as_slice(), replay.outcome.as_str()),
+        (body.as_bytes(), "duplicate")
+    );
+    assert_eq!(left(&app).await, now.and(1, 1));
+    assert_eq!(notices(&app, &inv).await.len(), 1);
+
+    // Refused, but verified: money into another account. Kept with the code that refused it.
+    let wrong = sepay_body(6102, 90_000, &code, "999999999");
+    let was = left(&app).await;
+    let (s, answer) = post_sepay_raw(&app, &wrong).await;
+    assert_eq!(
+        (s, answer["code"].as_str()),
+        (422, Some("BL_03")),
+        "{answer}"
+    );
+    let refused = app
+        .store
+        .deliveries(Some("sepay"), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(refused.raw, wrong.as_bytes());
+    assert_eq!(
+        (refused.transaction_id.as_deref(), refused.outcome.as_str()),
+        (Some("6102"), "refused:BL_03")
+    );
+    assert_eq!(left(&app).await, was.and(1, 1));
+
+    // Money out of the account (Casso writes it negative): kept, nothing credited.
+    let (out, sig) = casso(6103, -50_000, "chuyen tien ra", &account);
+    let (s, _) = post_casso(&app, &out, &sig).await;
+    assert_eq!(s, 200);
+    let ignored = app.store.deliveries(None, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (ignored.raw.as_slice(), ignored.outcome.as_str()),
+        (out.as_bytes(), "ignored")
+    );
+
+    // A delivery that fails verification keeps nothing but its audit line.
+    let was = left(&app).await;
+    let (s, _) = post_casso(&app, &out.replace("6103", "6104"), &sig).await;
+    assert_eq!(s, 401);
+    assert_eq!(left(&app).await, was.and(0, 1));
+
+    // What is kept stays as it was received.
+    for sql in [
+        "UPDATE bank_deliveries SET outcome = 'paid'",
+        "DELETE FROM bank_deliveries",
+    ] {
+        let e = sqlx::query(sql)
+            .execute(app.store.pool())
+            .await
+            .expect_err(sql);
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(app.store.count_deliveries().await.unwrap(), 4);
+    app.stop().await;
+}
+
+#[test]
+fn the_error_catalogue_lists_every_billing_code_with_its_meaning() {
+    let doc = include_str!("../../docs/errors.md");
+    let mut seen = std::collections::HashSet::new();
+    for c in hospital_billing::codes::ALL {
+        assert!(c.id.starts_with("BL_"), "{} is not billing's", c.id);
+        assert!(seen.insert(c.id), "{} is defined twice", c.id);
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", c.id)))
+            .unwrap_or_else(|| panic!("docs/errors.md lacks {}", c.id));
+        assert!(row.ends_with(&format!("| {} |", c.meaning)), "{row}");
+    }
 }

@@ -19,11 +19,16 @@ hospital_test_kit::on_both_backends!(
     a_long_stay_is_invoiced_with_every_charge,
 );
 
-fn parameters(parts: Value) -> Value {
+pub(crate) fn parameters(parts: Value) -> Value {
     json!({"resourceType": "Parameters", "parameter": parts})
 }
 
-async fn send(client: &reqwest::Client, app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let r = client
         .post(app.url(path))
         .header("content-type", FHIR)
@@ -35,12 +40,18 @@ async fn send(client: &reqwest::Client, app: &TestApp, path: &str, body: &Value)
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
-async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, Value) {
+pub(crate) async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, Value) {
     let r = client.get(app.url(path)).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
-fn encounter(patient: &str, doctor: &str, class: &str, start: &str, end: Option<&str>) -> Value {
+pub(crate) fn encounter(
+    patient: &str,
+    doctor: &str,
+    class: &str,
+    start: &str,
+    end: Option<&str>,
+) -> Value {
     let mut period = json!({"start": start});
     if let Some(e) = end {
         period["end"] = json!(e);
@@ -52,7 +63,7 @@ fn encounter(patient: &str, doctor: &str, class: &str, start: &str, end: Option<
         "period": period})
 }
 
-fn coverage(patient: &str, card: &str, start: &str, end: &str) -> Value {
+pub(crate) fn coverage(patient: &str, card: &str, start: &str, end: &str) -> Value {
     json!({"resourceType": "Coverage", "status": "active",
         "identifier": [{"system": "http://fhir.ehealth.gov.vn/core/sid/insurance_number", "value": card}],
         "beneficiary": {"reference": format!("Patient/{patient}")},
@@ -60,7 +71,7 @@ fn coverage(patient: &str, card: &str, start: &str, end: &str) -> Value {
         "period": {"start": start, "end": end}})
 }
 
-fn charge(patient: &str, encounter: &str, code: &str, qty: i64, day: &str) -> Value {
+pub(crate) fn charge(patient: &str, encounter: &str, code: &str, qty: i64, day: &str) -> Value {
     json!({"resourceType": "ChargeItem", "status": "billable",
         "code": {"coding": [{"system": SERVICE_CODE, "code": code}]},
         "subject": {"reference": format!("Patient/{patient}")},
@@ -69,7 +80,7 @@ fn charge(patient: &str, encounter: &str, code: &str, qty: i64, day: &str) -> Va
 }
 
 /// The amount of the `code` price component of an invoice's totals.
-fn total(invoice: &Value, code: &str) -> i64 {
+pub(crate) fn total(invoice: &Value, code: &str) -> i64 {
     invoice["totalPriceComponent"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["code"]["coding"][0]["code"] == code))
@@ -77,7 +88,7 @@ fn total(invoice: &Value, code: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {code} total: {invoice}"))
 }
 
-fn line(invoice: &Value, n: usize, code: &str) -> i64 {
+pub(crate) fn line(invoice: &Value, n: usize, code: &str) -> i64 {
     invoice["lineItem"][n]["priceComponent"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["code"]["coding"][0]["code"] == code))
@@ -85,7 +96,11 @@ fn line(invoice: &Value, n: usize, code: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {code} on line {n}: {invoice}"))
 }
 
-async fn issue(cashier: &reqwest::Client, app: &TestApp, encounter: &str) -> (u16, Value) {
+pub(crate) async fn issue(
+    cashier: &reqwest::Client,
+    app: &TestApp,
+    encounter: &str,
+) -> (u16, Value) {
     send(
         cashier,
         app,

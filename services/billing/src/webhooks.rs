@@ -61,9 +61,24 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Unsigned => write!(f, "the delivery carries no signature"),
             Refusal::BadSignature => write!(f, "the signature does not match the body"),
-            Refusal::Stale => write!(f, "the signed timestamp is too far from now"),
+            Refusal::Stale => write!(
+                f,
+                "the signed timestamp is more than {MAX_SKEW_SECS} seconds from now"
+            ),
             Refusal::Malformed(m) => write!(f, "the body is not readable: {m}"),
         }
+    }
+}
+
+impl Refusal {
+    /// The error a provider is answered with: a signature that fails is `BL_01` (401),
+    /// a signed body that is not one the provider sends `BL_02` (422).
+    pub fn error(&self) -> hospital_core::Error {
+        let code = match self {
+            Refusal::Malformed(_) => crate::codes::MALFORMED_DELIVERY,
+            _ => crate::codes::UNVERIFIED_DELIVERY,
+        };
+        hospital_core::Error::new(code, self.to_string())
     }
 }
 
@@ -257,10 +272,15 @@ pub fn casso(
     let d = body
         .get("data")
         .ok_or_else(|| Refusal::Malformed("no `data`".into()))?;
+    let id = text(d, "id");
+    if id.is_empty() {
+        return Err(Refusal::Malformed("no `data.id`".into()));
+    }
+    // Casso reports money out as a negative amount.
     let amount = whole_dong(d, "amount")?;
     Ok(Credit {
         provider: Provider::Casso,
-        transaction_id: text(d, "id"),
+        transaction_id: id,
         incoming: amount > 0,
         account: text(d, "accountNumber"),
         amount: amount.abs(),
@@ -350,7 +370,8 @@ pub fn payos(key: &str, raw: &[u8]) -> Result<Credit, Refusal> {
     Ok(Credit {
         provider: Provider::Payos,
         transaction_id: reference.clone(),
-        incoming: text(data, "code") == "00" && amount > 0,
+        // `code` 00: the payment succeeded; the amount is checked by the ledger.
+        incoming: text(data, "code") == "00",
         account: text(data, "accountNumber"),
         amount,
         memo: text(data, "description"),
@@ -384,8 +405,9 @@ pub fn vnpay_text(params: &[(String, String)]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VnpayIpn {
     pub txn_ref: String,
-    /// Whole đồng (`vnp_Amount` / 100).
-    pub amount: i64,
+    /// Whole đồng (`vnp_Amount` / 100); `None` when `vnp_Amount` is not a whole number of
+    /// đồng × 100 (answered `04` once the order is found, as VNPay orders its checks).
+    pub amount: Option<i64>,
     /// Paid: `vnp_ResponseCode` and `vnp_TransactionStatus` both `00`.
     pub paid: bool,
     pub transaction_no: String,
@@ -413,23 +435,68 @@ pub fn vnpay(secret: &str, query: &str) -> Result<VnpayIpn, Refusal> {
     if !hmac_ok::<Hmac<Sha512>>(secret.as_bytes(), &[vnpay_text(&params).as_bytes()], &hash) {
         return Err(Refusal::BadSignature);
     }
-    let raw_amount: i64 = get("vnp_Amount")
-        .parse()
-        .map_err(|_| Refusal::Malformed("vnp_Amount is not a number".into()))?;
-    if raw_amount % 100 != 0 {
-        return Err(Refusal::Malformed(
-            "vnp_Amount is not a whole number of đồng × 100".into(),
-        ));
-    }
+    let amount = get("vnp_Amount")
+        .parse::<i64>()
+        .ok()
+        .filter(|a| a % 100 == 0)
+        .map(|a| a / 100);
     Ok(VnpayIpn {
         txn_ref: get("vnp_TxnRef"),
-        amount: raw_amount / 100,
+        amount,
         paid: get("vnp_ResponseCode") == "00" && get("vnp_TransactionStatus") == "00",
         transaction_no: get("vnp_TransactionNo"),
         bank_reference: get("vnp_BankTranNo"),
         pay_date: get("vnp_PayDate"),
         order_info: get("vnp_OrderInfo"),
     })
+}
+
+/// VNPay's answers to an IPN, checked in this order: checksum (`97`), order exists (`01`),
+/// amount (`04`), not already confirmed (`02`), then `00`; `99` for anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VnpayAnswer {
+    /// `00`: recorded (a payment credited, or a failed payment noted).
+    Confirmed,
+    /// `01`: no bill with that `vnp_TxnRef`.
+    OrderNotFound,
+    /// `02`: the bill was already paid or cancelled (money it reports waits in the cashier's
+    /// queue), or this transaction was recorded before.
+    AlreadyConfirmed,
+    /// `04`: `vnp_Amount` is not the bill's amount (nor, for a bill part paid, what is left).
+    InvalidAmount,
+    /// `97`: the checksum does not verify.
+    InvalidChecksum,
+    /// `99`: anything else (VNPay tries again).
+    Failed,
+}
+
+impl VnpayAnswer {
+    pub fn code(self) -> &'static str {
+        match self {
+            VnpayAnswer::Confirmed => "00",
+            VnpayAnswer::OrderNotFound => "01",
+            VnpayAnswer::AlreadyConfirmed => "02",
+            VnpayAnswer::InvalidAmount => "04",
+            VnpayAnswer::InvalidChecksum => "97",
+            VnpayAnswer::Failed => "99",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            VnpayAnswer::Confirmed => "Confirm Success",
+            VnpayAnswer::OrderNotFound => "Order not Found",
+            VnpayAnswer::AlreadyConfirmed => "Order already confirmed",
+            VnpayAnswer::InvalidAmount => "Invalid amount",
+            VnpayAnswer::InvalidChecksum => "Invalid Checksum",
+            VnpayAnswer::Failed => "Unknow error",
+        }
+    }
+
+    /// The answer's body, its fields in the order VNPay gives them.
+    pub fn body(self) -> String {
+        vnpay_answer(self.code(), self.message())
+    }
 }
 
 /// VNPay's IPN answer, its fields in the order VNPay gives them.
@@ -549,7 +616,7 @@ mod tests {
         let ipn = vnpay("test_secret", &query).unwrap();
         assert_eq!(
             (ipn.txn_ref.as_str(), ipn.amount, ipn.paid),
-            ("1716257871703", 10_000, true)
+            ("1716257871703", Some(10_000), true)
         );
         let changed = query.replace("vnp_Amount=1000000", "vnp_Amount=2000000");
         assert_eq!(vnpay("test_secret", &changed), Err(Refusal::BadSignature));
