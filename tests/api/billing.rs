@@ -663,14 +663,48 @@ async fn bank_feeds_credit_each_payment_once_and_class_it(b: Backend) {
     assert_eq!(status_of(&app, &inv).await, "balanced");
     let before = all_notices(&app).await;
 
-    // Refused before anything is read: a changed byte, no signature, a stale signature.
-    let (s, _) = post_casso(&app, &body.replace("250000", "250001"), &sig).await;
-    assert_eq!(s, 401);
-    let (s, _) = post_casso(&app, &body, "").await;
-    assert_eq!(s, 401);
-    let stale_sig = sig.replacen("t=", "t=1", 1);
-    let (s, _) = post_casso(&app, &body, &stale_sig).await;
-    assert_eq!(s, 401);
+    // Refused before anything is read: a changed byte, an empty signature, a timestamp
+    // changed after signing (so the signature no longer matches), and a delivery correctly
+    // signed six minutes ago (more than the 5 minutes allowed). Each leaves one audit line and
+    // nothing else: no version, no kept delivery.
+    let (stale_body, stale_sig) =
+        casso_signed_at(now_ms() - 360_000, 1002, 250_000, &memo, &account);
+    for (what, body, sig, says) in [
+        (
+            "a changed byte",
+            body.replace("250000", "250001"),
+            sig.clone(),
+            "the signature does not match the body",
+        ),
+        (
+            "an empty signature",
+            body.clone(),
+            String::new(),
+            "the signature does not match the body",
+        ),
+        (
+            "a changed timestamp",
+            body.clone(),
+            sig.replacen("t=", "t=1", 1),
+            "the signature does not match the body",
+        ),
+        (
+            "a stale timestamp",
+            stale_body,
+            stale_sig,
+            "the signed timestamp is more than 300 seconds from now",
+        ),
+    ] {
+        let was = left(&app).await;
+        let (s, answer) = post_casso(&app, &body, &sig).await;
+        assert_eq!(s, 401, "{what}: {answer}");
+        assert_eq!(
+            (answer["code"].as_str(), answer["error"].as_str()),
+            (Some("BL_01"), Some(says)),
+            "{what}"
+        );
+        assert_eq!(left(&app).await, was.and(0, 1), "{what}: one audit line");
+    }
     assert_eq!(
         all_notices(&app).await,
         before,
