@@ -13,6 +13,7 @@ hospital_test_kit::on_both_backends!(
     cash_at_the_desk_and_a_transfer_racing_never_both_pay_a_bill,
     failed_deliveries_and_wrong_links_are_throttled_and_live_pages_bounded,
     every_verified_delivery_is_kept_as_received_before_it_is_answered,
+    vnpay_is_answered_in_its_order_of_checks_and_loses_no_money,
 );
 
 /// The doors that take no token are bounded like the others: failed signatures and links that
@@ -835,52 +836,30 @@ async fn bank_feeds_credit_each_payment_once_and_class_it(b: Backend) {
     assert_eq!(status_of(&app, &inv5).await, "balanced");
     let _ = bill5;
 
-    // VNPay's IPN, answered in its protocol and in its order of checks.
+    // VNPay's IPN, answered in its protocol and in its order of checks (each answer code in
+    // `vnpay_is_answered_in_its_order_of_checks_and_loses_no_money`).
     let (inv6, _, bill6) = issued(&app, &an, 150_000).await;
-    let ipn = |txn_ref: &str, amount: i64, no: &str| {
-        let params: Vec<(String, String)> = [
-            ("vnp_Amount", (amount * 100).to_string()),
-            ("vnp_BankCode", "NCB".into()),
-            ("vnp_BankTranNo", format!("VNP{no}")),
-            ("vnp_CardType", "ATM".into()),
-            ("vnp_OrderInfo", format!("Thanh toan hoa don {txn_ref}")),
-            ("vnp_PayDate", "20261201091806".into()),
-            ("vnp_ResponseCode", "00".into()),
-            ("vnp_TmnCode", "TEST_TMN_CODE".into()),
-            ("vnp_TransactionNo", no.into()),
-            ("vnp_TransactionStatus", "00".into()),
-            ("vnp_TxnRef", txn_ref.into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let hash = hospital_billing::webhooks::hmac_sha512_hex(
-            b"test_secret",
-            hospital_billing::webhooks::vnpay_text(&params).as_bytes(),
-        );
-        let mut q: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params.iter())
-            .finish();
-        q.push_str(&format!("&vnp_SecureHash={hash}"));
-        q
-    };
     let vnpay = |q: String| {
-        let url = format!("{}/webhooks/vnpay?{q}", app.base.trim_end_matches("/fhir"));
-        async move {
-            let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-            v["RspCode"].as_str().unwrap_or("").to_owned()
-        }
+        let app = &app;
+        async move { post_vnpay(app, &q).await.0 }
     };
     assert_eq!(
-        vnpay(ipn(&bill6, 150_000, "1").replace("vnp_BankCode=NCB", "vnp_BankCode=NCC")).await,
+        vnpay(
+            vnpay_ipn(&bill6, "15000000", "1", "00")
+                .replace("vnp_BankCode=NCB", "vnp_BankCode=NCC")
+        )
+        .await,
         "97"
     );
-    assert_eq!(vnpay(ipn("HD1999000001", 150_000, "2")).await, "01");
-    assert_eq!(vnpay(ipn(&bill6, 140_000, "3")).await, "04");
-    assert_eq!(vnpay(ipn(&bill6, 150_000, "4")).await, "00");
+    assert_eq!(
+        vnpay(vnpay_ipn("HD1999000001", "15000000", "2", "00")).await,
+        "01"
+    );
+    assert_eq!(vnpay(vnpay_ipn(&bill6, "14000000", "3", "00")).await, "04");
+    assert_eq!(vnpay(vnpay_ipn(&bill6, "15000000", "4", "00")).await, "00");
     assert_eq!(status_of(&app, &inv6).await, "balanced");
     assert_eq!(
-        vnpay(ipn(&bill6, 150_000, "4")).await,
+        vnpay(vnpay_ipn(&bill6, "15000000", "4", "00")).await,
         "02",
         "a replay is already confirmed"
     );
@@ -1026,4 +1005,229 @@ fn the_error_catalogue_lists_every_billing_code_with_its_meaning() {
             .unwrap_or_else(|| panic!("docs/errors.md lacks {}", c.id));
         assert!(row.ends_with(&format!("| {} |", c.meaning)), "{row}");
     }
+}
+
+/// A VNPay IPN query, signed with the test hash secret: `vnp_Amount` as given (VND × 100),
+/// paid unless `response` says otherwise.
+pub(crate) fn vnpay_ipn(txn_ref: &str, vnp_amount: &str, no: &str, response: &str) -> String {
+    let params: Vec<(String, String)> = [
+        ("vnp_Amount", vnp_amount.to_owned()),
+        ("vnp_BankCode", "NCB".into()),
+        ("vnp_BankTranNo", format!("VNP{no}")),
+        ("vnp_CardType", "ATM".into()),
+        ("vnp_OrderInfo", format!("Thanh toan hoa don {txn_ref}")),
+        ("vnp_PayDate", "20261201091806".into()),
+        ("vnp_ResponseCode", response.into()),
+        ("vnp_TmnCode", "TEST_TMN_CODE".into()),
+        ("vnp_TransactionNo", no.into()),
+        ("vnp_TransactionStatus", response.into()),
+        ("vnp_TxnRef", txn_ref.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let hash = hospital_billing::webhooks::hmac_sha512_hex(
+        b"test_secret",
+        hospital_billing::webhooks::vnpay_text(&params).as_bytes(),
+    );
+    let mut q: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    q.push_str(&format!("&vnp_SecureHash={hash}"));
+    q
+}
+
+/// VNPay's answer to `query`: (`RspCode`, `Message`).
+pub(crate) async fn post_vnpay(app: &TestApp, query: &str) -> (String, String) {
+    let url = format!(
+        "{}/webhooks/vnpay?{query}",
+        app.base.trim_end_matches("/fhir")
+    );
+    let r = app.anonymous.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "VNPay is answered in its own protocol");
+    let v: Value = r.json().await.unwrap();
+    (
+        v["RspCode"].as_str().unwrap_or("").to_owned(),
+        v["Message"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// The cashier's queue: (kind, amount, reason) of each waiting credit.
+pub(crate) async fn queue(app: &TestApp) -> Vec<(String, i64, String)> {
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let r = cashier
+        .get(app.url("PaymentNotice/$queue"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let q: Value = r.json().await.unwrap();
+    q["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let part = |n: &str| {
+                p["part"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["name"] == n)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            (
+                p["name"].as_str().unwrap_or("").to_owned(),
+                part("amount")["valueMoney"]["value"].as_i64().unwrap_or(0),
+                part("reason")["valueString"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// VNPay's IPN: the checks in the order bank-webhooks.md gives — checksum 97, order 01,
+/// amount 04 (against the bill's amount, whatever its status), already confirmed 02, then 00
+/// — each IPN kept as received with one audit line. Money VNPay reports for a bill already
+/// paid or cancelled is not lost: it waits in the cashier's queue, with its reason.
+async fn vnpay_is_answered_in_its_order_of_checks_and_loses_no_money(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000974")).await;
+    let (inv, _, bill) = issued(&app, &an, 150_000).await;
+
+    // Refusals: one audit line each; a verified IPN is kept as received; nothing else changes.
+    let bad_checksum = vnpay_ipn(&bill, "15000000", "71", "00").replace("NCB", "NCC");
+    for (what, query, answer, kept_as) in [
+        (
+            "a changed byte",
+            bad_checksum,
+            ("97", "Invalid Checksum"),
+            None,
+        ),
+        (
+            "an unknown order",
+            vnpay_ipn("HD1999000001", "15000000", "72", "00"),
+            ("01", "Order not Found"),
+            Some("refused:order-not-found"),
+        ),
+        (
+            "another amount",
+            vnpay_ipn(&bill, "14000000", "73", "00"),
+            ("04", "Invalid amount"),
+            Some("refused:wrong-amount"),
+        ),
+        (
+            "an amount that is not whole đồng",
+            vnpay_ipn(&bill, "15000050", "74", "00"),
+            ("04", "Invalid amount"),
+            Some("refused:wrong-amount"),
+        ),
+        (
+            "a payment that failed at VNPay",
+            vnpay_ipn(&bill, "15000000", "75", "24"),
+            ("00", "Confirm Success"),
+            Some("not-paid"),
+        ),
+    ] {
+        let was = left(&app).await;
+        let (code, message) = post_vnpay(&app, &query).await;
+        assert_eq!((code.as_str(), message.as_str()), answer, "{what}");
+        match kept_as {
+            None => assert_eq!(left(&app).await, was.and(0, 1), "{what}"),
+            Some(outcome) => {
+                assert_eq!(left(&app).await, was.and(1, 1), "{what}");
+                let kept = app
+                    .store
+                    .deliveries(Some("vnpay"), 1)
+                    .await
+                    .unwrap()
+                    .remove(0);
+                assert_eq!(
+                    (kept.raw.as_slice(), kept.outcome.as_str()),
+                    (query.as_bytes(), outcome),
+                    "{what}"
+                );
+            }
+        }
+    }
+    assert_eq!(status_of(&app, &inv).await, "issued");
+    assert!(notices(&app, &inv).await.is_empty());
+
+    // The right amount: paid (00); the same IPN again: already confirmed (02), credited once.
+    let paying = vnpay_ipn(&bill, "15000000", "76", "00");
+    let was = left(&app).await;
+    assert_eq!(post_vnpay(&app, &paying).await.0, "00");
+    assert_eq!(status_of(&app, &inv).await, "balanced");
+    assert_eq!(
+        left(&app).await,
+        Left {
+            versions: was.versions + 2,
+            ..was.and(1, 1)
+        }
+    );
+    let was = left(&app).await;
+    assert_eq!(post_vnpay(&app, &paying).await.0, "02");
+    assert_eq!(left(&app).await, was.and(1, 1));
+    assert_eq!(notices(&app, &inv).await.len(), 1);
+
+    // On the paid bill the amount is still checked first: a wrong one is 04, not 02.
+    let was = left(&app).await;
+    let (code, _) = post_vnpay(&app, &vnpay_ipn(&bill, "9900000", "77", "00")).await;
+    assert_eq!(code, "04");
+    assert_eq!(left(&app).await, was.and(1, 1));
+    assert!(queue(&app).await.is_empty(), "nothing credited");
+
+    // A second payment of the paid bill: 02, and the money waits for the cashier.
+    let was = left(&app).await;
+    let (code, _) = post_vnpay(&app, &vnpay_ipn(&bill, "15000000", "78", "00")).await;
+    assert_eq!(code, "02");
+    assert_eq!(
+        left(&app).await,
+        Left {
+            versions: was.versions + 1,
+            ..was.and(1, 1)
+        },
+        "one unmatched credit"
+    );
+    assert_eq!(
+        queue(&app).await,
+        vec![(
+            "unmatched".to_owned(),
+            150_000,
+            format!("{bill} was already paid")
+        )]
+    );
+
+    // A payment of a cancelled bill: 02, the bill stays cancelled, the money is queued.
+    let (gone, _, gone_bill) = issued(&app, &an, 70_000).await;
+    let (s, _, c) = app
+        .post(
+            &format!("Invoice/{gone}/$cancel"),
+            &json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "lập nhầm"}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{c}");
+    let (code, _) = post_vnpay(&app, &vnpay_ipn(&gone_bill, "7000000", "79", "00")).await;
+    assert_eq!(code, "02");
+    assert_eq!(status_of(&app, &gone).await, "cancelled");
+    assert!(
+        queue(&app).await.contains(&(
+            "unmatched".to_owned(),
+            70_000,
+            format!("{gone_bill} was cancelled")
+        )),
+        "{:?}",
+        queue(&app).await
+    );
+
+    // A bill part paid at the desk: VNPay for what is left pays it.
+    let (part, _, part_bill) = issued(&app, &an, 200_000).await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+    assert_eq!(pay_cash(&cashier, &app, &part, 50_000).await.0, 200);
+    let (code, _) = post_vnpay(&app, &vnpay_ipn(&part_bill, "15000000", "80", "00")).await;
+    assert_eq!(code, "00");
+    assert_eq!(status_of(&app, &part).await, "balanced");
+    app.stop().await;
 }
