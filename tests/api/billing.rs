@@ -14,6 +14,7 @@ hospital_test_kit::on_both_backends!(
     failed_deliveries_and_wrong_links_are_throttled_and_live_pages_bounded,
     every_verified_delivery_is_kept_as_received_before_it_is_answered,
     vnpay_is_answered_in_its_order_of_checks_and_loses_no_money,
+    signed_but_malformed_deliveries_are_refused_clearly_and_credit_nothing,
 );
 
 /// The doors that take no token are bounded like the others: failed signatures and links that
@@ -1229,5 +1230,196 @@ async fn vnpay_is_answered_in_its_order_of_checks_and_loses_no_money(b: Backend)
     let (code, _) = post_vnpay(&app, &vnpay_ipn(&part_bill, "15000000", "80", "00")).await;
     assert_eq!(code, "00");
     assert_eq!(status_of(&app, &part).await, "balanced");
+    app.stop().await;
+}
+
+async fn post_payos(app: &TestApp, data: Value) -> (u16, Value, String) {
+    let signature = hospital_billing::webhooks::hmac_sha256_hex(
+        b"test_checksum_key",
+        hospital_billing::webhooks::payos_data_text(&data).as_bytes(),
+    );
+    let body = json!({"code": "00", "desc": "success", "success": true, "data": data,
+        "signature": signature})
+    .to_string();
+    let r = app
+        .anonymous
+        .post(format!(
+            "{}/webhooks/payos",
+            app.base.trim_end_matches("/fhir")
+        ))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.json().await.unwrap_or_default(),
+        body,
+    )
+}
+
+/// Correctly signed, but not a body the provider sends, or not an amount anyone pays: a clear
+/// error with its code; nothing changes but the delivery kept as received and its one audit
+/// line. A body that cannot be verified (or carries no signature) keeps nothing at all.
+async fn signed_but_malformed_deliveries_are_refused_clearly_and_credit_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000975")).await;
+    let (inv, code, _) = issued(&app, &an, 80_000).await;
+    let t = now_ms();
+    let data = |amount: Value, reference: Option<&str>| {
+        let mut d = json!({"accountNumber": account, "amount": amount,
+            "description": format!("CSFHLF {code}"), "transactionDateTime": "2026-12-01 09:00:00",
+            "currency": "VND", "orderCode": 7, "code": "00", "desc": "success"});
+        if let Some(r) = reference {
+            d["reference"] = json!(r);
+        }
+        d
+    };
+    let not_a_delivery = "the signed body is not a delivery this webhook takes: ";
+    let not_a_payment = |a: &str| format!("a credit of {a} đồng is not a payment (1 to 10¹² đồng)");
+    // (what, provider, status, code, error, kept)
+    let mut cases: Vec<(&str, &str, String, u16, &str, String, bool)> = Vec::new();
+    for (what, body, error) in [
+        (
+            "SePay, unreadable JSON",
+            r#"{"id": 1, "transferType":"#.to_owned(),
+            format!("{not_a_delivery}EOF while parsing a value at line 1 column 25"),
+        ),
+        (
+            "SePay, no id",
+            sepay_body(0, 80_000, &code, &account).replace(r#""id":0,"#, ""),
+            format!("{not_a_delivery}no `id`"),
+        ),
+        (
+            "SePay, a fraction of a đồng",
+            sepay_body(6201, 80_000, &code, &account).replace("80000", "80000.5"),
+            format!("{not_a_delivery}`transferAmount` is not a whole number of đồng"),
+        ),
+    ] {
+        cases.push((what, "sepay", body, 422, "BL_02", error, true));
+    }
+    for (what, amount) in [
+        ("SePay, zero", 0i64),
+        ("SePay, negative", -80_000),
+        ("SePay, absurd", 10_000_000_000_000),
+    ] {
+        cases.push((
+            what,
+            "sepay",
+            sepay_body(6202, amount, &code, &account),
+            400,
+            "IR_01",
+            not_a_payment(&amount.to_string()),
+            true,
+        ));
+    }
+    let casso_no_id = json!({"error": 0, "data": {"amount": 80_000, "accountNumber": account,
+        "description": code}})
+    .to_string();
+    cases.push((
+        "Casso, no id",
+        "casso",
+        casso_no_id,
+        422,
+        "BL_02",
+        format!("{not_a_delivery}no `data.id`"),
+        true,
+    ));
+    cases.push((
+        "Casso, zero",
+        "casso",
+        casso_signed_at(t, 6203, 0, &code, &account).0,
+        400,
+        "IR_01",
+        not_a_payment("0"),
+        true,
+    ));
+    cases.push((
+        "Casso, unreadable JSON",
+        "casso",
+        r#"{"error":0,"data":"#.to_owned(),
+        401,
+        "BL_01",
+        "the signature does not match the body".to_owned(),
+        false,
+    ));
+    for (what, provider, body, status, code_id, error, kept) in cases {
+        let was = left(&app).await;
+        let (s, answer) = match provider {
+            "sepay" => post_sepay_raw(&app, &body).await,
+            _ => {
+                let (body, sig) = casso_signed(t, &body);
+                post_casso(&app, &body, &sig).await
+            }
+        };
+        assert_eq!(s, status, "{what}: {answer}");
+        assert_eq!(
+            (answer["code"].as_str(), answer["error"].as_str()),
+            (Some(code_id), Some(error.as_str())),
+            "{what}"
+        );
+        if kept {
+            assert_eq!(left(&app).await, was.and(1, 1), "{what}");
+            let d = app.store.deliveries(None, 1).await.unwrap().remove(0);
+            assert_eq!(d.raw, body.as_bytes(), "{what}");
+            assert_eq!(d.provider, provider);
+            let expected = if status == 422 {
+                "malformed".to_owned()
+            } else {
+                format!("refused:{code_id}")
+            };
+            assert_eq!(d.outcome, expected, "{what}");
+        } else {
+            assert_eq!(left(&app).await, was.and(0, 1), "{what}");
+        }
+    }
+
+    // payOS: no reference, a negative amount.
+    let was = left(&app).await;
+    let (s, answer, body) = post_payos(&app, data(json!(80_000), None)).await;
+    assert_eq!(
+        (s, answer["code"].as_str(), answer["error"].as_str()),
+        (
+            422,
+            Some("BL_02"),
+            Some(format!("{not_a_delivery}no `data.reference`").as_str())
+        )
+    );
+    assert_eq!(
+        app.store.deliveries(None, 1).await.unwrap()[0].raw,
+        body.as_bytes()
+    );
+    let (s, answer, _) = post_payos(&app, data(json!(-80_000), Some("FT-NEG"))).await;
+    assert_eq!(
+        (s, answer["code"].as_str(), answer["error"].as_str()),
+        (400, Some("IR_01"), Some(not_a_payment("-80000").as_str()))
+    );
+    assert_eq!(left(&app).await, was.and(2, 2));
+
+    // No signature at all: refused before anything is read.
+    let was = left(&app).await;
+    let r = app
+        .anonymous
+        .post(format!(
+            "{}/webhooks/sepay",
+            app.base.trim_end_matches("/fhir")
+        ))
+        .body(sepay_body(6204, 80_000, &code, &account))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        (answer["code"].as_str(), answer["error"].as_str()),
+        (Some("BL_01"), Some("the delivery carries no signature"))
+    );
+    assert_eq!(left(&app).await, was.and(0, 1));
+
+    // The bill saw none of it.
+    assert_eq!(status_of(&app, &inv).await, "issued");
+    assert!(notices(&app, &inv).await.is_empty());
+    assert!(queue(&app).await.is_empty());
     app.stop().await;
 }

@@ -65,7 +65,12 @@ impl std::fmt::Display for Refusal {
                 f,
                 "the signed timestamp is more than {MAX_SKEW_SECS} seconds from now"
             ),
-            Refusal::Malformed(m) => write!(f, "the body is not readable: {m}"),
+            Refusal::Malformed(m) => {
+                write!(
+                    f,
+                    "the signed body is not a delivery this webhook takes: {m}"
+                )
+            }
         }
     }
 }
@@ -681,6 +686,133 @@ mod tests {
             sepay(&hmac_auth, &with(signed(now, body)), &changed, now),
             Err(Refusal::BadSignature)
         );
+    }
+
+    fn malformed(r: Result<Credit, Refusal>) -> String {
+        match r {
+            Err(Refusal::Malformed(m)) => m,
+            other => panic!("not refused as malformed: {other:?}"),
+        }
+    }
+
+    /// Correctly signed (or carrying the right key), but not a body the provider sends: each
+    /// refused as malformed, with what is wrong; a body that cannot be verified is a signature
+    /// failure, never malformed.
+    #[test]
+    fn signed_but_malformed_bodies_are_refused_saying_what_is_wrong() {
+        let key = SepayAuth::ApiKey("k".into());
+        let with_key = |name: &str| (name == "authorization").then(|| "Apikey k".to_owned());
+        let sepay_of = |body: &str| sepay(&key, &with_key, body.as_bytes(), 0);
+        assert!(malformed(sepay_of(r#"{"id": 1,"#)).contains("EOF while parsing"));
+        assert_eq!(
+            malformed(sepay_of(
+                r#"{"transferType":"in","transferAmount":1000,"accountNumber":"1"}"#
+            )),
+            "no `id`"
+        );
+        for amount in ["1000.5", r#""1000""#, "null"] {
+            assert_eq!(
+                malformed(sepay_of(&format!(
+                    r#"{{"id":7,"transferType":"in","transferAmount":{amount}}}"#
+                ))),
+                "`transferAmount` is not a whole number of đồng",
+                "{amount}"
+            );
+        }
+        // SePay under HMAC: signed garbage is malformed too.
+        let hmac = SepayAuth::Hmac("s".into());
+        let garbage = b"not json";
+        let signed = |name: &str| match name {
+            "x-sepay-timestamp" => Some("100".to_owned()),
+            "x-sepay-signature" => Some(format!(
+                "sha256={}",
+                hmac_sha256_hex(b"s", &[b"100.".as_slice(), garbage].concat())
+            )),
+            _ => None,
+        };
+        assert!(malformed(sepay(&hmac, &signed, garbage, 100)).contains("expected ident"));
+
+        // Casso signs the re-serialised JSON: a body that does not parse cannot be verified.
+        let casso_sign = |t: &str, body: &str| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let text = format!("{t}.{}", hospital_core::store::sorted_json(&v));
+            format!(
+                "t={t},v1={}",
+                hmac_sha512_hex(CASSO_KEY.as_bytes(), text.as_bytes())
+            )
+        };
+        assert_eq!(
+            casso(CASSO_KEY, Some("t=1000,v1=00"), br#"{"data":"#, 1),
+            Err(Refusal::BadSignature)
+        );
+        let no_data = r#"{"error":0}"#;
+        assert_eq!(
+            malformed(casso(
+                CASSO_KEY,
+                Some(&casso_sign("1000", no_data)),
+                no_data.as_bytes(),
+                1
+            )),
+            "no `data`"
+        );
+        let no_id = r#"{"error":0,"data":{"amount":1000,"accountNumber":"1"}}"#;
+        assert_eq!(
+            malformed(casso(
+                CASSO_KEY,
+                Some(&casso_sign("1000", no_id)),
+                no_id.as_bytes(),
+                1
+            )),
+            "no `data.id`"
+        );
+        let half = r#"{"error":0,"data":{"id":9,"amount":1000.5}}"#;
+        assert_eq!(
+            malformed(casso(
+                CASSO_KEY,
+                Some(&casso_sign("1000", half)),
+                half.as_bytes(),
+                1
+            )),
+            "`amount` is not a whole number of đồng"
+        );
+
+        // payOS carries its signature in the body: unreadable JSON is unsigned.
+        assert_eq!(payos("k", b"{oops"), Err(Refusal::Unsigned));
+        let payos_of = |data: Value| {
+            let sig = hmac_sha256_hex(b"k", payos_data_text(&data).as_bytes());
+            let body = json!({"code": "00", "data": data, "signature": sig});
+            payos("k", body.to_string().as_bytes())
+        };
+        assert_eq!(
+            malformed(payos_of(json!({"amount": 1000, "code": "00"}))),
+            "no `data.reference`"
+        );
+        assert_eq!(
+            malformed(payos_of(json!({"amount": "1000", "reference": "R"}))),
+            "`amount` is not a whole number of đồng"
+        );
+        // Zero, negative and absurd amounts are read as sent: the ledger refuses them.
+        for amount in [0, -80_000, 10_000_000_000_000] {
+            let c = payos_of(json!({"amount": amount, "reference": "R", "code": "00"})).unwrap();
+            assert_eq!((c.amount, c.incoming), (amount, true));
+        }
+
+        // VNPay: an amount that is not whole đồng × 100 is no amount (answered 04 once the
+        // order is found).
+        for (raw, amount) in [
+            ("15000050", None),
+            ("abc", None),
+            ("", None),
+            ("15000000", Some(150_000)),
+        ] {
+            let params = vec![
+                ("vnp_Amount".to_owned(), raw.to_owned()),
+                ("vnp_TxnRef".to_owned(), "HD2026000001".to_owned()),
+            ];
+            let hash = hmac_sha512_hex(b"s", vnpay_text(&params).as_bytes());
+            let query = format!("vnp_Amount={raw}&vnp_TxnRef=HD2026000001&vnp_SecureHash={hash}");
+            assert_eq!(vnpay("s", &query).unwrap().amount, amount, "{raw}");
+        }
     }
 
     #[test]
