@@ -15,6 +15,7 @@ hospital_test_kit::on_both_backends!(
     every_verified_delivery_is_kept_as_received_before_it_is_answered,
     vnpay_is_answered_in_its_order_of_checks_and_loses_no_money,
     signed_but_malformed_deliveries_are_refused_clearly_and_credit_nothing,
+    credits_no_open_bill_takes_wait_in_the_queue_with_their_reason,
 );
 
 /// The doors that take no token are bounded like the others: failed signatures and links that
@@ -774,29 +775,74 @@ async fn bank_feeds_credit_each_payment_once_and_class_it(b: Backend) {
     );
     let before = all_notices(&app).await;
 
-    // Signed but wrong: another account, no money, absurd amounts. A clear error, nothing kept.
-    assert_eq!(
-        post_sepay(&app, 5001, 120_000, &code, "999999999").await,
-        422
-    );
-    assert_eq!(post_sepay(&app, 5002, 0, &code, &account).await, 400);
-    assert_eq!(post_sepay(&app, 5003, -5, &code, &account).await, 400);
-    assert_eq!(
-        post_sepay(&app, 5004, 10_000_000_000_000, &code, &account).await,
-        400
-    );
+    // Signed but wrong: another account, no money, absurd amounts. A clear error; nothing
+    // changes but the delivery kept as received and its audit line.
+    for (id, amount, to, status, code_id, says) in [
+        (
+            5001,
+            120_000,
+            "999999999",
+            422,
+            "BL_03",
+            "the credited account is not the hospital's receiving account".to_owned(),
+        ),
+        (
+            5002,
+            0,
+            account.as_str(),
+            400,
+            "IR_01",
+            "a credit of 0 đồng is not a payment (1 to 10¹² đồng)".to_owned(),
+        ),
+        (
+            5003,
+            -5,
+            account.as_str(),
+            400,
+            "IR_01",
+            "a credit of -5 đồng is not a payment (1 to 10¹² đồng)".to_owned(),
+        ),
+        (
+            5004,
+            10_000_000_000_000,
+            account.as_str(),
+            400,
+            "IR_01",
+            "a credit of 10000000000000 đồng is not a payment (1 to 10¹² đồng)".to_owned(),
+        ),
+    ] {
+        let was = left(&app).await;
+        let (s, answer) = post_sepay_answer(&app, id, amount, &code, to).await;
+        assert_eq!(s, status, "{answer}");
+        assert_eq!(
+            (answer["code"].as_str(), answer["error"].as_str()),
+            (Some(code_id), Some(says.as_str())),
+        );
+        assert_eq!(left(&app).await, was.and(1, 1), "{says}");
+    }
     assert_eq!(all_notices(&app).await, before);
 
-    // The ledger is billing's: a client can neither write a notice nor mark a bill paid.
-    let (s, _, _) = app
-        .post(
-            "PaymentNotice",
-            &json!({"resourceType": "PaymentNotice", "status": "active",
+    // The ledger is billing's: a client can write neither a notice nor a reconciliation, nor
+    // mark a bill paid.
+    for body in [
+        json!({"resourceType": "PaymentNotice", "status": "active",
             "created": "2026-12-01", "payment": {"display": "x"}, "recipient": {"display": "x"},
             "amount": {"value": 1, "currency": "VND"}}),
-        )
-        .await;
-    assert_eq!(s, 405);
+        json!({"resourceType": "PaymentReconciliation", "status": "active",
+            "created": "2026-12-01", "paymentDate": "2026-12-01",
+            "paymentAmount": {"value": 1, "currency": "VND"}}),
+    ] {
+        let rtype = body["resourceType"].as_str().unwrap();
+        let was = app.versions().await;
+        let (s, _, o) = app.post(rtype, &body).await;
+        assert_eq!(s, 405, "{o}");
+        assert_eq!(o["issue"][0]["details"]["coding"][0]["code"], "OW_02");
+        assert_eq!(
+            o["issue"][0]["diagnostics"],
+            format!("{rtype} is written by billing from its ledger of payments, never by a client")
+        );
+        assert_eq!(app.versions().await, was, "{rtype}: nothing written");
+    }
     let (inv5, code5, bill5) = issued(&app, &an, 80_000).await;
     let (_, mut forged) = app.get_json(&format!("Invoice/{inv5}")).await;
     forged["status"] = json!("balanced");
@@ -1421,5 +1467,91 @@ async fn signed_but_malformed_deliveries_are_refused_clearly_and_credit_nothing(
     assert_eq!(status_of(&app, &inv).await, "issued");
     assert!(notices(&app, &inv).await.is_empty());
     assert!(queue(&app).await.is_empty());
+    app.stop().await;
+}
+
+/// What no open bill takes waits for the cashier, with its reason: an unknown payment code,
+/// no code, a second payment of a paid bill, a payment of a cancelled bill — each one
+/// unmatched credit (one notice, one kept delivery, one audit line), the bills untouched. A
+/// code in odd case, cut by punctuation and behind the bank's own prefix still matches.
+async fn credits_no_open_bill_takes_wait_in_the_queue_with_their_reason(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let an = app.create(patient_an("051085000976")).await;
+    let (paid, code, paid_bill) = issued(&app, &an, 100_000).await;
+    let odd = format!(
+        "MBVCB.3278907687.{}-{}.CT tu 0123456789",
+        code[..5].to_lowercase(),
+        &code[5..]
+    );
+    assert_eq!(post_sepay(&app, 6301, 100_000, &odd, &account).await, 200);
+    assert_eq!(status_of(&app, &paid).await, "balanced", "{odd} matches");
+
+    let (gone, gone_code, gone_bill) = issued(&app, &an, 60_000).await;
+    let (s, _, c) = app
+        .post(
+            &format!("Invoice/{gone}/$cancel"),
+            &json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "lập nhầm"}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{c}");
+    let (_, paid_before) = app.get_json(&format!("Invoice/{paid}")).await;
+    let (_, gone_before) = app.get_json(&format!("Invoice/{gone}")).await;
+
+    let mut expected = Vec::new();
+    for (id, amount, memo, reason) in [
+        (
+            6302,
+            100_000,
+            format!("IBFT {code} thanh toan lan 2"),
+            format!("{paid_bill} was already paid"),
+        ),
+        (
+            6303,
+            45_000,
+            "Thanh toan VP ZZZZ 9999".to_owned(),
+            "the payment code VPZZZZ9999 in the memo names no bill".to_owned(),
+        ),
+        (
+            6304,
+            30_000,
+            "chuyen tien an trua".to_owned(),
+            "no payment code in the memo".to_owned(),
+        ),
+        (
+            6305,
+            60_000,
+            format!("ck {gone_code}"),
+            format!("{gone_bill} was cancelled"),
+        ),
+    ] {
+        let was = left(&app).await;
+        let (s, answer) = post_sepay_answer(&app, id, amount, &memo, &account).await;
+        assert_eq!((s, answer), (200, json!({"success": true})), "{memo}");
+        assert_eq!(
+            left(&app).await,
+            Left {
+                versions: was.versions + 1,
+                ..was.and(1, 1)
+            },
+            "{memo}: one unmatched notice"
+        );
+        let kept = app.store.deliveries(None, 1).await.unwrap().remove(0);
+        assert_eq!(kept.outcome, "unmatched");
+        expected.push(("unmatched".to_owned(), amount, reason));
+    }
+    let mut waiting = queue(&app).await;
+    waiting.sort();
+    expected.sort();
+    assert_eq!(waiting, expected);
+    // The bills are as they were.
+    assert_eq!(
+        app.get_json(&format!("Invoice/{paid}")).await.1,
+        paid_before
+    );
+    assert_eq!(
+        app.get_json(&format!("Invoice/{gone}")).await.1,
+        gone_before
+    );
     app.stop().await;
 }

@@ -198,20 +198,54 @@ async fn charges_from_the_price_list_become_an_invoice_split_by_bhyt(b: Backend)
         ids.push(c["id"].as_str().unwrap().to_owned());
     }
     let before = app.store.count(Some("ChargeItem")).await.unwrap();
-    for (who, body, want) in [
+    for (who, body, want, code, says) in [
         (
             &other_doctor,
             charge(&an, &enc, "KB.01", 1, "2026-08-01"),
             403,
+            "AZ_01",
+            "a clinician charges only for an encounter they take part in",
         ),
-        (&doctor, charge(&an, &enc, "NO.SUCH", 1, "2026-08-01"), 422),
-        (&doctor, charge(&an, &enc, "KB.01", 1, "2025-08-01"), 422),
-        (&doctor, charge(&an, &enc, "KB.01", 0, "2026-08-01"), 400),
-        (&doctor, charge(&binh, &enc, "KB.01", 1, "2026-08-01"), 400),
+        (
+            &doctor,
+            charge(&an, &enc, "NO.SUCH", 1, "2026-08-01"),
+            422,
+            "BR_01",
+            "the price list has no price of `NO.SUCH` in force on 2026-08-01",
+        ),
+        (
+            &doctor,
+            charge(&an, &enc, "KB.01", 1, "2025-08-01"),
+            422,
+            "BR_01",
+            "the price list has no price of `KB.01` in force on 2025-08-01",
+        ),
+        (
+            &doctor,
+            charge(&an, &enc, "KB.01", 0, "2026-08-01"),
+            400,
+            "IR_01",
+            "a quantity is a whole number from 1 to 10000",
+        ),
+        (
+            &doctor,
+            charge(&binh, &enc, "KB.01", 1, "2026-08-01"),
+            400,
+            "IR_01",
+            "the charge's patient is not its encounter's",
+        ),
     ] {
         let (s, o) = send(who, &app, "ChargeItem", &body).await;
         assert_eq!(s, want, "{body}: {o}");
         assert_eq!(o["resourceType"], "OperationOutcome");
+        assert_eq!(
+            (
+                o["issue"][0]["details"]["coding"][0]["code"].as_str(),
+                o["issue"][0]["diagnostics"].as_str()
+            ),
+            (Some(code), Some(says)),
+            "{body}"
+        );
     }
     assert_eq!(
         app.store.count(Some("ChargeItem")).await.unwrap(),
