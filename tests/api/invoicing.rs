@@ -17,6 +17,7 @@ hospital_test_kit::on_both_backends!(
     services_invoice_once_per_key_and_watch_the_payment_over_grpc,
     the_cashiers_page_works_the_desk_through_the_same_rules,
     a_long_stay_is_invoiced_with_every_charge,
+    a_card_or_personal_id_shown_at_the_desk_must_be_the_patients,
 );
 
 pub(crate) fn parameters(parts: Value) -> Value {
@@ -438,10 +439,65 @@ async fn expired_coverage_is_self_pay_except_within_the_grace_of_a_stay(b: Backe
     assert_eq!(s, 200, "{inv}");
     assert_eq!(total(&inv, "bhyt-fund"), 0);
     assert_eq!(inv["totalNet"]["value"], 50_600);
-    let notes = inv["note"].to_string();
-    assert!(
-        notes.contains("self-pay"),
-        "the reason is on the invoice: {notes}"
+    let expired = "card DN4 51 ******6780 expired on 2026-05-31: self-pay (the 15 days' grace after expiry is only for a treatment begun while the card was valid)";
+    assert_eq!(
+        inv["note"],
+        json!([{"text": expired}]),
+        "the reason is on the invoice, not \"no BHYT card\""
+    );
+    assert_eq!(
+        inv["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == "urn:hospital:invoice:coverage")
+            .map(|e| e["valueReference"]["display"].clone()),
+        Some(json!("DN4 51 ******6780")),
+        "the expired card is named"
+    );
+    // Five days after expiry, an outpatient visit is not a treatment begun while the card was
+    // valid: self-pay too.
+    let soon = app
+        .create(encounter(
+            &chau,
+            &doc,
+            "AMB",
+            "2026-06-05T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    app.create(charge(&chau, &soon, "KB.01", 1, "2026-06-05"))
+        .await;
+    let (s, inv) = issue(&cashier, &app, &soon).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(
+        (total(&inv, "bhyt-fund"), &inv["note"]),
+        (0, &json!([{"text": expired}]))
+    );
+
+    // A stay begun while the card was valid and ended inside the grace: covered, and why.
+    let short = app
+        .create(encounter(
+            &chau,
+            &doc,
+            "IMP",
+            "2026-05-28T08:00:00+07:00",
+            Some("2026-06-10T10:00:00+07:00"),
+        ))
+        .await;
+    for day in ["2026-05-29", "2026-06-10"] {
+        app.create(charge(&chau, &short, "GB.NOI", 1, day)).await;
+    }
+    let (s, inv) = issue(&cashier, &app, &short).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(
+        (total(&inv, "bhyt-fund"), total(&inv, "self-pay")),
+        (2 * 217_800 * 8 / 10, 0),
+        "both days at the card's 80 %"
+    );
+    assert_eq!(
+        inv["note"],
+        json!([{"text": "card DN4 51 ******6780 expired on 2026-05-31 during the stay: it pays until discharge, at most 15 days after (rule 6 grace)"}])
     );
 
     // A stay begun while the card was valid: paid until discharge, at most 15 days after
@@ -485,7 +541,209 @@ async fn expired_coverage_is_self_pay_except_within_the_grace_of_a_stay(b: Backe
             assert_eq!(*fund, 0, "{day} is past it: {by_day:?}");
         }
     }
-    assert!(inv["note"].to_string().contains("card"), "{}", inv["note"]);
+    assert_eq!(
+        inv["note"],
+        json!([{"text": "card DN4 51 ******6780 expired on 2026-05-31 during the stay: it pays until discharge, at most 15 days after (to 2026-06-15); care after that is self-pay"}])
+    );
+    app.stop().await;
+}
+
+/// The coverage of the card or personal ID the patient shows the cashier is looked up by it
+/// (records' gRPC), on `Invoice/$issue` and on billing's gRPC `CreateInvoice`; one that
+/// belongs to another patient, or that records does not know, is refused with nothing issued.
+async fn a_card_or_personal_id_shown_at_the_desk_must_be_the_patients(b: Backend) {
+    use hospital_proto::billing::v1 as pb;
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000977")).await;
+    let binh = app.create(patient_an("051085000978")).await;
+    // Chi has a personal ID and no card.
+    app.create(patient_an("051085000979")).await;
+    app.create(coverage(&an, "CK2510123456701", "2026-01-01", "2026-12-31"))
+        .await;
+    app.create(coverage(
+        &binh,
+        "DN4510123456702",
+        "2026-01-01",
+        "2026-12-31",
+    ))
+    .await;
+    let doc = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê"}]}))
+        .await;
+    app.create(definition(
+        "CDHA.CT",
+        "Chụp CT",
+        Category::Service,
+        536_000,
+        Some(536_000),
+        "2026-01-01",
+    ))
+    .await;
+    let visit = app
+        .create(encounter(
+            &an,
+            &doc,
+            "AMB",
+            "2026-08-01T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    app.create(charge(&an, &visit, "CDHA.CT", 1, "2026-08-01"))
+        .await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let issue_with = |shown: Value| {
+        let cashier = cashier.clone();
+        let visit = visit.clone();
+        let app = &app;
+        async move {
+            let mut parts = vec![json!({"name": "encounter",
+                "valueReference": {"reference": format!("Encounter/{visit}")}})];
+            if let Value::Array(more) = shown {
+                parts.extend(more);
+            }
+            send(
+                &cashier,
+                app,
+                "Invoice/$issue",
+                &parameters(Value::Array(parts)),
+            )
+            .await
+        }
+    };
+    let card = |n: &str| json!([{"name": "card-number", "valueString": n}]);
+    let personal = |n: &str| json!([{"name": "national-id", "valueString": n}]);
+    let another = format!("belongs to another patient, not to Patient/{an}");
+    for (what, shown, status, code, says) in [
+        (
+            "Bình's card",
+            card("DN4510123456702"),
+            422,
+            "BL_04",
+            format!("the BHYT card shown {another}"),
+        ),
+        (
+            "Bình's personal ID",
+            personal("051085000978"),
+            422,
+            "BL_04",
+            format!("the personal ID shown {another}"),
+        ),
+        (
+            "a card records does not know",
+            card("DN4510999999999"),
+            422,
+            "BL_05",
+            "the records service knows no BHYT coverage for the BHYT card shown".to_owned(),
+        ),
+        (
+            "Chi's personal ID (no coverage)",
+            personal("051085000979"),
+            422,
+            "BL_05",
+            "the records service knows no BHYT coverage for the personal ID shown".to_owned(),
+        ),
+        (
+            "not a card number",
+            card("DN45"),
+            400,
+            "IR_01",
+            "a BHYT card number is 15 characters: 2 letters, a benefit digit 1-5, 12 digits"
+                .to_owned(),
+        ),
+        (
+            "both",
+            json!([{"name": "card-number", "valueString": "CK2510123456701"},
+                {"name": "national-id", "valueString": "051085000977"}]),
+            400,
+            "IR_01",
+            "give the `card-number` or the `national-id` the patient showed, not both".to_owned(),
+        ),
+    ] {
+        let was = app.versions().await;
+        let (s, o) = issue_with(shown).await;
+        assert_eq!(s, status, "{what}: {o}");
+        assert_eq!(
+            (
+                o["issue"][0]["details"]["coding"][0]["code"].as_str(),
+                o["issue"][0]["diagnostics"].as_str()
+            ),
+            (Some(code), Some(says.as_str())),
+            "{what}"
+        );
+        assert_eq!(app.versions().await, was, "{what}: nothing issued");
+    }
+
+    // An's own card, in the odd spacing a cashier types: the fund pays its level (CK2: 100 %).
+    let (s, inv) = issue_with(card("ck2 51 0123456701")).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(
+        (total(&inv, "bhyt-fund"), inv["totalNet"]["value"].as_i64()),
+        (536_000, Some(0))
+    );
+    assert!(inv.to_string().contains("CK2 51 ******6701"), "{inv}");
+    let (s, c) = send(
+        &cashier,
+        &app,
+        &format!("Invoice/{}/$cancel", inv["id"].as_str().unwrap()),
+        &parameters(json!([{"name": "reason", "valueString": "xuất lại theo CCCD"}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    // An's personal ID instead of the card: the same coverage.
+    let (s, inv) = issue_with(personal("051085000977")).await;
+    assert_eq!(s, 200, "{inv}");
+    assert!(inv.to_string().contains("CK2 51 ******6701"), "{inv}");
+
+    // Over gRPC, the same rule.
+    let service = mint(Role::Service, "telemedicine", None, None, None);
+    let mut c = billing_client(&app).await;
+    let other = app
+        .create(encounter(
+            &an,
+            &doc,
+            "AMB",
+            "2026-08-02T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    let create = |shown| pb::CreateInvoiceRequest {
+        idempotency_key: format!("shown-{other}"),
+        subject: Some(pb::create_invoice_request::Subject::EncounterId(
+            other.clone(),
+        )),
+        charges: vec![pb::Charge {
+            code: "CDHA.CT".into(),
+            quantity: 1,
+            date: "2026-08-02".into(),
+            on_request: false,
+        }],
+        deposit_amount: 0,
+        shown: Some(shown),
+    };
+    let was = app.versions().await;
+    let e = c
+        .create_invoice(authed(
+            create(pb::create_invoice_request::Shown::CardNumber(
+                "DN4510123456702".into(),
+            )),
+            &service,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert_eq!(e.metadata().get("hospital-error-code").unwrap(), "BL_04");
+    assert_eq!(app.versions().await, was, "no charge, no invoice");
+    let ok = c
+        .create_invoice(authed(
+            create(pb::create_invoice_request::Shown::NationalId(
+                "051085000977".into(),
+            )),
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((ok.total_gross, ok.total_net), (536_000, 0));
     app.stop().await;
 }
 
@@ -851,6 +1109,7 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
             on_request: false,
         }],
         deposit_amount: 0,
+        shown: None,
     };
     // The same call retried 20 times at once: one invoice, one charge.
     let calls = (0..20).map(|_| {
@@ -969,6 +1228,7 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
                 subject: Some(pb::create_invoice_request::Subject::PatientId(an.clone())),
                 charges: vec![],
                 deposit_amount: 500_000,
+                shown: None,
             },
             &service,
         ))
