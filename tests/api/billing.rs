@@ -16,6 +16,7 @@ hospital_test_kit::on_both_backends!(
     vnpay_is_answered_in_its_order_of_checks_and_loses_no_money,
     signed_but_malformed_deliveries_are_refused_clearly_and_credit_nothing,
     credits_no_open_bill_takes_wait_in_the_queue_with_their_reason,
+    the_payment_page_lists_each_line_with_the_bhyt_share_and_the_patients,
 );
 
 /// The doors that take no token are bounded like the others: failed signatures and links that
@@ -1553,5 +1554,76 @@ async fn credits_no_open_bill_takes_wait_in_the_queue_with_their_reason(b: Backe
         app.get_json(&format!("Invoice/{gone}")).await.1,
         gone_before
     );
+    app.stop().await;
+}
+
+/// The payment page lists what the bill is for: each line with its cost, the BHYT fund's share
+/// and the patient's, then the totals; in Vietnamese, or in English with `?lang=en`; still
+/// there once the bill is paid.
+async fn the_payment_page_lists_each_line_with_the_bhyt_share_and_the_patients(b: Backend) {
+    let app = spawn_app(b).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    let (id, inv) = crate::invoicing::bill_with_lines(&app, "051085000960").await;
+    let token = ident(&inv, "urn:hospital:payment-page").to_owned();
+    let code = ident(&inv, "urn:hospital:payment-code").to_owned();
+    let page = format!("{}/pay/{token}", app.base.trim_end_matches("/fhir"));
+    let read = |lang: &'static str| {
+        let url = format!("{page}{lang}");
+        let app = &app;
+        async move {
+            let r = app.anonymous.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let line = |name: &str, labels: [&str; 3], amounts: [&str; 3]| {
+        format!(
+            "<li class=\"line\"><div class=\"name\">{name}</div><dl>\
+             <dt>{}</dt><dd class=\"total\">{}</dd>\
+             <dt>{}</dt><dd class=\"bhyt\">{}</dd>\
+             <dt>{}</dt><dd class=\"patient\">{}</dd></dl></li>",
+            labels[0], amounts[0], labels[1], amounts[1], labels[2], amounts[2]
+        )
+    };
+    let lines = [
+        ("Khám bệnh", ["50.600 ₫", "40.480 ₫", "10.120 ₫"]),
+        ("Chụp CT sọ não", ["536.000 ₫", "428.800 ₫", "107.200 ₫"]),
+        ("Vitamin C 500mg × 10", ["50.000 ₫", "0 ₫", "50.000 ₫"]),
+    ];
+    let vi = ["Thành tiền", "BHYT chi trả", "Người bệnh trả"];
+    let en = ["Cost", "Paid by BHYT", "Patient pays"];
+    let html = read("").await;
+    assert!(html.contains("167.320 ₫"), "the amount owed");
+    assert!(html.contains("Chi tiết viện phí"));
+    for (name, amounts) in lines {
+        assert!(
+            html.contains(&line(name, vi, amounts)),
+            "{name} in Vietnamese: {html}"
+        );
+    }
+    assert!(
+        html.contains("<td>Tổng chi phí</td><td>636.600 ₫</td>")
+            && html.contains("<td>BHYT chi trả</td><td>469.280 ₫</td>")
+            && html.contains("<td>Người bệnh trả</td><td><b>167.320 ₫</b></td>"),
+        "the totals are the sums of the lines: {html}"
+    );
+    let english = read("?lang=en").await;
+    assert!(english.contains("What the bill is for"));
+    for (name, amounts) in lines {
+        assert!(
+            english.contains(&line(name, en, amounts)),
+            "{name} in English: {english}"
+        );
+    }
+    assert!(!english.contains("Thành tiền"), "no Vietnamese label left");
+
+    // Paid: the QR goes, the lines stay.
+    assert_eq!(post_sepay(&app, 6401, 167_320, &code, &account).await, 200);
+    assert_eq!(status_of(&app, &id).await, "balanced");
+    let paid = read("").await;
+    assert!(paid.contains("Đã thanh toán") && !paid.contains("id=\"qr\""));
+    for (name, amounts) in lines {
+        assert!(paid.contains(&line(name, vi, amounts)), "{name} once paid");
+    }
     app.stop().await;
 }

@@ -1488,3 +1488,54 @@ async fn a_long_stay_is_invoiced_with_every_charge(b: Backend) {
     assert_eq!(inv["totalGross"]["value"], 1003 * 500);
     app.stop().await;
 }
+
+/// A bill of three lines for a new patient with a BHYT card (benefit 4, in force): an
+/// examination and a head CT shared 80/20, ten vitamin tablets self-pay. Its id and body:
+/// 636.600 ₫ in all, the fund 469.280 ₫, the patient 167.320 ₫.
+pub(crate) async fn bill_with_lines(app: &TestApp, national_id: &str) -> (String, Value) {
+    let patient = app.create(patient_an(national_id)).await;
+    let card = format!("DN4510{}", &national_id[3..]);
+    app.create(coverage(&patient, &card, "2026-01-01", "2026-12-31"))
+        .await;
+    let doc = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê"}]}))
+        .await;
+    for (code, title, cat, price, bhyt) in [
+        (
+            "KB.01",
+            "Khám bệnh",
+            Category::Service,
+            50_600,
+            Some(50_600),
+        ),
+        (
+            "CDHA.CT",
+            "Chụp CT sọ não",
+            Category::Service,
+            536_000,
+            Some(536_000),
+        ),
+        ("T.VITA", "Vitamin C 500mg", Category::Drug, 5_000, None),
+    ] {
+        app.create(definition(code, title, cat, price, bhyt, "2026-01-01"))
+            .await;
+    }
+    let visit = app
+        .create(encounter(
+            &patient,
+            &doc,
+            "AMB",
+            "2026-08-01T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    for (code, qty) in [("KB.01", 1), ("CDHA.CT", 1), ("T.VITA", 10)] {
+        app.create(charge(&patient, &visit, code, qty, "2026-08-01"))
+            .await;
+    }
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let (s, inv) = issue(&cashier, app, &visit).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(inv["totalNet"]["value"], 167_320);
+    (inv["id"].as_str().unwrap().to_owned(), inv)
+}
