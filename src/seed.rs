@@ -50,6 +50,7 @@ pub async fn demo(cfg: &crate::Config, store: &Store) -> anyhow::Result<usize> {
     let request = hospital_billing::issue::Request::Encounter {
         encounter: "enc-an-1".into(),
         new_charges: Vec::new(),
+        shown: None,
     };
     invoicing
         .issue(&seed, &request, Some(DEMO_INVOICE_KEY))
@@ -87,19 +88,27 @@ struct InProcessCoverage(hospital_core::Platform);
 
 #[async_trait::async_trait]
 impl hospital_billing::issue::CoverageSource for InProcessCoverage {
-    async fn active(
+    async fn latest(
         &self,
-        patient: &str,
+        key: &hospital_billing::issue::CoverageKey,
         on: chrono::NaiveDate,
     ) -> Result<Option<hospital_billing::issue::Covered>, hospital_core::Error> {
-        use hospital_records::coverage::{CoverageKey, active_on};
-        let key = CoverageKey::Patient(patient.to_owned());
-        match active_on(&self.0, &Caller::system("seed"), &key, on).await {
+        use hospital_billing::issue::CoverageKey as Shown;
+        use hospital_records::coverage::{CoverageKey, WhenNoneInForce, coverage_on};
+        let key = match key {
+            Shown::Patient(p) => CoverageKey::Patient(p.clone()),
+            Shown::Card(c) => CoverageKey::Card(c.clone()),
+            Shown::PersonalId(n) => CoverageKey::NationalId(n.clone()),
+        };
+        let caller = Caller::system("seed");
+        match coverage_on(&self.0, &caller, &key, on, WhenNoneInForce::LatestExpired).await {
             Ok((c, _)) => Ok(Some(hospital_billing::issue::covered(
                 &c.version.id,
+                &c.patient_id,
                 &c.card_number,
                 &c.valid_from,
                 &c.valid_to,
+                c.in_force,
             ))),
             Err(e) if e.kind() == hospital_core::error::Kind::NotFound => Ok(None),
             Err(e) => Err(e),

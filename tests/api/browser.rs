@@ -1,9 +1,10 @@
 //! The payment page in a real browser: Debian's `chromium`, driven by playwright-core from
 //! npm (both installed by `.ci/run`; without them this test fails, it never skips). The
-//! browser opens the page, sees the amount and the QR and takes a screenshot; a Casso delivery
-//! signed as Casso signs it arrives; the page turns to paid without a reload and shows the
-//! printable receipt. And the cashier's page: sign in, assign a transfer that matched no bill,
-//! print its receipt.
+//! browser opens the page on a phone-sized screen, sees the amount, the QR and each line with
+//! its BHYT share and the patient's, and takes a screenshot; a Casso delivery signed as Casso
+//! signs it arrives; the page turns to paid without a reload within 2 seconds of the webhook
+//! being posted, and shows the receipt, which prints. And the cashier's page: sign in, assign
+//! a transfer that matched no bill, print its receipt.
 
 use crate::billing::{casso, issued, post_sepay};
 use crate::common::*;
@@ -13,23 +14,39 @@ use std::process::Command;
 async fn the_payment_page_turns_to_paid_in_a_real_browser_when_the_bank_feed_arrives() {
     let app = spawn_app(Backend::Sqlite).await;
     let account = hospital::Config::for_tests("unused").bank_account;
-    let an = app.create(patient_an("051085000980")).await;
-    let (invoice, code, _) = issued(&app, &an, 250_000).await;
-    let (_, stored) = app.get_json(&format!("Invoice/{invoice}")).await;
-    let token = stored["identifier"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["system"] == "urn:hospital:payment-page")
-        .and_then(|i| i["value"].as_str())
-        .unwrap()
-        .to_owned();
+    let (invoice, stored) = crate::invoicing::bill_with_lines(&app, "051085000961").await;
+    let id = |system: &str| {
+        stored["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["system"] == system)
+            .and_then(|i| i["value"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let (token, code) = (
+        id("urn:hospital:payment-page"),
+        id("urn:hospital:payment-code"),
+    );
     let site = app.base.trim_end_matches("/fhir").to_owned();
-    let (body, signature) = casso(7001, 250_000, &format!("MBVCB.99.{code}.CT"), &account);
+    let (body, signature) = casso(7001, 167_320, &format!("MBVCB.99.{code}.CT"), &account);
     let dir = std::env::temp_dir().join(format!("hospital-browser-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let body_file = dir.join("casso.json");
     std::fs::write(&body_file, &body).unwrap();
+    // What the page must show: the amount, and each line with the fund's and the patient's share.
+    let expected = serde_json::json!({
+        "amount": "167.320 ₫",
+        "lines": [
+            {"name": "Khám bệnh", "total": "50.600 ₫", "bhyt": "40.480 ₫", "patient": "10.120 ₫"},
+            {"name": "Chụp CT sọ não", "total": "536.000 ₫", "bhyt": "428.800 ₫", "patient": "107.200 ₫"},
+            {"name": "Vitamin C 500mg × 10", "total": "50.000 ₫", "bhyt": "0 ₫", "patient": "50.000 ₫"},
+        ],
+        "paidWithinMs": 2000,
+    });
+    let expected_file = dir.join("expected.json");
+    std::fs::write(&expected_file, expected.to_string()).unwrap();
 
     let page = format!("{site}/pay/{token}");
     let hook = format!("{site}/webhooks/casso");
@@ -40,6 +57,7 @@ async fn the_payment_page_turns_to_paid_in_a_real_browser_when_the_bank_feed_arr
             hook.into(),
             signature.into(),
             body_file.into(),
+            expected_file.into(),
             dir.into(),
         ],
     )

@@ -17,13 +17,19 @@ hospital_test_kit::on_both_backends!(
     services_invoice_once_per_key_and_watch_the_payment_over_grpc,
     the_cashiers_page_works_the_desk_through_the_same_rules,
     a_long_stay_is_invoiced_with_every_charge,
+    a_card_or_personal_id_shown_at_the_desk_must_be_the_patients,
 );
 
-fn parameters(parts: Value) -> Value {
+pub(crate) fn parameters(parts: Value) -> Value {
     json!({"resourceType": "Parameters", "parameter": parts})
 }
 
-async fn send(client: &reqwest::Client, app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let r = client
         .post(app.url(path))
         .header("content-type", FHIR)
@@ -35,12 +41,18 @@ async fn send(client: &reqwest::Client, app: &TestApp, path: &str, body: &Value)
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
-async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, Value) {
+pub(crate) async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, Value) {
     let r = client.get(app.url(path)).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
-fn encounter(patient: &str, doctor: &str, class: &str, start: &str, end: Option<&str>) -> Value {
+pub(crate) fn encounter(
+    patient: &str,
+    doctor: &str,
+    class: &str,
+    start: &str,
+    end: Option<&str>,
+) -> Value {
     let mut period = json!({"start": start});
     if let Some(e) = end {
         period["end"] = json!(e);
@@ -52,7 +64,7 @@ fn encounter(patient: &str, doctor: &str, class: &str, start: &str, end: Option<
         "period": period})
 }
 
-fn coverage(patient: &str, card: &str, start: &str, end: &str) -> Value {
+pub(crate) fn coverage(patient: &str, card: &str, start: &str, end: &str) -> Value {
     json!({"resourceType": "Coverage", "status": "active",
         "identifier": [{"system": "http://fhir.ehealth.gov.vn/core/sid/insurance_number", "value": card}],
         "beneficiary": {"reference": format!("Patient/{patient}")},
@@ -60,7 +72,7 @@ fn coverage(patient: &str, card: &str, start: &str, end: &str) -> Value {
         "period": {"start": start, "end": end}})
 }
 
-fn charge(patient: &str, encounter: &str, code: &str, qty: i64, day: &str) -> Value {
+pub(crate) fn charge(patient: &str, encounter: &str, code: &str, qty: i64, day: &str) -> Value {
     json!({"resourceType": "ChargeItem", "status": "billable",
         "code": {"coding": [{"system": SERVICE_CODE, "code": code}]},
         "subject": {"reference": format!("Patient/{patient}")},
@@ -69,7 +81,7 @@ fn charge(patient: &str, encounter: &str, code: &str, qty: i64, day: &str) -> Va
 }
 
 /// The amount of the `code` price component of an invoice's totals.
-fn total(invoice: &Value, code: &str) -> i64 {
+pub(crate) fn total(invoice: &Value, code: &str) -> i64 {
     invoice["totalPriceComponent"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["code"]["coding"][0]["code"] == code))
@@ -77,7 +89,7 @@ fn total(invoice: &Value, code: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {code} total: {invoice}"))
 }
 
-fn line(invoice: &Value, n: usize, code: &str) -> i64 {
+pub(crate) fn line(invoice: &Value, n: usize, code: &str) -> i64 {
     invoice["lineItem"][n]["priceComponent"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["code"]["coding"][0]["code"] == code))
@@ -85,7 +97,11 @@ fn line(invoice: &Value, n: usize, code: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {code} on line {n}: {invoice}"))
 }
 
-async fn issue(cashier: &reqwest::Client, app: &TestApp, encounter: &str) -> (u16, Value) {
+pub(crate) async fn issue(
+    cashier: &reqwest::Client,
+    app: &TestApp,
+    encounter: &str,
+) -> (u16, Value) {
     send(
         cashier,
         app,
@@ -183,20 +199,54 @@ async fn charges_from_the_price_list_become_an_invoice_split_by_bhyt(b: Backend)
         ids.push(c["id"].as_str().unwrap().to_owned());
     }
     let before = app.store.count(Some("ChargeItem")).await.unwrap();
-    for (who, body, want) in [
+    for (who, body, want, code, says) in [
         (
             &other_doctor,
             charge(&an, &enc, "KB.01", 1, "2026-08-01"),
             403,
+            "AZ_01",
+            "a clinician charges only for an encounter they take part in",
         ),
-        (&doctor, charge(&an, &enc, "NO.SUCH", 1, "2026-08-01"), 422),
-        (&doctor, charge(&an, &enc, "KB.01", 1, "2025-08-01"), 422),
-        (&doctor, charge(&an, &enc, "KB.01", 0, "2026-08-01"), 400),
-        (&doctor, charge(&binh, &enc, "KB.01", 1, "2026-08-01"), 400),
+        (
+            &doctor,
+            charge(&an, &enc, "NO.SUCH", 1, "2026-08-01"),
+            422,
+            "BR_01",
+            "the price list has no price of `NO.SUCH` in force on 2026-08-01",
+        ),
+        (
+            &doctor,
+            charge(&an, &enc, "KB.01", 1, "2025-08-01"),
+            422,
+            "BR_01",
+            "the price list has no price of `KB.01` in force on 2025-08-01",
+        ),
+        (
+            &doctor,
+            charge(&an, &enc, "KB.01", 0, "2026-08-01"),
+            400,
+            "IR_01",
+            "a quantity is a whole number from 1 to 10000",
+        ),
+        (
+            &doctor,
+            charge(&binh, &enc, "KB.01", 1, "2026-08-01"),
+            400,
+            "IR_01",
+            "the charge's patient is not its encounter's",
+        ),
     ] {
         let (s, o) = send(who, &app, "ChargeItem", &body).await;
         assert_eq!(s, want, "{body}: {o}");
         assert_eq!(o["resourceType"], "OperationOutcome");
+        assert_eq!(
+            (
+                o["issue"][0]["details"]["coding"][0]["code"].as_str(),
+                o["issue"][0]["diagnostics"].as_str()
+            ),
+            (Some(code), Some(says)),
+            "{body}"
+        );
     }
     assert_eq!(
         app.store.count(Some("ChargeItem")).await.unwrap(),
@@ -389,10 +439,65 @@ async fn expired_coverage_is_self_pay_except_within_the_grace_of_a_stay(b: Backe
     assert_eq!(s, 200, "{inv}");
     assert_eq!(total(&inv, "bhyt-fund"), 0);
     assert_eq!(inv["totalNet"]["value"], 50_600);
-    let notes = inv["note"].to_string();
-    assert!(
-        notes.contains("self-pay"),
-        "the reason is on the invoice: {notes}"
+    let expired = "card DN4 51 ******6780 expired on 2026-05-31: self-pay (the 15 days' grace after expiry is only for a treatment begun while the card was valid)";
+    assert_eq!(
+        inv["note"],
+        json!([{"text": expired}]),
+        "the reason is on the invoice, not \"no BHYT card\""
+    );
+    assert_eq!(
+        inv["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == "urn:hospital:invoice:coverage")
+            .map(|e| e["valueReference"]["display"].clone()),
+        Some(json!("DN4 51 ******6780")),
+        "the expired card is named"
+    );
+    // Five days after expiry, an outpatient visit is not a treatment begun while the card was
+    // valid: self-pay too.
+    let soon = app
+        .create(encounter(
+            &chau,
+            &doc,
+            "AMB",
+            "2026-06-05T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    app.create(charge(&chau, &soon, "KB.01", 1, "2026-06-05"))
+        .await;
+    let (s, inv) = issue(&cashier, &app, &soon).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(
+        (total(&inv, "bhyt-fund"), &inv["note"]),
+        (0, &json!([{"text": expired}]))
+    );
+
+    // A stay begun while the card was valid and ended inside the grace: covered, and why.
+    let short = app
+        .create(encounter(
+            &chau,
+            &doc,
+            "IMP",
+            "2026-05-28T08:00:00+07:00",
+            Some("2026-06-10T10:00:00+07:00"),
+        ))
+        .await;
+    for day in ["2026-05-29", "2026-06-10"] {
+        app.create(charge(&chau, &short, "GB.NOI", 1, day)).await;
+    }
+    let (s, inv) = issue(&cashier, &app, &short).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(
+        (total(&inv, "bhyt-fund"), total(&inv, "self-pay")),
+        (2 * 217_800 * 8 / 10, 0),
+        "both days at the card's 80 %"
+    );
+    assert_eq!(
+        inv["note"],
+        json!([{"text": "card DN4 51 ******6780 expired on 2026-05-31 during the stay: it pays until discharge, at most 15 days after (rule 6 grace)"}])
     );
 
     // A stay begun while the card was valid: paid until discharge, at most 15 days after
@@ -436,7 +541,209 @@ async fn expired_coverage_is_self_pay_except_within_the_grace_of_a_stay(b: Backe
             assert_eq!(*fund, 0, "{day} is past it: {by_day:?}");
         }
     }
-    assert!(inv["note"].to_string().contains("card"), "{}", inv["note"]);
+    assert_eq!(
+        inv["note"],
+        json!([{"text": "card DN4 51 ******6780 expired on 2026-05-31 during the stay: it pays until discharge, at most 15 days after (to 2026-06-15); care after that is self-pay"}])
+    );
+    app.stop().await;
+}
+
+/// The coverage of the card or personal ID the patient shows the cashier is looked up by it
+/// (records' gRPC), on `Invoice/$issue` and on billing's gRPC `CreateInvoice`; one that
+/// belongs to another patient, or that records does not know, is refused with nothing issued.
+async fn a_card_or_personal_id_shown_at_the_desk_must_be_the_patients(b: Backend) {
+    use hospital_proto::billing::v1 as pb;
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000977")).await;
+    let binh = app.create(patient_an("051085000978")).await;
+    // Chi has a personal ID and no card.
+    app.create(patient_an("051085000979")).await;
+    app.create(coverage(&an, "CK2510123456701", "2026-01-01", "2026-12-31"))
+        .await;
+    app.create(coverage(
+        &binh,
+        "DN4510123456702",
+        "2026-01-01",
+        "2026-12-31",
+    ))
+    .await;
+    let doc = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê"}]}))
+        .await;
+    app.create(definition(
+        "CDHA.CT",
+        "Chụp CT",
+        Category::Service,
+        536_000,
+        Some(536_000),
+        "2026-01-01",
+    ))
+    .await;
+    let visit = app
+        .create(encounter(
+            &an,
+            &doc,
+            "AMB",
+            "2026-08-01T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    app.create(charge(&an, &visit, "CDHA.CT", 1, "2026-08-01"))
+        .await;
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let issue_with = |shown: Value| {
+        let cashier = cashier.clone();
+        let visit = visit.clone();
+        let app = &app;
+        async move {
+            let mut parts = vec![json!({"name": "encounter",
+                "valueReference": {"reference": format!("Encounter/{visit}")}})];
+            if let Value::Array(more) = shown {
+                parts.extend(more);
+            }
+            send(
+                &cashier,
+                app,
+                "Invoice/$issue",
+                &parameters(Value::Array(parts)),
+            )
+            .await
+        }
+    };
+    let card = |n: &str| json!([{"name": "card-number", "valueString": n}]);
+    let personal = |n: &str| json!([{"name": "national-id", "valueString": n}]);
+    let another = format!("belongs to another patient, not to Patient/{an}");
+    for (what, shown, status, code, says) in [
+        (
+            "Bình's card",
+            card("DN4510123456702"),
+            422,
+            "BL_04",
+            format!("the BHYT card shown {another}"),
+        ),
+        (
+            "Bình's personal ID",
+            personal("051085000978"),
+            422,
+            "BL_04",
+            format!("the personal ID shown {another}"),
+        ),
+        (
+            "a card records does not know",
+            card("DN4510999999999"),
+            422,
+            "BL_05",
+            "the records service knows no BHYT coverage for the BHYT card shown".to_owned(),
+        ),
+        (
+            "Chi's personal ID (no coverage)",
+            personal("051085000979"),
+            422,
+            "BL_05",
+            "the records service knows no BHYT coverage for the personal ID shown".to_owned(),
+        ),
+        (
+            "not a card number",
+            card("DN45"),
+            400,
+            "IR_01",
+            "a BHYT card number is 15 characters: 2 letters, a benefit digit 1-5, 12 digits"
+                .to_owned(),
+        ),
+        (
+            "both",
+            json!([{"name": "card-number", "valueString": "CK2510123456701"},
+                {"name": "national-id", "valueString": "051085000977"}]),
+            400,
+            "IR_01",
+            "give the `card-number` or the `national-id` the patient showed, not both".to_owned(),
+        ),
+    ] {
+        let was = app.versions().await;
+        let (s, o) = issue_with(shown).await;
+        assert_eq!(s, status, "{what}: {o}");
+        assert_eq!(
+            (
+                o["issue"][0]["details"]["coding"][0]["code"].as_str(),
+                o["issue"][0]["diagnostics"].as_str()
+            ),
+            (Some(code), Some(says.as_str())),
+            "{what}"
+        );
+        assert_eq!(app.versions().await, was, "{what}: nothing issued");
+    }
+
+    // An's own card, in the odd spacing a cashier types: the fund pays its level (CK2: 100 %).
+    let (s, inv) = issue_with(card("ck2 51 0123456701")).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(
+        (total(&inv, "bhyt-fund"), inv["totalNet"]["value"].as_i64()),
+        (536_000, Some(0))
+    );
+    assert!(inv.to_string().contains("CK2 51 ******6701"), "{inv}");
+    let (s, c) = send(
+        &cashier,
+        &app,
+        &format!("Invoice/{}/$cancel", inv["id"].as_str().unwrap()),
+        &parameters(json!([{"name": "reason", "valueString": "xuất lại theo CCCD"}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    // An's personal ID instead of the card: the same coverage.
+    let (s, inv) = issue_with(personal("051085000977")).await;
+    assert_eq!(s, 200, "{inv}");
+    assert!(inv.to_string().contains("CK2 51 ******6701"), "{inv}");
+
+    // Over gRPC, the same rule.
+    let service = mint(Role::Service, "telemedicine", None, None, None);
+    let mut c = billing_client(&app).await;
+    let other = app
+        .create(encounter(
+            &an,
+            &doc,
+            "AMB",
+            "2026-08-02T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    let create = |shown| pb::CreateInvoiceRequest {
+        idempotency_key: format!("shown-{other}"),
+        subject: Some(pb::create_invoice_request::Subject::EncounterId(
+            other.clone(),
+        )),
+        charges: vec![pb::Charge {
+            code: "CDHA.CT".into(),
+            quantity: 1,
+            date: "2026-08-02".into(),
+            on_request: false,
+        }],
+        deposit_amount: 0,
+        shown: Some(shown),
+    };
+    let was = app.versions().await;
+    let e = c
+        .create_invoice(authed(
+            create(pb::create_invoice_request::Shown::CardNumber(
+                "DN4510123456702".into(),
+            )),
+            &service,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert_eq!(e.metadata().get("hospital-error-code").unwrap(), "BL_04");
+    assert_eq!(app.versions().await, was, "no charge, no invoice");
+    let ok = c
+        .create_invoice(authed(
+            create(pb::create_invoice_request::Shown::NationalId(
+                "051085000977".into(),
+            )),
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((ok.total_gross, ok.total_net), (536_000, 0));
     app.stop().await;
 }
 
@@ -802,6 +1109,7 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
             on_request: false,
         }],
         deposit_amount: 0,
+        shown: None,
     };
     // The same call retried 20 times at once: one invoice, one charge.
     let calls = (0..20).map(|_| {
@@ -920,6 +1228,7 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
                 subject: Some(pb::create_invoice_request::Subject::PatientId(an.clone())),
                 charges: vec![],
                 deposit_amount: 500_000,
+                shown: None,
             },
             &service,
         ))
@@ -1178,4 +1487,55 @@ async fn a_long_stay_is_invoiced_with_every_charge(b: Backend) {
     assert_eq!(inv["lineItem"].as_array().map(Vec::len), Some(1001));
     assert_eq!(inv["totalGross"]["value"], 1003 * 500);
     app.stop().await;
+}
+
+/// A bill of three lines for a new patient with a BHYT card (benefit 4, in force): an
+/// examination and a head CT shared 80/20, ten vitamin tablets self-pay. Its id and body:
+/// 636.600 ₫ in all, the fund 469.280 ₫, the patient 167.320 ₫.
+pub(crate) async fn bill_with_lines(app: &TestApp, national_id: &str) -> (String, Value) {
+    let patient = app.create(patient_an(national_id)).await;
+    let card = format!("DN4510{}", &national_id[3..]);
+    app.create(coverage(&patient, &card, "2026-01-01", "2026-12-31"))
+        .await;
+    let doc = app
+        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê"}]}))
+        .await;
+    for (code, title, cat, price, bhyt) in [
+        (
+            "KB.01",
+            "Khám bệnh",
+            Category::Service,
+            50_600,
+            Some(50_600),
+        ),
+        (
+            "CDHA.CT",
+            "Chụp CT sọ não",
+            Category::Service,
+            536_000,
+            Some(536_000),
+        ),
+        ("T.VITA", "Vitamin C 500mg", Category::Drug, 5_000, None),
+    ] {
+        app.create(definition(code, title, cat, price, bhyt, "2026-01-01"))
+            .await;
+    }
+    let visit = app
+        .create(encounter(
+            &patient,
+            &doc,
+            "AMB",
+            "2026-08-01T08:00:00+07:00",
+            None,
+        ))
+        .await;
+    for (code, qty) in [("KB.01", 1), ("CDHA.CT", 1), ("T.VITA", 10)] {
+        app.create(charge(&patient, &visit, code, qty, "2026-08-01"))
+            .await;
+    }
+    let cashier = app.client_for(Role::Cashier, None, None);
+    let (s, inv) = issue(&cashier, app, &visit).await;
+    assert_eq!(s, 200, "{inv}");
+    assert_eq!(inv["totalNet"]["value"], 167_320);
+    (inv["id"].as_str().unwrap().to_owned(), inv)
 }

@@ -348,20 +348,43 @@ impl Rules {
                         "card shown on {}: care before then is self-pay",
                         c.shown_on.map(|d| d.to_string()).unwrap_or_default()
                     )
+                } else if lines
+                    .iter()
+                    .zip(&pays)
+                    .any(|(l, p)| !p && l.date.unwrap_or(on) > c.valid_to)
+                {
+                    let grace = in_force(&self.expiry_grace, c.valid_to, "expiry grace")?;
+                    let last = c.valid_to + Duration::days(grace.days_after_expiry);
+                    if visit.start >= c.valid_from && visit.start <= c.valid_to {
+                        format!(
+                            "card {} expired on {} during the stay: it pays until discharge, at most {} days after (to {last}); care after that is self-pay",
+                            mask(&c.number),
+                            c.valid_to,
+                            grace.days_after_expiry
+                        )
+                    } else {
+                        format!(
+                            "card {} expired on {}: self-pay (the {} days' grace after expiry is only for a treatment begun while the card was valid)",
+                            mask(&c.number),
+                            c.valid_to,
+                            grace.days_after_expiry
+                        )
+                    }
                 } else {
                     format!(
-                        "card {} not in force on the day of service (valid {} to {}): self-pay",
+                        "card {} not yet valid on the day of service (valid from {}): self-pay",
                         mask(&c.number),
-                        c.valid_from,
-                        c.valid_to
+                        c.valid_from
                     )
                 };
                 reasons.push(why);
             } else if lines.iter().any(|l| l.date.unwrap_or(on) > c.valid_to) {
                 let grace = in_force(&self.expiry_grace, c.valid_to, "expiry grace")?;
                 reasons.push(format!(
-                    "card expired on {} during the stay: it pays until discharge, at most {} days after",
-                    c.valid_to, grace.days_after_expiry
+                    "card {} expired on {} during the stay: it pays until discharge, at most {} days after (rule 6 grace)",
+                    mask(&c.number),
+                    c.valid_to,
+                    grace.days_after_expiry
                 ));
             }
         }
@@ -641,6 +664,12 @@ mod tests {
             )
             .unwrap();
         assert_eq!((b.fund, b.self_pay), (d("800000"), d("1000000")));
+        assert_eq!(
+            b.reasons,
+            vec![
+                "card DN4 51 ******6789 expired on 2026-08-03 during the stay: it pays until discharge, at most 15 days after (to 2026-08-18); care after that is self-pay"
+            ]
+        );
         // An outpatient visit after expiry is self-pay, with the reason.
         let b = r
             .split(&outpatient("2026-08-05"), Some(&c), &[covered(d("500000"))])
@@ -649,10 +678,25 @@ mod tests {
             (b.fund, b.self_pay, b.patient),
             (d("0"), d("500000"), d("500000"))
         );
-        assert!(
-            b.reasons.iter().any(|r| r.contains("not in force")),
-            "{:?}",
-            b.reasons
+        assert_eq!(
+            b.reasons,
+            vec![
+                "card DN4 51 ******6789 expired on 2026-08-03: self-pay (the 15 days' grace after expiry is only for a treatment begun while the card was valid)"
+            ]
+        );
+        // A card shown before it is valid.
+        let b = r
+            .split(
+                &outpatient("2025-12-31"),
+                Some(&card("DN4510123456789")),
+                &[covered(d("500000"))],
+            )
+            .unwrap();
+        assert_eq!(
+            b.reasons,
+            vec![
+                "card DN4 51 ******6789 not yet valid on the day of service (valid from 2026-01-01): self-pay"
+            ]
         );
     }
 

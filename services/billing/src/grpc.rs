@@ -5,13 +5,14 @@
 
 use crate::desk;
 use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, PAYMENT_PAGE, identifier, vnd};
-use crate::issue::{Invoicing, Request as Issue};
+use crate::issue::{CoverageKey, Invoicing, Request as Issue};
 use futures::Stream;
 use hospital_core::auth::Action;
 use hospital_core::store::Version;
 use hospital_core::{AuditAction, Caller, Error, Interaction, Touched, authorize, reveal};
 use hospital_grpc::{Call, caller, status};
 use hospital_proto::billing::v1 as pb;
+use hospital_proto::billing::v1::create_invoice_request::Shown;
 use serde_json::{Value, json};
 use std::pin::Pin;
 use std::time::Duration;
@@ -125,11 +126,24 @@ impl BillingGrpc {
                 Issue::Encounter {
                     encounter: e,
                     new_charges,
+                    shown: match r.shown {
+                        Some(Shown::CardNumber(c)) => Some(CoverageKey::card(&c, "card_number")?),
+                        Some(Shown::NationalId(n)) => {
+                            Some(CoverageKey::personal_id(&n, "national_id")?)
+                        }
+                        None => None,
+                    },
                 }
             }
             Some(pb::create_invoice_request::Subject::PatientId(p)) => {
                 if !hospital_core::store::is_valid_id(&p) {
                     return Err(Error::invalid("patient_id", "not a valid FHIR id"));
+                }
+                if r.shown.is_some() {
+                    return Err(Error::invalid(
+                        "shown",
+                        "a deposit or prepayment is self-pay: a card or personal ID is looked up only for an encounter_id",
+                    ));
                 }
                 if r.charges.is_empty() {
                     Issue::Deposit {

@@ -1,26 +1,29 @@
 //! The webhook endpoints bank feeds call (no bearer token: each is authenticated by its
-//! provider's signature, checked before anything else is read):
+//! provider's signature, checked before anything else is read). They only translate: the
+//! ledger ([`ledger::receive`], [`ledger::receive_vnpay`]) decides and keeps.
 //!
 //! - `POST /webhooks/sepay`, `POST /webhooks/casso`, `POST /webhooks/payos` — answer
-//!   `{"success": true}` once the credit is in the ledger (or was already), 401 when the
-//!   signature fails, 422 when a signed delivery is not a credit to the hospital;
+//!   `{"success": true}` once the credit is in the ledger (or was already); a refusal answers
+//!   `{"success": false, "error": <what is wrong>, "code": <code of docs/errors.md>}` with its
+//!   status: 401 when the signature fails (`BL_01`), 422 when a signed body is not one the
+//!   provider sends (`BL_02`) or credits another account (`BL_03`), 400 for an amount that is
+//!   no payment;
 //! - `GET /webhooks/vnpay` — VNPay's IPN, answered in VNPay's protocol (`RspCode`,
 //!   `Message`): checksum (97), order (01), amount (04), already confirmed (02), then 00.
 //!
 //! A provider whose secret is not configured answers 404: its door does not exist. Every
-//! delivery, accepted or refused, leaves an audit record; a refused one stores nothing else.
-//! Failed signatures count against their client like failed sign-ins: slowed, then 429, their
-//! audit records bounded.
+//! verified delivery is kept as received (`bank_deliveries`) before it is answered, and every
+//! delivery, accepted or refused, leaves one audit line; one that fails verification leaves
+//! nothing else. Failed signatures count against their client like failed sign-ins: slowed,
+//! then 429, their audit records bounded.
 
-use crate::ledger::{self, Outcome};
-use crate::payment_qr::owed;
-use crate::webhooks::{self, Credit, Provider, Refusal, SepayAuth};
+use crate::ledger::{self, Delivery};
+use crate::webhooks::{self, Credit, Provider, Refusal, SepayAuth, VnpayAnswer};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hospital_core::store::SearchQuery;
 use hospital_core::{AuditAction, Error, Interaction, Platform, Touched};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -97,6 +100,16 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// A refusal in the bank feeds' JSON: what is wrong, and its stable code.
+fn refused(e: &Error) -> Response {
+    let status = StatusCode::from_u16(hospital_core::error::outcome_status(e.kind()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    answer(
+        status,
+        json!({"success": false, "error": e.message, "code": e.code.id}),
+    )
+}
+
 async fn deliver(
     State(i): State<Intake>,
     Path(provider): Path<String>,
@@ -111,7 +124,8 @@ async fn deliver(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let verified: Option<Result<Credit, Refusal>> = match Provider::parse(&provider) {
+    let parsed = Provider::parse(&provider);
+    let verified: Option<Result<Credit, Refusal>> = match parsed {
         Some(Provider::Sepay) => i
             .secrets
             .sepay
@@ -132,55 +146,53 @@ async fn deliver(
             .map(|key| webhooks::payos(key, &raw)),
         _ => None,
     };
-    let Some(verified) = verified else {
+    let (Some(verified), Some(provider)) = (verified, parsed) else {
         audit(&i, &headers, addr, &target, 404).await;
         return answer(
             StatusCode::NOT_FOUND,
             json!({"success": false, "error": "no such webhook"}),
         );
     };
+    let from = hospital_web::anonymous(&i.platform, &headers, Some(addr.ip()));
+    let delivery = Delivery {
+        provider,
+        raw: &raw,
+        from: &from,
+    };
     let credit = match verified {
         Ok(c) => c,
+        // Signed by the provider, but not a body it sends: kept, never credited.
+        Err(Refusal::Malformed(why)) => {
+            return refused(&ledger::refuse_malformed(&i.platform, &delivery, &why).await);
+        }
         Err(r) => {
-            let status = match r {
-                Refusal::Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            if failed(&i, &headers, addr, &target, status.as_u16()).await {
+            let e = r.error();
+            let status = hospital_core::error::outcome_status(e.kind());
+            if failed(&i, &headers, addr, &target, status).await {
                 return answer(
                     StatusCode::TOO_MANY_REQUESTS,
                     json!({"success": false, "error": "too many failed deliveries from this client; try again later"}),
                 );
             }
-            return answer(status, json!({"success": false, "error": r.to_string()}));
+            return refused(&e);
         }
     };
-    match ledger::record(&i.platform, &i.hospital, &i.account, &credit, &raw).await {
-        Ok(outcome) => {
-            if matches!(outcome, Outcome::Duplicate | Outcome::Ignored) {
-                audit(&i, &headers, addr, &target, 200).await;
-            }
-            answer(StatusCode::OK, json!({"success": true}))
-        }
-        Err(e) => {
-            let status = hospital_core::error::outcome_status(e.kind());
-            audit(&i, &headers, addr, &target, status).await;
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            answer(status, json!({"success": false, "error": e.message}))
-        }
+    match ledger::receive(&i.platform, &i.hospital, &i.account, &delivery, &credit).await {
+        Ok(_) => answer(StatusCode::OK, json!({"success": true})),
+        Err(e) => refused(&e),
     }
 }
 
-fn vnpay_answer(code: &str, message: &str) -> Response {
+fn vnpay_answer(a: VnpayAnswer) -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
-        webhooks::vnpay_answer(code, message),
+        a.body(),
     )
         .into_response()
 }
 
-/// VNPay's IPN: its checks in its order, then the ledger.
+/// VNPay's IPN: the checksum, then the ledger's checks in VNPay's order.
 async fn vnpay(
     State(i): State<Intake>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -193,97 +205,21 @@ async fn vnpay(
         return (StatusCode::NOT_FOUND, "no such webhook").into_response();
     };
     let query = query.unwrap_or_default();
-    let ipn = match webhooks::vnpay(secret, &query) {
-        Ok(ipn) => ipn,
-        Err(_) => {
-            if failed(&i, &headers, addr, target, 401).await {
-                return (StatusCode::TOO_MANY_REQUESTS, "too many failed deliveries")
-                    .into_response();
-            }
-            return vnpay_answer("97", "Invalid Checksum");
+    let Ok(ipn) = webhooks::vnpay(secret, &query) else {
+        if failed(&i, &headers, addr, target, 401).await {
+            return (StatusCode::TOO_MANY_REQUESTS, "too many failed deliveries").into_response();
         }
+        return vnpay_answer(VnpayAnswer::InvalidChecksum);
     };
-    let result: Result<Response, Error> = async {
-        let find = |system: &str| {
-            SearchQuery::new(
-                "Invoice",
-                vec![(
-                    "identifier".into(),
-                    format!("{system}|{}", ipn.txn_ref.replace(',', "\\,")),
-                )],
-            )
-        };
-        let mut found = i
-            .platform
-            .store()
-            .search(&find(crate::invoice::BILL_NUMBER))
-            .await?
-            .matches;
-        if found.is_empty() {
-            found = i
-                .platform
-                .store()
-                .search(&find(crate::invoice::PAYMENT_CODE))
-                .await?
-                .matches;
-        }
-        let Some(v) = found.into_iter().next() else {
-            return Ok(vnpay_answer("01", "Order not Found"));
-        };
-        let inv: serde_json::Value = serde_json::from_str(&v.body)
-            .map_err(|_| Error::internal("stored invoice unreadable"))?;
-        let status = inv.get("status").and_then(|s| s.as_str()).unwrap_or("");
-        if status == "balanced" {
-            return Ok(vnpay_answer("02", "Order already confirmed"));
-        }
-        let Ok(o) = owed(&inv) else {
-            return Ok(vnpay_answer("01", "Order not Found"));
-        };
-        if ipn.amount != o.amount - ledger::paid(&i.platform, &v.id).await? {
-            return Ok(vnpay_answer("04", "invalid amount"));
-        }
-        if ipn.paid {
-            let credit = Credit {
-                provider: Provider::Vnpay,
-                transaction_id: ipn.transaction_no.clone(),
-                incoming: true,
-                account: i.account.clone(),
-                amount: ipn.amount,
-                memo: ipn.order_info.clone(),
-                bank_reference: ipn.bank_reference.clone(),
-                at: ipn.pay_date.clone(),
-                order: Some(ipn.txn_ref.clone()),
-            };
-            if ledger::record(
-                &i.platform,
-                &i.hospital,
-                &i.account,
-                &credit,
-                query.as_bytes(),
-            )
-            .await?
-                == Outcome::Duplicate
-            {
-                return Ok(vnpay_answer("02", "Order already confirmed"));
-            }
-        } else {
-            audit(&i, &headers, addr, target, 200).await;
-        }
-        Ok(vnpay_answer("00", "Confirm Success"))
-    }
-    .await;
-    match result {
-        Ok(r) => r,
-        Err(e) => {
-            audit(
-                &i,
-                &headers,
-                addr,
-                target,
-                hospital_core::error::outcome_status(e.kind()),
-            )
-            .await;
-            vnpay_answer("99", "Unknow error")
-        }
+    let from = hospital_web::anonymous(&i.platform, &headers, Some(addr.ip()));
+    let delivery = Delivery {
+        provider: Provider::Vnpay,
+        raw: query.as_bytes(),
+        from: &from,
+    };
+    match ledger::receive_vnpay(&i.platform, &i.hospital, &i.account, &delivery, &ipn).await {
+        Ok(a) => vnpay_answer(a),
+        // Kept and audited by the ledger when it could be: VNPay tries again.
+        Err(_) => vnpay_answer(VnpayAnswer::Failed),
     }
 }

@@ -115,6 +115,15 @@ pub fn set_paid(invoice: &mut Value, amount: i64) {
     }
 }
 
+/// What `invoice` asks the patient to pay in all, whatever its status: its `totalNet` (what
+/// is left once the BHYT fund's share is taken off), or `totalGross` when it has no net.
+pub fn amount_due(invoice: &Value) -> Result<i64, Error> {
+    Ok(match vnd(invoice.get("totalNet"), "Invoice.totalNet")? {
+        Some(a) => a,
+        None => vnd(invoice.get("totalGross"), "Invoice.totalGross")?.unwrap_or(0),
+    })
+}
+
 /// Whole đồng of a `Money` that must be VND.
 pub fn vnd(money: Option<&Value>, path: &str) -> Result<Option<i64>, Error> {
     let Some(m) = money else {

@@ -34,23 +34,81 @@ pub const COVERAGE: &str = "urn:hospital:invoice:coverage";
 pub const LINE: &str = "urn:hospital:invoice:line";
 pub const ROUTE: &str = "urn:hospital:bhyt-route";
 
+/// How a coverage is looked up: by the invoice's patient, or by what the cashier was shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoverageKey {
+    Patient(String),
+    /// A BHYT card number the cashier was shown.
+    Card(String),
+    /// The 12-digit personal ID shown instead of the card (accepted since 2025).
+    PersonalId(String),
+}
+
+impl CoverageKey {
+    /// What the cashier was shown, checked for its form: `None` for the patient's own key.
+    fn shown(&self) -> Option<&'static str> {
+        match self {
+            CoverageKey::Patient(_) => None,
+            CoverageKey::Card(_) => Some("BHYT card"),
+            CoverageKey::PersonalId(_) => Some("personal ID"),
+        }
+    }
+
+    /// A card number or personal ID as the cashier typed it: upper case, no spaces; refused
+    /// unless it has the form of one (`path` names the parameter).
+    pub fn card(number: &str, path: &str) -> Result<CoverageKey, Error> {
+        let n: String = number
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if bhyt::is_card_number(&n) {
+            Ok(CoverageKey::Card(n))
+        } else {
+            Err(Error::invalid(
+                path,
+                "a BHYT card number is 15 characters: 2 letters, a benefit digit 1-5, 12 digits",
+            ))
+        }
+    }
+
+    pub fn personal_id(id: &str, path: &str) -> Result<CoverageKey, Error> {
+        let n: String = id.chars().filter(|c| !c.is_whitespace()).collect();
+        if n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(CoverageKey::PersonalId(n))
+        } else {
+            Err(Error::invalid(path, "a personal ID is 12 digits"))
+        }
+    }
+}
+
 /// Where a patient's coverage comes from: the records service, over gRPC ([`RecordsCoverage`]).
 #[async_trait::async_trait]
 pub trait CoverageSource: Send + Sync {
-    /// The BHYT coverage in force for `patient` on `on`, or none.
-    async fn active(&self, patient: &str, on: NaiveDate) -> Result<Option<Covered>, Error>;
+    /// The BHYT coverage `key` names in force on `on` or, when none is, the one that expired
+    /// last before it (`in_force` false); none when there is neither.
+    async fn latest(&self, key: &CoverageKey, on: NaiveDate) -> Result<Option<Covered>, Error>;
 }
 
 /// Coverage asked of the records service (`hospital.records.v1.Records/GetActiveCoverage`).
 pub struct RecordsCoverage(pub Outbound);
 
 /// A coverage as the records service reports it, for billing.
-pub fn covered(id: &str, card_number: &str, valid_from: &str, valid_to: &str) -> Covered {
+pub fn covered(
+    id: &str,
+    patient_id: &str,
+    card_number: &str,
+    valid_from: &str,
+    valid_to: &str,
+    in_force: bool,
+) -> Covered {
     // An open end is treated as far in the future.
     let from = ymd(valid_from).unwrap_or(NaiveDate::MIN);
     let to = ymd(valid_to).unwrap_or(NaiveDate::MAX - chrono::Duration::days(400));
     Covered {
         coverage_id: id.to_owned(),
+        patient_id: patient_id.to_owned(),
+        in_force,
         card: Card {
             number: card_number.to_owned(),
             valid_from: from,
@@ -65,12 +123,16 @@ pub fn covered(id: &str, card_number: &str, valid_from: &str, valid_to: &str) ->
 
 #[async_trait::async_trait]
 impl CoverageSource for RecordsCoverage {
-    async fn active(&self, patient: &str, on: NaiveDate) -> Result<Option<Covered>, Error> {
+    async fn latest(&self, key: &CoverageKey, on: NaiveDate) -> Result<Option<Covered>, Error> {
+        use records::get_active_coverage_request::Patient;
         let msg = records::GetActiveCoverageRequest {
-            patient: Some(records::get_active_coverage_request::Patient::PatientId(
-                patient.to_owned(),
-            )),
+            patient: Some(match key {
+                CoverageKey::Patient(p) => Patient::PatientId(p.clone()),
+                CoverageKey::Card(c) => Patient::CardNumber(c.clone()),
+                CoverageKey::PersonalId(n) => Patient::NationalId(n.clone()),
+            }),
             date: on.to_string(),
+            include_expired: true,
         };
         let r = self
             .0
@@ -83,11 +145,17 @@ impl CoverageSource for RecordsCoverage {
         match r {
             Ok(c) => Ok(Some(covered(
                 &c.id,
+                &c.patient_id,
                 &c.card_number,
                 &c.valid_from,
                 &c.valid_to,
+                c.in_force,
             ))),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) if s.code() == tonic::Code::InvalidArgument => Err(Error::invalid(
+                "coverage",
+                format!("the records service refused the lookup: {}", s.message()),
+            )),
             Err(s) => Err(Error::new(
                 codes::DEPENDENCY_UNAVAILABLE,
                 format!(
@@ -113,16 +181,23 @@ pub struct Invoicing {
 #[derive(Debug, Clone)]
 pub struct Covered {
     pub coverage_id: String,
+    /// Whose it is.
+    pub patient_id: String,
+    /// In force on the day asked (else it expired before: the BHYT rules say what it pays).
+    pub in_force: bool,
     pub card: Card,
 }
 
 /// What to invoice.
 #[derive(Debug, Clone)]
 pub enum Request {
-    /// The billable charges of an encounter (after adding `new_charges`, ChargeItem bodies).
+    /// The billable charges of an encounter (after adding `new_charges`, ChargeItem bodies),
+    /// with the coverage of the card or personal ID the cashier was `shown`, if any (else the
+    /// patient's own).
     Encounter {
         encounter: String,
         new_charges: Vec<Value>,
+        shown: Option<CoverageKey>,
     },
     /// A deposit of `amount` đồng.
     Deposit { patient: String, amount: i64 },
@@ -269,9 +344,11 @@ impl Invoicing {
                 (patient.clone(), None, None)
             }
         };
-        let covered = match &visit {
-            Some(v) => self.coverage.active(&patient, v.start).await?,
-            None => None,
+        let covered = match (request, &visit) {
+            (Request::Encounter { shown, .. }, Some(v)) => {
+                self.coverage_of(&patient, shown.as_ref(), v.start).await?
+            }
+            _ => None,
         };
         let mut tx = self.platform.begin(caller).await?;
         let mut touched = Touched::default();
@@ -360,6 +437,36 @@ impl Invoicing {
         touched.add(&written.version);
         tx.commit().await?;
         Ok((written.version, touched))
+    }
+
+    /// The coverage the invoice of `patient`'s care begun on `start` is split by: that of the
+    /// card or personal ID the cashier was `shown` — refused when it is another patient's or
+    /// records knows none — or else the patient's own; in force that day, or the one that
+    /// expired last before it (the BHYT rules bill it as self-pay, or within the grace of a
+    /// stay begun while it was valid, saying so on the invoice).
+    async fn coverage_of(
+        &self,
+        patient: &str,
+        shown: Option<&CoverageKey>,
+        start: NaiveDate,
+    ) -> Result<Option<Covered>, Error> {
+        let own = CoverageKey::Patient(patient.to_owned());
+        let key = shown.unwrap_or(&own);
+        let found = self.coverage.latest(key, start).await?;
+        let Some(what) = key.shown() else {
+            return Ok(found);
+        };
+        match found {
+            None => Err(Error::new(
+                crate::codes::NO_COVERAGE_FOR_WHAT_WAS_SHOWN,
+                format!("the records service knows no BHYT coverage for the {what} shown"),
+            )),
+            Some(c) if c.patient_id != patient => Err(Error::new(
+                crate::codes::COVERAGE_OF_ANOTHER_PATIENT,
+                format!("the {what} shown belongs to another patient, not to Patient/{patient}"),
+            )),
+            Some(c) => Ok(Some(c)),
+        }
     }
 
     /// The invoice issued earlier under `key`.

@@ -18,8 +18,7 @@
 
 use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, identifier, paid_of, set_paid};
 use crate::payment_qr::owed;
-use crate::webhooks::{Credit, Provider, memo_key};
-use base64::Engine;
+use crate::webhooks::{Credit, Provider, VnpayAnswer, memo_key};
 use hospital_core::store::SearchQuery;
 use hospital_core::{AuditAction, Caller, Error, Interaction, Platform, Touched, codes};
 use serde_json::{Value, json};
@@ -50,7 +49,8 @@ pub const MEMO: &str = "urn:hospital:payment:memo";
 pub const BANK_REFERENCE: &str = "urn:hospital:payment:bank-reference";
 pub const CHANNEL: &str = "urn:hospital:payment:channel";
 pub const TO_REFUND: &str = "urn:hospital:payment:to-refund";
-pub const RAW: &str = "urn:hospital:payment:raw";
+/// The kept delivery (`bank_deliveries` id) a bank feed's credit came in.
+pub const DELIVERY: &str = "urn:hospital:payment:delivery";
 pub const REASON: &str = "urn:hospital:payment:unmatched-reason";
 /// The patient whose bill a payment went to: what puts it in their compartment.
 pub const PATIENT: &str = "urn:hospital:payment:patient";
@@ -157,18 +157,197 @@ fn amount_of(notice: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-/// Records `credit` (with the raw delivery it came in) into `account`'s ledger.
-pub async fn record(
+/// A bank feed's delivery whose signature verified: kept as received, with what became of
+/// it, before it is answered (`bank_deliveries`, through [`hospital_core::Tx::record_delivery`]).
+pub struct Delivery<'a> {
+    pub provider: Provider,
+    /// The bytes as received: the body, or VNPay's query string.
+    pub raw: &'a [u8],
+    /// Who delivered it: its address and agent go on the audit line.
+    pub from: &'a Caller,
+}
+
+impl Delivery<'_> {
+    /// Billing's own caller for what the delivery causes, carrying the deliverer's address.
+    fn caller(&self) -> Caller {
+        let mut c = Caller::system(&format!("billing:{}", self.provider.as_str()));
+        c.client = self.from.client.clone();
+        c.user_agent = self.from.user_agent.clone();
+        c
+    }
+}
+
+/// The audit line of a bank feed's delivery (one per delivery, whatever became of it).
+pub const DELIVERED: Interaction = Interaction::Call("webhook", AuditAction::C);
+
+/// How a kept delivery's transaction id is written: the provider's, when it names one that
+/// fits.
+fn kept_id(id: &str) -> Option<&str> {
+    Some(id).filter(|t| !t.is_empty() && t.len() <= 128)
+}
+
+/// Keeps a delivery that credits nothing (a replay, money out, a refusal) with its audit
+/// line, in one transaction. `status` is the outcome as HTTP says it (a refusal's 4xx).
+async fn keep(
+    platform: &Platform,
+    delivery: &Delivery<'_>,
+    transaction_id: Option<&str>,
+    outcome: &str,
+    status: u16,
+) -> Result<(), Error> {
+    let mut tx = platform.begin(&delivery.caller()).await?;
+    tx.record_delivery(
+        delivery.provider.as_str(),
+        transaction_id.and_then(kept_id),
+        outcome,
+        delivery.raw,
+    )
+    .await?;
+    tx.commit_audited(
+        DELIVERED,
+        "PaymentNotice",
+        Touched::target(&format!("webhooks/{}", delivery.provider.as_str())),
+        status,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Receives a verified delivery's `credit` into `account`'s ledger: the credit, the bytes it
+/// came in and the audit line in one transaction; a replay or money out is kept and audited
+/// too. A credit refused (wrong account, an amount that is no payment) is kept with the code
+/// that refused it, audited, and the error returned.
+pub async fn receive(
     platform: &Platform,
     hospital: &str,
     account: &str,
+    delivery: &Delivery<'_>,
     credit: &Credit,
-    raw: &[u8],
 ) -> Result<Outcome, Error> {
-    record_as(platform, hospital, account, credit, raw, None).await
+    let id = Some(credit.transaction_id.as_str());
+    match record_as(platform, hospital, account, credit, Door::Feed(delivery)).await {
+        Ok(o @ (Outcome::Duplicate | Outcome::Ignored)) => {
+            keep(platform, delivery, id, o.code(), 200).await?;
+            Ok(o)
+        }
+        Ok(o) => Ok(o),
+        Err(e) => {
+            let status = hospital_core::error::outcome_status(e.kind());
+            keep(
+                platform,
+                delivery,
+                id,
+                &format!("refused:{}", e.code.id),
+                status,
+            )
+            .await?;
+            Err(e)
+        }
+    }
 }
 
-/// [`record`] for money taken at the desk by `cashier`: what a bank feed would queue for the
+/// A verified delivery whose body is not one its provider sends: kept as received and
+/// audited, nothing credited. Returns the error to answer with (`BL_02`).
+pub async fn refuse_malformed(platform: &Platform, delivery: &Delivery<'_>, why: &str) -> Error {
+    let refusal = crate::webhooks::Refusal::Malformed(why.to_owned()).error();
+    let status = hospital_core::error::outcome_status(refusal.kind());
+    match keep(platform, delivery, None, "malformed", status).await {
+        Ok(()) => refusal,
+        Err(e) => e,
+    }
+}
+
+/// VNPay's IPN, verified: its checks in VNPay's order once the checksum holds — the order
+/// (`vnp_TxnRef`, a bill number or payment code), then `vnp_Amount` against the bill's amount
+/// (or, for a bill part paid, what is left of it), then whether the bill is already paid or
+/// cancelled — then the ledger. Money VNPay reports for a bill already paid or cancelled is
+/// never lost: it is credited as an unmatched credit in the cashier's queue, and VNPay is
+/// answered `02`. Every IPN is kept and audited once; a refused one's audit line carries the
+/// HTTP status its refusal means (404 no order, 422 wrong amount), the IPN itself is answered
+/// 200 in VNPay's protocol.
+pub async fn receive_vnpay(
+    platform: &Platform,
+    hospital: &str,
+    account: &str,
+    delivery: &Delivery<'_>,
+    ipn: &crate::webhooks::VnpayIpn,
+) -> Result<VnpayAnswer, Error> {
+    let id = Some(ipn.transaction_no.as_str());
+    let order = if ipn.txn_ref.is_empty() || ipn.txn_ref.len() > 64 {
+        None
+    } else {
+        let keys = [
+            ("Invoice", BILL_NUMBER, ipn.txn_ref.as_str()),
+            ("Invoice", PAYMENT_CODE, ipn.txn_ref.as_str()),
+        ];
+        platform
+            .store()
+            .by_unique_identifiers(&keys)
+            .await?
+            .into_iter()
+            .flatten()
+            .next()
+    };
+    let Some(v) = order else {
+        keep(platform, delivery, id, "refused:order-not-found", 404).await?;
+        return Ok(VnpayAnswer::OrderNotFound);
+    };
+    let inv: Value =
+        serde_json::from_str(&v.body).map_err(|_| Error::internal("stored invoice unreadable"))?;
+    let open = inv.get("status").and_then(Value::as_str) == Some("issued");
+    let bill = crate::invoice::amount_due(&inv)?;
+    let left = if open {
+        bill - match paid_of(&inv) {
+            Some(p) => p,
+            None => paid(platform, &v.id).await?,
+        }
+    } else {
+        bill
+    };
+    if !ipn.amount.is_some_and(|a| a == bill || (open && a == left)) {
+        keep(platform, delivery, id, "refused:wrong-amount", 422).await?;
+        return Ok(VnpayAnswer::InvalidAmount);
+    }
+    if !ipn.paid {
+        // A payment that failed at VNPay: nothing to credit; noted.
+        keep(
+            platform,
+            delivery,
+            id,
+            "not-paid",
+            if open { 200 } else { 409 },
+        )
+        .await?;
+        return Ok(if open {
+            VnpayAnswer::Confirmed
+        } else {
+            VnpayAnswer::AlreadyConfirmed
+        });
+    }
+    let credit = Credit {
+        provider: Provider::Vnpay,
+        transaction_id: ipn.transaction_no.clone(),
+        incoming: true,
+        account: account.to_owned(),
+        amount: ipn.amount.unwrap_or(0),
+        memo: ipn.order_info.clone(),
+        bank_reference: ipn.bank_reference.clone(),
+        at: ipn.pay_date.clone(),
+        order: Some(ipn.txn_ref.clone()),
+    };
+    Ok(
+        match receive(platform, hospital, account, delivery, &credit).await? {
+            Outcome::Paid { .. } | Outcome::Partial { .. } | Outcome::Overpaid { .. } => {
+                VnpayAnswer::Confirmed
+            }
+            Outcome::Unmatched { .. } | Outcome::Duplicate | Outcome::Ignored => {
+                VnpayAnswer::AlreadyConfirmed
+            }
+        },
+    )
+}
+
+/// [`receive`] for money taken at the desk by `cashier`: what a bank feed would queue for the
 /// cashier (no open bill, more than is left) is refused instead — the cashier hands the cash
 /// back — so a desk payment racing a transfer never marks a bill paid twice.
 pub async fn record_at_desk(
@@ -178,7 +357,15 @@ pub async fn record_at_desk(
     credit: &Credit,
     cashier: &Caller,
 ) -> Result<Outcome, Error> {
-    record_as(platform, hospital, account, credit, b"", Some(cashier)).await
+    record_as(platform, hospital, account, credit, Door::Desk(cashier)).await
+}
+
+/// Where a credit comes in.
+enum Door<'a, 'b> {
+    /// A bank feed's verified delivery, kept with the credit.
+    Feed(&'a Delivery<'b>),
+    /// Money taken at the desk by this cashier.
+    Desk(&'a Caller),
 }
 
 async fn record_as(
@@ -186,12 +373,12 @@ async fn record_as(
     hospital: &str,
     account: &str,
     credit: &Credit,
-    raw: &[u8],
-    desk: Option<&Caller>,
+    door: Door<'_, '_>,
 ) -> Result<Outcome, Error> {
-    if !credit.incoming {
-        return Ok(Outcome::Ignored);
-    }
+    let desk = match door {
+        Door::Desk(c) => Some(c),
+        Door::Feed(_) => None,
+    };
     if credit.amount <= 0 || credit.amount > MAX_AMOUNT {
         return Err(Error::invalid(
             "amount",
@@ -201,9 +388,12 @@ async fn record_as(
             ),
         ));
     }
+    if !credit.incoming {
+        return Ok(Outcome::Ignored);
+    }
     if credit.account != account {
         return Err(Error::new(
-            codes::BUSINESS_RULE,
+            crate::codes::NOT_OUR_ACCOUNT,
             "the credited account is not the hospital's receiving account",
         ));
     }
@@ -219,9 +409,9 @@ async fn record_as(
     if seen {
         return Ok(Outcome::Duplicate);
     }
-    let caller = match desk {
-        Some(c) => c.clone(),
-        None => Caller::system(&format!("billing:{}", credit.provider.as_str())),
+    let caller = match &door {
+        Door::Desk(c) => (*c).clone(),
+        Door::Feed(d) => d.caller(),
     };
     let mut tx = platform.begin(&caller).await?;
     let mut touched = Touched::default();
@@ -231,7 +421,10 @@ async fn record_as(
     let (outcome, invoice) = match &invoice_id {
         None => (
             Outcome::Unmatched {
-                reason: "no payment code of an open bill in the memo".into(),
+                reason: match codes_in(&credit.memo).first() {
+                    Some(code) => format!("the payment code {code} in the memo names no bill"),
+                    None => "no payment code in the memo".into(),
+                },
             },
             None,
         ),
@@ -251,20 +444,23 @@ async fn record_as(
             let inv: Value = serde_json::from_str(&v.body)
                 .map_err(|_| Error::internal("stored invoice unreadable"))?;
             let status = inv.get("status").and_then(Value::as_str).unwrap_or("");
+            let bill = identifier(&inv, BILL_NUMBER)
+                .unwrap_or("the bill")
+                .to_owned();
             paid_before = paid_so_far(&mut tx, id, &inv).await?;
             let outcome = match (status, owed(&inv)) {
                 ("cancelled", _) => Outcome::Unmatched {
-                    reason: "the bill was cancelled".into(),
+                    reason: format!("{bill} was cancelled"),
                 },
                 ("balanced", _) => Outcome::Unmatched {
-                    reason: "the bill was already paid".into(),
+                    reason: format!("{bill} was already paid"),
                 },
                 ("issued", Ok(o)) => {
                     let left = o.amount - paid_before;
                     let invoice = id.clone();
                     match classify(credit.amount, left) {
                         None => Outcome::Unmatched {
-                            reason: "the bill was already paid".into(),
+                            reason: format!("{bill} was already paid"),
                         },
                         Some(("paid", _)) => Outcome::Paid { invoice },
                         Some(("partial", _)) => Outcome::Partial {
@@ -278,7 +474,7 @@ async fn record_as(
                     }
                 }
                 _ => Outcome::Unmatched {
-                    reason: "the bill is not open for payment".into(),
+                    reason: format!("{bill} is not open for payment"),
                 },
             };
             (outcome, Some((v, inv)))
@@ -307,9 +503,17 @@ async fn record_as(
         json!({"url": CHANNEL, "valueCode": channel}),
         json!({"url": MEMO, "valueString": credit.memo.chars().take(500).collect::<String>()}),
     ];
-    if !raw.is_empty() {
-        extension.push(json!({"url": RAW,
-            "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(raw)}));
+    if let Door::Feed(d) = &door {
+        // The bytes it came in, kept beside the ledger in this transaction.
+        let kept = tx
+            .record_delivery(
+                d.provider.as_str(),
+                Some(credit.transaction_id.as_str()),
+                outcome.code(),
+                d.raw,
+            )
+            .await?;
+        extension.push(json!({"url": DELIVERY, "valueString": kept.to_string()}));
     }
     if !credit.bank_reference.is_empty() {
         extension.push(json!({"url": BANK_REFERENCE, "valueString": credit.bank_reference}));
@@ -380,13 +584,12 @@ async fn record_as(
             .await?;
         touched.add(&out.version);
     }
-    tx.commit_audited(
-        Interaction::Call("payment", AuditAction::C),
-        "PaymentNotice",
-        touched,
-        201,
-    )
-    .await?;
+    let interaction = match door {
+        Door::Feed(_) => DELIVERED,
+        Door::Desk(_) => Interaction::Call("payment", AuditAction::C),
+    };
+    tx.commit_audited(interaction, "PaymentNotice", touched, 201)
+        .await?;
     Ok(outcome)
 }
 

@@ -23,6 +23,7 @@ use hospital_core::{ServiceDefinition, ServiceName};
 pub mod bhyt;
 pub mod cash;
 pub mod charges;
+pub mod codes;
 pub mod desk;
 pub mod grpc;
 pub mod intake;

@@ -3,7 +3,7 @@
 //!
 //! | operation | who | rule |
 //! |---|---|---|
-//! | `POST Invoice/$issue` (`encounter`, or `patient` + `deposit`) | cashier | [`Invoicing::issue`] |
+//! | `POST Invoice/$issue` (`encounter`, optionally the `card-number` or `national-id` shown; or `patient` + `deposit`) | cashier | [`Invoicing::issue`] |
 //! | `POST Invoice/{id}/$cancel` (`reason`) | cashier | [`Invoicing::cancel`] |
 //! | `GET PaymentNotice/$queue` | cashier | [`desk::queue`] |
 //! | `POST PaymentNotice/{id}/$assign` (`invoice`) | cashier | [`desk::assign`] |
@@ -12,7 +12,7 @@
 //! | `POST PaymentReconciliation/$import` (`provider`, `date`, `statement`) | cashier, admin | [`desk::reconcile`] |
 
 use crate::desk;
-use crate::issue::{Invoicing, Request};
+use crate::issue::{CoverageKey, Invoicing, Request};
 use crate::webhooks::Provider;
 use async_trait::async_trait;
 use base64::Engine;
@@ -86,11 +86,32 @@ impl Operation for Issue {
         input: Option<Value>,
     ) -> Result<(Value, Touched), Error> {
         let input = input.unwrap_or_default();
+        let shown = match (
+            parameter_text(&input, "card-number"),
+            parameter_text(&input, "national-id"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "Parameters",
+                    "give the `card-number` or the `national-id` the patient showed, not both",
+                ));
+            }
+            (Some(c), None) => Some(CoverageKey::card(c, "Parameters.card-number")?),
+            (None, Some(n)) => Some(CoverageKey::personal_id(n, "Parameters.national-id")?),
+            (None, None) => None,
+        };
         let request = match parameter_text(&input, "encounter") {
             Some(e) => Request::Encounter {
                 encounter: id_of(e, "Encounter", "encounter")?.to_owned(),
                 new_charges: Vec::new(),
+                shown,
             },
+            None if shown.is_some() => {
+                return Err(Error::invalid(
+                    "Parameters",
+                    "a deposit is self-pay: a card or personal ID is looked up only for an `encounter`",
+                ));
+            }
             None => {
                 let patient = id_of(text(&input, "patient")?, "Patient", "patient")?.to_owned();
                 let money = parameter(&input, "deposit").and_then(|p| p.get("valueMoney"));

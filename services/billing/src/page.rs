@@ -1,9 +1,10 @@
 //! The patient's payment page, `GET /pay/{token}`: reached by the unguessable link of an
 //! Invoice (its payment page token), with no login. Server-rendered HTML, Vietnamese by
-//! default (`?lang=en` for English), readable on a phone: the hospital, the amount the Vietnamese
-//! way, the bill number, the patient's name masked, the BHYT share and the patient's, the QR,
-//! buttons that open common bank apps, and the account details for paying by hand. Every view
-//! is audited (as an anonymous caller holding the link).
+//! default (`?lang=en` for English), readable on a phone: the hospital, the amount the
+//! Vietnamese way, the bill number, the patient's name masked, the QR, buttons that open common
+//! bank apps, the account details for paying by hand, and each line of the bill with its cost,
+//! the BHYT fund's share and the patient's, then the totals (kept once paid, and printed with
+//! the receipt). Every view is audited (as an anonymous caller holding the link).
 
 use crate::bhyt::vnd as format_vnd;
 use crate::invoice::{PAYMENT_PAGE, identifier};
@@ -279,6 +280,134 @@ fn not_found(en: bool) -> Response {
         .into_response()
 }
 
+/// One line of a bill as the patient reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillLine {
+    /// The price list's name of the item (or what the line says it is).
+    pub name: String,
+    pub quantity: Option<i64>,
+    /// Its cost, the BHYT fund's share of it, and what the patient pays of it.
+    pub total: i64,
+    pub fund: i64,
+    pub patient: i64,
+}
+
+/// The lines of an Invoice, in order: name, quantity, cost, and its split (`urn:hospital:
+/// price-kind` components; a line without a fund's share is the patient's in full).
+pub fn bill_lines(invoice: &Value) -> Vec<BillLine> {
+    let component = |line: &Value, code: &str| {
+        line.get("priceComponent")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| c.pointer("/code/coding/0/code").and_then(Value::as_str) == Some(code))
+            .and_then(|c| c.pointer("/amount/value"))
+            .and_then(Value::as_i64)
+    };
+    let detail = |line: &Value, url: &str| -> Option<Value> {
+        line.pointer("/extension/0/extension")?
+            .as_array()?
+            .iter()
+            .find(|e| e.get("url").and_then(Value::as_str) == Some(url))
+            .cloned()
+    };
+    invoice
+        .get("lineItem")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let total = component(l, "total").unwrap_or(0);
+            let fund = component(l, "bhyt-fund").unwrap_or(0);
+            BillLine {
+                name: detail(l, "title")
+                    .and_then(|e| {
+                        e.get("valueString")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .or_else(|| {
+                        l.pointer("/chargeItemCodeableConcept/coding/0/display")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default(),
+                quantity: detail(l, "quantity")
+                    .and_then(|e| e.get("valueInteger").and_then(Value::as_i64)),
+                total,
+                fund,
+                patient: total - fund,
+            }
+        })
+        .collect()
+}
+
+/// The page's section of the bill's lines and totals, in the patient's language: on a phone
+/// each line is its name, then its cost and the two shares one under the other.
+fn lines_section(
+    invoice: &Value,
+    gross: Option<Decimal>,
+    net: Option<Decimal>,
+    en: bool,
+) -> String {
+    let t = |vi: &'static str, en_text: &'static str| if en { en_text } else { vi };
+    let money = |v: i64| escape(&format_vnd(Decimal::from(v)));
+    let lines = bill_lines(invoice);
+    if lines.is_empty() && (gross.is_none() || net.is_none()) {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<style>#lines ul{list-style:none;padding:0;margin:0}\
+         #lines li{border-top:1px solid #ddd;padding:.5rem 0}\
+         #lines .name{font-weight:600;overflow-wrap:anywhere}\
+         #lines dl{display:grid;grid-template-columns:1fr auto;gap:.1rem 1rem;margin:.3rem 0 0}\
+         #lines dd{margin:0;text-align:right;font-variant-numeric:tabular-nums}\
+         #lines table{width:100%;border-top:2px solid #888;margin-top:.5rem}\
+         #lines td+td{text-align:right}</style>",
+    );
+    out.push_str(&format!(
+        "<section id=\"lines\"><h2>{}</h2>",
+        t("Chi tiết viện phí", "What the bill is for")
+    ));
+    if !lines.is_empty() {
+        out.push_str("<ul>");
+        for l in &lines {
+            let quantity = match l.quantity {
+                Some(q) if q != 1 => format!(" × {q}"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "<li class=\"line\"><div class=\"name\">{}{quantity}</div><dl>\
+                 <dt>{}</dt><dd class=\"total\">{}</dd>\
+                 <dt>{}</dt><dd class=\"bhyt\">{}</dd>\
+                 <dt>{}</dt><dd class=\"patient\">{}</dd></dl></li>",
+                escape(&l.name),
+                t("Thành tiền", "Cost"),
+                money(l.total),
+                t("BHYT chi trả", "Paid by BHYT"),
+                money(l.fund),
+                t("Người bệnh trả", "Patient pays"),
+                money(l.patient),
+            ));
+        }
+        out.push_str("</ul>");
+    }
+    if let (Some(g), Some(n)) = (gross, net) {
+        out.push_str(&format!(
+            "<table id=\"totals\"><tr><td>{}</td><td>{}</td></tr><tr><td>{}</td><td>{}</td></tr>\
+             <tr><td>{}</td><td><b>{}</b></td></tr></table>",
+            t("Tổng chi phí", "Total cost"),
+            escape(&format_vnd(g)),
+            t("BHYT chi trả", "Paid by BHYT"),
+            escape(&format_vnd(g - n)),
+            t("Người bệnh trả", "Patient pays"),
+            escape(&format_vnd(n)),
+        ));
+    }
+    out.push_str("</section>");
+    out
+}
+
 async fn show(
     State(s): State<PageState>,
     Path(token): Path<String>,
@@ -372,17 +501,6 @@ async fn show(
                 t("Nội dung chuyển khoản", "Transfer memo"),
                 escape(&o.code),
             ));
-            if let (Some(g), Some(n)) = (gross, net) {
-                body.push_str(&format!(
-                    "<table><tr><td>{}</td><td>{}</td></tr><tr><td>{}</td><td>{}</td></tr><tr><td>{}</td><td>{}</td></tr></table>",
-                    t("Tổng chi phí", "Total cost"),
-                    escape(&format_vnd(g)),
-                    t("BHYT chi trả", "Paid by BHYT"),
-                    escape(&format_vnd(g - n)),
-                    t("Người bệnh trả", "Patient pays"),
-                    escape(&format_vnd(n)),
-                ));
-            }
             let pay = payment(&o, &s.config.receiving);
             if let Ok(payload) = vietqr::encode(&pay)
                 && let Ok(svg) = qr::svg(&payload)
@@ -439,6 +557,9 @@ async fn show(
             t("Hóa đơn chưa phát hành", "This bill is not issued yet")
         )),
     }
+    // What the bill is for, line by line, with the shares: kept on the page once it is paid,
+    // and printed with the receipt.
+    body.push_str(&lines_section(&invoice, gross, net, en));
     // The receipts of the payments so far; the live status keeps them current.
     let receipts = receipts_of(&s.platform, &v.id).await;
     // The receipt names its bill, and prints without the page's buttons and links.

@@ -6,7 +6,7 @@
 //! fund's share is taken off), or `totalGross` when it has no net. The receiving bank and
 //! account come from the configuration.
 
-use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, PAYMENT_PAGE, identifier, vnd};
+use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, PAYMENT_PAGE, identifier};
 use crate::{qr, vietqr};
 use async_trait::async_trait;
 use base64::Engine;
@@ -47,10 +47,7 @@ pub fn owed(invoice: &Value) -> Result<Owed, Error> {
             format!("only an issued invoice is paid; this one is {status}"),
         ));
     }
-    let amount = match vnd(invoice.get("totalNet"), "Invoice.totalNet")? {
-        Some(a) => a,
-        None => vnd(invoice.get("totalGross"), "Invoice.totalGross")?.unwrap_or(0),
-    };
+    let amount = crate::invoice::amount_due(invoice)?;
     if amount <= 0 {
         return Err(Error::new(
             codes::BUSINESS_RULE,

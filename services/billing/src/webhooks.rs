@@ -61,9 +61,29 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Unsigned => write!(f, "the delivery carries no signature"),
             Refusal::BadSignature => write!(f, "the signature does not match the body"),
-            Refusal::Stale => write!(f, "the signed timestamp is too far from now"),
-            Refusal::Malformed(m) => write!(f, "the body is not readable: {m}"),
+            Refusal::Stale => write!(
+                f,
+                "the signed timestamp is more than {MAX_SKEW_SECS} seconds from now"
+            ),
+            Refusal::Malformed(m) => {
+                write!(
+                    f,
+                    "the signed body is not a delivery this webhook takes: {m}"
+                )
+            }
         }
+    }
+}
+
+impl Refusal {
+    /// The error a provider is answered with: a signature that fails is `BL_01` (401),
+    /// a signed body that is not one the provider sends `BL_02` (422).
+    pub fn error(&self) -> hospital_core::Error {
+        let code = match self {
+            Refusal::Malformed(_) => crate::codes::MALFORMED_DELIVERY,
+            _ => crate::codes::UNVERIFIED_DELIVERY,
+        };
+        hospital_core::Error::new(code, self.to_string())
     }
 }
 
@@ -257,10 +277,15 @@ pub fn casso(
     let d = body
         .get("data")
         .ok_or_else(|| Refusal::Malformed("no `data`".into()))?;
+    let id = text(d, "id");
+    if id.is_empty() {
+        return Err(Refusal::Malformed("no `data.id`".into()));
+    }
+    // Casso reports money out as a negative amount.
     let amount = whole_dong(d, "amount")?;
     Ok(Credit {
         provider: Provider::Casso,
-        transaction_id: text(d, "id"),
+        transaction_id: id,
         incoming: amount > 0,
         account: text(d, "accountNumber"),
         amount: amount.abs(),
@@ -350,7 +375,8 @@ pub fn payos(key: &str, raw: &[u8]) -> Result<Credit, Refusal> {
     Ok(Credit {
         provider: Provider::Payos,
         transaction_id: reference.clone(),
-        incoming: text(data, "code") == "00" && amount > 0,
+        // `code` 00: the payment succeeded; the amount is checked by the ledger.
+        incoming: text(data, "code") == "00",
         account: text(data, "accountNumber"),
         amount,
         memo: text(data, "description"),
@@ -384,8 +410,9 @@ pub fn vnpay_text(params: &[(String, String)]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VnpayIpn {
     pub txn_ref: String,
-    /// Whole đồng (`vnp_Amount` / 100).
-    pub amount: i64,
+    /// Whole đồng (`vnp_Amount` / 100); `None` when `vnp_Amount` is not a whole number of
+    /// đồng × 100 (answered `04` once the order is found, as VNPay orders its checks).
+    pub amount: Option<i64>,
     /// Paid: `vnp_ResponseCode` and `vnp_TransactionStatus` both `00`.
     pub paid: bool,
     pub transaction_no: String,
@@ -413,23 +440,68 @@ pub fn vnpay(secret: &str, query: &str) -> Result<VnpayIpn, Refusal> {
     if !hmac_ok::<Hmac<Sha512>>(secret.as_bytes(), &[vnpay_text(&params).as_bytes()], &hash) {
         return Err(Refusal::BadSignature);
     }
-    let raw_amount: i64 = get("vnp_Amount")
-        .parse()
-        .map_err(|_| Refusal::Malformed("vnp_Amount is not a number".into()))?;
-    if raw_amount % 100 != 0 {
-        return Err(Refusal::Malformed(
-            "vnp_Amount is not a whole number of đồng × 100".into(),
-        ));
-    }
+    let amount = get("vnp_Amount")
+        .parse::<i64>()
+        .ok()
+        .filter(|a| a % 100 == 0)
+        .map(|a| a / 100);
     Ok(VnpayIpn {
         txn_ref: get("vnp_TxnRef"),
-        amount: raw_amount / 100,
+        amount,
         paid: get("vnp_ResponseCode") == "00" && get("vnp_TransactionStatus") == "00",
         transaction_no: get("vnp_TransactionNo"),
         bank_reference: get("vnp_BankTranNo"),
         pay_date: get("vnp_PayDate"),
         order_info: get("vnp_OrderInfo"),
     })
+}
+
+/// VNPay's answers to an IPN, checked in this order: checksum (`97`), order exists (`01`),
+/// amount (`04`), not already confirmed (`02`), then `00`; `99` for anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VnpayAnswer {
+    /// `00`: recorded (a payment credited, or a failed payment noted).
+    Confirmed,
+    /// `01`: no bill with that `vnp_TxnRef`.
+    OrderNotFound,
+    /// `02`: the bill was already paid or cancelled (money it reports waits in the cashier's
+    /// queue), or this transaction was recorded before.
+    AlreadyConfirmed,
+    /// `04`: `vnp_Amount` is not the bill's amount (nor, for a bill part paid, what is left).
+    InvalidAmount,
+    /// `97`: the checksum does not verify.
+    InvalidChecksum,
+    /// `99`: anything else (VNPay tries again).
+    Failed,
+}
+
+impl VnpayAnswer {
+    pub fn code(self) -> &'static str {
+        match self {
+            VnpayAnswer::Confirmed => "00",
+            VnpayAnswer::OrderNotFound => "01",
+            VnpayAnswer::AlreadyConfirmed => "02",
+            VnpayAnswer::InvalidAmount => "04",
+            VnpayAnswer::InvalidChecksum => "97",
+            VnpayAnswer::Failed => "99",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            VnpayAnswer::Confirmed => "Confirm Success",
+            VnpayAnswer::OrderNotFound => "Order not Found",
+            VnpayAnswer::AlreadyConfirmed => "Order already confirmed",
+            VnpayAnswer::InvalidAmount => "Invalid amount",
+            VnpayAnswer::InvalidChecksum => "Invalid Checksum",
+            VnpayAnswer::Failed => "Unknow error",
+        }
+    }
+
+    /// The answer's body, its fields in the order VNPay gives them.
+    pub fn body(self) -> String {
+        vnpay_answer(self.code(), self.message())
+    }
 }
 
 /// VNPay's IPN answer, its fields in the order VNPay gives them.
@@ -549,7 +621,7 @@ mod tests {
         let ipn = vnpay("test_secret", &query).unwrap();
         assert_eq!(
             (ipn.txn_ref.as_str(), ipn.amount, ipn.paid),
-            ("1716257871703", 10_000, true)
+            ("1716257871703", Some(10_000), true)
         );
         let changed = query.replace("vnp_Amount=1000000", "vnp_Amount=2000000");
         assert_eq!(vnpay("test_secret", &changed), Err(Refusal::BadSignature));
@@ -614,6 +686,133 @@ mod tests {
             sepay(&hmac_auth, &with(signed(now, body)), &changed, now),
             Err(Refusal::BadSignature)
         );
+    }
+
+    fn malformed(r: Result<Credit, Refusal>) -> String {
+        match r {
+            Err(Refusal::Malformed(m)) => m,
+            other => panic!("not refused as malformed: {other:?}"),
+        }
+    }
+
+    /// Correctly signed (or carrying the right key), but not a body the provider sends: each
+    /// refused as malformed, with what is wrong; a body that cannot be verified is a signature
+    /// failure, never malformed.
+    #[test]
+    fn signed_but_malformed_bodies_are_refused_saying_what_is_wrong() {
+        let key = SepayAuth::ApiKey("k".into());
+        let with_key = |name: &str| (name == "authorization").then(|| "Apikey k".to_owned());
+        let sepay_of = |body: &str| sepay(&key, &with_key, body.as_bytes(), 0);
+        assert!(malformed(sepay_of(r#"{"id": 1,"#)).contains("EOF while parsing"));
+        assert_eq!(
+            malformed(sepay_of(
+                r#"{"transferType":"in","transferAmount":1000,"accountNumber":"1"}"#
+            )),
+            "no `id`"
+        );
+        for amount in ["1000.5", r#""1000""#, "null"] {
+            assert_eq!(
+                malformed(sepay_of(&format!(
+                    r#"{{"id":7,"transferType":"in","transferAmount":{amount}}}"#
+                ))),
+                "`transferAmount` is not a whole number of đồng",
+                "{amount}"
+            );
+        }
+        // SePay under HMAC: signed garbage is malformed too.
+        let hmac = SepayAuth::Hmac("s".into());
+        let garbage = b"not json";
+        let signed = |name: &str| match name {
+            "x-sepay-timestamp" => Some("100".to_owned()),
+            "x-sepay-signature" => Some(format!(
+                "sha256={}",
+                hmac_sha256_hex(b"s", &[b"100.".as_slice(), garbage].concat())
+            )),
+            _ => None,
+        };
+        assert!(malformed(sepay(&hmac, &signed, garbage, 100)).contains("expected ident"));
+
+        // Casso signs the re-serialised JSON: a body that does not parse cannot be verified.
+        let casso_sign = |t: &str, body: &str| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let text = format!("{t}.{}", hospital_core::store::sorted_json(&v));
+            format!(
+                "t={t},v1={}",
+                hmac_sha512_hex(CASSO_KEY.as_bytes(), text.as_bytes())
+            )
+        };
+        assert_eq!(
+            casso(CASSO_KEY, Some("t=1000,v1=00"), br#"{"data":"#, 1),
+            Err(Refusal::BadSignature)
+        );
+        let no_data = r#"{"error":0}"#;
+        assert_eq!(
+            malformed(casso(
+                CASSO_KEY,
+                Some(&casso_sign("1000", no_data)),
+                no_data.as_bytes(),
+                1
+            )),
+            "no `data`"
+        );
+        let no_id = r#"{"error":0,"data":{"amount":1000,"accountNumber":"1"}}"#;
+        assert_eq!(
+            malformed(casso(
+                CASSO_KEY,
+                Some(&casso_sign("1000", no_id)),
+                no_id.as_bytes(),
+                1
+            )),
+            "no `data.id`"
+        );
+        let half = r#"{"error":0,"data":{"id":9,"amount":1000.5}}"#;
+        assert_eq!(
+            malformed(casso(
+                CASSO_KEY,
+                Some(&casso_sign("1000", half)),
+                half.as_bytes(),
+                1
+            )),
+            "`amount` is not a whole number of đồng"
+        );
+
+        // payOS carries its signature in the body: unreadable JSON is unsigned.
+        assert_eq!(payos("k", b"{oops"), Err(Refusal::Unsigned));
+        let payos_of = |data: Value| {
+            let sig = hmac_sha256_hex(b"k", payos_data_text(&data).as_bytes());
+            let body = json!({"code": "00", "data": data, "signature": sig});
+            payos("k", body.to_string().as_bytes())
+        };
+        assert_eq!(
+            malformed(payos_of(json!({"amount": 1000, "code": "00"}))),
+            "no `data.reference`"
+        );
+        assert_eq!(
+            malformed(payos_of(json!({"amount": "1000", "reference": "R"}))),
+            "`amount` is not a whole number of đồng"
+        );
+        // Zero, negative and absurd amounts are read as sent: the ledger refuses them.
+        for amount in [0, -80_000, 10_000_000_000_000] {
+            let c = payos_of(json!({"amount": amount, "reference": "R", "code": "00"})).unwrap();
+            assert_eq!((c.amount, c.incoming), (amount, true));
+        }
+
+        // VNPay: an amount that is not whole đồng × 100 is no amount (answered 04 once the
+        // order is found).
+        for (raw, amount) in [
+            ("15000050", None),
+            ("abc", None),
+            ("", None),
+            ("15000000", Some(150_000)),
+        ] {
+            let params = vec![
+                ("vnp_Amount".to_owned(), raw.to_owned()),
+                ("vnp_TxnRef".to_owned(), "HD2026000001".to_owned()),
+            ];
+            let hash = hmac_sha512_hex(b"s", vnpay_text(&params).as_bytes());
+            let query = format!("vnp_Amount={raw}&vnp_TxnRef=HD2026000001&vnp_SecureHash={hash}");
+            assert_eq!(vnpay("s", &query).unwrap().amount, amount, "{raw}");
+        }
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub mod store {
     pub use hospital_store::signing::{KeyStore, LocalKeyStore, sorted_json};
     pub use hospital_store::{
         Dialect, HistoryPage, HistoryQuery, Method, SearchQuery, SearchResult, Store, StoreError,
-        StoreOptions, Version, WriteOutcome, dates, extract, is_valid_id, outbox, params, signals,
-        text,
+        StoreOptions, Version, WriteOutcome, dates, deliveries, extract, is_valid_id, outbox,
+        params, signals, text,
     };
 }
 

@@ -125,6 +125,22 @@ impl Tx {
         Ok(self.inner.enqueue_all(messages, topic, payload).await?)
     }
 
+    /// Keeps a bank feed's verified delivery (its raw bytes, the provider's transaction id
+    /// when known, what became of it) in this transaction: with the ledger's credit when there
+    /// is one, and never without its transaction's audit record.
+    pub async fn record_delivery(
+        &mut self,
+        provider: &str,
+        transaction_id: Option<&str>,
+        outcome: &str,
+        raw: &[u8],
+    ) -> Result<i64, Error> {
+        Ok(self
+            .inner
+            .record_delivery(provider, transaction_id, outcome, raw)
+            .await?)
+    }
+
     /// Writes a new version of `resource_type/id` as a consequence of this transaction's
     /// writes, through its owner's rules as the owning service (an owner's rule keeping
     /// another of its resources in step: a slot turned busy by the appointment booking it).

@@ -29,6 +29,18 @@ pub struct ActiveCoverage {
     /// Validity, YYYY-MM-DD; empty when open.
     pub valid_from: String,
     pub valid_to: String,
+    /// In force on the date asked; `false` for an expired one ([`coverage_on`]).
+    pub in_force: bool,
+}
+
+/// What to answer when no coverage is in force on the date asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenNoneInForce {
+    /// Not found.
+    NotFound,
+    /// The coverage whose validity ended most recently before the date (billing states when
+    /// the card expired, and applies the grace of a stay begun while it was valid).
+    LatestExpired,
 }
 
 /// The date of service: `YYYY-MM-DD`, or today (in Vietnam) when empty.
@@ -105,6 +117,18 @@ pub async fn active_on(
     key: &CoverageKey,
     date: chrono::NaiveDate,
 ) -> Result<(ActiveCoverage, Touched), Error> {
+    coverage_on(platform, caller, key, date, WhenNoneInForce::NotFound).await
+}
+
+/// The coverage of the patient named by `key` in force on `date` or, when there is none and
+/// `otherwise` says so, the one that ended most recently before it; and what was read.
+pub async fn coverage_on(
+    platform: &Platform,
+    caller: &Caller,
+    key: &CoverageKey,
+    date: chrono::NaiveDate,
+    otherwise: WhenNoneInForce,
+) -> Result<(ActiveCoverage, Touched), Error> {
     let mut touched = Touched::default();
     let beneficiary_or_card = match key {
         CoverageKey::Patient(id) => {
@@ -147,9 +171,38 @@ pub async fn active_on(
     );
     let found = hospital_core::read::search(platform, caller, &mut q, None).await?;
     let date = date.format("%Y-%m-%d").to_string();
+    let mut chosen: Option<(Version, Value, bool)> = None;
     for v in found.matches {
         let body: Value = serde_json::from_str(&v.body)
             .map_err(|_| Error::internal("stored resource unreadable"))?;
+        let period = |k: &str| {
+            body.pointer(&format!("/period/{k}"))
+                .and_then(Value::as_str)
+                .map(|s| day(s).to_owned())
+                .unwrap_or_default()
+        };
+        let (start, end) = (period("start"), period("end"));
+        let in_force = (start.is_empty() || start <= date) && (end.is_empty() || end >= date);
+        if in_force {
+            chosen = Some((v, body, true));
+            break;
+        }
+        let expired = !end.is_empty() && end < date;
+        let later = match &chosen {
+            Some((_, b, _)) => {
+                end.as_str()
+                    > b.pointer("/period/end")
+                        .and_then(Value::as_str)
+                        .map(day)
+                        .unwrap_or("")
+            }
+            None => true,
+        };
+        if otherwise == WhenNoneInForce::LatestExpired && expired && later {
+            chosen = Some((v, body, false));
+        }
+    }
+    if let Some((v, body, in_force)) = chosen {
         let start = body
             .pointer("/period/start")
             .and_then(Value::as_str)
@@ -158,11 +211,6 @@ pub async fn active_on(
             .pointer("/period/end")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let in_force = (start.is_empty() || day(start) <= date.as_str())
-            && (end.is_empty() || day(end) >= date.as_str());
-        if !in_force {
-            continue;
-        }
         let mut card = identifier_value(&body, INSURANCE_NUMBER).to_owned();
         if card.is_empty() {
             card = body
@@ -198,10 +246,14 @@ pub async fn active_on(
                 registered_facility,
                 valid_from: day(start).to_owned(),
                 valid_to: day(end).to_owned(),
+                in_force,
                 version: v,
             },
             touched,
         ));
     }
-    Err(Error::not_found("no coverage is active on that date"))
+    Err(Error::not_found(match otherwise {
+        WhenNoneInForce::NotFound => "no coverage is active on that date",
+        WhenNoneInForce::LatestExpired => "no coverage is active on that date, nor ended before it",
+    }))
 }

@@ -208,7 +208,13 @@ impl pb::records_server::Records for RecordsGrpc {
                 }
             };
             let date = coverage::service_date(&r.date)?;
-            let (c, touched) = coverage::active_on(&self.platform, &caller, &key, date).await?;
+            let otherwise = if r.include_expired {
+                coverage::WhenNoneInForce::LatestExpired
+            } else {
+                coverage::WhenNoneInForce::NotFound
+            };
+            let (c, touched) =
+                coverage::coverage_on(&self.platform, &caller, &key, date, otherwise).await?;
             Ok((
                 pb::CoverageRecord {
                     id: c.version.id.clone(),
@@ -219,6 +225,7 @@ impl pb::records_server::Records for RecordsGrpc {
                     valid_from: c.valid_from,
                     valid_to: c.valid_to,
                     resource_json: c.version.body,
+                    in_force: c.in_force,
                 },
                 touched,
             ))

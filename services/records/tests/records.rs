@@ -229,6 +229,11 @@ async fn active_coverage_is_found_by_patient_card_or_personal_id_on_a_date(b: Ba
     let ask = |p: P, date: &str| pb::GetActiveCoverageRequest {
         patient: Some(p),
         date: date.into(),
+        include_expired: false,
+    };
+    let or_expired = |p: P, date: &str| pb::GetActiveCoverageRequest {
+        include_expired: true,
+        ..ask(p, date)
     };
     let r = c
         .get_active_coverage(ask(P::PatientId(id.clone()), "2026-08-01"))
@@ -261,6 +266,56 @@ async fn active_coverage_is_found_by_patient_card_or_personal_id_on_a_date(b: Ba
         .await
         .unwrap_err();
     assert_eq!(none.code(), Code::NotFound);
+    assert!(r.in_force);
+    // After both ran out: not found, unless the caller asks for the last one that expired.
+    let none = c
+        .get_active_coverage(ask(P::PatientId(id.clone()), "2027-02-01"))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::NotFound);
+    for who in [
+        P::PatientId(id.clone()),
+        P::NationalId("051085000201".into()),
+        P::CardNumber("DN4510000000002".into()),
+    ] {
+        let r = c
+            .get_active_coverage(or_expired(who, "2027-02-01"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (r.id.as_str(), r.valid_to.as_str(), r.in_force),
+            (current.as_str(), "2026-12-31", false)
+        );
+    }
+    let r = c
+        .get_active_coverage(or_expired(
+            P::CardNumber("DN4510000000001".into()),
+            "2026-08-01",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.id.as_str(), r.in_force),
+        (old.as_str(), false),
+        "a card shown after it expired"
+    );
+    let r = c
+        .get_active_coverage(or_expired(P::PatientId(id.clone()), "2026-08-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.id.as_str(), r.in_force),
+        (current.as_str(), true),
+        "in force first"
+    );
+    let none = c
+        .get_active_coverage(or_expired(P::PatientId(id.clone()), "2024-06-01"))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::NotFound, "none ended before");
     let bad = c
         .get_active_coverage(ask(P::CardNumber("XX".into()), ""))
         .await

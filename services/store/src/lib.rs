@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod dates;
+pub mod deliveries;
 pub mod extract;
 pub mod outbox;
 pub mod params;

@@ -61,6 +61,7 @@ impl Payments for BillingPayments {
                 on_request: false,
             }],
             deposit_amount: 0,
+            shown: None,
         };
         self.billing
             .call(
