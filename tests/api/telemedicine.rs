@@ -2008,6 +2008,22 @@ async fn slot_searches_through_the_combined_index_find_what_the_plain_index_find
         ))
         .await;
     assert_eq!(busy, vec![taken]);
+    // A slot whose combined index would take more rows than its bound is refused, whole.
+    let before = app.versions().await;
+    let mut crowded = slot(&video, &from_now(600), &from_now(630));
+    crowded["specialty"] = json!([{"coding": (0..130)
+        .map(|i| json!({"system": "http://snomed.info/sct", "code": format!("{}", 394000000 + i)}))
+        .collect::<Vec<_>>()}]);
+    let (s, _, v) = app.post("Slot", &crowded).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256"),
+        "{v}"
+    );
+    assert_eq!(app.versions().await, before, "nothing written");
 }
 
 /// A database whose index rows were derived from other declarations (or from before the

@@ -8,7 +8,7 @@
 //! Until a type is rebuilt, a process of the new version does not serve: `Store::open` returns
 //! when every declared type is current. Replicas of the previous version still running write
 //! rows by the previous declarations, so a release that changes them is rolled out with every
-//! replica of the previous version stopped first (`k8s/`: the `Recreate` note).
+//! replica of the previous version stopped first (`k8s/README.md`, upgrades).
 
 use crate::index::IndexTable;
 use crate::{Dialect, Result, Store, WriteKey, extract, params};
