@@ -759,3 +759,59 @@ async fn ordinary_oidc_and_smart_tokens_pass_and_dubious_ones_are_refused(b: Bac
     }
     app.stop().await;
 }
+
+/// Every type this server accepts is in exactly one group of `docs/access.md`, the group the
+/// policy puts it in, and the document names no type the server does not know.
+#[test]
+fn every_supported_type_is_in_the_group_the_docs_name() {
+    let doc = include_str!("../../docs/access.md");
+    let mut listed: Vec<(String, String)> = Vec::new();
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with("The groups"));
+    let mut entry = String::new();
+    let mut entries = Vec::new();
+    for line in lines.by_ref().skip(1) {
+        if line.starts_with("Further rules") {
+            break;
+        }
+        if line.starts_with("- **") {
+            if !entry.is_empty() {
+                entries.push(std::mem::take(&mut entry));
+            }
+            entry.push_str(line);
+        } else if !entry.is_empty() && !line.trim().is_empty() {
+            entry.push(' ');
+            entry.push_str(line.trim());
+        }
+    }
+    entries.push(entry);
+    for e in entries {
+        let (group, rest) = e
+            .trim_start_matches("- **")
+            .split_once("** — ")
+            .unwrap_or_else(|| panic!("a group line: {e}"));
+        let types = rest.split(':').next().unwrap_or_default();
+        for t in types.split(',').map(str::trim) {
+            listed.push((t.to_owned(), group.to_owned()));
+        }
+    }
+    for t in hospital_fhir_model::SUPPORTED_TYPES {
+        let groups: Vec<&str> = listed
+            .iter()
+            .filter(|(l, _)| l == t)
+            .map(|(_, g)| g.as_str())
+            .collect();
+        let category = hospital_core::auth::category(t)
+            .unwrap_or_else(|| panic!("{t} is in no group of the policy"));
+        assert_eq!(
+            groups,
+            vec![format!("{category:?}").as_str()],
+            "{t}: the docs and the policy"
+        );
+    }
+    for (t, _) in &listed {
+        assert!(
+            hospital_fhir_model::is_supported(t) || t == "AuditEvent",
+            "docs/access.md lists {t}, which the server does not accept"
+        );
+    }
+}

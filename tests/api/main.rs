@@ -16,6 +16,7 @@ mod logs_without_personal_data;
 mod official_examples;
 mod outbound;
 mod platform;
+mod search_parameters;
 mod signatures;
 mod story;
 mod telemedicine;

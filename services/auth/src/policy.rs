@@ -13,19 +13,19 @@ pub enum Action {
 /// Groups of resource types that roles are granted together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
-    /// Who the patient is and how they are insured: Patient, Coverage.
+    /// Who the patient is, who is close to them, and how they are insured.
     Registration,
     /// The clinical record.
     Clinical,
-    /// Organisations, practitioners, locations.
+    /// Organisations, practitioners, locations, services, devices, the medicines stocked.
     Directory,
-    /// Schedules, slots, appointments.
+    /// Schedules, slots, appointments and the answers to them.
     Scheduling,
     /// The price list: what the hospital charges, and what BHYT pays for.
     Prices,
     /// Charges for care given (a clinician's only for encounters they take part in).
     Charges,
-    /// Invoices, accounts, payments.
+    /// Invoices, accounts, payments, and claims to the insurance fund.
     Billing,
     /// The audit trail.
     Audit,
@@ -33,15 +33,47 @@ pub enum Category {
 
 pub fn category(resource_type: &str) -> Option<Category> {
     Some(match resource_type {
-        "Patient" | "Coverage" => Category::Registration,
-        "Encounter" | "Observation" | "Condition" | "AllergyIntolerance" | "MedicationRequest"
-        | "Procedure" | "DiagnosticReport" | "DocumentReference" | "ServiceRequest" | "Consent"
-        | "Provenance" => Category::Clinical,
-        "Organization" | "Practitioner" | "PractitionerRole" | "Location" => Category::Directory,
-        "Schedule" | "Slot" | "Appointment" => Category::Scheduling,
+        "Patient" | "Coverage" | "RelatedPerson" => Category::Registration,
+        "Encounter"
+        | "Observation"
+        | "Condition"
+        | "AllergyIntolerance"
+        | "MedicationRequest"
+        | "Procedure"
+        | "DiagnosticReport"
+        | "DocumentReference"
+        | "ServiceRequest"
+        | "Consent"
+        | "Provenance"
+        | "MedicationDispense"
+        | "MedicationAdministration"
+        | "Immunization"
+        | "Specimen"
+        | "Task"
+        | "ImagingStudy"
+        | "CarePlan"
+        | "CareTeam"
+        | "Goal"
+        | "Composition"
+        | "EpisodeOfCare"
+        | "Flag"
+        | "FamilyMemberHistory"
+        | "ClinicalImpression"
+        | "QuestionnaireResponse"
+        | "Communication"
+        | "DeviceRequest"
+        | "List" => Category::Clinical,
+        "Organization" | "Practitioner" | "PractitionerRole" | "Location" | "HealthcareService"
+        | "Device" | "Medication" => Category::Directory,
+        "Schedule" | "Slot" | "Appointment" | "AppointmentResponse" => Category::Scheduling,
         "ChargeItemDefinition" => Category::Prices,
         "ChargeItem" => Category::Charges,
-        "Invoice" | "Account" | "PaymentNotice" | "PaymentReconciliation" => Category::Billing,
+        "Invoice"
+        | "Account"
+        | "PaymentNotice"
+        | "PaymentReconciliation"
+        | "Claim"
+        | "ClaimResponse" => Category::Billing,
         "AuditEvent" => Category::Audit,
         _ => return None,
     })
@@ -52,7 +84,7 @@ pub fn is_patient_data(resource_type: &str) -> bool {
     matches!(
         category(resource_type),
         Some(Category::Registration | Category::Clinical | Category::Charges | Category::Billing)
-    ) || resource_type == "Appointment"
+    ) || matches!(resource_type, "Appointment" | "AppointmentResponse")
 }
 
 /// One grant: `role` may read / write the types of `category`.

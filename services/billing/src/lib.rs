@@ -38,6 +38,9 @@ pub mod qr;
 pub mod reconcile;
 pub mod rules;
 pub mod search_params;
+// Generated from HL7's definitions (its header says how); kept as generated.
+#[rustfmt::skip]
+pub mod fhir_search_params;
 pub mod staff;
 pub mod vietqr;
 pub mod webhooks;
@@ -52,7 +55,7 @@ pub fn definition() -> ServiceDefinition {
             .map(|t| (t, rules.clone()))
             .collect(),
         unique_identifiers: invoice::UNIQUE_IDENTIFIERS,
-        search_params: search_params::SEARCH_PARAMS,
+        search_params: search_params::ALL,
         combined_indexes: &[],
     }
 }

@@ -1,53 +1,20 @@
-//! The search parameters of the types the billing service owns, declared once: the same
-//! declaration drives index extraction, query parsing and the CapabilityStatement. Every
-//! process installs them (with every other service's), so every process indexes alike.
+//! The search parameters of the types the billing service owns: FHIR's own are generated from
+//! HL7's definitions into `fhir_search_params.rs`; the hospital's own are declared here. Each
+//! declaration drives index extraction, query parsing and the CapabilityStatement; every
+//! process installs all of them, so every process indexes alike.
 
 use hospital_core::store::params::ParamKind::*;
 use hospital_core::store::params::SearchParam;
 
-const SUBJECT: &[&str] = &["subject"];
 const PATIENT: &[&str] = &["Patient"];
 
-/// The billing service's search parameters, besides the common `_id` and `_lastUpdated`.
+/// FHIR's and the hospital's own, as the service declares them.
+pub static ALL: &[&[SearchParam]] = &[SEARCH_PARAMS, crate::fhir_search_params::FHIR_SEARCH_PARAMS];
+
+/// The hospital's own search parameters of the billing service's types.
 pub static SEARCH_PARAMS: &[SearchParam] = &[
-    SearchParam::new("ChargeItemDefinition", "url", Token, &["url"]),
-    SearchParam::new("ChargeItemDefinition", "status", Token, &["status"]),
-    SearchParam::new("ChargeItemDefinition", "title", String, &["title"]),
-    SearchParam::new("ChargeItemDefinition", "version", Token, &["version"]),
-    SearchParam::new(
-        "ChargeItemDefinition",
-        "effective",
-        Date,
-        &["effectivePeriod"],
-    ),
-    SearchParam::reference("ChargeItem", "subject", SUBJECT, &[]),
-    SearchParam::new("ChargeItem", "code", Token, &["code"]),
-    SearchParam::reference(
-        "ChargeItem",
-        "context",
-        &["context"],
-        &["Encounter", "EpisodeOfCare"],
-    ),
-    SearchParam::new(
-        "ChargeItem",
-        "occurrence",
-        Date,
-        &["occurrenceDateTime", "occurrencePeriod"],
-    ),
-    SearchParam::new("ChargeItem", "identifier", Token, &["identifier"]),
-    SearchParam::reference("ChargeItem", "patient", SUBJECT, PATIENT),
-    SearchParam::reference("Invoice", "subject", SUBJECT, &[]),
-    SearchParam::reference("Invoice", "patient", SUBJECT, PATIENT),
-    SearchParam::reference("Invoice", "recipient", &["recipient"], &[]),
-    SearchParam::new("Invoice", "identifier", Token, &["identifier"]),
-    SearchParam::new("Invoice", "status", Token, &["status"]),
-    SearchParam::new("Invoice", "date", Date, &["date"]),
-    SearchParam::new("Invoice", "type", Token, &["type"]),
-    SearchParam::reference("PaymentNotice", "request", &["request"], &[]),
-    SearchParam::new("PaymentNotice", "created", Date, &["created"]),
-    SearchParam::new("PaymentNotice", "status", Token, &["status"]),
-    // The hospital's own: the patient a payment is for (what puts it in their compartment),
-    // how it was classed, its channel, and the credit it settles.
+    // The patient a payment is for (what puts it in their compartment), how it was classed,
+    // its channel.
     SearchParam::reference(
         "PaymentNotice",
         "patient",
@@ -66,14 +33,4 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
         Token,
         &["extension(url=urn:hospital:payment:channel).valueCode"],
     ),
-    SearchParam::new("PaymentReconciliation", "created", Date, &["created"]),
-    SearchParam::new(
-        "PaymentReconciliation",
-        "identifier",
-        Token,
-        &["identifier"],
-    ),
-    SearchParam::new("PaymentNotice", "identifier", Token, &["identifier"]),
-    SearchParam::reference("Account", "subject", SUBJECT, &[]),
-    SearchParam::reference("Account", "patient", SUBJECT, PATIENT),
 ];

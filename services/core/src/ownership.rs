@@ -61,10 +61,34 @@ pub static OWNERSHIP: &[(&str, ServiceName)] = &[
     ("PractitionerRole", Records),
     ("Organization", Records),
     ("Location", Records),
+    ("HealthcareService", Records),
+    ("Device", Records),
+    ("Medication", Records),
+    ("RelatedPerson", Records),
+    // records: every department's record (pharmacy, laboratory, radiology, the wards)
+    ("MedicationDispense", Records),
+    ("MedicationAdministration", Records),
+    ("Immunization", Records),
+    ("Specimen", Records),
+    ("Task", Records),
+    ("ImagingStudy", Records),
+    ("CarePlan", Records),
+    ("CareTeam", Records),
+    ("Goal", Records),
+    ("Composition", Records),
+    ("EpisodeOfCare", Records),
+    ("Flag", Records),
+    ("FamilyMemberHistory", Records),
+    ("ClinicalImpression", Records),
+    ("QuestionnaireResponse", Records),
+    ("Communication", Records),
+    ("DeviceRequest", Records),
+    ("List", Records),
     // telemedicine: scheduling
     ("Schedule", Telemedicine),
     ("Slot", Telemedicine),
     ("Appointment", Telemedicine),
+    ("AppointmentResponse", Telemedicine),
     // billing: the price list, charges, invoices, payments
     ("ChargeItemDefinition", Billing),
     ("ChargeItem", Billing),
@@ -72,6 +96,9 @@ pub static OWNERSHIP: &[(&str, ServiceName)] = &[
     ("Account", Billing),
     ("PaymentNotice", Billing),
     ("PaymentReconciliation", Billing),
+    // billing: claims to the insurance fund (the Decision 130 export) and its answers
+    ("Claim", Billing),
+    ("ClaimResponse", Billing),
 ];
 
 /// The service that writes `resource_type`.

@@ -67,8 +67,9 @@ pub struct ServiceDefinition {
     pub rules: Vec<(&'static str, Arc<dyn ResourceRules>)>,
     /// `(resource type, identifier system)` pairs that may name one resource only.
     pub unique_identifiers: &'static [(&'static str, &'static str)],
-    /// The search parameters of the types it owns (its own crate and file).
-    pub search_params: &'static [hospital_store::params::SearchParam],
+    /// The search parameters of the types it owns (its own crate: FHIR's, generated, and the
+    /// hospital's own).
+    pub search_params: &'static [&'static [hospital_store::params::SearchParam]],
     /// Combined indexes over those parameters, for the searches its users make most.
     pub combined_indexes: &'static [hospital_store::params::ComboIndex],
 }
@@ -78,7 +79,7 @@ impl ServiceDefinition {
     /// platform's common rule, [`ReferencesResolve`].
     pub fn references_only(
         name: ServiceName,
-        search_params: &'static [hospital_store::params::SearchParam],
+        search_params: &'static [&'static [hospital_store::params::SearchParam]],
     ) -> ServiceDefinition {
         let rules: Arc<dyn ResourceRules> = Arc::new(ReferencesResolve);
         ServiceDefinition {
@@ -117,7 +118,7 @@ impl Registry {
             }
             self.rules.insert(t, rules);
         }
-        for p in def.search_params {
+        for p in def.search_params.iter().flat_map(|s| s.iter()) {
             if owner_of(p.resource_type) != Some(def.name) {
                 return Err(format!(
                     "the {} service declared the search parameter {}.{} of a type it does not own",
@@ -133,7 +134,7 @@ impl Registry {
                 ));
             }
         }
-        self.params.push(def.search_params);
+        self.params.extend_from_slice(def.search_params);
         self.combos.push(def.combined_indexes);
         self.unique.extend_from_slice(def.unique_identifiers);
         self.services.push(def.name);

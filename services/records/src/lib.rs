@@ -7,6 +7,9 @@ pub mod grpc;
 pub mod identifiers;
 pub mod rules;
 pub mod search_params;
+// Generated from HL7's definitions (its header says how); kept as generated.
+#[rustfmt::skip]
+pub mod fhir_search_params;
 
 use hospital_core::ownership::{ServiceName, owned_by};
 use hospital_core::{Platform, ResourceRules, ServiceDefinition};
@@ -27,7 +30,7 @@ pub fn definition() -> ServiceDefinition {
             .map(|t| (t, rules.clone()))
             .collect(),
         unique_identifiers: UNIQUE_IDENTIFIERS,
-        search_params: search_params::SEARCH_PARAMS,
+        search_params: search_params::ALL,
         combined_indexes: &[],
     }
 }

@@ -33,7 +33,10 @@ fn walk<'a>(root: &'a Value, path: &str, f: &mut dyn FnMut(&'a Value)) {
         Some((n, f)) => (n, f.strip_suffix(')').and_then(|f| f.split_once('='))),
         None => (step, None),
     };
-    let Some(child) = root.get(name) else { return };
+    let found = root.get(name);
+    let Some(child) = found.or_else(|| choice(root, name)) else {
+        return;
+    };
     let mut visit = |v: &'a Value| {
         if let Some((k, want)) = filter
             && v.get(k).and_then(Value::as_str) != Some(want)
@@ -49,6 +52,71 @@ fn walk<'a>(root: &'a Value, path: &str, f: &mut dyn FnMut(&'a Value)) {
         Value::Array(items) => items.iter().for_each(&mut visit),
         other => visit(other),
     }
+}
+
+/// The datatypes a choice element (`value[x]`, `effective[x]`) may take, as JSON spells them
+/// after the element's name.
+const CHOICE_TYPES: &[&str] = &[
+    "Boolean",
+    "Integer",
+    "UnsignedInt",
+    "PositiveInt",
+    "Decimal",
+    "String",
+    "Code",
+    "Markdown",
+    "Uri",
+    "Url",
+    "Canonical",
+    "Id",
+    "Oid",
+    "Uuid",
+    "Base64Binary",
+    "Date",
+    "DateTime",
+    "Instant",
+    "Time",
+    "Period",
+    "Quantity",
+    "Age",
+    "Duration",
+    "Range",
+    "Ratio",
+    "SampledData",
+    "Money",
+    "Count",
+    "Distance",
+    "CodeableConcept",
+    "Coding",
+    "Identifier",
+    "Reference",
+    "Attachment",
+    "Annotation",
+    "Timing",
+    "HumanName",
+    "Address",
+    "ContactPoint",
+    "Signature",
+    "Dosage",
+    "Expression",
+    "Meta",
+    "ContactDetail",
+    "Contributor",
+    "DataRequirement",
+    "ParameterDefinition",
+    "RelatedArtifact",
+    "TriggerDefinition",
+    "UsageContext",
+];
+
+/// The value of the choice element `name` (FHIR's `name[x]`): at most one `name<Type>` member
+/// is present (`effective` finds `effectiveDateTime` or `effectivePeriod`).
+fn choice<'a>(root: &'a Value, name: &str) -> Option<&'a Value> {
+    root.as_object()?.iter().find_map(|(k, v)| {
+        k.strip_prefix(name)
+            .filter(|t| CHOICE_TYPES.contains(t))
+            .map(|_| v)
+    })
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -266,6 +334,11 @@ fn combine(combo: &'static params::ComboIndex, rows: &mut IndexRows) {
 fn extract_param(param: &'static SearchParam, resource: &Value, rows: &mut IndexRows) {
     for path in param.paths {
         walk(resource, path, &mut |v| match param.kind {
+            ParamKind::Uri => {
+                if let Some(u) = v.as_str() {
+                    rows.tokens.push((param.name, String::new(), u.to_owned()));
+                }
+            }
             ParamKind::Token => {
                 let mut found = Vec::new();
                 tokens_of(v, &mut found);
@@ -325,7 +398,11 @@ pub fn compartment_patients(
     if names.is_empty() {
         return out;
     }
-    let rows = extract(resource_type, body);
+    // Only the compartment's parameters: this runs for every resource a patient is shown.
+    let mut rows = IndexRows::default();
+    for param in params::of_type(resource_type).filter(|p| names.contains(&p.name)) {
+        extract_param(param, body, &mut rows);
+    }
     for (param, t, target) in &rows.references {
         if t == "Patient" && names.contains(param) && !out.contains(target) {
             out.push(target.clone());

@@ -53,7 +53,7 @@ impl IndexTable {
     /// The table that indexes parameters of `kind`.
     pub(crate) fn of(kind: ParamKind) -> IndexTable {
         match kind {
-            ParamKind::Token => IndexTable::Token,
+            ParamKind::Token | ParamKind::Uri => IndexTable::Token,
             ParamKind::String => IndexTable::String,
             ParamKind::Date => IndexTable::Date,
             ParamKind::Reference => IndexTable::Reference,

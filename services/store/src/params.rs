@@ -15,6 +15,9 @@ pub enum ParamKind {
     Reference,
     Quantity,
     Number,
+    /// A URI, matched whole (<https://hl7.org/fhir/R4B/search.html#uri>); kept in the token
+    /// index, without a system.
+    Uri,
 }
 
 impl ParamKind {
@@ -26,6 +29,7 @@ impl ParamKind {
             ParamKind::Reference => "reference",
             ParamKind::Quantity => "quantity",
             ParamKind::Number => "number",
+            ParamKind::Uri => "uri",
         }
     }
 }
@@ -277,8 +281,10 @@ pub fn of_type(resource_type: &str) -> impl Iterator<Item = &'static SearchParam
 
 /// The patient compartment (<https://hl7.org/fhir/R4B/compartmentdefinition-patient.html>):
 /// for each type, the parameters whose Patient references put a resource in that patient's
-/// compartment. Types not listed are in no patient's compartment. This is the one definition
-/// of "belongs to this patient": searches, reads by id, history and the audit trail use it.
+/// compartment, as FHIR defines them and no others (but one, below). Types not listed — a
+/// Medication, a Task, a Device, a HealthcareService — are in no patient's compartment. This
+/// is the one definition of "belongs to this patient": searches, reads by id, history and the
+/// audit trail use it.
 pub static PATIENT_COMPARTMENT: &[(&str, &[&str])] = &[
     ("Patient", &["link"]),
     (
@@ -301,6 +307,30 @@ pub static PATIENT_COMPARTMENT: &[(&str, &[&str])] = &[
     ("ChargeItem", &["subject"]),
     ("Invoice", &["subject", "patient", "recipient"]),
     ("Account", &["subject"]),
+    ("RelatedPerson", &["patient"]),
+    ("MedicationDispense", &["subject", "patient", "receiver"]),
+    (
+        "MedicationAdministration",
+        &["patient", "performer", "subject"],
+    ),
+    ("Immunization", &["patient"]),
+    ("Specimen", &["subject"]),
+    ("ImagingStudy", &["patient"]),
+    ("CarePlan", &["patient", "performer"]),
+    ("CareTeam", &["patient", "participant"]),
+    ("Goal", &["patient"]),
+    ("Composition", &["subject", "author", "attester"]),
+    ("EpisodeOfCare", &["patient"]),
+    ("Flag", &["patient"]),
+    ("FamilyMemberHistory", &["patient"]),
+    ("ClinicalImpression", &["subject"]),
+    ("QuestionnaireResponse", &["subject", "author"]),
+    ("Communication", &["subject", "sender", "recipient"]),
+    ("DeviceRequest", &["subject", "performer"]),
+    ("List", &["subject", "source"]),
+    ("AppointmentResponse", &["actor"]),
+    ("Claim", &["patient", "payee"]),
+    ("ClaimResponse", &["patient"]),
     // Not in FHIR's definition, which leaves payments out of every compartment: the hospital's
     // own parameter (billing's), so that a patient reads their own payments and receipts.
     ("PaymentNotice", &["patient"]),

@@ -25,6 +25,9 @@ pub mod reminders;
 pub mod rules;
 pub mod schedule;
 pub mod search_params;
+// Generated from HL7's definitions (its header says how); kept as generated.
+#[rustfmt::skip]
+pub mod fhir_search_params;
 pub mod signalling;
 pub mod visit;
 
@@ -37,7 +40,7 @@ pub fn definition() -> ServiceDefinition {
             .map(|t| (t, rules.clone()))
             .collect(),
         unique_identifiers: &[],
-        search_params: search_params::SEARCH_PARAMS,
+        search_params: search_params::ALL,
         combined_indexes: search_params::COMBINED_INDEXES,
     }
 }

@@ -1,31 +1,20 @@
-//! The search parameters of the types the telemedicine service owns, declared once: the same
-//! declaration drives index extraction, query parsing and the CapabilityStatement. Every
-//! process installs them (with every other service's), so every process indexes alike.
+//! The search parameters of the types the telemedicine service owns: FHIR's own are generated
+//! from HL7's definitions into `fhir_search_params.rs`; the hospital's own, and the combined
+//! indexes, are declared here. Each declaration drives index extraction, query parsing and the
+//! CapabilityStatement; every process installs all of them, so every process indexes alike.
 
 use hospital_core::store::params::ParamKind::*;
 use hospital_core::store::params::{ComboIndex, SearchParam};
 
-const PATIENT: &[&str] = &["Patient"];
 const PRACTITIONER: &[&str] = &["Practitioner"];
 
-/// The telemedicine service's search parameters, besides the common `_id` and `_lastUpdated`.
+/// FHIR's and the hospital's own, as the service declares them.
+pub static ALL: &[&[SearchParam]] = &[SEARCH_PARAMS, crate::fhir_search_params::FHIR_SEARCH_PARAMS];
+
+/// The hospital's own search parameters of the telemedicine service's types (FHIR's are
+/// generated into `fhir_search_params.rs`).
 pub static SEARCH_PARAMS: &[SearchParam] = &[
-    SearchParam::reference("Schedule", "actor", &["actor"], &[]),
-    SearchParam::new("Schedule", "active", Token, &["active"]),
-    SearchParam::new("Schedule", "date", Date, &["planningHorizon"]),
-    SearchParam::new("Schedule", "identifier", Token, &["identifier"]),
-    SearchParam::new("Schedule", "service-category", Token, &["serviceCategory"]),
-    SearchParam::new("Schedule", "service-type", Token, &["serviceType"]),
-    SearchParam::new("Schedule", "specialty", Token, &["specialty"]),
-    SearchParam::reference("Slot", "schedule", &["schedule"], &["Schedule"]),
-    SearchParam::new("Slot", "start", Date, &["start"]).instant(),
-    SearchParam::new("Slot", "status", Token, &["status"]),
-    SearchParam::new("Slot", "identifier", Token, &["identifier"]),
-    SearchParam::new("Slot", "service-category", Token, &["serviceCategory"]),
-    SearchParam::new("Slot", "service-type", Token, &["serviceType"]),
-    SearchParam::new("Slot", "specialty", Token, &["specialty"]),
-    SearchParam::new("Slot", "appointment-type", Token, &["appointmentType"]),
-    // The hospital's own: whose schedule the slot is on, and whether it is a video visit.
+    // Whose schedule the slot is on, and whether it is a video visit.
     SearchParam::reference(
         "Slot",
         "practitioner",
@@ -37,26 +26,6 @@ pub static SEARCH_PARAMS: &[SearchParam] = &[
         "mode",
         Token,
         &["extension(url=urn:hospital:visit-mode).valueCode"],
-    ),
-    SearchParam::reference("Appointment", "actor", &["participant.actor"], &[]),
-    SearchParam::reference("Appointment", "patient", &["participant.actor"], PATIENT),
-    SearchParam::reference(
-        "Appointment",
-        "practitioner",
-        &["participant.actor"],
-        PRACTITIONER,
-    ),
-    SearchParam::new("Appointment", "date", Date, &["start"]).instant(),
-    SearchParam::new("Appointment", "status", Token, &["status"]),
-    SearchParam::new("Appointment", "identifier", Token, &["identifier"]),
-    SearchParam::reference("Appointment", "slot", &["slot"], &["Slot"]),
-    SearchParam::new("Appointment", "service-type", Token, &["serviceType"]),
-    SearchParam::new("Appointment", "specialty", Token, &["specialty"]),
-    SearchParam::new(
-        "Appointment",
-        "appointment-type",
-        Token,
-        &["appointmentType"],
     ),
     SearchParam::new(
         "Appointment",

@@ -162,17 +162,21 @@ fn names_the_type(c: &Condition) -> bool {
     }
 }
 
-/// Values of date/dateTime paths span at most a (leap) year, instants at most a second;
-/// Periods have no bound.
+/// Values of date/dateTime elements span at most a (leap) year, instants at most a second;
+/// anything else (a Period, a choice element that may hold one: `effective`) has no bound.
 fn max_width(param: &SearchParam) -> Option<i64> {
     if param.instant {
         return Some(1_000_000);
     }
-    (!param
+    let dated = |path: &&str| {
+        let last = path.rsplit('.').next().unwrap_or_default();
+        last == "date" || last.ends_with("Date") || last.ends_with("DateTime")
+    };
+    param
         .paths
         .iter()
-        .any(|path| path.to_ascii_lowercase().contains("period")))
-    .then_some(366 * 86_400 * 1_000_000)
+        .all(dated)
+        .then_some(366 * 86_400 * 1_000_000)
 }
 
 /// Combined-index keys from more value combinations than this are not worth it: the search

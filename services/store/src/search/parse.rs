@@ -247,6 +247,19 @@ fn param_condition(
                 values,
             }
         }
+        ParamKind::Uri => {
+            // The whole URI is the value: `|` in a canonical URL is its version, not a system.
+            if let Some(m) = modifier.filter(|m| *m != "not") {
+                return Err(bad(format!(
+                    "modifier `:{m}` is not supported on uri parameter `{name}`"
+                )));
+            }
+            Condition::Token {
+                param: p,
+                negated: modifier == Some("not"),
+                values: values.into_iter().map(TokenValue::NoSystem).collect(),
+            }
+        }
         ParamKind::String => {
             let matching = match modifier {
                 None => StringMatch::Prefix,
