@@ -7,6 +7,7 @@ mod audit_trail;
 mod billing;
 mod bounds;
 mod browser;
+mod chains;
 mod fhir_rest;
 mod fhir_sdk_client;
 mod fuzz;

@@ -16,10 +16,12 @@ pub async fn search(
     query: &mut SearchQuery,
     tx: Option<&mut Tx>,
 ) -> Result<SearchResult, Error> {
-    if let Some(pid) = caller.principal.compartment()
-        && hospital_auth::is_patient_data(&query.resource_type)
-    {
+    if let Some(pid) = caller.principal.compartment() {
+        // Confines the searched type when it is patient data, and every type a chain looks
+        // into (`Practitioner?_has:Observation:performer:code=...` must not tell a patient
+        // about other patients' observations).
         query.compartment = Some(pid.to_owned());
+        query.patient_data = Some(hospital_auth::is_patient_data);
     }
     let mut result = match tx {
         Some(tx) => tx.search(query).await?,

@@ -158,7 +158,8 @@ fn names_the_type(c: &Condition) -> bool {
         | Condition::Date { .. }
         | Condition::Reference { .. }
         | Condition::Number { .. } => true,
-        Condition::Id(_) | Condition::LastUpdated(_) => false,
+        Condition::Chain { .. } => true,
+        Condition::Id(_) | Condition::LastUpdated(_) | Condition::Has { .. } => false,
     }
 }
 
@@ -341,15 +342,60 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
         }
         sql.conds.push(c);
     }
+    push_conditions(&mut sql, rt, &plan.conditions, &covered);
+    sql
+}
+
+/// The conditions on a resource (alias `r`) of the type a chain links to, as one SQL
+/// condition: the same compiler, one level down (the alias shadows the outer one).
+fn nested(sql: &mut Sql, rt: &str, conditions: &[Condition]) -> String {
+    let outer = std::mem::take(&mut sql.conds);
+    push_conditions(sql, rt, conditions, &[]);
+    let inner = std::mem::replace(&mut sql.conds, outer);
+    inner.join(" AND ")
+}
+
+/// Adds the SQL of `conditions` on resources of type `rt` (alias `r`), but those `covered` by
+/// a combined index, to `sql.conds`.
+fn push_conditions(sql: &mut Sql, rt: &str, conditions: &[Condition], covered: &[usize]) {
+    let d = sql.d;
     // Conditions on each date parameter, combined into one subquery per parameter: every
     // declared date parameter is single-valued (birthDate, period, effective[x], ...), so
     // repeated conditions (`date=ge..&date=le..`) can test the same index row.
     let mut date_groups: Vec<(&'static SearchParam, Vec<String>)> = Vec::new();
-    for (i, c) in plan.conditions.iter().enumerate() {
+    for (i, c) in conditions.iter().enumerate() {
         if covered.contains(&i) {
             continue;
         }
         match c {
+            Condition::Chain { param, targets } => {
+                let mut ors = Vec::new();
+                for (target, conds) in targets {
+                    let inner = nested(sql, target, conds);
+                    let a = sql.arg(Arg::Text(target.clone()));
+                    ors.push(format!(
+                        "(target_type = {a} AND target_id IN (SELECT r.resource_id FROM resources r \
+                         WHERE r.resource_type = {a} AND r.deleted = 0 AND {inner}))"
+                    ));
+                }
+                let s = sql.semi_join(rt, param, Some(&ors.join(" OR ")));
+                sql.conds.push(format!("r.rid IN ({s})"));
+            }
+            Condition::Has {
+                source,
+                param,
+                conditions,
+            } => {
+                let inner = nested(sql, source, conditions);
+                let s = sql.arg(Arg::Text(source.clone()));
+                let n = sql.arg(Arg::Text(param.name.to_owned()));
+                let t = sql.arg(Arg::Text(rt.to_owned()));
+                sql.conds.push(format!(
+                    "r.resource_id IN (SELECT target_id FROM idx_reference WHERE resource_type = {s} \
+                     AND param = {n} AND target_type = {t} AND rid IN (SELECT r.rid FROM resources r \
+                     WHERE r.resource_type = {s} AND r.deleted = 0 AND {inner}))"
+                ));
+            }
             Condition::Compartment { patient, params } => {
                 let a = sql.arg(Arg::Text(patient.clone()));
                 let by_reference = if params.is_empty() {
@@ -377,9 +423,7 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
             Condition::LastUpdated(values) => {
                 let ors: Vec<String> = values
                     .iter()
-                    .map(|(p, r)| {
-                        date_cond(&mut sql, "r.last_updated", "r.last_updated", *p, *r, None)
-                    })
+                    .map(|(p, r)| date_cond(sql, "r.last_updated", "r.last_updated", *p, *r, None))
                     .collect();
                 sql.conds.push(format!("({})", ors.join(" OR ")));
             }
@@ -460,7 +504,7 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
                 let width = max_width(param);
                 let ors: Vec<String> = values
                     .iter()
-                    .map(|(p, r)| date_cond(&mut sql, "lo", "hi", *p, *r, width))
+                    .map(|(p, r)| date_cond(sql, "lo", "hi", *p, *r, width))
                     .collect();
                 let cond = format!("({})", ors.join(" OR "));
                 match date_groups.iter_mut().find(|(p, _)| p.name == param.name) {
@@ -491,7 +535,7 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
             Condition::Number { param, values } => {
                 let mut ors = Vec::new();
                 for v in values {
-                    let mut c = number_cond(&mut sql, "value", v);
+                    let mut c = number_cond(sql, "value", v);
                     if let Some(s) = &v.system {
                         c = format!("{c} AND system = {}", sql.arg(Arg::Text(s.clone())));
                     }
@@ -505,7 +549,7 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
             }
         }
     }
-    if !plan.conditions.iter().any(names_the_type) {
+    if !conditions.iter().any(names_the_type) {
         let t = sql.arg(Arg::Text(rt.to_owned()));
         sql.conds.push(format!("r.resource_type = {t}"));
     }
@@ -517,7 +561,6 @@ pub(crate) fn where_clause(d: Dialect, plan: &Plan) -> Sql {
             conds.join(" AND ")
         ));
     }
-    sql
 }
 
 /// The sort key expression of a plan.

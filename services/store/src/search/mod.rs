@@ -28,6 +28,8 @@ pub const MAX_COUNT: usize = 1000;
 pub const MAX_PARAMETERS: usize = 100;
 pub const MAX_VALUES_PER_PARAMETER: usize = 100;
 pub const MAX_INCLUDES: usize = 10;
+/// Links of one chain (`subject:Patient.organization.name` has two), and `_has` nesting.
+pub const MAX_CHAIN: usize = 3;
 
 /// A search request as the client sent it.
 #[derive(Debug, Clone, Default)]
@@ -37,8 +39,12 @@ pub struct SearchQuery {
     pub params: Vec<(String, String)>,
     /// `Prefer: handling=lenient`: unknown parameters are ignored (and reported).
     pub lenient: bool,
-    /// Confine the results to one Patient's compartment (a patient's own token).
+    /// The patient whose compartment confines a patient token's search: the searched type's
+    /// results, and every type a chain (`subject.name`) or a reverse chain (`_has:...`)
+    /// looks into, when it is patient data.
     pub compartment: Option<String>,
+    /// Which types are patient data (the policy's rule); every type is, when not given.
+    pub patient_data: Option<fn(&str) -> bool>,
 }
 
 impl SearchQuery {
@@ -48,6 +54,7 @@ impl SearchQuery {
             params,
             lenient: false,
             compartment: None,
+            patient_data: None,
         }
     }
 }

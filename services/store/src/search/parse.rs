@@ -2,8 +2,8 @@
 //! the plan can fail to compile.
 
 use super::{
-    DEFAULT_COUNT, MAX_COUNT, MAX_INCLUDES, MAX_PARAMETERS, MAX_VALUES_PER_PARAMETER, SearchQuery,
-    split_values,
+    DEFAULT_COUNT, MAX_CHAIN, MAX_COUNT, MAX_INCLUDES, MAX_PARAMETERS, MAX_VALUES_PER_PARAMETER,
+    SearchQuery, split_values,
 };
 use crate::dates::{self, Range};
 use crate::params::{self, ParamKind, SearchParam};
@@ -122,6 +122,150 @@ pub(crate) enum Condition {
         param: &'static SearchParam,
         values: Vec<NumberValue>,
     },
+    /// A chain (`subject:Patient.name=..`): the reference `param` points at a resource of one
+    /// of these types that meets that type's conditions.
+    Chain {
+        param: &'static SearchParam,
+        targets: Vec<(String, Vec<Condition>)>,
+    },
+    /// A reverse chain (`_has:Observation:patient:code=..`): some resource of type `source`
+    /// whose reference `param` points at this one meets `conditions`.
+    Has {
+        source: String,
+        param: &'static SearchParam,
+        conditions: Vec<Condition>,
+    },
+}
+
+/// Whose compartment confines a search, and which types it confines.
+struct Confine<'a> {
+    patient: Option<&'a str>,
+    patient_data: Option<fn(&str) -> bool>,
+}
+
+impl Confine<'_> {
+    /// The compartment condition on `rt` for a patient's search, when `rt` is patient data:
+    /// only the compartment's own parameters (params::PATIENT_COMPARTMENT), so that e.g. an
+    /// Encounter a patient merely takes part in is not theirs.
+    fn of(&self, rt: &str) -> Option<Condition> {
+        let patient = self.patient?;
+        if !self.patient_data.is_none_or(|f| f(rt)) {
+            return None;
+        }
+        Some(Condition::Compartment {
+            patient: patient.to_owned(),
+            params: params::compartment_params(rt)
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect(),
+        })
+    }
+}
+
+/// The conditions a chain looks for on `rt`: the key's, and the compartment's when confined.
+fn linked_conditions(
+    rt: &str,
+    key: &str,
+    value: &str,
+    depth: usize,
+    confine: &Confine,
+) -> Result<Vec<Condition>> {
+    let mut out: Vec<Condition> = confine.of(rt).into_iter().collect();
+    out.push(key_condition(rt, key, value, depth, confine)?);
+    Ok(out)
+}
+
+/// The condition of `key=value` on `rt`, where the key may be a chain (`subject.name`,
+/// `subject:Patient.identifier`) or a reverse chain (`_has:Observation:patient:code`).
+fn key_condition(
+    rt: &str,
+    key: &str,
+    value: &str,
+    depth: usize,
+    confine: &Confine,
+) -> Result<Condition> {
+    if depth > MAX_CHAIN {
+        return Err(StoreError::TooCostly(format!(
+            "a chain takes at most {MAX_CHAIN} links; `{key}` has more"
+        )));
+    }
+    if let Some(rest) = key.strip_prefix("_has:") {
+        let mut parts = rest.splitn(3, ':');
+        let (Some(source), Some(pname), Some(inner)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad(format!(
+                "`{key}` is not a reverse chain: write _has:Type:reference:parameter"
+            )));
+        };
+        let p = params::find(source, pname)
+            .filter(|p| p.kind == ParamKind::Reference)
+            .ok_or_else(|| {
+                bad(format!(
+                    "`{source}:{pname}` is not a reference search parameter"
+                ))
+            })?;
+        if !(p.targets.is_empty() || p.targets.contains(&rt)) {
+            return Err(bad(format!("`{source}:{pname}` never points at a {rt}")));
+        }
+        let conditions = linked_conditions(source, inner, value, depth + 1, confine)?;
+        return Ok(Condition::Has {
+            source: source.to_owned(),
+            param: p,
+            conditions,
+        });
+    }
+    if let Some((head, rest)) = key.split_once('.') {
+        let (pname, named) = match head.split_once(':') {
+            Some((n, t)) => (n, Some(t)),
+            None => (head, None),
+        };
+        let p = params::find(rt, pname)
+            .filter(|p| p.kind == ParamKind::Reference)
+            .ok_or_else(|| {
+                bad(format!(
+                    "`{pname}` is not a reference search parameter of {rt}"
+                ))
+            })?;
+        let types: Vec<&str> = match named {
+            Some(t) if p.targets.is_empty() || p.targets.contains(&t) => vec![t],
+            Some(t) => return Err(bad(format!("`{pname}` of {rt} never points at a {t}"))),
+            None if p.targets.is_empty() => {
+                return Err(bad(format!(
+                    "`{pname}` of {rt} may point at any type: name one (`{pname}:Patient.{rest}`)"
+                )));
+            }
+            None => p.targets.to_vec(),
+        };
+        let mut targets = Vec::new();
+        for t in types {
+            match linked_conditions(t, rest, value, depth + 1, confine) {
+                Ok(c) => targets.push((t.to_owned(), c)),
+                // Without a type named, the chain goes to the types that know the parameter.
+                Err(StoreError::BadSearch(_)) if named.is_none() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if targets.is_empty() {
+            return Err(bad(format!(
+                "`{rest}` is not a search parameter of what `{pname}` of {rt} points at"
+            )));
+        }
+        return Ok(Condition::Chain { param: p, targets });
+    }
+    let (name, modifier) = match key.split_once(':') {
+        Some((n, m)) => (n, Some(m)),
+        None => (key, None),
+    };
+    if name == "_id" && depth > 0 {
+        let ids = split_values(value);
+        if modifier.is_some() || ids.iter().any(|i| !crate::is_valid_id(i)) {
+            return Err(bad(format!("`{value}` is not a valid _id")));
+        }
+        return Ok(Condition::Id(ids));
+    }
+    let p = params::find(rt, name)
+        .ok_or_else(|| bad(format!("unknown search parameter `{name}` for {rt}")))?;
+    param_condition(p, modifier, value)
 }
 
 /// A parsed `_include` / `_revinclude` value `Source:param[:Target]`.
@@ -373,17 +517,11 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
         applied: Vec::new(),
         ignored: Vec::new(),
     };
-    if let Some(pid) = &query.compartment {
-        // The compartment's own parameters only (params::PATIENT_COMPARTMENT), so that e.g.
-        // an Encounter a patient merely takes part in is not theirs.
-        plan.conditions.push(Condition::Compartment {
-            patient: pid.clone(),
-            params: params::compartment_params(rt)
-                .iter()
-                .map(|n| (*n).to_owned())
-                .collect(),
-        });
-    }
+    let confine = Confine {
+        patient: query.compartment.as_deref(),
+        patient_data: query.patient_data,
+    };
+    plan.conditions.extend(confine.of(rt));
     if query.params.len() > MAX_PARAMETERS {
         return Err(StoreError::TooCostly(format!(
             "a search takes at most {MAX_PARAMETERS} parameters; this one has {}",
@@ -501,10 +639,8 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
                     plan.conditions.push(Condition::LastUpdated(values));
                 }
                 _ => {
-                    let p = params::find(rt, name).ok_or_else(|| {
-                        bad(format!("unknown search parameter `{name}` for {rt}"))
-                    })?;
-                    plan.conditions.push(param_condition(p, modifier, value)?);
+                    plan.conditions
+                        .push(key_condition(rt, key, value, 0, &confine)?);
                 }
             }
             Ok(())
