@@ -10,6 +10,7 @@ hospital_test_kit::on_both_backends!(
     chains_follow_references_forwards_and_backwards,
     a_patient_learns_nothing_about_other_patients_through_a_chain,
     bad_or_unbounded_chains_are_refused,
+    iterated_includes_follow_references_round_after_round,
 );
 
 fn binh() -> Value {
@@ -212,4 +213,67 @@ async fn bad_or_unbounded_chains_are_refused(b: Backend) {
         assert!(text.contains(says), "{q}: {v}");
     }
     let _ = w;
+}
+
+/// `_include:iterate` follows what the last round included (a panel's members' members);
+/// `_revinclude:iterate` what points at it (a patient's encounters' observations).
+async fn iterated_includes_follow_references_round_after_round(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000123")).await;
+    let enc = app
+        .create(json!({"resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": format!("Patient/{an}")}}))
+        .await;
+    let obs = |members: Vec<String>| {
+        let mut o = json!({"resourceType": "Observation", "status": "final",
+            "code": {"text": "panel"}, "subject": {"reference": format!("Patient/{an}")},
+            "encounter": {"reference": format!("Encounter/{enc}")}});
+        if !members.is_empty() {
+            o["hasMember"] = members
+                .iter()
+                .map(|m| json!({"reference": format!("Observation/{m}")}))
+                .collect();
+        }
+        o
+    };
+    let c = app.create(obs(vec![])).await;
+    let bb = app.create(obs(vec![c.clone()])).await;
+    let a = app.create(obs(vec![bb.clone()])).await;
+    let included = |v: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = v["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["search"]["mode"] == "include")
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (_, once) = app
+        .get_json(&format!(
+            "Observation?_id={a}&_include=Observation:has-member"
+        ))
+        .await;
+    assert_eq!(included(&once), vec![bb.clone()]);
+    let (_, all) = app
+        .get_json(&format!(
+            "Observation?_id={a}&_include:iterate=Observation:has-member"
+        ))
+        .await;
+    assert_eq!(included(&all), sorted(vec![bb.clone(), c.clone()]));
+    let (_, down) = app
+        .get_json(&format!(
+            "Patient?_id={an}&_revinclude=Encounter:patient&_revinclude:iterate=Observation:encounter"
+        ))
+        .await;
+    assert_eq!(
+        included(&down),
+        sorted(vec![enc.clone(), a.clone(), bb.clone(), c.clone()])
+    );
+    let (s, v) = app
+        .get_json("Observation?_include:recurse=Observation:has-member")
+        .await;
+    assert_eq!(s, 400, "{v}");
 }

@@ -24,7 +24,6 @@ pub async fn run(
     query: &SearchQuery,
 ) -> Result<SearchResult> {
     let plan = parse::parse(query)?;
-    let rt = plan.resource_type.as_str();
     let mut result = SearchResult {
         applied: plan.applied.clone(),
         ignored: plan.ignored.clone(),
@@ -113,58 +112,119 @@ pub async fn run(
         result.next_cursor = Some(format!("{k}.{rid}"));
     }
 
-    if !rids.is_empty() {
-        for inc in &plan.includes {
-            let mut s = Sql::new(d);
-            s.args.push(d.int_list_arg(&rids));
-            let rid_list = d.in_int_list("i.rid", 1);
-            let p = s.arg(Arg::Text(inc.param.name.to_owned()));
-            let mut q = format!(
-                "SELECT DISTINCT t.resource_type, t.resource_id, t.version_id, t.last_updated, t.body, t.rid \
-                 FROM idx_reference i JOIN resources t ON t.resource_type = i.target_type AND t.resource_id = i.target_id \
-                 WHERE {rid_list} AND i.param = {p} AND t.deleted = 0"
-            );
-            if let Some(target) = &inc.target {
-                let a = s.arg(Arg::Text(target.clone()));
-                q.push_str(&format!(" AND i.target_type = {a}"));
-            }
-            q.push_str(" ORDER BY t.rid");
-            let rows = bind_all(unprepared(&q), &s.args)
-                .fetch_all(&mut *conn)
-                .await?;
-            for row in &rows {
-                result.included.push(current_from_row(row)?);
+    // The includes: the page's, then `:iterate` rounds over what the last round added.
+    let mut seen: std::collections::HashSet<(String, String)> = result
+        .matches
+        .iter()
+        .map(|v| (v.resource_type.clone(), v.id.clone()))
+        .collect();
+    let mut frontier: Vec<(String, i64, String)> = result
+        .matches
+        .iter()
+        .zip(&rids)
+        .map(|(v, rid)| (v.resource_type.clone(), *rid, v.id.clone()))
+        .collect();
+    let iterates = plan
+        .includes
+        .iter()
+        .chain(&plan.revincludes)
+        .any(|i| i.iterate);
+    for round in 0..=super::MAX_INCLUDE_ROUNDS {
+        if frontier.is_empty() || (round > 0 && !iterates) {
+            break;
+        }
+        if round > 0 && result.included.len() >= super::MAX_INCLUDED {
+            result.ignored.push(format!(
+                "`:iterate` stopped after {} included resources",
+                super::MAX_INCLUDED
+            ));
+            break;
+        }
+        let mut next = Vec::new();
+        for (v, rid) in include_round(d, conn, &plan, &frontier, round == 0).await? {
+            if seen.insert((v.resource_type.clone(), v.id.clone())) {
+                next.push((v.resource_type.clone(), rid, v.id.clone()));
+                result.included.push(v);
             }
         }
-        let ids: Vec<String> = result.matches.iter().map(|v| v.id.clone()).collect();
-        for inc in &plan.revincludes {
+        frontier = next;
+    }
+    Ok(result)
+}
+
+/// What one round of includes adds from `frontier` (type, row id, id): on the first round the
+/// page's matches and every include; later, what the last round added and the `:iterate` ones.
+/// One query per include and type.
+async fn include_round(
+    d: Dialect,
+    conn: &mut AnyConnection,
+    plan: &parse::Plan,
+    frontier: &[(String, i64, String)],
+    first: bool,
+) -> Result<Vec<(crate::Version, i64)>> {
+    let mut out = Vec::new();
+    for inc in plan.includes.iter().filter(|i| first || i.iterate) {
+        let rids: Vec<i64> = frontier
+            .iter()
+            .filter(|(t, ..)| *t == inc.source)
+            .map(|(_, rid, _)| *rid)
+            .collect();
+        if rids.is_empty() {
+            continue;
+        }
+        let mut s = Sql::new(d);
+        s.args.push(d.int_list_arg(&rids));
+        let rid_list = d.in_int_list("i.rid", 1);
+        let p = s.arg(Arg::Text(inc.param.name.to_owned()));
+        let src = s.arg(Arg::Text(inc.source.clone()));
+        let mut q = format!(
+            "SELECT DISTINCT t.resource_type, t.resource_id, t.version_id, t.last_updated, t.body, t.rid \
+             FROM idx_reference i JOIN resources t ON t.resource_type = i.target_type AND t.resource_id = i.target_id \
+             WHERE {rid_list} AND i.resource_type = {src} AND i.param = {p} AND t.deleted = 0"
+        );
+        if let Some(target) = &inc.target {
+            let a = s.arg(Arg::Text(target.clone()));
+            q.push_str(&format!(" AND i.target_type = {a}"));
+        }
+        q.push_str(" ORDER BY t.rid");
+        for row in bind_all(unprepared(&q), &s.args)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            out.push((current_from_row(&row)?, row.try_get(5)?));
+        }
+    }
+    for inc in plan.revincludes.iter().filter(|i| first || i.iterate) {
+        let mut types: Vec<&str> = frontier.iter().map(|(t, ..)| t.as_str()).collect();
+        types.sort_unstable();
+        types.dedup();
+        for t in types {
+            if !(inc.param.targets.is_empty() || inc.param.targets.contains(&t)) {
+                continue;
+            }
+            let ids: Vec<String> = frontier
+                .iter()
+                .filter(|(ft, ..)| ft == t)
+                .map(|(.., id)| id.clone())
+                .collect();
             let mut s = Sql::new(d);
             s.args.push(d.list_arg(&ids));
             let id_list = d.in_list("i.target_id", 1);
             let src = s.arg(Arg::Text(inc.source.clone()));
             let p = s.arg(Arg::Text(inc.param.name.to_owned()));
-            let tt = s.arg(Arg::Text(rt.to_owned()));
+            let tt = s.arg(Arg::Text(t.to_owned()));
             let q = format!(
                 "SELECT t.resource_type, t.resource_id, t.version_id, t.last_updated, t.body, t.rid \
                  FROM resources t WHERE t.deleted = 0 AND t.rid IN (SELECT i.rid FROM idx_reference i \
                  WHERE i.resource_type = {src} AND i.param = {p} AND i.target_type = {tt} AND {id_list}) ORDER BY t.rid"
             );
-            let rows = bind_all(unprepared(&q), &s.args)
+            for row in bind_all(unprepared(&q), &s.args)
                 .fetch_all(&mut *conn)
-                .await?;
-            for row in &rows {
-                result.included.push(current_from_row(row)?);
+                .await?
+            {
+                out.push((current_from_row(&row)?, row.try_get(5)?));
             }
         }
-        // A resource may be included by several paths, or be a match itself.
-        let mut seen: std::collections::HashSet<(String, String)> = result
-            .matches
-            .iter()
-            .map(|v| (v.resource_type.clone(), v.id.clone()))
-            .collect();
-        result
-            .included
-            .retain(|v| seen.insert((v.resource_type.clone(), v.id.clone())));
     }
-    Ok(result)
+    Ok(out)
 }

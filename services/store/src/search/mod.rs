@@ -28,6 +28,10 @@ pub const MAX_COUNT: usize = 1000;
 pub const MAX_PARAMETERS: usize = 100;
 pub const MAX_VALUES_PER_PARAMETER: usize = 100;
 pub const MAX_INCLUDES: usize = 10;
+/// Rounds of `:iterate` includes after the first, and the resources they may add in all:
+/// past either, the search answers what it has, with a warning.
+pub const MAX_INCLUDE_ROUNDS: usize = 3;
+pub const MAX_INCLUDED: usize = 2_000;
 /// Links of one chain (`subject:Patient.organization.name` has two), and `_has` nesting.
 pub const MAX_CHAIN: usize = 3;
 

@@ -274,6 +274,8 @@ pub(crate) struct Include {
     pub source: String,
     pub param: &'static SearchParam,
     pub target: Option<String>,
+    /// `:iterate`: applied again to what the last round included, not only to the page.
+    pub iterate: bool,
 }
 
 /// What a search asks for.
@@ -323,10 +325,11 @@ impl Include {
         self.source == other.source
             && std::ptr::eq(self.param, other.param)
             && self.target == other.target
+            && self.iterate == other.iterate
     }
 }
 
-fn parse_include(v: &str, rt: &str, rev: bool) -> Result<Include> {
+fn parse_include(v: &str, rt: &str, rev: bool, iterate: bool) -> Result<Include> {
     let mut parts = v.split(':');
     let source = parts.next().unwrap_or_default();
     let pname = parts.next().unwrap_or_default();
@@ -334,7 +337,8 @@ fn parse_include(v: &str, rt: &str, rev: bool) -> Result<Include> {
     if source == "*" || pname == "*" {
         return Err(bad("wildcard includes are not supported"));
     }
-    if !rev && source != rt {
+    // An iterated include may start from any type an earlier round brings in.
+    if !rev && !iterate && source != rt {
         return Err(bad(format!(
             "_include must start with the searched type {rt}"
         )));
@@ -346,6 +350,7 @@ fn parse_include(v: &str, rt: &str, rev: bool) -> Result<Include> {
         source: source.to_owned(),
         param: p,
         target,
+        iterate,
     })
 }
 
@@ -585,14 +590,19 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
                     };
                 }
                 // An include asked for twice is one include: each costs a query.
+                "_include" | "_revinclude" if !matches!(modifier, None | Some("iterate")) => {
+                    return Err(bad(format!(
+                        "`{key}`: the only modifier of an include is `iterate`"
+                    )));
+                }
                 "_include" => {
-                    let i = parse_include(value, rt, false)?;
+                    let i = parse_include(value, rt, false, modifier.is_some())?;
                     if !plan.includes.iter().any(|x| x.same_as(&i)) {
                         plan.includes.push(i);
                     }
                 }
                 "_revinclude" => {
-                    let i = parse_include(value, rt, true)?;
+                    let i = parse_include(value, rt, true, modifier.is_some())?;
                     if !plan.revincludes.iter().any(|x| x.same_as(&i)) {
                         plan.revincludes.push(i);
                     }
