@@ -22,6 +22,7 @@ mod signatures;
 mod story;
 mod telemedicine;
 mod web_signin;
+mod workflows;
 
 /// The system's test helpers: the test kit, starting every service.
 mod common {
