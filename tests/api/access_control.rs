@@ -223,6 +223,16 @@ async fn the_role_table_in_the_docs_is_what_the_api_enforces(b: Backend) {
             if body.is_null() {
                 continue;
             }
+            // `$validate` tries the write: whoever may not write may not try it.
+            let tried = client
+                .post(app.url(&format!("{rtype}/$validate")))
+                .header("content-type", FHIR)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
             let r = client
                 .post(app.url(rtype))
                 .header("content-type", FHIR)
@@ -231,14 +241,36 @@ async fn the_role_table_in_the_docs_is_what_the_api_enforces(b: Backend) {
                 .await
                 .unwrap();
             let status = r.status().as_u16();
+            let created: Value = r.json().await.unwrap_or(Value::Null);
+            let id = created["id"].as_str().unwrap_or("none");
+            // A PATCH is a write too (here one that changes nothing but the version).
+            let patched = client
+                .patch(app.url(&format!("{rtype}/{id}")))
+                .header("content-type", "application/json-patch+json")
+                .body(json!([{"op": "test", "path": "/resourceType", "value": rtype}]).to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
             if may_write {
                 // Allowed by the role; 405 only where no service of this deployment owns it.
                 assert!(
                     status == 201 || status == 405,
                     "{role:?} write {group}: {status}"
                 );
+                assert!(
+                    tried == 200 || tried == 405,
+                    "{role:?} validate {group}: {tried}"
+                );
+                assert!(
+                    patched == 200 || (status == 405 && patched == 405),
+                    "{role:?} patch {group}: {patched}"
+                );
             } else {
                 assert_eq!(status, 403, "{role:?} write {group}");
+                assert_eq!(tried, 403, "{role:?} validate {group}");
+                assert_eq!(patched, 403, "{role:?} patch {group}");
             }
             checked += 1;
         }
@@ -288,6 +320,8 @@ async fn a_patient_token_never_sees_another_patients_data(b: Backend) {
     };
     let doors = [
         format!("Patient/{binh}"),
+        format!("Patient/{binh}?_summary=true"),
+        format!("Observation/{theirs}?_elements=subject"),
         format!("Observation/{theirs}"),
         format!("Observation/{theirs}/_history/1"),
         format!("Observation/{theirs}/_history"),
@@ -311,6 +345,13 @@ async fn a_patient_token_never_sees_another_patients_data(b: Backend) {
         "Observation/_history".to_owned(),
         "Patient/_history".to_owned(),
         format!("Patient/{an}/$everything"),
+        "?_type=Patient,Observation,Coverage".to_owned(),
+        "?_count=100".to_owned(),
+        format!("?_type=Observation&subject=Patient/{binh}"),
+        "_history".to_owned(),
+        "Patient?_summary=true".to_owned(),
+        "Observation?_elements=subject".to_owned(),
+        "Coverage?_summary=data&_include=Coverage:beneficiary".to_owned(),
     ] {
         let (s, body) = get(q.clone()).await;
         assert_eq!(s, 200, "{q}: {body}");

@@ -9,6 +9,7 @@ mod bounds;
 mod browser;
 mod chains;
 mod fhir_rest;
+mod fhir_rest_more;
 mod fhir_sdk_client;
 mod fuzz;
 mod identity_provider;

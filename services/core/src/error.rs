@@ -72,6 +72,7 @@ pub mod codes {
         INVALID_SEARCH = "IR_03", Invalid, "A search parameter is unknown, malformed or not supported.";
         INVALID_ID = "IR_04", Invalid, "An id is not 1 to 64 letters, digits, '-' or '.'.";
         REPEATED_IN_TRANSACTION = "IR_05", Invalid, "Two entries of a transaction write the same resource (or conditions that may match one); the message names both.";
+        MALFORMED_PATCH = "IR_06", Invalid, "The JSON Patch document is malformed (RFC 6902): not an array of operations, an unknown `op`, a member missing, or a path that is not a JSON Pointer; `expression` names the operation's member.";
         NO_CREDENTIALS = "AU_01", Unauthenticated, "The request carries no bearer token.";
         INVALID_TOKEN = "AU_02", Unauthenticated, "The bearer token is malformed, badly signed, of the wrong issuer or audience, or names no known caller.";
         EXPIRED_TOKEN = "AU_03", Unauthenticated, "The bearer token has expired.";
@@ -91,6 +92,7 @@ pub mod codes {
         CONTENTION = "CF_05", Conflict, "A concurrent request held what this one needed (a deadlock or a busy database); nothing was written; retry.";
         TIME_TAKEN = "CF_06", Conflict, "The time is taken: the practitioner or the patient already has an active appointment overlapping it (or the slot is no longer free); the message names whom.";
         STATE_CONFLICT = "CF_04", Conflict, "The request conflicts with the state of the stored data.";
+        PATCH_DOES_NOT_APPLY = "CF_07", Conflict, "A JSON Patch does not apply to the resource as it stands: a `test` operation failed, or a path names nothing in it; nothing was written.";
         VERSION_MISMATCH = "PC_01", PreconditionFailed, "If-Match names a version that is not the current one.";
         AMBIGUOUS_CONDITION = "PC_02", PreconditionFailed, "A conditional request's condition matches more than one resource.";
         WRONG_STATE = "PC_03", PreconditionFailed, "The resource is not in a state that allows this (e.g. closing a cancelled encounter).";
@@ -98,7 +100,7 @@ pub mod codes {
         BOUND_EXCEEDED = "LM_02", TooCostly, "The request exceeds a bound on the work one request may cause; the message names the bound.";
         TOO_MANY_IN_FLIGHT = "LM_03", Throttled, "The caller has too many requests in flight (running and waiting); retry when one has finished.";
         TIME_LIMIT = "LM_04", TooCostly, "The request ran past the time limit of one request; nothing it was writing was kept.";
-        UNSUPPORTED_MEDIA_TYPE = "MT_01", UnsupportedMediaType, "The body is not application/fhir+json.";
+        UNSUPPORTED_MEDIA_TYPE = "MT_01", UnsupportedMediaType, "The body is not application/fhir+json (a PATCH: not application/json-patch+json).";
         NOT_ACCEPTABLE = "MT_02", NotAcceptable, "The client asks for a format other than FHIR JSON.";
         BUSINESS_RULE = "BR_01", BusinessRule, "A business rule of the owning service refuses the request.";
         NOT_SIGNABLE = "BR_02", BusinessRule, "Only clinical entries are signed; registration and directory data are never frozen by a signature.";

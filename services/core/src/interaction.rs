@@ -41,13 +41,20 @@ pub enum Interaction {
     Read,
     VRead,
     SearchType,
+    /// A search across types (`GET [base]?_type=...`).
+    SearchSystem,
     HistoryInstance,
     HistoryType,
+    HistorySystem,
     Everything,
     Verify,
     Create,
     Update,
+    /// A JSON Patch of one resource: an update.
+    Patch,
     Delete,
+    /// `$validate`: a write tried through the owner's rules and rolled back.
+    Validate,
     Amend,
     Sign,
     Transaction,
@@ -68,13 +75,17 @@ impl Interaction {
             Interaction::Read => "read",
             Interaction::VRead => "vread",
             Interaction::SearchType => "search-type",
+            Interaction::SearchSystem => "search-system",
             Interaction::HistoryInstance => "history-instance",
             Interaction::HistoryType => "history-type",
+            Interaction::HistorySystem => "history-system",
             Interaction::Everything => "everything",
             Interaction::Verify => "verify",
             Interaction::Create => "create",
             Interaction::Update => "update",
+            Interaction::Patch => "patch",
             Interaction::Delete => "delete",
+            Interaction::Validate => "validate",
             Interaction::Amend => "amend",
             Interaction::Sign => "sign",
             Interaction::Transaction => "transaction",
@@ -90,14 +101,17 @@ impl Interaction {
             Interaction::Read
             | Interaction::VRead
             | Interaction::SearchType
+            | Interaction::SearchSystem
             | Interaction::HistoryInstance
             | Interaction::HistoryType
+            | Interaction::HistorySystem
             | Interaction::Everything
             | Interaction::Verify => AuditAction::R,
             Interaction::Create => AuditAction::C,
-            Interaction::Update | Interaction::Amend => AuditAction::U,
+            Interaction::Update | Interaction::Patch | Interaction::Amend => AuditAction::U,
             Interaction::Delete => AuditAction::D,
             Interaction::Sign
+            | Interaction::Validate
             | Interaction::Transaction
             | Interaction::Batch
             | Interaction::Authenticate

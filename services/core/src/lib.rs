@@ -22,6 +22,7 @@ pub mod interaction;
 pub mod lanes;
 pub mod operation;
 pub mod ownership;
+pub mod patch;
 pub mod platform;
 pub mod read;
 pub mod rules;
@@ -29,6 +30,7 @@ pub mod session;
 pub mod signing;
 pub mod touched;
 pub mod tx;
+pub mod validation;
 pub mod visibility;
 pub mod writer;
 
@@ -39,6 +41,7 @@ pub use interaction::{AuditAction, Interaction};
 pub use lanes::{Admitted, Limits};
 pub use operation::Operation;
 pub use ownership::{Deployment, ServiceName};
+pub use patch::JsonPatch;
 pub use platform::{Platform, Security};
 pub use rules::{Checks, Origin, ResourceRules, ServiceDefinition, Write, WriteKind};
 pub use touched::Touched;
@@ -52,9 +55,9 @@ pub mod store {
     pub use hospital_store::audit::{AuditQuery, AuditRecord, AuditRow, AuditSink};
     pub use hospital_store::signing::{KeyStore, LocalKeyStore, sorted_json};
     pub use hospital_store::{
-        Dialect, HistoryPage, HistoryQuery, Method, SearchQuery, SearchResult, Store, StoreError,
-        StoreOptions, Version, WriteOutcome, dates, deliveries, extract, is_valid_id, outbox,
-        params, signals, text,
+        Dialect, HistoryPage, HistoryQuery, HistoryScope, Method, SearchQuery, SearchResult, Store,
+        StoreError, StoreOptions, Version, WriteOutcome, dates, deliveries, extract, is_valid_id,
+        outbox, params, signals, text,
     };
 }
 

@@ -195,4 +195,10 @@ impl Tx {
     pub async fn commit(self) -> Result<(), Error> {
         Ok(self.inner.commit().await?)
     }
+
+    /// Undoes everything this transaction wrote (a write that was only tried, for
+    /// `$validate`); the caller audits the request.
+    pub async fn rollback(self) -> Result<(), Error> {
+        Ok(self.inner.rollback().await?)
+    }
 }

@@ -108,6 +108,50 @@ impl Writer<'_> {
         .await
     }
 
+    /// Applies a JSON Patch to the current version of `resource_type/id` and writes the
+    /// result as an [`Writer::update`] (so the owner's rules, validation and the refusal of a
+    /// signed entry are those of a PUT). The row is read locked, so no concurrent write slips
+    /// between the version patched and the one written; `if_match` names the version the
+    /// client patched.
+    pub async fn patch(
+        &self,
+        tx: &mut Tx,
+        resource_type: &str,
+        id: &str,
+        patch: &crate::patch::JsonPatch,
+        if_match: Option<i64>,
+        checks: Checks,
+    ) -> Result<WriteOutcome, Error> {
+        let current = tx.read_for_update(resource_type, id).await?;
+        if let Some(expected) = if_match
+            && expected != current.version_id
+        {
+            return Err(hospital_store::StoreError::VersionConflict {
+                expected,
+                current: current.version_id,
+            }
+            .into());
+        }
+        let mut body: Value = serde_json::from_str(&current.body)
+            .map_err(|e| Error::internal(format!("stored body unreadable: {e}")))?;
+        patch.apply(&mut body)?;
+        if body.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+            return Err(Error::invalid(
+                "resourceType",
+                format!("a patch cannot make the {resource_type} another type of resource"),
+            ));
+        }
+        self.update(
+            tx,
+            resource_type,
+            id,
+            body,
+            Some(current.version_id),
+            checks,
+        )
+        .await
+    }
+
     /// A create by the owning service's own logic ([`Origin::Service`]), which its rules may
     /// allow where they refuse a client.
     pub async fn create_by_service(

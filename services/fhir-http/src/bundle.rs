@@ -5,6 +5,7 @@
 //! single-entry path whatever the Bundle, so what works in one works in the other.
 
 use crate::request::parse_query;
+use crate::subset::Subset;
 use crate::{FhirApi, parse_etag};
 use hospital_core::auth::Action;
 use hospital_core::conditional::find_match;
@@ -525,12 +526,14 @@ async fn get_entry(
             Ok(response_entry(&v, "200 OK", &api.config.base_url, true))
         }
         None => {
-            let mut q = SearchQuery::new(&e.rtype, parse_query(e.query.as_deref()));
+            let params = parse_query(e.query.as_deref());
+            let subset = Subset::from_query(&params, &[&e.rtype], true)?;
+            let mut q = SearchQuery::new(&e.rtype, params);
             let r = hospital_core::read::search(&api.platform, caller, &mut q, tx).await?;
             for v in r.matches.iter().chain(&r.included) {
                 touched.add(v);
             }
-            let bundle = crate::response::searchset(&api.config.base_url, &e.rtype, &r);
+            let bundle = crate::response::searchset(&api.config.base_url, &e.rtype, &r, &subset)?;
             Ok(json!({
                 "resource": serde_json::from_str::<Value>(&bundle).unwrap_or(Value::Null),
                 "response": {"status": "200 OK"}

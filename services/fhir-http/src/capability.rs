@@ -14,7 +14,7 @@ pub fn statement(api: &FhirApi) -> Value {
             // Exactly what this process writes: the types of the services it runs.
             let writable = deployment.writes(t);
             if writable {
-                interactions.extend(["create", "update", "delete"]);
+                interactions.extend(["create", "update", "patch", "delete"]);
             }
             let mut search: Vec<Value> = vec![
                 json!({"name": "_id", "type": "token"}),
@@ -52,6 +52,10 @@ pub fn statement(api: &FhirApi) -> Value {
             if *t == "Patient" {
                 ops.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}));
             }
+            // A write tried and rolled back: where this process makes the write.
+            if writable {
+                ops.push(json!({"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}));
+            }
             // The operations the services this process runs define on the type.
             for o in api.operations.iter().filter(|o| o.resource_type() == *t) {
                 let name = o.name().trim_start_matches('$');
@@ -78,8 +82,19 @@ pub fn statement(api: &FhirApi) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
+            "documentation": "Read, vread and search take _summary (true, text, data, count on a search, false) and _elements (top-level elements); the resources returned are tagged SUBSETTED. PATCH takes JSON Patch (application/json-patch+json). A search across types (GET [base]?_type=...) takes _id, _lastUpdated, the parameters every listed type has, _sort by _id or _lastUpdated, and pages of at most 100.",
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "interaction": [
+                {"code": "transaction"},
+                {"code": "batch"},
+                {"code": "search-system"},
+                {"code": "history-system"}
+            ],
+            "searchParam": [
+                {"name": "_id", "type": "token"},
+                {"name": "_lastUpdated", "type": "date"},
+                {"name": "_type", "type": "token"}
+            ],
         }]
     })
 }

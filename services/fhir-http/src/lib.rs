@@ -13,6 +13,8 @@ mod response;
 mod rest;
 pub mod security;
 mod signing;
+mod subset;
+mod validate;
 
 use hospital_core::Platform;
 

@@ -50,15 +50,42 @@ pub(crate) fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, Error> {
+    body_of(
+        headers,
+        body,
+        &["application/fhir+json", "application/json"],
+        "application/fhir+json",
+    )
+}
+
+/// Reads the JSON Patch body of a PATCH (`application/json-patch+json`).
+pub(crate) fn json_patch_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, Error> {
+    body_of(
+        headers,
+        body,
+        &["application/json-patch+json"],
+        "application/json-patch+json (a JSON Patch; FHIRPath Patch is not supported)",
+    )
+}
+
+fn body_of(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    media_types: &[&str],
+    send: &str,
+) -> Result<Value, Error> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim();
-    if !matches!(media, "application/fhir+json" | "application/json") {
+    if !media_types.contains(&media) {
         return Err(Error::new(
             codes::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type `{media}` is not supported; send application/fhir+json"),
+            format!("content type `{media}` is not supported here; send {send}"),
         ));
     }
     let bytes = body.map_err(|e| {

@@ -2,9 +2,11 @@
 //! from stored JSON text without re-parsing it.
 
 use crate::FHIR_JSON;
+use crate::subset::Subset;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hospital_core::store::{SearchResult, Version};
+use hospital_core::Error;
+use hospital_core::store::{HistoryPage, Method, SearchResult, Version, dates};
 use serde_json::Value;
 
 pub(crate) fn http_date(micros: i64) -> String {
@@ -67,15 +69,27 @@ pub(crate) fn link_url(base: &str, path: &str, params: &[(String, String)]) -> S
         s.append_pair(k, v);
     }
     let q = s.finish();
-    if q.is_empty() {
-        format!("{base}/{path}")
+    // An empty path is the base itself (a search across types).
+    let at = if path.is_empty() {
+        base.to_owned()
     } else {
-        format!("{base}/{path}?{q}")
+        format!("{base}/{path}")
+    };
+    if q.is_empty() {
+        at
+    } else {
+        format!("{at}?{q}")
     }
 }
 
-/// A searchset Bundle, assembled from the stored JSON text without re-parsing it.
-pub(crate) fn searchset(base: &str, rtype: &str, r: &SearchResult) -> String {
+/// A searchset Bundle, assembled from the stored JSON text without re-parsing it (unless the
+/// client asked for a [`Subset`] of each resource).
+pub(crate) fn searchset(
+    base: &str,
+    rtype: &str,
+    r: &SearchResult,
+    subset: &Subset,
+) -> Result<String, Error> {
     let mut out = String::with_capacity(
         256 + r
             .matches
@@ -111,10 +125,15 @@ pub(crate) fn searchset(base: &str, rtype: &str, r: &SearchResult) -> String {
     {
         out.push_str(if first { r#","entry":["# } else { "," });
         first = false;
+        let body = if subset.is_whole() {
+            std::borrow::Cow::Borrowed(&v.body)
+        } else {
+            std::borrow::Cow::Owned(subset.apply(&v.body)?)
+        };
         out.push_str(&format!(
             r#"{{"fullUrl":{},"resource":{},"search":{{"mode":"{mode}"}}}}"#,
             Value::String(format!("{base}/{}/{}", v.resource_type, v.id)),
-            v.body
+            body
         ));
     }
     if !r.ignored.is_empty() {
@@ -131,6 +150,60 @@ pub(crate) fn searchset(base: &str, rtype: &str, r: &SearchResult) -> String {
         ));
     }
     if !first {
+        out.push(']');
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// A history Bundle of `page`, assembled from the stored JSON text; `path` and `params` make
+/// its `self` and `next` links.
+pub(crate) fn history_bundle(
+    base: &str,
+    path: &str,
+    params: &[(String, String)],
+    page: &HistoryPage,
+) -> String {
+    let kept: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "_cursor")
+        .cloned()
+        .collect();
+    let mut links =
+        vec![serde_json::json!({"relation": "self", "url": link_url(base, path, &kept)})];
+    if let Some(seq) = page.next_before_seq {
+        let mut p = kept.clone();
+        p.push(("_cursor".into(), seq.to_string()));
+        links.push(serde_json::json!({"relation": "next", "url": link_url(base, path, &p)}));
+    }
+    let mut out = format!(
+        r#"{{"resourceType":"Bundle","type":"history","link":{}"#,
+        Value::Array(links)
+    );
+    for (i, v) in page.versions.iter().enumerate() {
+        out.push_str(if i == 0 { r#","entry":["# } else { "," });
+        let full = format!("{base}/{}/{}", v.resource_type, v.id);
+        let (method, url, status) = match v.method {
+            Method::Delete => ("DELETE", format!("{}/{}", v.resource_type, v.id), "204"),
+            Method::Post => ("POST", v.resource_type.clone(), "201"),
+            Method::Put => (
+                "PUT",
+                format!("{}/{}", v.resource_type, v.id),
+                if v.version_id == 1 { "201" } else { "200" },
+            ),
+        };
+        out.push_str(&format!(r#"{{"fullUrl":{}"#, Value::String(full)));
+        if !v.deleted {
+            out.push_str(&format!(r#","resource":{}"#, v.body));
+        }
+        out.push_str(&format!(
+            r#","request":{{"method":"{method}","url":{}}},"response":{{"status":"{status}","etag":{},"lastModified":"{}"}}}}"#,
+            Value::String(url),
+            Value::String(v.etag()),
+            dates::format_instant(v.last_updated)
+        ));
+    }
+    if !page.versions.is_empty() {
         out.push(']');
     }
     out.push('}');

@@ -4,10 +4,13 @@
 //! |---|---|
 //! | `GET /fhir/metadata` | capabilities |
 //! | `POST /fhir` | batch, transaction |
+//! | `GET /fhir?_type=...` | search across types |
+//! | `GET /fhir/_history` | the history of every type the caller may read |
 //! | `GET, POST(create), PUT(conditional update) /fhir/{type}` | search, create |
 //! | `POST /fhir/{type}/_search` | search with a form body |
 //! | `GET /fhir/{type}/_history` | type history |
-//! | `GET, PUT, DELETE /fhir/{type}/{id}` | read, update, delete |
+//! | `GET, PUT, PATCH, DELETE /fhir/{type}/{id}` | read, update, patch (JSON Patch), delete |
+//! | `POST /fhir/{type}/$validate`, `POST /fhir/{type}/{id}/$validate` | a write tried, not kept |
 //! | `GET /fhir/{type}/{id}/_history[/{vid}]` | instance history, vread |
 //! | `GET /fhir/Patient/{id}/$everything` | the patient compartment |
 //! | `POST /fhir/{type}/{id}/$sign`, `POST .../$amend`, `GET .../$verify` | signatures |
@@ -16,11 +19,12 @@
 //! Every route but `metadata` passes [`crate::security::authenticate`] first.
 
 use crate::request::{
-    check_id, check_type, if_match, json_body, lenient, negotiate, page_size, parse_query,
-    seq_cursor,
+    check_id, check_type, if_match, json_body, json_patch_body, lenient, negotiate, page_size,
+    parse_query, seq_cursor,
 };
-use crate::response::{fhir_response, link_url, searchset, version_headers, write_response};
+use crate::response::{fhir_response, history_bundle, searchset, version_headers, write_response};
 use crate::security::{finish, finish_touched};
+use crate::subset::Subset;
 use crate::{FhirApi, parse_etag};
 use axum::Extension;
 use axum::Router;
@@ -32,9 +36,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hospital_core::auth::Action;
 use hospital_core::conditional::find_match;
-use hospital_core::store::{HistoryQuery, Method, SearchQuery, SearchResult, dates};
+use hospital_core::store::{HistoryQuery, HistoryScope, SearchQuery, SearchResult, dates};
 use hospital_core::{
-    Caller, Checks, Error, Interaction, Touched, Tx, authorize, codes, reveal, reveal_version,
+    Caller, Checks, Error, Interaction, JsonPatch, Touched, Tx, authorize, codes, reveal,
+    reveal_version,
 };
 use serde_json::Value;
 
@@ -45,7 +50,8 @@ type Touching = Result<(Response, Touched), Error>;
 pub fn router(api: FhirApi) -> Router {
     let limit = api.config.max_body_bytes;
     Router::new()
-        .route("/", axum::routing::post(bundle_entry).get(root_get))
+        .route("/", axum::routing::post(bundle_entry).get(system_search))
+        .route("/_history", get(system_history))
         .route("/AuditEvent", get(crate::audit_event::search))
         .route(
             "/{rtype}",
@@ -58,7 +64,11 @@ pub fn router(api: FhirApi) -> Router {
         .route("/{rtype}/_history", get(type_history))
         .route(
             "/{rtype}/{id}",
-            get(read).put(update).delete(delete).post(type_op_post),
+            get(read)
+                .put(update)
+                .patch(patch)
+                .delete(delete)
+                .post(type_op_post),
         )
         .route("/{rtype}/{id}/{op}", get(instance_op).post(posted_op))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
@@ -85,13 +95,6 @@ async fn metadata(State(api): State<FhirApi>) -> Response {
     )
 }
 
-async fn root_get() -> Response {
-    crate::error::response(&Error::new(
-        codes::NOT_SUPPORTED,
-        "system-level search is not supported; search a resource type",
-    ))
-}
-
 async fn read(
     State(api): State<FhirApi>,
     Extension(caller): Extension<Caller>,
@@ -104,9 +107,11 @@ async fn read(
         return type_op(api, caller, rtype, id, false, Ok(input)).await;
     }
     let r: Touching = async {
-        negotiate(&headers, &parse_query(q.as_deref()))?;
+        let params = parse_query(q.as_deref());
+        negotiate(&headers, &params)?;
         check_type(&rtype)?;
         check_id(&rtype, &id)?;
+        let subset = Subset::from_query(&params, &[&rtype], false)?;
         authorize(&caller, Action::Read, &rtype)?;
         let v = reveal(
             &caller,
@@ -124,7 +129,7 @@ async fn read(
             version_headers(&mut res, &api.config.base_url, &v, false);
             return Ok((res, touched));
         }
-        let mut res = fhir_response(StatusCode::OK, v.body.clone());
+        let mut res = fhir_response(StatusCode::OK, subset.apply(&v.body)?);
         version_headers(&mut res, &api.config.base_url, &v, false);
         Ok((res, touched))
     }
@@ -144,11 +149,14 @@ async fn vread(
     State(api): State<FhirApi>,
     Extension(caller): Extension<Caller>,
     Path((rtype, id, vid)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
 ) -> Response {
     let r = async {
         let target = || Touched::target(&format!("{rtype}/{id}"));
         check_type(&rtype).map_err(|e| (e, target()))?;
         check_id(&rtype, &id).map_err(|e| (e, target()))?;
+        let subset = Subset::from_query(&parse_query(q.as_deref()), &[&rtype], false)
+            .map_err(|e| (e, target()))?;
         authorize(&caller, Action::Read, &rtype).map_err(|e| (e, target()))?;
         let vid: i64 = vid.parse().map_err(|_| {
             (
@@ -166,7 +174,8 @@ async fn vread(
             &id,
         )
         .await?;
-        let mut res = fhir_response(StatusCode::OK, v.body.clone());
+        let body = subset.apply(&v.body).map_err(|e| (e, touched.clone()))?;
+        let mut res = fhir_response(StatusCode::OK, body);
         version_headers(&mut res, &api.config.base_url, &v, false);
         Ok((res, touched))
     }
@@ -392,6 +401,7 @@ async fn search(
     let r: Touching = async {
         negotiate(&headers, &params)?;
         check_type(&rtype)?;
+        let subset = Subset::from_query(&params, &[&rtype], true)?;
         authorize(&caller, Action::Read, &rtype)?;
         let mut query = SearchQuery::new(&rtype, params);
         query.lenient = lenient(&headers);
@@ -403,7 +413,7 @@ async fn search(
         Ok((
             fhir_response(
                 StatusCode::OK,
-                searchset(&api.config.base_url, &rtype, &result),
+                searchset(&api.config.base_url, &rtype, &result, &subset)?,
             ),
             touched,
         ))
@@ -420,13 +430,120 @@ async fn search(
     .await
 }
 
-/// `POST /{type}/$op`: an operation a service defines on the type.
+/// `GET [base]?_type=A,B&...`: the same search over several types (every type the caller may
+/// read without `_type`), merged in one order and bounded as one search.
+async fn system_search(
+    State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params = parse_query(q.as_deref());
+    let r: Touching = async {
+        negotiate(&headers, &params)?;
+        let (named, rest): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, _)| k == "_type");
+        let types = match named.as_slice() {
+            [] => readable_types(&caller),
+            [(_, list)] => {
+                let mut types: Vec<String> = Vec::new();
+                for t in list.split(',') {
+                    if !hospital_fhir_model::is_supported(t) {
+                        return Err(Error::new(
+                            codes::INVALID_SEARCH,
+                            format!(
+                                "_type names `{t}`, which is not a resource type of this server"
+                            ),
+                        ));
+                    }
+                    authorize(&caller, Action::Read, t)?;
+                    if !types.iter().any(|x| x == t) {
+                        types.push(t.to_owned());
+                    }
+                }
+                types
+            }
+            _ => {
+                return Err(Error::new(codes::INVALID_SEARCH, "_type is given twice"));
+            }
+        };
+        if types.is_empty() {
+            return Err(Error::forbidden("this role reads no resource type"));
+        }
+        let type_names: Vec<&str> = types.iter().map(String::as_str).collect();
+        let subset = Subset::from_query(&rest, &type_names, true)?;
+        let mut result = hospital_core::read::search_types(
+            &api.platform,
+            &caller,
+            &types,
+            rest,
+            lenient(&headers),
+        )
+        .await?;
+        if let [(k, v)] = named.as_slice() {
+            result.applied.insert(0, (k.clone(), v.clone()));
+        }
+        let touched = Touched::of(&result.matches);
+        Ok((
+            fhir_response(
+                StatusCode::OK,
+                searchset(&api.config.base_url, "", &result, &subset)?,
+            ),
+            touched,
+        ))
+    }
+    .await;
+    finish(&api, &caller, Interaction::SearchSystem, "", None, r).await
+}
+
+/// `PATCH [type]/[id]` with a JSON Patch: an update through the same door as PUT.
+async fn patch(
+    State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r: Touching = async {
+        check_type(&rtype)?;
+        check_id(&rtype, &id)?;
+        authorize(&caller, Action::Write, &rtype)?;
+        api.platform.check_written_here(&rtype)?;
+        let patch = JsonPatch::parse(&json_patch_body(&headers, body)?)?;
+        let expected = if_match(&headers)?;
+        let mut tx = api.platform.begin(&caller).await?;
+        let out = api
+            .platform
+            .writer()
+            .patch(&mut tx, &rtype, &id, &patch, expected, Checks::Now)
+            .await?;
+        written(&api, &headers, tx, Interaction::Patch, &rtype, out).await
+    }
+    .await;
+    finish(
+        &api,
+        &caller,
+        Interaction::Patch,
+        &rtype,
+        Some(&format!("{rtype}/{id}")),
+        r,
+    )
+    .await
+}
+
+/// `POST /{type}/$op`: `$validate`, or an operation a service defines on the type.
 async fn type_op_post(
     State(api): State<FhirApi>,
     Extension(caller): Extension<Caller>,
     Path((rtype, op)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    if op == "$validate" {
+        let query = parse_query(q.as_deref());
+        return crate::validate::validate(&api, &caller, &rtype, None, &headers, &query, body)
+            .await;
+    }
     let input = body
         .map_err(|e| Error::bad_request(format!("the body could not be read: {e}")))
         .and_then(|b| {
@@ -516,23 +633,11 @@ async fn instance_op(
         authorize(&caller, Action::Read, &rtype)?;
         match op.as_str() {
             "_history" => {
-                // A patient sees the history of what is theirs now.
-                if caller.principal.compartment().is_some() {
-                    reveal(
-                        &caller,
-                        &rtype,
-                        &id,
-                        api.platform.store().read(&rtype, &id).await,
-                    )?;
-                }
-                history(
-                    &api,
-                    &caller,
-                    rtype.clone(),
-                    Some(id.clone()),
-                    parse_query(q.as_deref()),
-                )
-                .await
+                let scope = HistoryScope::Instance {
+                    resource_type: rtype.clone(),
+                    id: id.clone(),
+                };
+                history(&api, &caller, scope, parse_query(q.as_deref())).await
             }
             "$everything" if rtype == "Patient" => {
                 if let Some(pid) = caller.principal.compartment()
@@ -551,7 +656,8 @@ async fn instance_op(
                     &api.config.base_url,
                     &format!("Patient/{id}/$everything"),
                     &result,
-                );
+                    &Subset::Whole,
+                )?;
                 Ok((fhir_response(StatusCode::OK, body), touched))
             }
             "$verify" => crate::signing::verify(&api, &caller, &rtype, &id).await,
@@ -579,8 +685,14 @@ async fn posted_op(
     Extension(caller): Extension<Caller>,
     Path((rtype, id, op)): Path<(String, String, String)>,
     headers: axum::http::HeaderMap,
+    RawQuery(q): RawQuery,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    if op == "$validate" {
+        let query = parse_query(q.as_deref());
+        return crate::validate::validate(&api, &caller, &rtype, Some(&id), &headers, &query, body)
+            .await;
+    }
     let defined = api
         .operations
         .iter()
@@ -627,14 +739,8 @@ async fn type_history(
     let r: Touching = async {
         check_type(&rtype)?;
         authorize(&caller, Action::Read, &rtype)?;
-        history(
-            &api,
-            &caller,
-            rtype.clone(),
-            None,
-            parse_query(q.as_deref()),
-        )
-        .await
+        let scope = HistoryScope::Type(rtype.clone());
+        history(&api, &caller, scope, parse_query(q.as_deref())).await
     }
     .await;
     finish(
@@ -648,16 +754,48 @@ async fn type_history(
     .await
 }
 
+/// `GET [base]/_history`: the history of every type the caller may read, newest first.
+async fn system_history(
+    State(api): State<FhirApi>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let r: Touching = async {
+        let types = readable_types(&caller);
+        if types.is_empty() {
+            return Err(Error::forbidden("this role reads no resource type"));
+        }
+        history(
+            &api,
+            &caller,
+            HistoryScope::System(types),
+            parse_query(q.as_deref()),
+        )
+        .await
+    }
+    .await;
+    finish(&api, &caller, Interaction::HistorySystem, "", None, r).await
+}
+
+/// The types the caller's role (and scopes) let it read.
+fn readable_types(caller: &Caller) -> Vec<String> {
+    hospital_fhir_model::SUPPORTED_TYPES
+        .iter()
+        .filter(|t| caller.principal.may(Action::Read, t))
+        .map(|t| (*t).to_owned())
+        .collect()
+}
+
+/// A history Bundle of `scope` as the caller may read it (`_count`, `_since`, and the
+/// `_cursor` of a `next` link).
 async fn history(
     api: &FhirApi,
     caller: &Caller,
-    rtype: String,
-    id: Option<String>,
+    scope: HistoryScope,
     params: Vec<(String, String)>,
 ) -> Touching {
     let mut query = HistoryQuery {
-        resource_type: rtype.clone(),
-        id: id.clone(),
+        scope,
         since: None,
         count: 50,
         before_seq: None,
@@ -681,84 +819,14 @@ async fn history(
             }
         }
     }
-    let mut page = api.platform.store().history(&query).await?;
-    // A version belongs to whom its resource belongs now (for a deleted one, as of its last
-    // version before the deletion): a patient sees the versions of what is theirs, and
-    // every access is recorded under every patient it concerns.
-    let mut standing: std::collections::HashMap<(String, String), Vec<String>> =
-        std::collections::HashMap::new();
-    for v in &page.versions {
-        let key = (v.resource_type.clone(), v.id.clone());
-        if let std::collections::hash_map::Entry::Vacant(slot) = standing.entry(key) {
-            let p = hospital_core::compartment::standing_patients(
-                api.platform.store(),
-                &v.resource_type,
-                &v.id,
-            )
-            .await?;
-            slot.insert(p);
-        }
-    }
-    let now_of =
-        |v: &hospital_core::store::Version| &standing[&(v.resource_type.clone(), v.id.clone())];
-    if let Some(pid) = caller.principal.compartment() {
-        page.versions.retain(|v| {
-            !v.deleted
-                && (!hospital_core::auth::is_patient_data(&v.resource_type)
-                    || now_of(v).iter().any(|p| p == pid))
-        });
-    }
-    let mut touched = Touched::of(&page.versions);
-    for v in &page.versions {
-        for p in now_of(v) {
-            touched.patient(p);
-        }
-    }
-    let base = &api.config.base_url;
-    let path = match &id {
-        Some(id) => format!("{rtype}/{id}/_history"),
-        None => format!("{rtype}/_history"),
+    let path = match &query.scope {
+        HistoryScope::Instance { resource_type, id } => format!("{resource_type}/{id}/_history"),
+        HistoryScope::Type(t) => format!("{t}/_history"),
+        HistoryScope::System(_) => "_history".to_owned(),
     };
-    let kept: Vec<(String, String)> = params.into_iter().filter(|(k, _)| k != "_cursor").collect();
-    let mut links =
-        vec![serde_json::json!({"relation": "self", "url": link_url(base, &path, &kept)})];
-    if let Some(seq) = page.next_before_seq {
-        let mut p = kept.clone();
-        p.push(("_cursor".into(), seq.to_string()));
-        links.push(serde_json::json!({"relation": "next", "url": link_url(base, &path, &p)}));
-    }
-    let mut out = format!(
-        r#"{{"resourceType":"Bundle","type":"history","link":{}"#,
-        Value::Array(links)
-    );
-    for (i, v) in page.versions.iter().enumerate() {
-        out.push_str(if i == 0 { r#","entry":["# } else { "," });
-        let full = format!("{base}/{}/{}", v.resource_type, v.id);
-        let (method, url, status) = match v.method {
-            Method::Delete => ("DELETE", format!("{}/{}", v.resource_type, v.id), "204"),
-            Method::Post => ("POST", v.resource_type.clone(), "201"),
-            Method::Put => (
-                "PUT",
-                format!("{}/{}", v.resource_type, v.id),
-                if v.version_id == 1 { "201" } else { "200" },
-            ),
-        };
-        out.push_str(&format!(r#"{{"fullUrl":{}"#, Value::String(full)));
-        if !v.deleted {
-            out.push_str(&format!(r#","resource":{}"#, v.body));
-        }
-        out.push_str(&format!(
-            r#","request":{{"method":"{method}","url":{}}},"response":{{"status":"{status}","etag":{},"lastModified":"{}"}}}}"#,
-            Value::String(url),
-            Value::String(v.etag()),
-            dates::format_instant(v.last_updated)
-        ));
-    }
-    if !page.versions.is_empty() {
-        out.push(']');
-    }
-    out.push('}');
-    Ok((fhir_response(StatusCode::OK, out), touched))
+    let (page, touched) = hospital_core::read::history(&api.platform, caller, &query).await?;
+    let body = history_bundle(&api.config.base_url, &path, &params, &page);
+    Ok((fhir_response(StatusCode::OK, body), touched))
 }
 
 async fn bundle_entry(

@@ -33,7 +33,7 @@ mod write_sqlite;
 use sqlx::{Any, AnyPool};
 use std::sync::Arc;
 
-pub use read::{HistoryPage, HistoryQuery};
+pub use read::{HistoryPage, HistoryQuery, HistoryScope};
 pub use tx::{RECORDED_BY, Tx};
 
 pub use search::{SearchQuery, SearchResult};

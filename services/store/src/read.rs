@@ -120,18 +120,28 @@ impl Store {
             .transpose()
     }
 
-    /// History, newest first: of one resource (`id` given), or of a whole type.
+    /// History, newest first: of one resource, of a whole type, or of several types.
     pub async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage> {
         let d = self.dialect();
         let mut sql = String::from(
             "SELECT h.seq, r.resource_type, r.resource_id, h.version_id, h.last_updated, \
-             h.deleted, h.body, h.method FROM resource_history h JOIN resources r ON r.rid = h.rid \
-             WHERE h.resource_type = $1",
+             h.deleted, h.body, h.method FROM resource_history h JOIN resources r ON r.rid = h.rid WHERE ",
         );
-        let mut args = vec![Arg::Text(query.resource_type.clone())];
-        if let Some(id) = &query.id {
-            args.push(Arg::Text(id.clone()));
-            sql.push_str(&format!(" AND r.resource_id = {}", d.ph(args.len())));
+        let mut args = Vec::new();
+        match &query.scope {
+            HistoryScope::Instance { resource_type, id } => {
+                args.push(Arg::Text(resource_type.clone()));
+                args.push(Arg::Text(id.clone()));
+                sql.push_str("h.resource_type = $1 AND r.resource_id = $2");
+            }
+            HistoryScope::Type(resource_type) => {
+                args.push(Arg::Text(resource_type.clone()));
+                sql.push_str("h.resource_type = $1");
+            }
+            HistoryScope::System(types) => {
+                args.push(d.list_arg(types));
+                sql.push_str(&d.in_list("h.resource_type", 1));
+            }
         }
         if let Some(since) = query.since {
             args.push(Arg::I64(since));
@@ -147,21 +157,19 @@ impl Store {
         let rows = bind_all(sqlx::query(&sql), &args)
             .fetch_all(&self.inner.reader)
             .await?;
-        if query.id.is_some() && rows.is_empty() {
+        if let HistoryScope::Instance { resource_type, id } = &query.scope
+            && rows.is_empty()
+        {
             // Distinguish "no such resource" from "no versions in the window".
             let exists = sqlx::query(
                 &d.sql("SELECT 1 FROM resources WHERE resource_type = $1 AND resource_id = $2"),
             )
-            .bind(&query.resource_type)
-            .bind(query.id.as_deref().unwrap_or_default())
+            .bind(resource_type)
+            .bind(id)
             .fetch_optional(&self.inner.reader)
             .await?;
             if exists.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "{}/{}",
-                    query.resource_type,
-                    query.id.as_deref().unwrap_or_default()
-                )));
+                return Err(StoreError::NotFound(format!("{resource_type}/{id}")));
             }
         }
         let mut versions = Vec::with_capacity(rows.len());
@@ -196,6 +204,12 @@ impl Store {
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult> {
         let mut conn = self.inner.reader.acquire().await?;
         search::run(self.dialect(), &mut conn, query).await
+    }
+
+    /// Runs the same search over several types (one query per type), on the read pool.
+    pub async fn search_system(&self, searches: &[SearchQuery]) -> Result<SearchResult> {
+        let mut conn = self.inner.reader.acquire().await?;
+        search::run_system(self.dialect(), &mut conn, searches).await
     }
 
     /// The patient compartment: the Patient and every current resource that references it.
@@ -259,13 +273,21 @@ impl Store {
 /// Which history to read.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
-    pub resource_type: String,
-    pub id: Option<String>,
+    pub scope: HistoryScope,
     /// Only versions written at or after this instant (µs since the epoch).
     pub since: Option<i64>,
     pub count: usize,
     /// Keyset cursor from a previous page.
     pub before_seq: Option<i64>,
+}
+
+/// Whose history: one resource's, a type's, or several types' (the system's history, of the
+/// types a caller may read).
+#[derive(Debug, Clone)]
+pub enum HistoryScope {
+    Instance { resource_type: String, id: String },
+    Type(String),
+    System(Vec<String>),
 }
 
 /// One page of history.

@@ -48,6 +48,13 @@ impl Tx {
         Ok(())
     }
 
+    /// Ends the transaction keeping nothing of it (as dropping it does, but now: SQLite's
+    /// single writer is free when this returns).
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+
     /// Reads the current version inside the transaction (sees its own writes).
     pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Version> {
         let d = self.dialect();

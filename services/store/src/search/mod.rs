@@ -8,16 +8,21 @@
 //!    one bound list (`= ANY($1)` / `json_each`), paging is keyset, never OFFSET;
 //! 3. [`execute`] runs it, and the `_include`/`_revinclude` queries for the page.
 //!
+//! A search across types ([`system`]) plans and compiles each type's search the same way and
+//! merges their pages.
+//!
 //! Decisions about the query (e.g. whether the type must be tested on `resources`) are made
 //! on the plan, never by inspecting generated SQL text.
 
 mod compile;
 mod execute;
 mod parse;
+mod system;
 
 use crate::Version;
 
 pub use execute::run;
+pub use system::{MAX_SYSTEM_COUNT, run_system};
 
 /// Default and maximum page sizes.
 pub const DEFAULT_COUNT: usize = 20;

@@ -607,9 +607,11 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
                         plan.revincludes.push(i);
                     }
                 }
+                // The other summaries and `_elements` shape each resource returned, which the
+                // FHIR edge does; the search is the same.
                 "_summary" => match value.as_str() {
                     "count" => plan.summary_count = true,
-                    "false" => {}
+                    "false" | "true" | "text" | "data" => {}
                     v => return Err(bad(format!("_summary={v} is not supported"))),
                 },
                 "_total" => match value.as_str() {
@@ -627,7 +629,7 @@ pub(crate) fn parse(query: &SearchQuery) -> Result<Plan> {
                             })?,
                     );
                 }
-                "_format" | "_pretty" => {}
+                "_format" | "_pretty" | "_elements" => {}
                 "_id" => {
                     if modifier.is_some() {
                         return Err(bad("_id takes no modifier"));
