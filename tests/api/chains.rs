@@ -194,7 +194,7 @@ async fn bad_or_unbounded_chains_are_refused(b: Backend) {
     for (q, says) in [
         ("Observation?subject.nosuch=1", "nosuch"),
         ("Observation?code.name=1", "not a reference"),
-        ("Observation?subject:Practitioner.name=x", "never points at"),
+        ("Observation?subject:Encounter.status=x", "never points at"),
         ("Condition?evidence-detail.name=x", "name one"),
         (
             "Patient?_has:Observation:code:status=final",

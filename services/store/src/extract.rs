@@ -25,8 +25,18 @@ pub const COMBO_SEPARATOR: char = '\u{1f}';
 
 /// Walks `path` from `root`, calling `f` for every value found (arrays flattened).
 fn walk<'a>(root: &'a Value, path: &str, f: &mut dyn FnMut(&'a Value)) {
-    let (step, rest) = match path.split_once('.') {
-        Some((a, b)) => (a, Some(b)),
+    // Steps are split on dots outside a filter's parentheses (a filter's value may be a URL).
+    let mut depth = 0;
+    let split = path.char_indices().find(|&(_, c)| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        c == '.' && depth == 0
+    });
+    let (step, rest) = match split {
+        Some((i, _)) => (&path[..i], Some(&path[i + 1..])),
         None => (path, None),
     };
     let (name, filter) = match step.split_once('(') {
