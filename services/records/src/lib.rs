@@ -3,6 +3,7 @@
 //! enforces their rules on every write, and serves `hospital.records.v1` over gRPC.
 
 pub mod coverage;
+pub mod discharge;
 pub mod grpc;
 pub mod identifiers;
 pub mod rules;
@@ -59,7 +60,13 @@ pub fn registration() -> hospital_host::Registration {
             }]
         },
         routes: |_| None,
-        operations: |_| Vec::new(),
+        operations: |c| {
+            vec![std::sync::Arc::new(discharge::Document {
+                platform: c.platform.clone(),
+                base: format!("{}/fhir", c.public_url.trim_end_matches('/')),
+            })
+                as std::sync::Arc<dyn hospital_core::Operation>]
+        },
         background: |_| Vec::new(),
     }
 }

@@ -145,7 +145,11 @@ impl ResourceRules for RecordsRules {
         Ok(())
     }
 
-    async fn check(&self, tx: &mut Tx, _resource_type: &str, body: &Value) -> Result<(), Error> {
-        hospital_core::rules::check_references(tx, body).await
+    async fn check(&self, tx: &mut Tx, resource_type: &str, body: &Value) -> Result<(), Error> {
+        hospital_core::rules::check_references(tx, body).await?;
+        if resource_type == "Composition" {
+            crate::discharge::check(tx, body).await?;
+        }
+        Ok(())
     }
 }
