@@ -8,6 +8,7 @@ mod billing;
 mod bounds;
 mod browser;
 mod chains;
+mod compartments;
 mod discharge;
 mod fhir_rest;
 mod fhir_rest_more;
