@@ -1025,11 +1025,28 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
             p.3
         )
     };
+    // A chain (a patient's readings by their personal ID) and a reverse chain (patients with a
+    // high reading, a page of them).
+    let chained = |p: &Sample| {
+        format!(
+            "Observation?subject:Patient.identifier={NATIONAL_ID}|{}",
+            p.1
+        )
+    };
+    let reverse = |p: &Sample| {
+        let floor = 150 + p.1.as_bytes()[11] as usize % 20;
+        format!("Patient?_has:Observation:patient:value-quantity=ge{floor}&_count=20")
+    };
     type Query<'a> = &'a dyn Fn(&Sample) -> String;
-    let kinds: [(&str, Query); 3] = [
+    let kinds: [(&str, Query); 5] = [
         ("identifier", &by_identifier),
         ("name", &by_name),
         ("birthdate range", &by_birthdate),
+        ("chained (Observation?subject:Patient.identifier)", &chained),
+        (
+            "reverse chained (Patient?_has:Observation:patient:value-quantity)",
+            &reverse,
+        ),
     ];
     for (kind, make) in kinds.iter() {
         let queries: Vec<String> = (0..a.searches)
