@@ -19,6 +19,7 @@ hospital_test_kit::on_both_backends!(
     bad_booking_input_is_refused_and_changes_nothing,
     joining_is_for_the_visits_own_people_inside_its_window,
     a_booked_video_visit_nobody_joined_becomes_a_no_show,
+    the_sweep_works_through_long_lists_a_bounded_batch_at_a_time,
     grpc_books_once_and_lists_the_practitioners_day,
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
     the_indicators_count_online_bookings_sessions_and_no_shows,
@@ -1200,6 +1201,146 @@ async fn a_booked_video_visit_nobody_joined_becomes_a_no_show(b: Backend) {
         async move { status(app, &format!("Appointment/{id}")).await == "noshow" }
     })
     .await;
+}
+
+/// An instant `secs` seconds from now, on Vietnam's clock.
+fn secs_from_now(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .format("%Y-%m-%dT%H:%M:%S+07:00")
+        .to_string()
+}
+
+/// An appointment written plainly (as a desk system would): `status`, its window, a mode,
+/// and (pending) when it lapses.
+fn written_appointment(
+    patient: &str,
+    status: &str,
+    start: &str,
+    end: &str,
+    mode: &str,
+    expires: Option<&str>,
+) -> Value {
+    let mut extension = vec![json!({"url": "urn:hospital:visit-mode", "valueCode": mode})];
+    if let Some(x) = expires {
+        extension.push(json!({"url": "urn:hospital:appointment:expires", "valueInstant": x}));
+    }
+    json!({"resourceType": "Appointment", "status": status, "start": start, "end": end,
+        "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}],
+        "extension": extension})
+}
+
+/// The sweep reads long lists a page at a time and looks at a bounded batch per pass, going
+/// on after it at the next pass: what is due far down a list is reached in a few passes, and
+/// each pass does a bounded amount of work. (It read only the first 200 matches: with 200
+/// visits still inside their window, a lapsed hold or an ended visit further down waited for
+/// ever.)
+async fn the_sweep_works_through_long_lists_a_bounded_batch_at_a_time(b: Backend) {
+    // The background sweeps once, at start, before any of this exists.
+    let app = spawn_app_with(b, |c| c.sweep_ms = 3_600_000).await;
+    let mut booking = hospital_telemedicine::booking(&app.running.as_ref().unwrap().context);
+    booking.settings.sweep_page = 2;
+    booking.settings.sweep_batch = 3;
+    let an = patient(&app, 1).await;
+    // Four holds still inside their window, five that lapse in three seconds (each an hour
+    // of An's on a day ahead, so that none overlaps another).
+    let lapse_at = secs_from_now(3);
+    let mut waiting = Vec::new();
+    let mut lapsing = Vec::new();
+    for i in 0..9 {
+        let (start, end) = (from_now(600 + 60 * i), from_now(630 + 60 * i));
+        let expires = if i < 4 {
+            from_now(120)
+        } else {
+            lapse_at.clone()
+        };
+        let id = app
+            .create(written_appointment(
+                &an,
+                "pending",
+                &start,
+                &end,
+                "in-person",
+                Some(&expires),
+            ))
+            .await;
+        if i < 4 {
+            waiting.push(id)
+        } else {
+            lapsing.push(id)
+        }
+    }
+    // Six video visits under way nobody joined, and after them on the list (it begins
+    // later) one that ends in three seconds.
+    let mut under_way = Vec::new();
+    for i in 0..6 {
+        let p = patient(&app, 10 + i).await;
+        under_way.push(
+            app.create(written_appointment(
+                &p,
+                "booked",
+                &from_now(-20),
+                &from_now(40),
+                "video",
+                None,
+            ))
+            .await,
+        );
+    }
+    let late = patient(&app, 20).await;
+    let ending = app
+        .create(written_appointment(
+            &late,
+            "booked",
+            &from_now(-5),
+            &secs_from_now(3),
+            "video",
+            None,
+        ))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let statuses = |ids: Vec<String>| {
+        let app = &app;
+        async move {
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(status(app, &format!("Appointment/{id}")).await);
+            }
+            out
+        }
+    };
+    // Pass 1: three of the five lapsed holds (the batch), and three visits under way.
+    let first = booking.sweep().await.unwrap();
+    assert_eq!((first.released, first.no_shows), (3, 0), "{first:?}");
+    // Pass 2: the two other lapsed holds, and the next three visits under way.
+    let second = booking.sweep().await.unwrap();
+    assert_eq!((second.released, second.no_shows), (2, 0), "{second:?}");
+    assert_eq!(
+        statuses(lapsing.clone()).await,
+        ["cancelled"; 5],
+        "every lapsed hold released"
+    );
+    // Pass 3: the ended visit, seventh on its list.
+    let third = booking.sweep().await.unwrap();
+    assert_eq!((third.released, third.no_shows), (0, 1), "{third:?}");
+    assert_eq!(
+        status(&app, &format!("Appointment/{ending}")).await,
+        "noshow"
+    );
+    assert_eq!(
+        statuses(waiting).await,
+        ["pending"; 4],
+        "holds in force stay"
+    );
+    assert_eq!(
+        statuses(under_way).await,
+        ["booked"; 6],
+        "visits under way stay"
+    );
+    // Once through, the lists begin again and find nothing more to do.
+    for _ in 0..3 {
+        assert_eq!(booking.sweep().await.unwrap(), Default::default());
+    }
 }
 
 fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
