@@ -20,6 +20,7 @@ hospital_test_kit::on_both_backends!(
     joining_is_for_the_visits_own_people_inside_its_window,
     a_booked_video_visit_nobody_joined_becomes_a_no_show,
     the_sweep_works_through_long_lists_a_bounded_batch_at_a_time,
+    an_expired_hold_frees_its_slot_for_another_patient,
     grpc_books_once_and_lists_the_practitioners_day,
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
     the_indicators_count_online_bookings_sessions_and_no_shows,
@@ -1341,6 +1342,81 @@ async fn the_sweep_works_through_long_lists_a_bounded_batch_at_a_time(b: Backend
     for _ in 0..3 {
         assert_eq!(booking.sweep().await.unwrap(), Default::default());
     }
+}
+
+/// A hold nobody books lapses: the sweep releases it, its slot is free again, another patient
+/// books the slot, and the lapsed hold can no longer be booked.
+async fn an_expired_hold_frees_its_slot_for_another_patient(b: Backend) {
+    let app = spawn_app_with(b, |c| c.hold_secs = 1).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(90))).await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let the_slot = json!({"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}});
+    let (code, held) = op(
+        &me,
+        &app,
+        "Appointment/$hold",
+        &parameters(json!([the_slot.clone()])),
+    )
+    .await;
+    assert_eq!(
+        (code, held["status"].as_str()),
+        (200, Some("pending")),
+        "{held}"
+    );
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy-tentative");
+    let id = held["id"].as_str().unwrap().to_owned();
+    eventually(10, "the sweep releases the lapsed hold", || {
+        let (app, id) = (&app, id.clone());
+        async move { status(app, &format!("Appointment/{id}")).await == "cancelled" }
+    })
+    .await;
+    let lapsed = read(&app, &format!("Appointment/{id}")).await;
+    assert_eq!(lapsed["cancelationReason"]["text"], "the hold lapsed");
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "free");
+    assert!(
+        app.search_ids(&format!(
+            "Appointment?patient=Patient/{an}&status=pending,booked,arrived"
+        ))
+        .await
+        .is_empty(),
+        "An holds nothing any more"
+    );
+    // The lapsed hold is not booked late.
+    let (code, v) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "appointment", "valueReference": {"reference": format!("Appointment/{id}")}}])),
+    )
+    .await;
+    assert_eq!(code, 412, "{v}");
+    assert_eq!(
+        v["issue"][0]["details"]["coding"][0]["code"], "PC_03",
+        "{v}"
+    );
+    // Binh books the slot.
+    let other = app.client_for(Role::Patient, Some(&binh), None);
+    let (code, booked) = op(
+        &other,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([the_slot])),
+    )
+    .await;
+    assert_eq!(
+        (code, booked["status"].as_str()),
+        (200, Some("booked")),
+        "{booked}"
+    );
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+    assert_eq!(
+        status(&app, &format!("Appointment/{id}")).await,
+        "cancelled"
+    );
 }
 
 fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
