@@ -6,10 +6,38 @@ use crate::common::*;
 use hospital_proto::records::v1 as pb;
 use serde_json::json;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+/// Every log line of this test process, at the most verbose level our crates have.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// What was logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Starts capturing the process's logs (once per process: every test that asks shares the
+/// capture; each looks for what it wrote, by ids no other test uses).
+pub(crate) fn capture() -> Captured {
+    static CAPTURE: OnceLock<Captured> = OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let logs = Captured::default();
+            let sink = logs.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    "trace,hyper=info,hyper_util=info,h2=info,reqwest=info,tower=info,rustls=info",
+                )
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .init();
+            logs
+        })
+        .clone()
+}
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -23,15 +51,7 @@ impl Write for Captured {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_name_personal_id_card_phone_or_token_reaches_the_logs() {
-    let logs = Captured::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            "trace,hyper=info,hyper_util=info,h2=info,reqwest=info,tower=info,rustls=info",
-        )
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .init();
+    let logs = capture();
 
     let app = spawn_app(Backend::Sqlite).await;
     let name = ("Phùng", "Thị", "Xuân");
@@ -98,7 +118,7 @@ async fn no_name_personal_id_card_phone_or_token_reaches_the_logs() {
     let token = app.token.clone();
     app.stop().await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.lines().count() > 50,
         "the flow was logged at all: {} lines",

@@ -6,6 +6,7 @@ use crate::billing::post_sepay;
 use crate::common::*;
 use hospital_billing::prices::{Category, definition};
 use hospital_core::auth::Role;
+use hospital_core::{Deployment, ServiceName};
 use serde_json::{Value, json};
 
 hospital_test_kit::on_both_backends!(
@@ -23,6 +24,8 @@ hospital_test_kit::on_both_backends!(
     an_expired_hold_frees_its_slot_for_another_patient,
     grpc_books_once_and_lists_the_practitioners_day,
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
+    reminders_queued_before_a_restart_are_sent_once_by_the_processes_after_it,
+    a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_one_starts,
     the_indicators_count_online_bookings_sessions_and_no_shows,
     the_booking_table_in_the_docs_is_what_the_operations_enforce,
     the_doctors_list_of_a_day_follows_vietnams_clock,
@@ -1701,6 +1704,200 @@ async fn reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas(
     if let Some(s) = second {
         s.close().await;
     }
+}
+
+/// The payment code of a prepaid visit's invoice (what the patient writes in the transfer).
+async fn payment_code_of(app: &TestApp, visit: &Value) -> (String, String) {
+    let invoice = visit["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:hospital:appointment:invoice")
+        .and_then(|e| e["valueReference"]["reference"].as_str())
+        .expect("the visit's invoice")
+        .to_owned();
+    let inv = read(app, &invoice).await;
+    let memo = inv["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["system"] == "urn:hospital:payment-code")
+        .and_then(|i| i["value"].as_str())
+        .unwrap()
+        .to_owned();
+    (invoice.trim_start_matches("Invoice/").to_owned(), memo)
+}
+
+/// The reminders of `appointment` in the outbox: each key and what became of it.
+async fn reminders_of(app: &TestApp, appointment: &str) -> Vec<(String, Option<String>)> {
+    app.store
+        .outbox_of(hospital_telemedicine::reminders::TOPIC)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.contains(appointment))
+        .collect()
+}
+
+/// Reminders queued by one process are sent by the next, after a restart, once each: each
+/// process delivers what is due when it starts (and then not for an hour), so what the log
+/// sender wrote shows which process sent what.
+async fn reminders_queued_before_a_restart_are_sent_once_by_the_processes_after_it(b: Backend) {
+    let logs = crate::logs_without_personal_data::capture();
+    let hourly = |c: &mut hospital::Config| c.sweep_ms = 3_600_000;
+    let mut app = spawn_app_with(b, hourly).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let slots = [
+        app.create(slot(&sched, &from_now(30), &from_now(45))).await,
+        app.create(slot(&sched, &from_now(45), &from_now(50))).await,
+        app.create(slot(
+            &sched,
+            &from_now(3 * 24 * 60),
+            &from_now(3 * 24 * 60 + 15),
+        ))
+        .await,
+        app.create(slot(&sched, &from_now(50), &from_now(58))).await,
+    ];
+    let (an, binh, chi) = (
+        patient(&app, 1).await,
+        patient(&app, 2).await,
+        patient(&app, 3).await,
+    );
+    let desk = app.client_for(Role::Cashier, None, None);
+    let book = |app: &TestApp, s: &str, p: &str| {
+        let (desk, url, body) = (
+            desk.clone(),
+            app.url("Appointment/$book"),
+            parameters(json!([
+                {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+                {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}])),
+        );
+        async move {
+            let r = desk
+                .post(url)
+                .header("content-type", FHIR)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // Two visits within the hour (a reminder due now each), one in three days (two later).
+    let soon = book(&app, &slots[0], &an).await;
+    let also_soon = book(&app, &slots[1], &binh).await;
+    let far = book(&app, &slots[2], &an).await;
+    for id in [&soon, &also_soon] {
+        assert_eq!(
+            reminders_of(&app, id)
+                .await
+                .iter()
+                .map(|(_, o)| o.clone())
+                .collect::<Vec<_>>(),
+            [None],
+            "queued, not sent: this process delivered at its start, before the booking"
+        );
+    }
+    restart_app(&mut app, Deployment::all(), hourly).await;
+    for id in [&soon, &also_soon] {
+        eventually(10, "sent by the process after the restart", || async {
+            reminders_of(&app, id).await[0].1.as_deref() == Some("sent")
+        })
+        .await;
+    }
+    // A visit booked on the second process, after its delivery: the third one sends it.
+    let later = book(&app, &slots[3], &chi).await;
+    restart_app(&mut app, Deployment::all(), hourly).await;
+    eventually(10, "sent by the third process", || async {
+        reminders_of(&app, &later).await[0].1.as_deref() == Some("sent")
+    })
+    .await;
+    let text = logs.text();
+    let sent = |id: &str| {
+        text.lines()
+            .filter(|l| l.contains("visit reminder") && l.contains(id))
+            .count()
+    };
+    for id in [&soon, &also_soon, &later] {
+        assert_eq!(sent(id), 1, "Appointment/{id}'s reminder sent once");
+        assert_eq!(reminders_of(&app, id).await.len(), 1);
+    }
+    assert_eq!(sent(&far), 0, "not due yet");
+    assert_eq!(
+        reminders_of(&app, &far)
+            .await
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect::<Vec<_>>(),
+        [None, None]
+    );
+    app.stop().await;
+}
+
+/// The money arrives while no process runs telemedicine (only billing is up): nothing watches
+/// the invoice. When telemedicine starts again, its sweep alone finds the invoice paid and
+/// books the visit.
+async fn a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_one_starts(
+    b: Backend,
+) {
+    let mut app = spawn_app(b).await;
+    price_list(&app).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 20, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(80))).await;
+    let an = patient(&app, 7).await;
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (code, visit) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}])),
+    )
+    .await;
+    assert_eq!(
+        (code, visit["status"].as_str()),
+        (200, Some("pending")),
+        "{visit}"
+    );
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let (invoice, memo) = payment_code_of(&app, &visit).await;
+    // Telemedicine stops; a billing process takes the bank's feed.
+    restart_app(&mut app, Deployment::only(ServiceName::Billing), |_| {}).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    assert_eq!(
+        post_sepay(&app, 9_300_001, 150_000, &memo, &account).await,
+        200
+    );
+    assert_eq!(
+        status(&app, &format!("Invoice/{invoice}")).await,
+        "balanced"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        status(&app, &format!("Appointment/{id}")).await,
+        "pending",
+        "nobody watches while telemedicine is down"
+    );
+    assert!(reminders_of(&app, &id).await.is_empty());
+    // Telemedicine is back: its sweep books the visit.
+    restart_app(&mut app, Deployment::all(), |_| {}).await;
+    eventually(10, "booked by the sweep", || async {
+        status(&app, &format!("Appointment/{id}")).await == "booked"
+    })
+    .await;
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+    assert_eq!(
+        reminders_of(&app, &id).await.len(),
+        1,
+        "a booked visit has its reminder"
+    );
+    app.stop().await;
 }
 
 async fn the_indicators_count_online_bookings_sessions_and_no_shows(b: Backend) {
