@@ -26,6 +26,7 @@ hospital_test_kit::on_both_backends!(
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
     reminders_queued_before_a_restart_are_sent_once_by_the_processes_after_it,
     a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_one_starts,
+    billing_confirming_a_payment_over_grpc_books_the_pending_visit_once,
     the_indicators_count_online_bookings_sessions_and_no_shows,
     the_booking_table_in_the_docs_is_what_the_operations_enforce,
     the_doctors_list_of_a_day_follows_vietnams_clock,
@@ -1897,6 +1898,135 @@ async fn a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_
         1,
         "a booked visit has its reminder"
     );
+    app.stop().await;
+}
+
+/// Billing's push (`ConfirmPayment`, for a billing that pushes instead of being watched) books
+/// a pending visit whose invoice is paid, once: repeated, it answers the same booked visit and
+/// writes nothing. The visit is set up so that nothing else would book it: its watcher died
+/// with the process that booked it, and the sweep of the process that runs now has passed.
+async fn billing_confirming_a_payment_over_grpc_books_the_pending_visit_once(b: Backend) {
+    use hospital_proto::telemedicine::v1 as pb;
+    let hourly = |c: &mut hospital::Config| c.sweep_ms = 3_600_000;
+    let mut app = spawn_app_with(b, hourly).await;
+    price_list(&app).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 20, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(80))).await;
+    let marker_slot = app.create(slot(&sched, &from_now(30), &from_now(50))).await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (code, visit) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}])),
+    )
+    .await;
+    assert_eq!(
+        (code, visit["status"].as_str()),
+        (200, Some("pending")),
+        "{visit}"
+    );
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let (invoice, memo) = payment_code_of(&app, &visit).await;
+    // A visit booked at the desk with a reminder due now: once the next process has sent it,
+    // that process's sweep has passed (the pending visit unpaid then).
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (code, marker) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{marker_slot}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{binh}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{marker}");
+    let marker = marker["id"].as_str().unwrap().to_owned();
+    restart_app(&mut app, Deployment::all(), hourly).await;
+    eventually(10, "the new process's first pass", || async {
+        reminders_of(&app, &marker).await[0].1.as_deref() == Some("sent")
+    })
+    .await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    assert_eq!(
+        post_sepay(&app, 9_400_001, 150_000, &memo, &account).await,
+        200
+    );
+    assert_eq!(
+        status(&app, &format!("Invoice/{invoice}")).await,
+        "balanced"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(status(&app, &format!("Appointment/{id}")).await, "pending");
+
+    let addr = app.running.as_ref().unwrap().grpc_addrs[&ServiceName::Telemedicine];
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = pb::telemedicine_client::TelemedicineClient::new(channel);
+    let billing = mint(Role::Service, "billing", None, None, None);
+    let confirm = |invoice: &str| {
+        let mut c = client.clone();
+        let req = authed(
+            pb::ConfirmPaymentRequest {
+                appointment_id: id.clone(),
+                invoice_id: invoice.to_owned(),
+            },
+            &billing,
+        );
+        async move { c.confirm_payment(req).await.map(|r| r.into_inner()) }
+    };
+    // An unknown invoice, an unpaid one, and a paid one of another bill: refused, nothing
+    // written.
+    let (unpaid, _, _) = crate::billing::issued(&app, &binh, 90_000).await;
+    let (paid, other_memo, _) = crate::billing::issued(&app, &binh, 60_000).await;
+    assert_eq!(
+        post_sepay(&app, 9_400_002, 60_000, &other_memo, &account).await,
+        200
+    );
+    assert_eq!(status(&app, &format!("Invoice/{paid}")).await, "balanced");
+    let before = app.versions().await;
+    let st = confirm("not-an-invoice").await.unwrap_err();
+    assert_eq!(st.code(), tonic::Code::NotFound, "{st:?}");
+    for other in [&unpaid, &paid] {
+        let st = confirm(other).await.unwrap_err();
+        assert_eq!(
+            st.code(),
+            tonic::Code::FailedPrecondition,
+            "{other}: {st:?}"
+        );
+    }
+    assert_eq!(app.versions().await, before, "nothing changed");
+    // Billing confirms: booked.
+    let booked = confirm(&invoice).await.unwrap();
+    assert_eq!(booked.status, "booked");
+    assert_eq!(booked.invoice_id, invoice);
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+    let after = app.versions().await;
+    assert_eq!(after, before + 2, "the appointment and its slot, once");
+    // Repeated (billing retrying, at once and again later): the same visit, nothing written.
+    let again = futures::future::join_all((0..5).map(|_| confirm(&invoice))).await;
+    for r in again {
+        let r = r.unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.version_id),
+            ("booked", booked.version_id)
+        );
+    }
+    assert_eq!(app.versions().await, after, "confirmed once");
+    let (_, history) = app.get_json(&format!("Appointment/{id}/_history")).await;
+    let booked_versions = history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["status"] == "booked")
+        .count();
+    assert_eq!(booked_versions, 1);
     app.stop().await;
 }
 
