@@ -145,3 +145,87 @@ async fn no_name_personal_id_card_phone_or_token_reaches_the_logs() {
 fn token_signature(token: &str) -> &str {
     token.rsplit('.').next().unwrap_or(token)
 }
+
+/// The default reminder sender writes the reminder's key, the appointment id, the channel and
+/// the time, and nothing else: not the patient's name, phone, personal ID or record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_log_sender_writes_a_reminders_key_appointment_channel_and_time_only() {
+    use crate::telemedicine::{doctor, from_now, op, parameters, schedule, slot};
+    let logs = capture();
+    let app = spawn_app_with(Backend::Sqlite, |c| c.sweep_ms = 3_600_000).await;
+    let (nid, phone) = ("051085004417", "0987654321");
+    let mut p = patient_an(nid);
+    p["name"] = json!([{"family": "Khổng", "given": ["Minh", "Quyết"]}]);
+    p["telecom"] = json!([{"system": "phone", "value": phone}]);
+    let patient = app.create(p).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let s = app.create(slot(&sched, &from_now(30), &from_now(45))).await;
+    let desk = app.client_for(hospital_core::auth::Role::Cashier, None, None);
+    let (code, visit) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}},
+            {"name": "reason", "valueString": "Đau thắt ngực khi gắng sức"}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{visit}");
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let sent = hospital_telemedicine::reminders::deliver(
+        &app.store,
+        &hospital_telemedicine::reminders::LogSender,
+        "replica-log",
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, 1);
+    app.stop().await;
+    let text = logs.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("visit reminder") && l.contains(&id))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let fields: Vec<(&str, &str)> = lines[0]
+        .split_once("visit reminder ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .map(|f| f.split_once('=').unwrap())
+        .collect();
+    let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        names,
+        ["key", "appointment", "channel", "at"],
+        "{}",
+        lines[0]
+    );
+    let value = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| *n == k)
+            .unwrap()
+            .1
+            .trim_matches('"')
+    };
+    assert_eq!(value("appointment"), id);
+    assert_eq!(value("channel"), "sms");
+    assert_eq!(value("at"), visit["start"].as_str().unwrap());
+    assert!(value("key").starts_with(&format!("reminder:{id}:")));
+    for personal in [
+        "Khổng",
+        "Khong",
+        "Quyết",
+        "Quyet",
+        nid,
+        phone,
+        &patient,
+        "thắt ngực",
+        "Trần",
+    ] {
+        assert!(!lines[0].contains(personal), "`{personal}` in {}", lines[0]);
+    }
+}

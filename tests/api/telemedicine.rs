@@ -25,6 +25,7 @@ hospital_test_kit::on_both_backends!(
     grpc_books_once_and_lists_the_practitioners_day,
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
     reminders_queued_before_a_restart_are_sent_once_by_the_processes_after_it,
+    a_reminder_whose_replica_died_after_sending_it_is_sent_again_with_the_same_key_after_its_lease,
     a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_one_starts,
     billing_confirming_a_payment_over_grpc_books_the_pending_visit_once,
     the_indicators_count_online_bookings_sessions_and_no_shows,
@@ -1899,6 +1900,103 @@ async fn a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_
         "a booked visit has its reminder"
     );
     app.stop().await;
+}
+
+/// A gateway that deduplicates by the key it is given, as SMS and Zalo gateways do by a
+/// client message id: every attempt it saw, and what it delivered.
+#[derive(Default)]
+struct Gateway {
+    attempts: std::sync::Mutex<Vec<String>>,
+    delivered: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The replica dies right after this send, before it can mark the reminder sent.
+    die_after_sending: bool,
+}
+
+#[async_trait::async_trait]
+impl hospital_telemedicine::reminders::Sender for Gateway {
+    async fn send(&self, key: &str, _a: &str, _channel: &str, _at: &str) -> Result<(), String> {
+        self.attempts.lock().unwrap().push(key.to_owned());
+        self.delivered.lock().unwrap().insert(key.to_owned());
+        if self.die_after_sending {
+            panic!("the replica died after sending, before marking");
+        }
+        Ok(())
+    }
+}
+
+/// The window a crash leaves open, closed by the key: a replica that sent a reminder and died
+/// before marking it leaves it claimed; no other replica sends it while the lease holds; after
+/// the lease another sends it again with the same key, and the gateway delivers it once.
+async fn a_reminder_whose_replica_died_after_sending_it_is_sent_again_with_the_same_key_after_its_lease(
+    b: Backend,
+) {
+    use hospital_telemedicine::reminders::{Delivery, deliver_with};
+    let app = spawn_app_with(b, |c| c.sweep_ms = 3_600_000).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let s = app.create(slot(&sched, &from_now(30), &from_now(45))).await;
+    let an = patient(&app, 1).await;
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (code, visit) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{visit}");
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let how = Delivery {
+        lease: std::time::Duration::from_secs(2),
+        send_within: std::time::Duration::from_millis(500),
+        at_most: 100,
+    };
+    let dying = std::sync::Arc::new(Gateway {
+        die_after_sending: true,
+        ..Default::default()
+    });
+    let (store, sender) = (app.store.clone(), dying.clone());
+    let died =
+        tokio::spawn(async move { deliver_with(&store, sender.as_ref(), "replica-a", how).await })
+            .await;
+    assert!(died.is_err(), "replica A died");
+    let key = dying.attempts.lock().unwrap().clone();
+    assert_eq!(key.len(), 1);
+    assert!(key[0].contains(&id), "{key:?}");
+    assert_eq!(reminders_of(&app, &id).await[0].1, None, "not marked");
+    // While A's lease holds, B sends nothing.
+    let gateway = Gateway::default();
+    assert_eq!(
+        deliver_with(&app.store, &gateway, "replica-b", how)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(gateway.attempts.lock().unwrap().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        deliver_with(&app.store, &gateway, "replica-b", how)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        *gateway.attempts.lock().unwrap(),
+        key,
+        "sent again with the same key"
+    );
+    assert_eq!(reminders_of(&app, &id).await[0].1.as_deref(), Some("sent"));
+    // And never again.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        deliver_with(&app.store, &gateway, "replica-c", how)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(gateway.attempts.lock().unwrap().len(), 1);
 }
 
 /// Billing's push (`ConfirmPayment`, for a billing that pushes instead of being watched) books
