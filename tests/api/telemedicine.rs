@@ -19,6 +19,7 @@ hospital_test_kit::on_both_backends!(
     an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_closes,
     bad_booking_input_is_refused_and_changes_nothing,
     joining_is_for_the_visits_own_people_inside_its_window,
+    bad_signalling_messages_are_refused_and_change_neither_rooms_stored_signals,
     a_booked_video_visit_nobody_joined_becomes_a_no_show,
     the_sweep_works_through_long_lists_a_bounded_batch_at_a_time,
     an_expired_hold_frees_its_slot_for_another_patient,
@@ -1176,6 +1177,280 @@ async fn joining_is_for_the_visits_own_people_inside_its_window(b: Backend) {
             r.status()
         );
     }
+}
+
+/// A participant's signalling connection, as a browser or a phone app holds it.
+pub(crate) struct Peer(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Peer {
+    /// Opens the signalling WebSocket `url` (what `$join` answered) with the join `token`:
+    /// the connection, and the server's welcome.
+    pub(crate) async fn open(url: &str, token: &str) -> (Peer, Value) {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={token}"))
+            .await
+            .expect("the signalling WebSocket opens");
+        let mut peer = Peer(ws);
+        let welcome = peer.next().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (peer, welcome)
+    }
+
+    pub(crate) async fn say(&mut self, message: Value) {
+        self.say_text(message.to_string()).await
+    }
+
+    pub(crate) async fn say_text(&mut self, text: String) {
+        use futures::SinkExt;
+        self.0
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("sent");
+    }
+
+    async fn say_bytes(&mut self, bytes: Vec<u8>) {
+        use futures::SinkExt;
+        self.0
+            .send(tokio_tungstenite::tungstenite::Message::Binary(
+                bytes.into(),
+            ))
+            .await
+            .expect("sent");
+    }
+
+    /// The next message from the server, within 5 s; a close is
+    /// `{"type": "closed", "code": .., "reason": ..}`.
+    pub(crate) async fn next(&mut self) -> Value {
+        self.within(5000).await.expect("a message within 5 s")
+    }
+
+    /// The next message from the server within `ms`, if any.
+    pub(crate) async fn within(&mut self, ms: u64) -> Option<Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
+        loop {
+            let got = tokio::time::timeout_at(until, self.0.next()).await.ok()?;
+            match got {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(c))) => {
+                    let (code, reason) = c
+                        .map(|c| (u16::from(c.code), c.reason.to_string()))
+                        .unwrap_or_default();
+                    return Some(json!({"type": "closed", "code": code, "reason": reason}));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Some(json!({"type": "closed", "error": e.to_string()})),
+                None => return Some(json!({"type": "closed"})),
+            }
+        }
+    }
+
+    /// The next message of `kind` (others, such as presence, passed over).
+    pub(crate) async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.next().await;
+            if m["type"] == kind {
+                return m;
+            }
+            assert_ne!(m["type"], "closed", "closed while waiting for {kind}: {m}");
+        }
+    }
+}
+
+/// The signalling URL and join token `$join` gives `client` for Appointment `id`.
+pub(crate) async fn join_token(
+    client: &reqwest::Client,
+    app: &TestApp,
+    id: &str,
+    consent: bool,
+) -> (String, String) {
+    let body = if consent {
+        parameters(json!([{"name": "consent", "valueBoolean": true}]))
+    } else {
+        parameters(json!([]))
+    };
+    let (s, joined) = op(client, app, &format!("Appointment/{id}/$join"), &body).await;
+    assert_eq!(s, 200, "{joined}");
+    (
+        param(&joined, "signalling")["valueUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        param(&joined, "token")["valueString"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+/// Every kind of signal a room stores.
+const SIGNAL_KINDS: &[&str] = &[
+    "presence", "offer", "answer", "ice", "chat", "admit", "hangup", "ended",
+];
+
+/// Messages the signalling server refuses (for another visit's room, malformed, oversized,
+/// of no known type, the patient's media before the doctor let them in) are each answered
+/// with an error and change nothing: neither room's stored signals, nothing relayed. A frame
+/// over the 64 KiB the server reads is answered `too-large` before the connection is closed
+/// with 1009; the only trace is the patient's presence ending.
+async fn bad_signalling_messages_are_refused_and_change_neither_rooms_stored_signals(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 10, 1)).await;
+    let a_slot = app.create(slot(&sched, &from_now(1), &from_now(11))).await;
+    let b_slot = app.create(slot(&sched, &from_now(11), &from_now(21))).await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let staff = app.client_for(Role::Clinician, None, Some(&doc));
+    let mut rooms = Vec::new();
+    for (s, p) in [(&a_slot, &an), (&b_slot, &binh)] {
+        let (code, v) = op(
+            &staff,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([
+                {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+                {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}])),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        rooms.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let (room_a, room_b) = (rooms[0].clone(), rooms[1].clone());
+    let an_client = app.client_for(Role::Patient, Some(&an), None);
+    let binh_client = app.client_for(Role::Patient, Some(&binh), None);
+    let (url, token) = join_token(&an_client, &app, &room_a, true).await;
+    let (mut patient_ws, welcome) = Peer::open(&url, &token).await;
+    assert_eq!(welcome["admitted"], false, "in the waiting room: {welcome}");
+    let stored = |room: String| {
+        let store = app.store.clone();
+        async move { store.signals_of(&room, SIGNAL_KINDS, 1000).await.unwrap() }
+    };
+    // The patient's presence is stored just after their welcome.
+    eventually(5, "the patient's presence stored", || async {
+        stored(room_a.clone()).await.len() == 1
+    })
+    .await;
+    let (url, token) = join_token(&staff, &app, &room_a, false).await;
+    let (mut doctor_ws, welcome) = Peer::open(&url, &token).await;
+    assert_eq!(welcome["present"], json!(["patient"]), "{welcome}");
+    let presence = patient_ws.next_of("presence").await;
+    assert_eq!(presence["from"], "practitioner");
+    let (url, token) = join_token(&binh_client, &app, &room_b, true).await;
+    let (mut other_ws, _) = Peer::open(&url, &token).await;
+    eventually(5, "every presence stored", || async {
+        stored(room_a.clone()).await.len() == 2 && stored(room_b.clone()).await.len() == 1
+    })
+    .await;
+    let (a_before, b_before) = (stored(room_a.clone()).await, stored(room_b.clone()).await);
+
+    let refused = [
+        (
+            json!({"type": "chat", "room": room_b, "data": {"text": "lạc phòng"}}).to_string(),
+            "wrong-room",
+        ),
+        ("{not json".to_owned(), "malformed"),
+        ("[\"offer\"]".to_owned(), "malformed"),
+        (
+            json!({"type": "chat", "data": {"text": "x".repeat(20_000)}}).to_string(),
+            "too-large",
+        ),
+        (json!({"type": "chat", "data": {"text": ""}}).to_string(), "malformed"),
+        (json!({"type": "shout", "data": {}}).to_string(), "unknown-type"),
+        (json!({"type": "admit"}).to_string(), "forbidden"),
+        (
+            json!({"type": "offer", "data": {"type": "offer", "sdp": "v=0"}}).to_string(),
+            "not-admitted",
+        ),
+        (
+            json!({"type": "ice", "data": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}})
+                .to_string(),
+            "not-admitted",
+        ),
+    ];
+    for (message, code) in &refused {
+        patient_ws.say_text(message.clone()).await;
+        let e = patient_ws.next().await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some(*code)),
+            "{}: {e}",
+            &message[..message.len().min(80)]
+        );
+        assert!(!e["message"].as_str().unwrap_or("").is_empty(), "{e}");
+    }
+    patient_ws.say_bytes(vec![0x7b, 0x7d]).await;
+    assert_eq!(patient_ws.next().await["code"], "malformed");
+    assert_eq!(stored(room_a.clone()).await, a_before, "room A unchanged");
+    assert_eq!(stored(room_b.clone()).await, b_before, "room B unchanged");
+    assert_eq!(
+        doctor_ws.within(300).await,
+        None,
+        "nothing relayed to the doctor"
+    );
+    assert_eq!(
+        other_ws.within(300).await,
+        None,
+        "nothing reached the other room"
+    );
+
+    // Let in, the patient's media pass and are kept (what the comparison above would see).
+    doctor_ws
+        .say(json!({"type": "admit", "room": room_a}))
+        .await;
+    assert_eq!(patient_ws.next_of("admit").await["from"], "practitioner");
+    let candidate = json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"});
+    patient_ws
+        .say(json!({"type": "ice", "room": room_a, "data": candidate}))
+        .await;
+    assert_eq!(doctor_ws.next_of("ice").await["data"], candidate);
+    let a_admitted = stored(room_a.clone()).await;
+    assert_eq!(
+        a_admitted.len(),
+        a_before.len() + 2,
+        "the admit and the candidate"
+    );
+
+    // Over 64 KiB: not read; the reason, then the close (1009: too big).
+    patient_ws
+        .say(json!({"type": "chat", "data": {"text": "y".repeat(70_000)}}))
+        .await;
+    let e = patient_ws.next().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("too-large")),
+        "{e}"
+    );
+    let closed = patient_ws.next().await;
+    assert_eq!(
+        (closed["type"].as_str(), closed["code"].as_u64()),
+        (Some("closed"), Some(1009)),
+        "{closed}"
+    );
+    assert!(
+        closed["reason"].as_str().unwrap().contains("16384"),
+        "{closed}"
+    );
+    eventually(5, "the patient's presence ended", || async {
+        stored(room_a.clone()).await.len() == a_admitted.len() + 1
+    })
+    .await;
+    let after = stored(room_a.clone()).await;
+    assert_eq!(after[..a_admitted.len()], a_admitted[..]);
+    let last = after.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.role.as_str(), last.body.as_str()),
+        ("presence", "patient", r#"{"state":"left"}"#),
+        "only the presence ended"
+    );
+    assert_eq!(stored(room_b.clone()).await, b_before, "room B unchanged");
+    let left = doctor_ws.next_of("presence").await;
+    assert_eq!(left["data"]["state"], "left");
+    assert!(
+        doctor_ws.within(300).await.is_none(),
+        "no chat reached the doctor"
+    );
 }
 
 async fn a_booked_video_visit_nobody_joined_becomes_a_no_show(b: Backend) {
