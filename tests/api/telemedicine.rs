@@ -299,76 +299,73 @@ async fn plain_writes_and_transaction_bundles_cannot_double_book_either(b: Backe
     let (start2, end2) = (from_now(240), from_now(270));
     let s2 = app.create(slot(&sched, &start2, &end2)).await;
     let mut patients = Vec::new();
-    for i in 0..20 {
+    for i in 0..50 {
         patients.push(patient(&app, i).await);
     }
-    // Twenty plain POSTs of an Appointment on one slot, each for another patient.
-    let mut calls = Vec::new();
-    for p in &patients[..10] {
-        let body = plain_appointment(&s1, p, &doc, &start, &end);
-        let (c, u) = (app.http.clone(), app.url("Appointment"));
-        calls.push(tokio::spawn(async move {
-            c.post(u)
+    /// Sends every request at once: each one's status and body.
+    async fn race(requests: Vec<reqwest::RequestBuilder>) -> Vec<(u16, Value)> {
+        let calls: Vec<_> = requests
+            .into_iter()
+            .map(|r| {
+                tokio::spawn(async move {
+                    let r = r.send().await.unwrap();
+                    (
+                        r.status().as_u16(),
+                        r.json::<Value>().await.unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap());
+        }
+        out
+    }
+    /// One winner with `won`; every other racer refused with 409 and an OperationOutcome
+    /// saying the time is taken (`CF_06`).
+    fn one_winner(results: &[(u16, Value)], won: u16, door: &str) {
+        let winners = results.iter().filter(|(s, _)| *s == won).count();
+        assert_eq!(winners, 1, "{door}: {results:?}");
+        for (s, body) in results.iter().filter(|(s, _)| *s != won) {
+            assert_eq!(*s, 409, "{door}: {body}");
+            assert_eq!(body["resourceType"], "OperationOutcome", "{door}: {body}");
+            assert_eq!(
+                body["issue"][0]["details"]["coding"][0]["code"], "CF_06",
+                "{door}: {body}"
+            );
+        }
+    }
+    // Fifty plain POSTs of an Appointment on one slot, each for another patient.
+    let posts = patients
+        .iter()
+        .map(|p| {
+            app.http
+                .post(app.url("Appointment"))
                 .header("content-type", FHIR)
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for c in calls {
-        statuses.push(c.await.unwrap());
-    }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        9,
-        "{statuses:?}"
-    );
+                .body(plain_appointment(&s1, p, &doc, &start, &end).to_string())
+        })
+        .collect();
+    one_winner(&race(posts).await, 201, "plain writes");
     assert_eq!(
         status(&app, &format!("Slot/{s1}")).await,
         "busy",
         "the slot follows"
     );
-    // Ten transaction Bundles, each booking the second slot for another patient.
-    let mut calls = Vec::new();
-    for p in &patients[10..] {
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": plain_appointment(&s2, p, &doc, &start2, &end2),
-             "request": {"method": "POST", "url": "Appointment"}}]});
-        let (c, u) = (app.http.clone(), app.url(""));
-        calls.push(tokio::spawn(async move {
-            c.post(u)
+    // Fifty transaction Bundles, each booking the second slot for another patient.
+    let bundles = patients
+        .iter()
+        .map(|p| {
+            let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": plain_appointment(&s2, p, &doc, &start2, &end2),
+                 "request": {"method": "POST", "url": "Appointment"}}]});
+            app.http
+                .post(app.url(""))
                 .header("content-type", FHIR)
                 .body(bundle.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for c in calls {
-        statuses.push(c.await.unwrap());
-    }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        9,
-        "{statuses:?}"
-    );
+        })
+        .collect();
+    one_winner(&race(bundles).await, 200, "transaction Bundles");
     for s in [&s1, &s2] {
         let n = app
             .search_ids(&format!("Appointment?slot=Slot/{s}&status=booked"))
