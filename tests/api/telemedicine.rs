@@ -17,6 +17,7 @@ hospital_test_kit::on_both_backends!(
     patients_book_their_own_and_staff_book_for_anyone,
     a_prepaid_video_visit_is_booked_when_the_bank_reports_the_payment,
     an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_closes,
+    who_prepays_follows_the_in_person_and_staff_booking_settings,
     bad_booking_input_is_refused_and_changes_nothing,
     joining_is_for_the_visits_own_people_inside_its_window,
     bad_signalling_messages_are_refused_and_change_neither_rooms_stored_signals,
@@ -824,6 +825,81 @@ async fn an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_c
         "cancelled",
         "not booked by a late payment"
     );
+}
+
+/// Who prepays: a video visit a patient books always; in-person visits when
+/// `prepay_in_person`; visits staff book when `prepay_staff_bookings` (and then as the mode
+/// says). A prepaid visit is `pending` with the invoice of its fee; the others are `booked`
+/// with none.
+async fn who_prepays_follows_the_in_person_and_staff_booking_settings(b: Backend) {
+    // (prepay_in_person, prepay_staff_bookings) -> whether each booking is prepaid:
+    // [patient video, patient in person, staff video, staff in person].
+    let cases = [
+        ((false, false), [true, false, false, false]),
+        ((true, false), [true, true, false, false]),
+        ((false, true), [true, false, true, false]),
+        ((true, true), [true, true, true, true]),
+    ];
+    for ((in_person, staff_bookings), expected) in cases {
+        let app = spawn_app_with(b, |c| {
+            c.prepay_in_person = in_person;
+            c.prepay_staff_bookings = staff_bookings;
+        })
+        .await;
+        price_list(&app).await;
+        let (d1, d2) = (doctor(&app, "Trần").await, doctor(&app, "Lê").await);
+        let video = app.create(schedule(&d1, "video", 20, 1)).await;
+        let desk_schedule = app.create(schedule(&d2, "in-person", 20, 1)).await;
+        let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+        let me = app.client_for(Role::Patient, Some(&an), None);
+        let desk = app.client_for(Role::Cashier, None, None);
+        let bookings = [
+            (&me, &video, 60, None),
+            (&me, &desk_schedule, 90, None),
+            (&desk, &video, 120, Some(&binh)),
+            (&desk, &desk_schedule, 150, Some(&binh)),
+        ];
+        let mut prepaid = Vec::new();
+        for (client, sched, at, for_whom) in bookings {
+            let s = app
+                .create(slot(sched, &from_now(at), &from_now(at + 20)))
+                .await;
+            let mut ask =
+                vec![json!({"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}})];
+            if let Some(p) = for_whom {
+                ask.push(json!({"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}));
+            }
+            let (code, v) = op(client, &app, "Appointment/$book", &parameters(json!(ask))).await;
+            assert_eq!(code, 200, "{v}");
+            let invoice = v["extension"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["url"] == "urn:hospital:appointment:invoice")
+                .and_then(|e| e["valueReference"]["reference"].as_str())
+                .map(str::to_owned);
+            match v["status"].as_str() {
+                Some("pending") => {
+                    let invoice = invoice.expect("a prepaid visit has its invoice");
+                    let inv = read(&app, &invoice).await;
+                    assert_eq!(inv["totalNet"]["value"], 150_000, "{inv}");
+                    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy-tentative");
+                    prepaid.push(true);
+                }
+                Some("booked") => {
+                    assert_eq!(invoice, None, "{v}");
+                    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+                    prepaid.push(false);
+                }
+                other => panic!("{other:?}: {v}"),
+            }
+        }
+        assert_eq!(
+            prepaid, expected,
+            "prepay_in_person={in_person}, prepay_staff_bookings={staff_bookings}"
+        );
+        app.stop().await;
+    }
 }
 
 async fn bad_booking_input_is_refused_and_changes_nothing(b: Backend) {
