@@ -33,6 +33,7 @@ hospital_test_kit::on_both_backends!(
     the_indicators_count_online_bookings_sessions_and_no_shows,
     the_booking_table_in_the_docs_is_what_the_operations_enforce,
     the_doctors_list_of_a_day_follows_vietnams_clock,
+    the_visit_page_speaks_english_when_asked_and_shows_the_doctor_this_patients_summary_only,
     slot_searches_through_the_combined_index_find_what_the_plain_index_finds,
     a_changed_index_declaration_is_rebuilt_when_the_store_opens,
 );
@@ -2873,6 +2874,217 @@ async fn the_doctors_list_of_a_day_follows_vietnams_clock(b: Backend) {
     let r = page("tomorrow".into()).await.unwrap();
     assert_eq!(r.status(), 400, "a day that is not YYYY-MM-DD is refused");
     app.stop().await;
+}
+
+/// The visit page in Vietnamese by default and in English with `?lang=en` (its labels, and the
+/// script's language); the doctor's page summarises the visit's patient — their allergies,
+/// active conditions and recent observations — and nobody else's, nor a condition resolved;
+/// the patient's page has no summary.
+async fn the_visit_page_speaks_english_when_asked_and_shows_the_doctor_this_patients_summary_only(
+    b: Backend,
+) {
+    let app = spawn_app(b).await;
+    hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
+        .await
+        .unwrap();
+    let (an, binh) = ("Patient/nguyen-van-an", "Patient/tran-thi-binh");
+    let concept = |text: &str| json!({"text": text});
+    let clinical = |code: &str| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": code}]});
+    for (who, allergy, active, resolved, observation, value) in [
+        (
+            an,
+            "Dị ứng Penicillin",
+            "Hen phế quản",
+            "Viêm họng cấp",
+            "Glucose máu lúc đói",
+            6.1,
+        ),
+        (
+            binh,
+            "Dị ứng Aspirin",
+            "Viêm dạ dày",
+            "Gãy xương cẳng tay",
+            "Cholesterol toàn phần",
+            5.2,
+        ),
+    ] {
+        app.create(
+            json!({"resourceType": "AllergyIntolerance", "patient": {"reference": who},
+            "code": concept(allergy)}),
+        )
+        .await;
+        for (text, status) in [(active, "active"), (resolved, "resolved")] {
+            app.create(
+                json!({"resourceType": "Condition", "subject": {"reference": who},
+                "code": concept(text), "clinicalStatus": clinical(status)}),
+            )
+            .await;
+        }
+        app.create(json!({"resourceType": "Observation", "status": "final",
+            "subject": {"reference": who}, "code": concept(observation),
+            "effectiveDateTime": from_now(-60),
+            "valueQuantity": {"value": value, "unit": "mmol/L"}}))
+            .await;
+    }
+    let slot = app
+        .create(slot("lich-bs-mai-video", &from_now(1), &from_now(31)))
+        .await;
+    let doctor = app.client_for(Role::Clinician, None, Some("bs-tran-thi-mai"));
+    let (s, visit) = op(
+        &doctor,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
+            {"name": "patient", "valueReference": {"reference": an}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{visit}");
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let page_of = |user: &'static str, password: &'static str, query: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let (web, session, site) = crate::invoicing::signed_in(app, user, password).await;
+            let r = web
+                .get(format!("{site}/visit/{id}{query}"))
+                .header(reqwest::header::COOKIE, session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{user}{query}");
+            r.text().await.unwrap()
+        }
+    };
+    let has = |html: &str, words: &[&str]| {
+        for w in words {
+            assert!(html.contains(w), "missing `{w}`");
+        }
+    };
+    let lacks = |html: &str, words: &[&str]| {
+        for w in words {
+            assert!(!html.contains(w), "`{w}` shown");
+        }
+    };
+    // The doctor's page, in Vietnamese.
+    let vi = page_of("bs.mai", "mai-demo", "").await;
+    has(
+        &vi,
+        &[
+            "<html lang=\"vi\"",
+            "data-lang=\"vi\"",
+            "Khám từ xa",
+            "Kiểm tra camera và micro",
+            "Vào phòng khám",
+            "Tóm tắt bệnh nhân",
+            "Ghi chép",
+            "Lưu và ký",
+            "href=\"?lang=en\"",
+        ],
+    );
+    // The visit's patient's summary, and nobody else's; a resolved condition is not active.
+    let summary = vi
+        .split("<aside id=\"summary\">")
+        .nth(1)
+        .expect("the doctor sees the summary");
+    let section = |id: &str| {
+        summary
+            .split(&format!("<ul id=\"{id}\">"))
+            .nth(1)
+            .and_then(|r| r.split("</ul>").next())
+            .unwrap_or_else(|| panic!("no {id}"))
+            .to_owned()
+    };
+    has(&section("allergies"), &["Dị ứng Penicillin"]);
+    has(&section("conditions"), &["Hen phế quản"]);
+    has(
+        &section("observations"),
+        &["Glucose máu lúc đói 6.1 mmol/L"],
+    );
+    lacks(
+        &vi,
+        &[
+            "Dị ứng Aspirin",
+            "Viêm dạ dày",
+            "Cholesterol toàn phần",
+            "Gãy xương cẳng tay",
+            "Viêm họng cấp",
+        ],
+    );
+    // In English.
+    let en = page_of("bs.mai", "mai-demo", "?lang=en").await;
+    has(
+        &en,
+        &[
+            "<html lang=\"en\"",
+            "data-lang=\"en\"",
+            "Video visit",
+            "Camera and microphone check",
+            ">Join<",
+            "Let the patient in",
+            "End the visit",
+            "Patient summary",
+            "Allergies",
+            "Active conditions",
+            "Recent observations",
+            "Notes",
+            "ICD-10 code",
+            "Save and sign",
+            "Nothing is recorded.",
+            "href=\"?lang=vi\"",
+            "Dị ứng Penicillin",
+        ],
+    );
+    lacks(
+        &en,
+        &[
+            "Vào phòng khám",
+            "Tóm tắt bệnh nhân",
+            "Kiểm tra camera",
+            "Dị ứng Aspirin",
+        ],
+    );
+    // The patient's own page: in English too, with the consent, and no summary or notes.
+    let mine = page_of("an", "an-demo", "?lang=en").await;
+    has(
+        &mine,
+        &[
+            "<html lang=\"en\"",
+            "Camera and microphone check",
+            "I agree to be examined remotely by video",
+            "Trần Thị Mai",
+        ],
+    );
+    lacks(
+        &mine,
+        &[
+            "id=\"summary\"",
+            "id=\"notes\"",
+            "Dị ứng Penicillin",
+            "Hen phế quản",
+            "Let the patient in",
+        ],
+    );
+    // The doctor's list of the visit's day, in English.
+    let (web, session, site) = crate::invoicing::signed_in(&app, "bs.mai", "mai-demo").await;
+    let day = &visit["start"].as_str().unwrap()[..10];
+    let list = web
+        .get(format!("{site}/visit?lang=en&day={day}"))
+        .header(reqwest::header::COOKIE, session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    has(
+        &list,
+        &[
+            "Today's visits",
+            "<th>Patient</th>",
+            &format!("href=\"/visit/{id}\""),
+        ],
+    );
 }
 
 /// Every match of a search, page after page (following the `next` links), in order.
