@@ -56,8 +56,20 @@ pub struct Signalling {
     pub max: usize,
 }
 
+/// The codes of the `error` messages (listed in `docs/errors.md`).
+pub const ERROR_CODES: &[&str] = &[
+    "wrong-room",
+    "malformed",
+    "unknown-type",
+    "forbidden",
+    "not-admitted",
+    "too-large",
+    "unavailable",
+];
+
 /// One error for the sender.
 fn error(code: &str, message: &str) -> String {
+    debug_assert!(ERROR_CODES.contains(&code), "{code} is not in ERROR_CODES");
     json!({"type": "error", "code": code, "message": message}).to_string()
 }
 
@@ -317,6 +329,17 @@ mod tests {
         Participant {
             role: "patient",
             reference: "Patient/an".into(),
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_catalogue() {
+        let doc = include_str!("../../../docs/errors.md");
+        for code in ERROR_CODES {
+            assert!(
+                doc.contains(&format!("| `{code}` |")),
+                "docs/errors.md lacks {code}"
+            );
         }
     }
 
