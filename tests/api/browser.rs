@@ -229,6 +229,66 @@ async fn a_video_visit_connects_two_browsers_with_chat_and_a_rejoin() {
     app.stop().await;
 }
 
+/// Refused in a real browser, never shown the call: another patient and a doctor who is not
+/// the visit's, while the visit can be joined; and, once it has ended, its own patient (the
+/// page says it has ended, and the join door refuses), while its doctor keeps the notes panel.
+#[tokio::test]
+async fn strangers_and_an_ended_visit_get_a_refusal_never_the_call_in_a_real_browser() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let id = demo_visit(&app).await;
+    let site = app.base.trim_end_matches("/fhir").to_owned();
+    let dir = std::env::temp_dir().join(format!("hospital-refusals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let phase = |name: &'static str| {
+        run_browser(
+            "refusals.mjs",
+            vec![
+                site.clone().into(),
+                id.clone().into(),
+                name.into(),
+                dir.clone().into(),
+            ],
+        )
+    };
+    let (ok, stdout, stderr) = phase("strangers").await;
+    assert!(ok, "the browser test failed:\n{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    let (_, a) = app.get_json(&format!("Appointment/{id}")).await;
+    assert_eq!(a["status"], "booked", "the strangers changed nothing");
+    // The visit takes place and ends.
+    let doctor = app.client_for(
+        hospital_core::auth::Role::Clinician,
+        None,
+        Some("bs-tran-thi-mai"),
+    );
+    let none = crate::telemedicine::parameters(serde_json::json!([]));
+    for step in ["$join", "$end"] {
+        let (s, v) =
+            crate::telemedicine::op(&doctor, &app, &format!("Appointment/{id}/{step}"), &none)
+                .await;
+        assert_eq!(s, 200, "{step}: {v}");
+    }
+    let (ok, stdout, stderr) = phase("ended").await;
+    assert!(ok, "the browser test failed:\n{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    for shot in [
+        "refused-another-patient.png",
+        "refused-another-doctor.png",
+        "visit-ended.png",
+    ] {
+        assert!(dir.join(shot).exists(), "{shot} was taken");
+    }
+    let (_, a) = app.get_json(&format!("Appointment/{id}")).await;
+    assert_eq!(a["status"], "fulfilled");
+    assert!(
+        app.search_ids(&format!("Consent?data=Appointment/{id}"))
+            .await
+            .is_empty(),
+        "the patient never joined: no consent was recorded"
+    );
+    app.stop().await;
+}
+
 /// A second `hospital` process on the same database, killed when dropped: its site.
 struct Replica {
     child: std::process::Child,

@@ -36,6 +36,17 @@ mod common {
         spawn_app_with(backend, |_| {}).await
     }
 
+    /// Stops `app`'s process and starts `deployment` of the system on its database, the
+    /// configuration changed by `tweak`.
+    pub async fn restart_app(
+        app: &mut TestApp,
+        deployment: hospital_core::Deployment,
+        tweak: impl FnOnce(&mut hospital::Config),
+    ) {
+        app.restart(&hospital::registrations(), deployment, tweak)
+            .await
+    }
+
     pub async fn spawn_app_with(
         backend: Backend,
         tweak: impl FnOnce(&mut hospital::Config),

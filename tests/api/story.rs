@@ -1,14 +1,18 @@
 //! The end-to-end story of the product, in one test across the three services with real gRPC
 //! between them (the all-in-one process calls each service over loopback gRPC, as separate
 //! processes would): a patient registered with their personal ID and BHYT card books and
-//! prepays a video visit (the bank's signed feed pays it), the call, the doctor's signed notes,
-//! the visit fulfilled, lab charges on an invoice with the BHYT share and its QR, the payment
-//! delivered twice and credited once, the patient reading their own record and receipt and
-//! nobody else's, and the audit trail holding every access and verifying.
+//! prepays a video visit (the bank's signed feed pays it); the call, at the protocol level
+//! (the patient joins from an app with a bearer token, the doctor from the visit page with a
+//! signed-in session; both open the signalling WebSocket, the doctor admits the patient from
+//! the waiting room, offer, answer, ICE candidates and chat cross); the doctor's notes saved
+//! and signed through the page's notes panel; the visit fulfilled, lab charges on an invoice
+//! with the BHYT share and its QR, the payment delivered twice and credited once, the patient
+//! reading their own record and receipt and nobody else's, and the audit trail holding every
+//! access and verifying.
 
 use crate::billing::{casso, post_casso};
 use crate::common::*;
-use crate::telemedicine::{from_now, op, parameters, schedule, slot};
+use crate::telemedicine::{Peer, from_now, join_token, op, parameters, schedule, slot};
 use hospital_billing::prices::{Category, definition};
 use hospital_core::auth::Role;
 use serde_json::{Value, json};
@@ -68,9 +72,16 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
         .await;
         assert_eq!(s, 201, "{d}");
     }
-    let doctor_id = app
-        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Trần", "given": ["Thị", "Mai"]}]}))
+    // BS. Trần Thị Mai, who signs in to the visit page as `bs.mai` (embedded mode's account).
+    let doctor_id = "bs-tran-thi-mai".to_owned();
+    let (s, _, d) = app
+        .put(
+            &format!("Practitioner/{doctor_id}"),
+            &json!({"resourceType": "Practitioner", "id": doctor_id,
+                "name": [{"family": "Trần", "given": ["Thị", "Mai"]}]}),
+        )
         .await;
+    assert_eq!(s, 201, "{d}");
     let sched = app.create(schedule(&doctor_id, "video", 30, 1)).await;
     let the_slot = app.create(slot(&sched, &from_now(5), &from_now(35))).await;
 
@@ -120,14 +131,128 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     assert_eq!(post_casso(&app, &body, &sig).await.0, 200);
     wait_for(&app, &format!("Appointment/{appt}"), "booked").await;
 
-    // 3. The call: both join; the first join opened the VR encounter in records over gRPC.
+    // 3. The call. The patient joins from their phone's app (a bearer token, consent given);
+    // the doctor from the visit page, signed in, with the session's CSRF token. Each opens the
+    // signalling WebSocket with their join token.
     let doctor = app.client_for(Role::Clinician, None, Some(&doctor_id));
     let none = parameters(json!([]));
-    let agree = parameters(json!([{"name": "consent", "valueBoolean": true}]));
-    let (s, j) = op(&me, &app, &format!("Appointment/{appt}/$join"), &agree).await;
-    assert_eq!(s, 200, "{j}");
-    let (s, j) = op(&doctor, &app, &format!("Appointment/{appt}/$join"), &none).await;
-    assert_eq!(s, 200, "{j}");
+    let (signalling, patient_token) = join_token(&me, &app, &appt, true).await;
+    let (mut patient_ws, welcome) = Peer::open(&signalling, &patient_token).await;
+    assert_eq!(
+        (welcome["role"].as_str(), welcome["admitted"].as_bool()),
+        (Some("patient"), Some(false)),
+        "the patient waits: {welcome}"
+    );
+    let (web, session, site) = crate::invoicing::signed_in(&app, "bs.mai", "mai-demo").await;
+    let page = web
+        .get(format!("{site}/visit/{appt}"))
+        .header(reqwest::header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("data-csrf=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+    let page_post = |path: String, body: Option<Value>| {
+        let mut r = web
+            .post(format!("{site}{path}"))
+            .header(reqwest::header::COOKIE, &session)
+            .header("x-csrf-token", &csrf);
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (s, joined) = page_post(format!("/visit/{appt}/join"), None).await;
+    assert_eq!(
+        (s, joined["role"].as_str()),
+        (200, Some("practitioner")),
+        "{joined}"
+    );
+    let (mut doctor_ws, welcome) = Peer::open(&signalling, joined["token"].as_str().unwrap()).await;
+    // The patient is there, waiting (in the welcome, or announced just after it).
+    if welcome["present"] != json!(["patient"]) {
+        let p = doctor_ws.next_of("presence").await;
+        assert_eq!(
+            (p["from"].as_str(), p["data"]["state"].as_str()),
+            (Some("patient"), Some("joined"))
+        );
+    }
+    let p = patient_ws.next_of("presence").await;
+    assert_eq!(
+        (p["from"].as_str(), p["data"]["state"].as_str()),
+        (Some("practitioner"), Some("joined"))
+    );
+    // In the waiting room the patient's media go nowhere; the doctor admits them.
+    let candidate = |port: u16| {
+        json!({"candidate": format!("candidate:1 1 udp 2122260223 127.0.0.1 {port} typ host"),
+        "sdpMid": "0", "sdpMLineIndex": 0})
+    };
+    patient_ws
+        .say(json!({"type": "ice", "room": appt, "data": candidate(50000)}))
+        .await;
+    assert_eq!(patient_ws.next().await["code"], "not-admitted");
+    doctor_ws.say(json!({"type": "admit", "room": appt})).await;
+    assert_eq!(patient_ws.next_of("admit").await["from"], "practitioner");
+    // Offer, answer and ICE candidates cross; each side receives what the other sent.
+    let offer = json!({"type": "offer", "sdp": "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"});
+    let answer = json!({"type": "answer", "sdp": "v=0\r\no=- 1789211200 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"});
+    doctor_ws
+        .say(json!({"type": "offer", "room": appt, "data": offer}))
+        .await;
+    let got = patient_ws.next_of("offer").await;
+    assert_eq!(
+        (got["from"].as_str(), &got["data"]),
+        (Some("practitioner"), &offer)
+    );
+    patient_ws
+        .say(json!({"type": "answer", "room": appt, "data": answer}))
+        .await;
+    let got = doctor_ws.next_of("answer").await;
+    assert_eq!(
+        (got["from"].as_str(), &got["data"]),
+        (Some("patient"), &answer)
+    );
+    doctor_ws
+        .say(json!({"type": "ice", "room": appt, "data": candidate(50001)}))
+        .await;
+    assert_eq!(patient_ws.next_of("ice").await["data"], candidate(50001));
+    patient_ws
+        .say(json!({"type": "ice", "room": appt, "data": candidate(50002)}))
+        .await;
+    assert_eq!(doctor_ws.next_of("ice").await["data"], candidate(50002));
+    // Chat, both ways.
+    patient_ws
+        .say(json!({"type": "chat", "room": appt, "data": {"text": "Chào bác sĩ, em nghe rõ ạ."}}))
+        .await;
+    let got = doctor_ws.next_of("chat").await;
+    assert_eq!(
+        (got["from"].as_str(), got["data"]["text"].as_str()),
+        (Some("patient"), Some("Chào bác sĩ, em nghe rõ ạ."))
+    );
+    doctor_ws.say(json!({"type": "chat", "room": appt, "data": {"text": "Chào anh An, anh đo đường huyết sáng nay chưa?"}})).await;
+    let got = patient_ws.next_of("chat").await;
+    assert_eq!(
+        (got["from"].as_str(), got["data"]["text"].as_str()),
+        (
+            Some("practitioner"),
+            Some("Chào anh An, anh đo đường huyết sáng nay chưa?")
+        )
+    );
+    // The first join began the visit: arrived, its VR encounter opened in records over gRPC.
     let (_, arrived) = app.get_json(&format!("Appointment/{appt}")).await;
     assert_eq!(arrived["status"], "arrived");
     let consents = app
@@ -154,34 +279,49 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
         "{e}"
     );
 
-    // 4. Findings, diagnosis and prescription on the encounter, each signed by the doctor.
-    let subject = json!({"reference": format!("Patient/{an}")});
-    let on = json!({"reference": format!("Encounter/{enc}")});
-    let me_doc = json!({"reference": format!("Practitioner/{doctor_id}")});
-    let entries = [
-        json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "29545-1"}]},
-            "subject": subject, "encounter": on, "performer": [me_doc], "valueString": "Đường huyết tại nhà 8,2 mmol/L"}),
-        json!({"resourceType": "Condition", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11.9"}]},
-            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-            "subject": subject, "encounter": on, "asserter": me_doc}),
-        json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
-            "medicationCodeableConcept": {"text": "Metformin 850 mg"}, "subject": subject, "encounter": on,
-            "requester": me_doc, "dosageInstruction": [{"text": "1 viên x 2 lần/ngày"}]}),
-    ];
+    // 4. During the call the doctor saves findings, an ICD-10 diagnosis and a prescription
+    // from the page's notes panel: on the encounter, each signed by the doctor.
+    let (s, saved) = page_post(
+        format!("/visit/{appt}/notes"),
+        Some(
+            json!({"findings": "Đường huyết tại nhà 8,2 mmol/L, không sụt cân.",
+            "icd10": "E11.9", "diagnosis": "Đái tháo đường type 2",
+            "medication": "Metformin 850 mg", "dosage": "1 viên x 2 lần/ngày",
+            "acknowledge": false}),
+        ),
+    )
+    .await;
+    assert_eq!((s, saved["signed"].as_bool()), (201, Some(true)), "{saved}");
     let mut record = Vec::new();
-    for body in entries {
-        let rtype = body["resourceType"].as_str().unwrap().to_owned();
-        let (s, w) = op(&doctor, &app, &rtype, &body).await;
-        assert_eq!(s, 201, "{w}");
-        let id = w["id"].as_str().unwrap().to_owned();
-        let r = doctor
-            .post(app.url(&format!("{rtype}/{id}/$sign")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{rtype} signed");
-        record.push((rtype, id));
+    for (saved, rtype) in saved["saved"].as_array().unwrap().iter().zip([
+        "Observation",
+        "Condition",
+        "MedicationRequest",
+    ]) {
+        let (t, id) = saved.as_str().unwrap().split_once('/').unwrap();
+        assert_eq!(t, rtype, "{saved}");
+        let (_, v) = app.get_json(&format!("{t}/{id}")).await;
+        assert_eq!(
+            v["encounter"]["reference"],
+            format!("Encounter/{enc}"),
+            "{v}"
+        );
+        let (s, verified) = app.get_json(&format!("{t}/{id}/$verify")).await;
+        assert_eq!(s, 200, "{verified}");
+        let valid = verified["parameter"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "valid"))
+            .map(|p| p["valueBoolean"].clone());
+        assert_eq!(valid, Some(json!(true)), "{t} is signed: {verified}");
+        assert!(
+            verified
+                .to_string()
+                .contains(&format!("Practitioner/{doctor_id}")),
+            "{t} signed by the doctor: {verified}"
+        );
+        record.push((t.to_owned(), id.to_owned()));
     }
+    assert_eq!(record.len(), 3);
 
     // 5. The doctor ends the visit: fulfilled, the encounter closed.
     let (s, done) = op(&doctor, &app, &format!("Appointment/{appt}/$end"), &none).await;
@@ -192,8 +332,17 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     );
     let (_, e) = app.get_json(&format!("Encounter/{enc}")).await;
     assert_eq!(e["status"], "finished");
+    for ws in [&mut patient_ws, &mut doctor_ws] {
+        assert_eq!(
+            ws.next_of("ended").await["from"],
+            "server",
+            "both sides are told"
+        );
+    }
 
     // 6. Lab charges go on the encounter's invoice with the BHYT share; it shows its QR.
+    let subject = json!({"reference": format!("Patient/{an}")});
+    let on = json!({"reference": format!("Encounter/{enc}")});
     for code in ["XN.GLU", "XN.HBA1C"] {
         let (s, c) = op(
             &doctor,
@@ -346,6 +495,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     for needle in [
         "$book",
         "$join",
+        "$notes",
         "$end",
         "$issue",
         "$payment-qr",

@@ -6,6 +6,7 @@ use crate::billing::post_sepay;
 use crate::common::*;
 use hospital_billing::prices::{Category, definition};
 use hospital_core::auth::Role;
+use hospital_core::{Deployment, ServiceName};
 use serde_json::{Value, json};
 
 hospital_test_kit::on_both_backends!(
@@ -16,14 +17,23 @@ hospital_test_kit::on_both_backends!(
     patients_book_their_own_and_staff_book_for_anyone,
     a_prepaid_video_visit_is_booked_when_the_bank_reports_the_payment,
     an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_closes,
+    who_prepays_follows_the_in_person_and_staff_booking_settings,
     bad_booking_input_is_refused_and_changes_nothing,
     joining_is_for_the_visits_own_people_inside_its_window,
+    bad_signalling_messages_are_refused_and_change_neither_rooms_stored_signals,
     a_booked_video_visit_nobody_joined_becomes_a_no_show,
+    the_sweep_works_through_long_lists_a_bounded_batch_at_a_time,
+    an_expired_hold_frees_its_slot_for_another_patient,
     grpc_books_once_and_lists_the_practitioners_day,
     reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas,
+    reminders_queued_before_a_restart_are_sent_once_by_the_processes_after_it,
+    a_reminder_whose_replica_died_after_sending_it_is_sent_again_with_the_same_key_after_its_lease,
+    a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_one_starts,
+    billing_confirming_a_payment_over_grpc_books_the_pending_visit_once,
     the_indicators_count_online_bookings_sessions_and_no_shows,
     the_booking_table_in_the_docs_is_what_the_operations_enforce,
     the_doctors_list_of_a_day_follows_vietnams_clock,
+    the_visit_page_speaks_english_when_asked_and_shows_the_doctor_this_patients_summary_only,
     slot_searches_through_the_combined_index_find_what_the_plain_index_finds,
     a_changed_index_declaration_is_rebuilt_when_the_store_opens,
 );
@@ -291,76 +301,73 @@ async fn plain_writes_and_transaction_bundles_cannot_double_book_either(b: Backe
     let (start2, end2) = (from_now(240), from_now(270));
     let s2 = app.create(slot(&sched, &start2, &end2)).await;
     let mut patients = Vec::new();
-    for i in 0..20 {
+    for i in 0..50 {
         patients.push(patient(&app, i).await);
     }
-    // Twenty plain POSTs of an Appointment on one slot, each for another patient.
-    let mut calls = Vec::new();
-    for p in &patients[..10] {
-        let body = plain_appointment(&s1, p, &doc, &start, &end);
-        let (c, u) = (app.http.clone(), app.url("Appointment"));
-        calls.push(tokio::spawn(async move {
-            c.post(u)
+    /// Sends every request at once: each one's status and body.
+    async fn race(requests: Vec<reqwest::RequestBuilder>) -> Vec<(u16, Value)> {
+        let calls: Vec<_> = requests
+            .into_iter()
+            .map(|r| {
+                tokio::spawn(async move {
+                    let r = r.send().await.unwrap();
+                    (
+                        r.status().as_u16(),
+                        r.json::<Value>().await.unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap());
+        }
+        out
+    }
+    /// One winner with `won`; every other racer refused with 409 and an OperationOutcome
+    /// saying the time is taken (`CF_06`).
+    fn one_winner(results: &[(u16, Value)], won: u16, door: &str) {
+        let winners = results.iter().filter(|(s, _)| *s == won).count();
+        assert_eq!(winners, 1, "{door}: {results:?}");
+        for (s, body) in results.iter().filter(|(s, _)| *s != won) {
+            assert_eq!(*s, 409, "{door}: {body}");
+            assert_eq!(body["resourceType"], "OperationOutcome", "{door}: {body}");
+            assert_eq!(
+                body["issue"][0]["details"]["coding"][0]["code"], "CF_06",
+                "{door}: {body}"
+            );
+        }
+    }
+    // Fifty plain POSTs of an Appointment on one slot, each for another patient.
+    let posts = patients
+        .iter()
+        .map(|p| {
+            app.http
+                .post(app.url("Appointment"))
                 .header("content-type", FHIR)
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for c in calls {
-        statuses.push(c.await.unwrap());
-    }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        9,
-        "{statuses:?}"
-    );
+                .body(plain_appointment(&s1, p, &doc, &start, &end).to_string())
+        })
+        .collect();
+    one_winner(&race(posts).await, 201, "plain writes");
     assert_eq!(
         status(&app, &format!("Slot/{s1}")).await,
         "busy",
         "the slot follows"
     );
-    // Ten transaction Bundles, each booking the second slot for another patient.
-    let mut calls = Vec::new();
-    for p in &patients[10..] {
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": plain_appointment(&s2, p, &doc, &start2, &end2),
-             "request": {"method": "POST", "url": "Appointment"}}]});
-        let (c, u) = (app.http.clone(), app.url(""));
-        calls.push(tokio::spawn(async move {
-            c.post(u)
+    // Fifty transaction Bundles, each booking the second slot for another patient.
+    let bundles = patients
+        .iter()
+        .map(|p| {
+            let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": plain_appointment(&s2, p, &doc, &start2, &end2),
+                 "request": {"method": "POST", "url": "Appointment"}}]});
+            app.http
+                .post(app.url(""))
                 .header("content-type", FHIR)
                 .body(bundle.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for c in calls {
-        statuses.push(c.await.unwrap());
-    }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        9,
-        "{statuses:?}"
-    );
+        })
+        .collect();
+    one_winner(&race(bundles).await, 200, "transaction Bundles");
     for s in [&s1, &s2] {
         let n = app
             .search_ids(&format!("Appointment?slot=Slot/{s}&status=booked"))
@@ -821,6 +828,81 @@ async fn an_unpaid_visit_is_released_and_its_invoice_cancelled_when_the_window_c
     );
 }
 
+/// Who prepays: a video visit a patient books always; in-person visits when
+/// `prepay_in_person`; visits staff book when `prepay_staff_bookings` (and then as the mode
+/// says). A prepaid visit is `pending` with the invoice of its fee; the others are `booked`
+/// with none.
+async fn who_prepays_follows_the_in_person_and_staff_booking_settings(b: Backend) {
+    // (prepay_in_person, prepay_staff_bookings) -> whether each booking is prepaid:
+    // [patient video, patient in person, staff video, staff in person].
+    let cases = [
+        ((false, false), [true, false, false, false]),
+        ((true, false), [true, true, false, false]),
+        ((false, true), [true, false, true, false]),
+        ((true, true), [true, true, true, true]),
+    ];
+    for ((in_person, staff_bookings), expected) in cases {
+        let app = spawn_app_with(b, |c| {
+            c.prepay_in_person = in_person;
+            c.prepay_staff_bookings = staff_bookings;
+        })
+        .await;
+        price_list(&app).await;
+        let (d1, d2) = (doctor(&app, "Trần").await, doctor(&app, "Lê").await);
+        let video = app.create(schedule(&d1, "video", 20, 1)).await;
+        let desk_schedule = app.create(schedule(&d2, "in-person", 20, 1)).await;
+        let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+        let me = app.client_for(Role::Patient, Some(&an), None);
+        let desk = app.client_for(Role::Cashier, None, None);
+        let bookings = [
+            (&me, &video, 60, None),
+            (&me, &desk_schedule, 90, None),
+            (&desk, &video, 120, Some(&binh)),
+            (&desk, &desk_schedule, 150, Some(&binh)),
+        ];
+        let mut prepaid = Vec::new();
+        for (client, sched, at, for_whom) in bookings {
+            let s = app
+                .create(slot(sched, &from_now(at), &from_now(at + 20)))
+                .await;
+            let mut ask =
+                vec![json!({"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}})];
+            if let Some(p) = for_whom {
+                ask.push(json!({"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}));
+            }
+            let (code, v) = op(client, &app, "Appointment/$book", &parameters(json!(ask))).await;
+            assert_eq!(code, 200, "{v}");
+            let invoice = v["extension"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["url"] == "urn:hospital:appointment:invoice")
+                .and_then(|e| e["valueReference"]["reference"].as_str())
+                .map(str::to_owned);
+            match v["status"].as_str() {
+                Some("pending") => {
+                    let invoice = invoice.expect("a prepaid visit has its invoice");
+                    let inv = read(&app, &invoice).await;
+                    assert_eq!(inv["totalNet"]["value"], 150_000, "{inv}");
+                    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy-tentative");
+                    prepaid.push(true);
+                }
+                Some("booked") => {
+                    assert_eq!(invoice, None, "{v}");
+                    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+                    prepaid.push(false);
+                }
+                other => panic!("{other:?}: {v}"),
+            }
+        }
+        assert_eq!(
+            prepaid, expected,
+            "prepay_in_person={in_person}, prepay_staff_bookings={staff_bookings}"
+        );
+        app.stop().await;
+    }
+}
+
 async fn bad_booking_input_is_refused_and_changes_nothing(b: Backend) {
     let app = spawn_app(b).await;
     let doc = doctor(&app, "Trần").await;
@@ -1171,6 +1253,280 @@ async fn joining_is_for_the_visits_own_people_inside_its_window(b: Backend) {
     }
 }
 
+/// A participant's signalling connection, as a browser or a phone app holds it.
+pub(crate) struct Peer(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Peer {
+    /// Opens the signalling WebSocket `url` (what `$join` answered) with the join `token`:
+    /// the connection, and the server's welcome.
+    pub(crate) async fn open(url: &str, token: &str) -> (Peer, Value) {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={token}"))
+            .await
+            .expect("the signalling WebSocket opens");
+        let mut peer = Peer(ws);
+        let welcome = peer.next().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (peer, welcome)
+    }
+
+    pub(crate) async fn say(&mut self, message: Value) {
+        self.say_text(message.to_string()).await
+    }
+
+    pub(crate) async fn say_text(&mut self, text: String) {
+        use futures::SinkExt;
+        self.0
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("sent");
+    }
+
+    async fn say_bytes(&mut self, bytes: Vec<u8>) {
+        use futures::SinkExt;
+        self.0
+            .send(tokio_tungstenite::tungstenite::Message::Binary(
+                bytes.into(),
+            ))
+            .await
+            .expect("sent");
+    }
+
+    /// The next message from the server, within 5 s; a close is
+    /// `{"type": "closed", "code": .., "reason": ..}`.
+    pub(crate) async fn next(&mut self) -> Value {
+        self.within(5000).await.expect("a message within 5 s")
+    }
+
+    /// The next message from the server within `ms`, if any.
+    pub(crate) async fn within(&mut self, ms: u64) -> Option<Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
+        loop {
+            let got = tokio::time::timeout_at(until, self.0.next()).await.ok()?;
+            match got {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(c))) => {
+                    let (code, reason) = c
+                        .map(|c| (u16::from(c.code), c.reason.to_string()))
+                        .unwrap_or_default();
+                    return Some(json!({"type": "closed", "code": code, "reason": reason}));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Some(json!({"type": "closed", "error": e.to_string()})),
+                None => return Some(json!({"type": "closed"})),
+            }
+        }
+    }
+
+    /// The next message of `kind` (others, such as presence, passed over).
+    pub(crate) async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.next().await;
+            if m["type"] == kind {
+                return m;
+            }
+            assert_ne!(m["type"], "closed", "closed while waiting for {kind}: {m}");
+        }
+    }
+}
+
+/// The signalling URL and join token `$join` gives `client` for Appointment `id`.
+pub(crate) async fn join_token(
+    client: &reqwest::Client,
+    app: &TestApp,
+    id: &str,
+    consent: bool,
+) -> (String, String) {
+    let body = if consent {
+        parameters(json!([{"name": "consent", "valueBoolean": true}]))
+    } else {
+        parameters(json!([]))
+    };
+    let (s, joined) = op(client, app, &format!("Appointment/{id}/$join"), &body).await;
+    assert_eq!(s, 200, "{joined}");
+    (
+        param(&joined, "signalling")["valueUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        param(&joined, "token")["valueString"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+/// Every kind of signal a room stores.
+const SIGNAL_KINDS: &[&str] = &[
+    "presence", "offer", "answer", "ice", "chat", "admit", "hangup", "ended",
+];
+
+/// Messages the signalling server refuses (for another visit's room, malformed, oversized,
+/// of no known type, the patient's media before the doctor let them in) are each answered
+/// with an error and change nothing: neither room's stored signals, nothing relayed. A frame
+/// over the 64 KiB the server reads is answered `too-large` before the connection is closed
+/// with 1009; the only trace is the patient's presence ending.
+async fn bad_signalling_messages_are_refused_and_change_neither_rooms_stored_signals(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 10, 1)).await;
+    let a_slot = app.create(slot(&sched, &from_now(1), &from_now(11))).await;
+    let b_slot = app.create(slot(&sched, &from_now(11), &from_now(21))).await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let staff = app.client_for(Role::Clinician, None, Some(&doc));
+    let mut rooms = Vec::new();
+    for (s, p) in [(&a_slot, &an), (&b_slot, &binh)] {
+        let (code, v) = op(
+            &staff,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([
+                {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+                {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}])),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        rooms.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let (room_a, room_b) = (rooms[0].clone(), rooms[1].clone());
+    let an_client = app.client_for(Role::Patient, Some(&an), None);
+    let binh_client = app.client_for(Role::Patient, Some(&binh), None);
+    let (url, token) = join_token(&an_client, &app, &room_a, true).await;
+    let (mut patient_ws, welcome) = Peer::open(&url, &token).await;
+    assert_eq!(welcome["admitted"], false, "in the waiting room: {welcome}");
+    let stored = |room: String| {
+        let store = app.store.clone();
+        async move { store.signals_of(&room, SIGNAL_KINDS, 1000).await.unwrap() }
+    };
+    // The patient's presence is stored just after their welcome.
+    eventually(5, "the patient's presence stored", || async {
+        stored(room_a.clone()).await.len() == 1
+    })
+    .await;
+    let (url, token) = join_token(&staff, &app, &room_a, false).await;
+    let (mut doctor_ws, welcome) = Peer::open(&url, &token).await;
+    assert_eq!(welcome["present"], json!(["patient"]), "{welcome}");
+    let presence = patient_ws.next_of("presence").await;
+    assert_eq!(presence["from"], "practitioner");
+    let (url, token) = join_token(&binh_client, &app, &room_b, true).await;
+    let (mut other_ws, _) = Peer::open(&url, &token).await;
+    eventually(5, "every presence stored", || async {
+        stored(room_a.clone()).await.len() == 2 && stored(room_b.clone()).await.len() == 1
+    })
+    .await;
+    let (a_before, b_before) = (stored(room_a.clone()).await, stored(room_b.clone()).await);
+
+    let refused = [
+        (
+            json!({"type": "chat", "room": room_b, "data": {"text": "lạc phòng"}}).to_string(),
+            "wrong-room",
+        ),
+        ("{not json".to_owned(), "malformed"),
+        ("[\"offer\"]".to_owned(), "malformed"),
+        (
+            json!({"type": "chat", "data": {"text": "x".repeat(20_000)}}).to_string(),
+            "too-large",
+        ),
+        (json!({"type": "chat", "data": {"text": ""}}).to_string(), "malformed"),
+        (json!({"type": "shout", "data": {}}).to_string(), "unknown-type"),
+        (json!({"type": "admit"}).to_string(), "forbidden"),
+        (
+            json!({"type": "offer", "data": {"type": "offer", "sdp": "v=0"}}).to_string(),
+            "not-admitted",
+        ),
+        (
+            json!({"type": "ice", "data": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}})
+                .to_string(),
+            "not-admitted",
+        ),
+    ];
+    for (message, code) in &refused {
+        patient_ws.say_text(message.clone()).await;
+        let e = patient_ws.next().await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some(*code)),
+            "{}: {e}",
+            &message[..message.len().min(80)]
+        );
+        assert!(!e["message"].as_str().unwrap_or("").is_empty(), "{e}");
+    }
+    patient_ws.say_bytes(vec![0x7b, 0x7d]).await;
+    assert_eq!(patient_ws.next().await["code"], "malformed");
+    assert_eq!(stored(room_a.clone()).await, a_before, "room A unchanged");
+    assert_eq!(stored(room_b.clone()).await, b_before, "room B unchanged");
+    assert_eq!(
+        doctor_ws.within(300).await,
+        None,
+        "nothing relayed to the doctor"
+    );
+    assert_eq!(
+        other_ws.within(300).await,
+        None,
+        "nothing reached the other room"
+    );
+
+    // Let in, the patient's media pass and are kept (what the comparison above would see).
+    doctor_ws
+        .say(json!({"type": "admit", "room": room_a}))
+        .await;
+    assert_eq!(patient_ws.next_of("admit").await["from"], "practitioner");
+    let candidate = json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"});
+    patient_ws
+        .say(json!({"type": "ice", "room": room_a, "data": candidate}))
+        .await;
+    assert_eq!(doctor_ws.next_of("ice").await["data"], candidate);
+    let a_admitted = stored(room_a.clone()).await;
+    assert_eq!(
+        a_admitted.len(),
+        a_before.len() + 2,
+        "the admit and the candidate"
+    );
+
+    // Over 64 KiB: not read; the reason, then the close (1009: too big).
+    patient_ws
+        .say(json!({"type": "chat", "data": {"text": "y".repeat(70_000)}}))
+        .await;
+    let e = patient_ws.next().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("too-large")),
+        "{e}"
+    );
+    let closed = patient_ws.next().await;
+    assert_eq!(
+        (closed["type"].as_str(), closed["code"].as_u64()),
+        (Some("closed"), Some(1009)),
+        "{closed}"
+    );
+    assert!(
+        closed["reason"].as_str().unwrap().contains("16384"),
+        "{closed}"
+    );
+    eventually(5, "the patient's presence ended", || async {
+        stored(room_a.clone()).await.len() == a_admitted.len() + 1
+    })
+    .await;
+    let after = stored(room_a.clone()).await;
+    assert_eq!(after[..a_admitted.len()], a_admitted[..]);
+    let last = after.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.role.as_str(), last.body.as_str()),
+        ("presence", "patient", r#"{"state":"left"}"#),
+        "only the presence ended"
+    );
+    assert_eq!(stored(room_b.clone()).await, b_before, "room B unchanged");
+    let left = doctor_ws.next_of("presence").await;
+    assert_eq!(left["data"]["state"], "left");
+    assert!(
+        doctor_ws.within(300).await.is_none(),
+        "no chat reached the doctor"
+    );
+}
+
 async fn a_booked_video_visit_nobody_joined_becomes_a_no_show(b: Backend) {
     let app = spawn_app(b).await;
     let doc = doctor(&app, "Phạm").await;
@@ -1200,6 +1556,221 @@ async fn a_booked_video_visit_nobody_joined_becomes_a_no_show(b: Backend) {
         async move { status(app, &format!("Appointment/{id}")).await == "noshow" }
     })
     .await;
+}
+
+/// An instant `secs` seconds from now, on Vietnam's clock.
+fn secs_from_now(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .format("%Y-%m-%dT%H:%M:%S+07:00")
+        .to_string()
+}
+
+/// An appointment written plainly (as a desk system would): `status`, its window, a mode,
+/// and (pending) when it lapses.
+fn written_appointment(
+    patient: &str,
+    status: &str,
+    start: &str,
+    end: &str,
+    mode: &str,
+    expires: Option<&str>,
+) -> Value {
+    let mut extension = vec![json!({"url": "urn:hospital:visit-mode", "valueCode": mode})];
+    if let Some(x) = expires {
+        extension.push(json!({"url": "urn:hospital:appointment:expires", "valueInstant": x}));
+    }
+    json!({"resourceType": "Appointment", "status": status, "start": start, "end": end,
+        "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}],
+        "extension": extension})
+}
+
+/// The sweep reads long lists a page at a time and looks at a bounded batch per pass, going
+/// on after it at the next pass: what is due far down a list is reached in a few passes, and
+/// each pass does a bounded amount of work. (It read only the first 200 matches: with 200
+/// visits still inside their window, a lapsed hold or an ended visit further down waited for
+/// ever.)
+async fn the_sweep_works_through_long_lists_a_bounded_batch_at_a_time(b: Backend) {
+    // The background sweeps once, at start, before any of this exists.
+    let app = spawn_app_with(b, |c| c.sweep_ms = 3_600_000).await;
+    let mut booking = hospital_telemedicine::booking(&app.running.as_ref().unwrap().context);
+    booking.settings.sweep_page = 2;
+    booking.settings.sweep_batch = 3;
+    let an = patient(&app, 1).await;
+    // Four holds still inside their window, five that lapse in three seconds (each an hour
+    // of An's on a day ahead, so that none overlaps another).
+    let lapse_at = secs_from_now(3);
+    let mut waiting = Vec::new();
+    let mut lapsing = Vec::new();
+    for i in 0..9 {
+        let (start, end) = (from_now(600 + 60 * i), from_now(630 + 60 * i));
+        let expires = if i < 4 {
+            from_now(120)
+        } else {
+            lapse_at.clone()
+        };
+        let id = app
+            .create(written_appointment(
+                &an,
+                "pending",
+                &start,
+                &end,
+                "in-person",
+                Some(&expires),
+            ))
+            .await;
+        if i < 4 {
+            waiting.push(id)
+        } else {
+            lapsing.push(id)
+        }
+    }
+    // Six video visits under way nobody joined, and after them on the list (it begins
+    // later) one that ends in three seconds.
+    let mut under_way = Vec::new();
+    for i in 0..6 {
+        let p = patient(&app, 10 + i).await;
+        under_way.push(
+            app.create(written_appointment(
+                &p,
+                "booked",
+                &from_now(-20),
+                &from_now(40),
+                "video",
+                None,
+            ))
+            .await,
+        );
+    }
+    let late = patient(&app, 20).await;
+    let ending = app
+        .create(written_appointment(
+            &late,
+            "booked",
+            &from_now(-5),
+            &secs_from_now(3),
+            "video",
+            None,
+        ))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let statuses = |ids: Vec<String>| {
+        let app = &app;
+        async move {
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(status(app, &format!("Appointment/{id}")).await);
+            }
+            out
+        }
+    };
+    // Pass 1: three of the five lapsed holds (the batch), and three visits under way.
+    let first = booking.sweep().await.unwrap();
+    assert_eq!((first.released, first.no_shows), (3, 0), "{first:?}");
+    // Pass 2: the two other lapsed holds, and the next three visits under way.
+    let second = booking.sweep().await.unwrap();
+    assert_eq!((second.released, second.no_shows), (2, 0), "{second:?}");
+    assert_eq!(
+        statuses(lapsing.clone()).await,
+        ["cancelled"; 5],
+        "every lapsed hold released"
+    );
+    // Pass 3: the ended visit, seventh on its list.
+    let third = booking.sweep().await.unwrap();
+    assert_eq!((third.released, third.no_shows), (0, 1), "{third:?}");
+    assert_eq!(
+        status(&app, &format!("Appointment/{ending}")).await,
+        "noshow"
+    );
+    assert_eq!(
+        statuses(waiting).await,
+        ["pending"; 4],
+        "holds in force stay"
+    );
+    assert_eq!(
+        statuses(under_way).await,
+        ["booked"; 6],
+        "visits under way stay"
+    );
+    // Once through, the lists begin again and find nothing more to do.
+    for _ in 0..3 {
+        assert_eq!(booking.sweep().await.unwrap(), Default::default());
+    }
+}
+
+/// A hold nobody books lapses: the sweep releases it, its slot is free again, another patient
+/// books the slot, and the lapsed hold can no longer be booked.
+async fn an_expired_hold_frees_its_slot_for_another_patient(b: Backend) {
+    let app = spawn_app_with(b, |c| c.hold_secs = 1).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(90))).await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let the_slot = json!({"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}});
+    let (code, held) = op(
+        &me,
+        &app,
+        "Appointment/$hold",
+        &parameters(json!([the_slot.clone()])),
+    )
+    .await;
+    assert_eq!(
+        (code, held["status"].as_str()),
+        (200, Some("pending")),
+        "{held}"
+    );
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy-tentative");
+    let id = held["id"].as_str().unwrap().to_owned();
+    eventually(10, "the sweep releases the lapsed hold", || {
+        let (app, id) = (&app, id.clone());
+        async move { status(app, &format!("Appointment/{id}")).await == "cancelled" }
+    })
+    .await;
+    let lapsed = read(&app, &format!("Appointment/{id}")).await;
+    assert_eq!(lapsed["cancelationReason"]["text"], "the hold lapsed");
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "free");
+    assert!(
+        app.search_ids(&format!(
+            "Appointment?patient=Patient/{an}&status=pending,booked,arrived"
+        ))
+        .await
+        .is_empty(),
+        "An holds nothing any more"
+    );
+    // The lapsed hold is not booked late.
+    let (code, v) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "appointment", "valueReference": {"reference": format!("Appointment/{id}")}}])),
+    )
+    .await;
+    assert_eq!(code, 412, "{v}");
+    assert_eq!(
+        v["issue"][0]["details"]["coding"][0]["code"], "PC_03",
+        "{v}"
+    );
+    // Binh books the slot.
+    let other = app.client_for(Role::Patient, Some(&binh), None);
+    let (code, booked) = op(
+        &other,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([the_slot])),
+    )
+    .await;
+    assert_eq!(
+        (code, booked["status"].as_str()),
+        (200, Some("booked")),
+        "{booked}"
+    );
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+    assert_eq!(
+        status(&app, &format!("Appointment/{id}")).await,
+        "cancelled"
+    );
 }
 
 fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -1484,6 +2055,426 @@ async fn reminders_are_queued_with_the_booking_and_sent_once_by_racing_replicas(
     if let Some(s) = second {
         s.close().await;
     }
+}
+
+/// The payment code of a prepaid visit's invoice (what the patient writes in the transfer).
+async fn payment_code_of(app: &TestApp, visit: &Value) -> (String, String) {
+    let invoice = visit["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:hospital:appointment:invoice")
+        .and_then(|e| e["valueReference"]["reference"].as_str())
+        .expect("the visit's invoice")
+        .to_owned();
+    let inv = read(app, &invoice).await;
+    let memo = inv["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["system"] == "urn:hospital:payment-code")
+        .and_then(|i| i["value"].as_str())
+        .unwrap()
+        .to_owned();
+    (invoice.trim_start_matches("Invoice/").to_owned(), memo)
+}
+
+/// The reminders of `appointment` in the outbox: each key and what became of it.
+async fn reminders_of(app: &TestApp, appointment: &str) -> Vec<(String, Option<String>)> {
+    app.store
+        .outbox_of(hospital_telemedicine::reminders::TOPIC)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.contains(appointment))
+        .collect()
+}
+
+/// Reminders queued by one process are sent by the next, after a restart, once each: each
+/// process delivers what is due when it starts (and then not for an hour), so what the log
+/// sender wrote shows which process sent what.
+async fn reminders_queued_before_a_restart_are_sent_once_by_the_processes_after_it(b: Backend) {
+    let logs = crate::logs_without_personal_data::capture();
+    let hourly = |c: &mut hospital::Config| c.sweep_ms = 3_600_000;
+    let mut app = spawn_app_with(b, hourly).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let slots = [
+        app.create(slot(&sched, &from_now(30), &from_now(45))).await,
+        app.create(slot(&sched, &from_now(45), &from_now(50))).await,
+        app.create(slot(
+            &sched,
+            &from_now(3 * 24 * 60),
+            &from_now(3 * 24 * 60 + 15),
+        ))
+        .await,
+        app.create(slot(&sched, &from_now(50), &from_now(58))).await,
+    ];
+    let (an, binh, chi) = (
+        patient(&app, 1).await,
+        patient(&app, 2).await,
+        patient(&app, 3).await,
+    );
+    let desk = app.client_for(Role::Cashier, None, None);
+    let book = |app: &TestApp, s: &str, p: &str| {
+        let (desk, url, body) = (
+            desk.clone(),
+            app.url("Appointment/$book"),
+            parameters(json!([
+                {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+                {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}])),
+        );
+        async move {
+            let r = desk
+                .post(url)
+                .header("content-type", FHIR)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // Two visits within the hour (a reminder due now each), one in three days (two later).
+    let soon = book(&app, &slots[0], &an).await;
+    let also_soon = book(&app, &slots[1], &binh).await;
+    let far = book(&app, &slots[2], &an).await;
+    for id in [&soon, &also_soon] {
+        assert_eq!(
+            reminders_of(&app, id)
+                .await
+                .iter()
+                .map(|(_, o)| o.clone())
+                .collect::<Vec<_>>(),
+            [None],
+            "queued, not sent: this process delivered at its start, before the booking"
+        );
+    }
+    restart_app(&mut app, Deployment::all(), hourly).await;
+    for id in [&soon, &also_soon] {
+        eventually(10, "sent by the process after the restart", || async {
+            reminders_of(&app, id).await[0].1.as_deref() == Some("sent")
+        })
+        .await;
+    }
+    // A visit booked on the second process, after its delivery: the third one sends it.
+    let later = book(&app, &slots[3], &chi).await;
+    restart_app(&mut app, Deployment::all(), hourly).await;
+    eventually(10, "sent by the third process", || async {
+        reminders_of(&app, &later).await[0].1.as_deref() == Some("sent")
+    })
+    .await;
+    let text = logs.text();
+    let sent = |id: &str| {
+        text.lines()
+            .filter(|l| l.contains("visit reminder") && l.contains(id))
+            .count()
+    };
+    for id in [&soon, &also_soon, &later] {
+        assert_eq!(sent(id), 1, "Appointment/{id}'s reminder sent once");
+        assert_eq!(reminders_of(&app, id).await.len(), 1);
+    }
+    assert_eq!(sent(&far), 0, "not due yet");
+    assert_eq!(
+        reminders_of(&app, &far)
+            .await
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect::<Vec<_>>(),
+        [None, None]
+    );
+    app.stop().await;
+}
+
+/// The money arrives while no process runs telemedicine (only billing is up): nothing watches
+/// the invoice. When telemedicine starts again, its sweep alone finds the invoice paid and
+/// books the visit.
+async fn a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_one_starts(
+    b: Backend,
+) {
+    let mut app = spawn_app(b).await;
+    price_list(&app).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 20, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(80))).await;
+    let an = patient(&app, 7).await;
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (code, visit) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}])),
+    )
+    .await;
+    assert_eq!(
+        (code, visit["status"].as_str()),
+        (200, Some("pending")),
+        "{visit}"
+    );
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let (invoice, memo) = payment_code_of(&app, &visit).await;
+    // Telemedicine stops; a billing process takes the bank's feed.
+    restart_app(&mut app, Deployment::only(ServiceName::Billing), |_| {}).await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    assert_eq!(
+        post_sepay(&app, 9_300_001, 150_000, &memo, &account).await,
+        200
+    );
+    assert_eq!(
+        status(&app, &format!("Invoice/{invoice}")).await,
+        "balanced"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        status(&app, &format!("Appointment/{id}")).await,
+        "pending",
+        "nobody watches while telemedicine is down"
+    );
+    assert!(reminders_of(&app, &id).await.is_empty());
+    // Telemedicine is back: its sweep books the visit.
+    restart_app(&mut app, Deployment::all(), |_| {}).await;
+    eventually(10, "booked by the sweep", || async {
+        status(&app, &format!("Appointment/{id}")).await == "booked"
+    })
+    .await;
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+    assert_eq!(
+        reminders_of(&app, &id).await.len(),
+        1,
+        "a booked visit has its reminder"
+    );
+    app.stop().await;
+}
+
+/// A gateway that deduplicates by the key it is given, as SMS and Zalo gateways do by a
+/// client message id: every attempt it saw, and what it delivered.
+#[derive(Default)]
+struct Gateway {
+    attempts: std::sync::Mutex<Vec<String>>,
+    delivered: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The replica dies right after this send, before it can mark the reminder sent.
+    die_after_sending: bool,
+}
+
+#[async_trait::async_trait]
+impl hospital_telemedicine::reminders::Sender for Gateway {
+    async fn send(&self, key: &str, _a: &str, _channel: &str, _at: &str) -> Result<(), String> {
+        self.attempts.lock().unwrap().push(key.to_owned());
+        self.delivered.lock().unwrap().insert(key.to_owned());
+        if self.die_after_sending {
+            panic!("the replica died after sending, before marking");
+        }
+        Ok(())
+    }
+}
+
+/// The window a crash leaves open, closed by the key: a replica that sent a reminder and died
+/// before marking it leaves it claimed; no other replica sends it while the lease holds; after
+/// the lease another sends it again with the same key, and the gateway delivers it once.
+async fn a_reminder_whose_replica_died_after_sending_it_is_sent_again_with_the_same_key_after_its_lease(
+    b: Backend,
+) {
+    use hospital_telemedicine::reminders::{Delivery, deliver_with};
+    let app = spawn_app_with(b, |c| c.sweep_ms = 3_600_000).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "in-person", 30, 1)).await;
+    let s = app.create(slot(&sched, &from_now(30), &from_now(45))).await;
+    let an = patient(&app, 1).await;
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (code, visit) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{visit}");
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let how = Delivery {
+        lease: std::time::Duration::from_secs(2),
+        send_within: std::time::Duration::from_millis(500),
+        at_most: 100,
+    };
+    let dying = std::sync::Arc::new(Gateway {
+        die_after_sending: true,
+        ..Default::default()
+    });
+    let (store, sender) = (app.store.clone(), dying.clone());
+    let died =
+        tokio::spawn(async move { deliver_with(&store, sender.as_ref(), "replica-a", how).await })
+            .await;
+    assert!(died.is_err(), "replica A died");
+    let key = dying.attempts.lock().unwrap().clone();
+    assert_eq!(key.len(), 1);
+    assert!(key[0].contains(&id), "{key:?}");
+    assert_eq!(reminders_of(&app, &id).await[0].1, None, "not marked");
+    // While A's lease holds, B sends nothing.
+    let gateway = Gateway::default();
+    assert_eq!(
+        deliver_with(&app.store, &gateway, "replica-b", how)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(gateway.attempts.lock().unwrap().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        deliver_with(&app.store, &gateway, "replica-b", how)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        *gateway.attempts.lock().unwrap(),
+        key,
+        "sent again with the same key"
+    );
+    assert_eq!(reminders_of(&app, &id).await[0].1.as_deref(), Some("sent"));
+    // And never again.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        deliver_with(&app.store, &gateway, "replica-c", how)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(gateway.attempts.lock().unwrap().len(), 1);
+}
+
+/// Billing's push (`ConfirmPayment`, for a billing that pushes instead of being watched) books
+/// a pending visit whose invoice is paid, once: repeated, it answers the same booked visit and
+/// writes nothing. The visit is set up so that nothing else would book it: its watcher died
+/// with the process that booked it, and the sweep of the process that runs now has passed.
+async fn billing_confirming_a_payment_over_grpc_books_the_pending_visit_once(b: Backend) {
+    use hospital_proto::telemedicine::v1 as pb;
+    let hourly = |c: &mut hospital::Config| c.sweep_ms = 3_600_000;
+    let mut app = spawn_app_with(b, hourly).await;
+    price_list(&app).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 20, 1)).await;
+    let s = app.create(slot(&sched, &from_now(60), &from_now(80))).await;
+    let marker_slot = app.create(slot(&sched, &from_now(30), &from_now(50))).await;
+    let (an, binh) = (patient(&app, 1).await, patient(&app, 2).await);
+    let me = app.client_for(Role::Patient, Some(&an), None);
+    let (code, visit) = op(
+        &me,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}])),
+    )
+    .await;
+    assert_eq!(
+        (code, visit["status"].as_str()),
+        (200, Some("pending")),
+        "{visit}"
+    );
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let (invoice, memo) = payment_code_of(&app, &visit).await;
+    // A visit booked at the desk with a reminder due now: once the next process has sent it,
+    // that process's sweep has passed (the pending visit unpaid then).
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (code, marker) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{marker_slot}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{binh}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{marker}");
+    let marker = marker["id"].as_str().unwrap().to_owned();
+    restart_app(&mut app, Deployment::all(), hourly).await;
+    eventually(10, "the new process's first pass", || async {
+        reminders_of(&app, &marker).await[0].1.as_deref() == Some("sent")
+    })
+    .await;
+    let account = hospital::Config::for_tests("unused").bank_account;
+    assert_eq!(
+        post_sepay(&app, 9_400_001, 150_000, &memo, &account).await,
+        200
+    );
+    assert_eq!(
+        status(&app, &format!("Invoice/{invoice}")).await,
+        "balanced"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(status(&app, &format!("Appointment/{id}")).await, "pending");
+
+    let addr = app.running.as_ref().unwrap().grpc_addrs[&ServiceName::Telemedicine];
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = pb::telemedicine_client::TelemedicineClient::new(channel);
+    let billing = mint(Role::Service, "billing", None, None, None);
+    let confirm = |invoice: &str| {
+        let mut c = client.clone();
+        let req = authed(
+            pb::ConfirmPaymentRequest {
+                appointment_id: id.clone(),
+                invoice_id: invoice.to_owned(),
+            },
+            &billing,
+        );
+        async move { c.confirm_payment(req).await.map(|r| r.into_inner()) }
+    };
+    // An unknown invoice, an unpaid one, and a paid one of another bill: refused, nothing
+    // written.
+    let (unpaid, _, _) = crate::billing::issued(&app, &binh, 90_000).await;
+    let (paid, other_memo, _) = crate::billing::issued(&app, &binh, 60_000).await;
+    assert_eq!(
+        post_sepay(&app, 9_400_002, 60_000, &other_memo, &account).await,
+        200
+    );
+    assert_eq!(status(&app, &format!("Invoice/{paid}")).await, "balanced");
+    let before = app.versions().await;
+    let st = confirm("not-an-invoice").await.unwrap_err();
+    assert_eq!(st.code(), tonic::Code::NotFound, "{st:?}");
+    for other in [&unpaid, &paid] {
+        let st = confirm(other).await.unwrap_err();
+        assert_eq!(
+            st.code(),
+            tonic::Code::FailedPrecondition,
+            "{other}: {st:?}"
+        );
+    }
+    assert_eq!(app.versions().await, before, "nothing changed");
+    // Billing confirms: booked.
+    let booked = confirm(&invoice).await.unwrap();
+    assert_eq!(booked.status, "booked");
+    assert_eq!(booked.invoice_id, invoice);
+    assert_eq!(status(&app, &format!("Slot/{s}")).await, "busy");
+    let after = app.versions().await;
+    assert_eq!(after, before + 2, "the appointment and its slot, once");
+    // Repeated (billing retrying, at once and again later): the same visit, nothing written.
+    let again = futures::future::join_all((0..5).map(|_| confirm(&invoice))).await;
+    for r in again {
+        let r = r.unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.version_id),
+            ("booked", booked.version_id)
+        );
+    }
+    assert_eq!(app.versions().await, after, "confirmed once");
+    let (_, history) = app.get_json(&format!("Appointment/{id}/_history")).await;
+    let booked_versions = history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["status"] == "booked")
+        .count();
+    assert_eq!(booked_versions, 1);
+    app.stop().await;
 }
 
 async fn the_indicators_count_online_bookings_sessions_and_no_shows(b: Backend) {
@@ -1883,6 +2874,217 @@ async fn the_doctors_list_of_a_day_follows_vietnams_clock(b: Backend) {
     let r = page("tomorrow".into()).await.unwrap();
     assert_eq!(r.status(), 400, "a day that is not YYYY-MM-DD is refused");
     app.stop().await;
+}
+
+/// The visit page in Vietnamese by default and in English with `?lang=en` (its labels, and the
+/// script's language); the doctor's page summarises the visit's patient — their allergies,
+/// active conditions and recent observations — and nobody else's, nor a condition resolved;
+/// the patient's page has no summary.
+async fn the_visit_page_speaks_english_when_asked_and_shows_the_doctor_this_patients_summary_only(
+    b: Backend,
+) {
+    let app = spawn_app(b).await;
+    hospital::seed::demo(&hospital::Config::for_tests("unused"), &app.store)
+        .await
+        .unwrap();
+    let (an, binh) = ("Patient/nguyen-van-an", "Patient/tran-thi-binh");
+    let concept = |text: &str| json!({"text": text});
+    let clinical = |code: &str| json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": code}]});
+    for (who, allergy, active, resolved, observation, value) in [
+        (
+            an,
+            "Dị ứng Penicillin",
+            "Hen phế quản",
+            "Viêm họng cấp",
+            "Glucose máu lúc đói",
+            6.1,
+        ),
+        (
+            binh,
+            "Dị ứng Aspirin",
+            "Viêm dạ dày",
+            "Gãy xương cẳng tay",
+            "Cholesterol toàn phần",
+            5.2,
+        ),
+    ] {
+        app.create(
+            json!({"resourceType": "AllergyIntolerance", "patient": {"reference": who},
+            "code": concept(allergy)}),
+        )
+        .await;
+        for (text, status) in [(active, "active"), (resolved, "resolved")] {
+            app.create(
+                json!({"resourceType": "Condition", "subject": {"reference": who},
+                "code": concept(text), "clinicalStatus": clinical(status)}),
+            )
+            .await;
+        }
+        app.create(json!({"resourceType": "Observation", "status": "final",
+            "subject": {"reference": who}, "code": concept(observation),
+            "effectiveDateTime": from_now(-60),
+            "valueQuantity": {"value": value, "unit": "mmol/L"}}))
+            .await;
+    }
+    let slot = app
+        .create(slot("lich-bs-mai-video", &from_now(1), &from_now(31)))
+        .await;
+    let doctor = app.client_for(Role::Clinician, None, Some("bs-tran-thi-mai"));
+    let (s, visit) = op(
+        &doctor,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
+            {"name": "patient", "valueReference": {"reference": an}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{visit}");
+    let id = visit["id"].as_str().unwrap().to_owned();
+    let page_of = |user: &'static str, password: &'static str, query: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let (web, session, site) = crate::invoicing::signed_in(app, user, password).await;
+            let r = web
+                .get(format!("{site}/visit/{id}{query}"))
+                .header(reqwest::header::COOKIE, session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{user}{query}");
+            r.text().await.unwrap()
+        }
+    };
+    let has = |html: &str, words: &[&str]| {
+        for w in words {
+            assert!(html.contains(w), "missing `{w}`");
+        }
+    };
+    let lacks = |html: &str, words: &[&str]| {
+        for w in words {
+            assert!(!html.contains(w), "`{w}` shown");
+        }
+    };
+    // The doctor's page, in Vietnamese.
+    let vi = page_of("bs.mai", "mai-demo", "").await;
+    has(
+        &vi,
+        &[
+            "<html lang=\"vi\"",
+            "data-lang=\"vi\"",
+            "Khám từ xa",
+            "Kiểm tra camera và micro",
+            "Vào phòng khám",
+            "Tóm tắt bệnh nhân",
+            "Ghi chép",
+            "Lưu và ký",
+            "href=\"?lang=en\"",
+        ],
+    );
+    // The visit's patient's summary, and nobody else's; a resolved condition is not active.
+    let summary = vi
+        .split("<aside id=\"summary\">")
+        .nth(1)
+        .expect("the doctor sees the summary");
+    let section = |id: &str| {
+        summary
+            .split(&format!("<ul id=\"{id}\">"))
+            .nth(1)
+            .and_then(|r| r.split("</ul>").next())
+            .unwrap_or_else(|| panic!("no {id}"))
+            .to_owned()
+    };
+    has(&section("allergies"), &["Dị ứng Penicillin"]);
+    has(&section("conditions"), &["Hen phế quản"]);
+    has(
+        &section("observations"),
+        &["Glucose máu lúc đói 6.1 mmol/L"],
+    );
+    lacks(
+        &vi,
+        &[
+            "Dị ứng Aspirin",
+            "Viêm dạ dày",
+            "Cholesterol toàn phần",
+            "Gãy xương cẳng tay",
+            "Viêm họng cấp",
+        ],
+    );
+    // In English.
+    let en = page_of("bs.mai", "mai-demo", "?lang=en").await;
+    has(
+        &en,
+        &[
+            "<html lang=\"en\"",
+            "data-lang=\"en\"",
+            "Video visit",
+            "Camera and microphone check",
+            ">Join<",
+            "Let the patient in",
+            "End the visit",
+            "Patient summary",
+            "Allergies",
+            "Active conditions",
+            "Recent observations",
+            "Notes",
+            "ICD-10 code",
+            "Save and sign",
+            "Nothing is recorded.",
+            "href=\"?lang=vi\"",
+            "Dị ứng Penicillin",
+        ],
+    );
+    lacks(
+        &en,
+        &[
+            "Vào phòng khám",
+            "Tóm tắt bệnh nhân",
+            "Kiểm tra camera",
+            "Dị ứng Aspirin",
+        ],
+    );
+    // The patient's own page: in English too, with the consent, and no summary or notes.
+    let mine = page_of("an", "an-demo", "?lang=en").await;
+    has(
+        &mine,
+        &[
+            "<html lang=\"en\"",
+            "Camera and microphone check",
+            "I agree to be examined remotely by video",
+            "Trần Thị Mai",
+        ],
+    );
+    lacks(
+        &mine,
+        &[
+            "id=\"summary\"",
+            "id=\"notes\"",
+            "Dị ứng Penicillin",
+            "Hen phế quản",
+            "Let the patient in",
+        ],
+    );
+    // The doctor's list of the visit's day, in English.
+    let (web, session, site) = crate::invoicing::signed_in(&app, "bs.mai", "mai-demo").await;
+    let day = &visit["start"].as_str().unwrap()[..10];
+    let list = web
+        .get(format!("{site}/visit?lang=en&day={day}"))
+        .header(reqwest::header::COOKIE, session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    has(
+        &list,
+        &[
+            "Today's visits",
+            "<th>Patient</th>",
+            &format!("href=\"/visit/{id}\""),
+        ],
+    );
 }
 
 /// Every match of a search, page after page (following the `next` links), in order.

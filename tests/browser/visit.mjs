@@ -1,6 +1,7 @@
 // A real video visit in a real browser: two Chromium contexts (fake camera and microphone), the
 // patient and the doctor, each signed in, join the same visit through the signalling server;
-// the doctor admits the patient from the waiting room; each side's getStats() must show
+// each passes the camera and microphone check; the doctor admits the patient from the waiting
+// room; each side's getStats() must show
 // decoded video frames and received audio; chat crosses both ways; the patient reloads the page
 // and the call comes back.
 //
@@ -79,9 +80,22 @@ try {
   await doctor.goto(`${doctorSite}/visit`);
   if (await doctor.locator(`#visits a[href="/visit/${room}"]`).count() !== 1) fail('the visit is not in the list of today');
   await doctor.goto(`${doctorSite}/visit/${room}`);
-  // The camera and microphone check passes before joining.
-  await patient.waitForSelector('#check:has-text("✓")', { timeout: 15000 });
-  await patient.screenshot({ path: `${shots}/visit-patient-check.png`, fullPage: true });
+  // The camera and microphone check passes before joining, on both pages: each sees its own
+  // camera, and may join only then.
+  for (const [page, who] of [[patient, 'patient'], [doctor, 'doctor']]) {
+    try {
+      await page.waitForSelector('#check:has-text("✓")', { timeout: 15000 });
+    } catch {
+      fail(`the ${who}'s camera check did not pass: "${await page.textContent('#status')}"`);
+    }
+    if (await page.locator('#join:not([disabled])').count() !== 1) fail(`the ${who} cannot join after the check`);
+    const own = await page.evaluate(() => {
+      const v = document.getElementById('local');
+      return v.srcObject ? v.srcObject.getTracks().map((t) => t.kind).sort().join(',') : '';
+    });
+    if (own !== 'audio,video') fail(`the ${who}'s own camera and microphone: "${own}"`);
+    await page.screenshot({ path: `${shots}/visit-${who}-check.png`, fullPage: true });
+  }
   if (await doctor.locator('#summary').count() !== 1) fail('the doctor sees no patient summary');
 
   await joinCall(patient);

@@ -33,13 +33,16 @@ pub struct BillingGrpc {
     invoicing: Invoicing,
     /// The base of payment page links.
     page_base: String,
+    /// Watches end when the process stops (the watcher asks a replica that runs).
+    stopping: hospital_host::Stopping,
 }
 
 impl BillingGrpc {
-    pub fn new(invoicing: Invoicing, page_base: String) -> Self {
+    pub fn new(invoicing: Invoicing, page_base: String, stopping: hospital_host::Stopping) -> Self {
         BillingGrpc {
             invoicing,
             page_base,
+            stopping,
         }
     }
 
@@ -270,6 +273,8 @@ impl pb::billing_server::Billing for BillingGrpc {
                 }
             },
         );
+        // A process that stops ends its watches: shutting down never waits for them.
+        let stream = futures::StreamExt::take_until(stream, self.stopping.clone().wait());
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -115,7 +115,8 @@ pub fn registration() -> hospital_host::Registration {
         grpc: |c| {
             let server = hospital_grpc::Authenticated::new(
                 c.platform.clone(),
-                grpc::BillingGrpc::new(invoicing(c), c.public_url.clone()).into_server(),
+                grpc::BillingGrpc::new(invoicing(c), c.public_url.clone(), c.stopping.clone())
+                    .into_server(),
             );
             vec![hospital_host::GrpcService {
                 name: "hospital.billing.v1.Billing",
@@ -155,6 +156,7 @@ pub fn registration() -> hospital_host::Registration {
                     account_name: c.config.bank_account_name.clone(),
                     max_streams: c.config.max_page_streams,
                     receiving: receiving(c),
+                    stopping: c.stopping.clone(),
                 },
             )))
         },

@@ -30,6 +30,8 @@ pub struct PageConfig {
     pub account_name: String,
     /// Live status streams this process keeps open at most; past it, 429.
     pub max_streams: usize,
+    /// Streams end when the process stops.
+    pub stopping: hospital_host::Stopping,
 }
 
 #[derive(Clone)]
@@ -206,6 +208,8 @@ async fn events(
             }
         },
     );
+    // A process that stops ends its streams (the browser's EventSource reconnects).
+    let stream = futures::StreamExt::take_until(stream, s.config.stopping.clone().wait());
     let mut res = Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response();

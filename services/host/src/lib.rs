@@ -58,7 +58,24 @@ pub struct Context {
     pub config: std::sync::Arc<Config>,
     /// Where this process is reached from outside (links in pages and operations).
     pub public_url: String,
+    /// When the process begins to shut down.
+    pub stopping: Stopping,
 }
+
+/// Resolves once the process begins to shut down. Streams that outlive any request (a watched
+/// invoice, a payment page's live status) end on it, so that shutting down (a deploy, a
+/// restart) never waits for them; their clients reconnect, to a replica that runs.
+#[derive(Clone)]
+pub struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|s| *s).await;
+    }
+}
+
+/// How long shutting down waits for requests in flight before it stops them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Outbound gRPC clients of every service. Inside the all-in-one process too, services call
 /// each other over gRPC on loopback, so the same code path is what the tests exercise.
@@ -148,11 +165,19 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, finishes in-flight requests, closes the store.
+    /// Stops accepting, finishes in-flight requests (for [`SHUTDOWN_GRACE`] at most: then
+    /// they are stopped), closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await??;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut t in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut t).await {
+                Ok(done) => done??,
+                Err(_) => {
+                    tracing::warn!("requests still in flight after the grace period: stopped");
+                    t.abort();
+                }
+            }
         }
         for b in &self.background {
             b.abort();
@@ -392,6 +417,7 @@ pub async fn start(
         clients: clients(cfg, &deployment, &bound)?,
         config: std::sync::Arc::new(cfg.clone()),
         public_url: base_url.trim_end_matches('/').to_owned(),
+        stopping: Stopping(stopped.clone()),
     };
     let operations: Vec<_> = registrations
         .iter()

@@ -182,21 +182,25 @@
     };
   }
 
-  $('join').addEventListener('click', join);
-  $('admit').addEventListener('click', () => {
-    state.admitted = true;
-    send('admit', {});
-    showAdmit();
-    offer();
-  });
-  $('chat').addEventListener('submit', (e) => {
-    e.preventDefault();
-    const text = $('text').value.trim();
-    if (!text) return;
-    send('chat', { text });
-    addChat(role, text);
-    $('text').value = '';
-  });
+  // A visit that is over has no call on its page: only the doctor's notes.
+  const callable = $('join') !== null;
+  if (callable) {
+    $('join').addEventListener('click', join);
+    $('admit').addEventListener('click', () => {
+      state.admitted = true;
+      send('admit', {});
+      showAdmit();
+      offer();
+    });
+    $('chat').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const text = $('text').value.trim();
+      if (!text) return;
+      send('chat', { text });
+      addChat(role, text);
+      $('text').value = '';
+    });
+  }
   const end = $('end');
   if (end) {
     end.addEventListener('click', async () => {
@@ -230,5 +234,5 @@
     });
   }
   window.addEventListener('beforeunload', () => { state.leaving = true; });
-  check();
+  if (callable) check();
 })();

@@ -64,6 +64,11 @@ pub struct Settings {
     pub prepay_staff: bool,
     /// The price-list code of a video consultation.
     pub video_code: String,
+    /// Appointments the sweep reads per page.
+    pub sweep_page: usize,
+    /// Appointments one pass of the sweep looks at, at most, for each kind of work; the next
+    /// pass goes on after them.
+    pub sweep_batch: usize,
 }
 
 #[derive(Clone)]
@@ -71,6 +76,21 @@ pub struct Booking {
     pub platform: Platform,
     pub settings: Settings,
     pub payments: Arc<dyn Payments>,
+    /// Where the sweep's next pass goes on from.
+    pub places: Arc<SweepPlaces>,
+}
+
+/// Where the sweep stopped in each list it works through: a pass looks at a bounded batch,
+/// and the next pass goes on after it (from the start again once a list is done), so an
+/// appointment far down a long list waits a few passes, never for ever.
+#[derive(Debug, Default)]
+pub struct SweepPlaces {
+    /// Pending appointments whose hold or payment window has closed.
+    lapsed: std::sync::Mutex<Option<String>>,
+    /// Pending appointments still inside their window: a prepaid one may have been paid.
+    waiting: std::sync::Mutex<Option<String>>,
+    /// Booked video visits that have begun: ended with nobody joining, they are no-shows.
+    begun: std::sync::Mutex<Option<String>>,
 }
 
 /// What a booking operation is asked.
@@ -699,85 +719,145 @@ impl Booking {
         Ok((w.version, touched))
     }
 
+    /// The next batch of matches of `params`, going on from `place` (and leaving it where
+    /// this batch ends): at most [`Settings::sweep_batch`], read a page at a time.
+    async fn next_batch(
+        &self,
+        place: &std::sync::Mutex<Option<String>>,
+        params: Vec<(String, String)>,
+    ) -> Result<Vec<Version>, Error> {
+        let take =
+            |p: &std::sync::Mutex<Option<String>>| p.lock().map(|mut c| c.take()).unwrap_or(None);
+        let mut cursor = take(place);
+        let mut batch = Vec::new();
+        let page = self.settings.sweep_page.max(1);
+        let limit = self.settings.sweep_batch.max(1);
+        loop {
+            let mut q = params.clone();
+            q.push(("_count".into(), page.min(limit - batch.len()).to_string()));
+            if let Some(c) = &cursor {
+                q.push(("_cursor".into(), c.clone()));
+            }
+            let found = match self
+                .platform
+                .store()
+                .search(&SearchQuery::new("Appointment", q))
+                .await
+            {
+                Ok(f) => f,
+                // A cursor of a list that changed shape: start it again.
+                Err(e) if cursor.is_some() => {
+                    tracing::warn!(error = %e, "the sweep starts a list again");
+                    cursor = None;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            batch.extend(found.matches);
+            cursor = found.next_cursor;
+            if cursor.is_none() || batch.len() >= limit {
+                break;
+            }
+        }
+        if let Ok(mut p) = place.lock() {
+            *p = cursor;
+        }
+        Ok(batch)
+    }
+
     /// One pass of the sweep: lapsed holds released, prepaid visits booked once paid or
     /// released (their invoices cancelled) once the payment window closed, visits nobody
     /// joined marked no-show. Safe to run on every replica at once: each change re-reads the
-    /// appointment under its lock.
+    /// appointment under its lock. Each kind of work looks at a bounded batch per pass and the
+    /// next pass goes on after it; one appointment that cannot be settled is logged and left
+    /// for the next pass, never stopping the rest.
     pub async fn sweep(&self) -> Result<Swept, Error> {
         let mut swept = Swept::default();
         let now = calendar::now();
-        let pending = self
-            .platform
-            .store()
-            .search(&SearchQuery::new(
-                "Appointment",
+        // What is due first, the longest lapsed first: the search names exactly those.
+        let lapsed = self
+            .next_batch(
+                &self.places.lapsed,
                 vec![
                     ("status".into(), "pending".into()),
-                    ("_count".into(), "200".into()),
+                    ("expires".into(), format!("le{}", calendar::instant(now))),
+                    ("_sort".into(), "expires".into()),
                 ],
-            ))
-            .await?
-            .matches;
-        for v in pending {
-            let a = body_of(&v)?;
-            let lapsed = appointment::expires_of(&a).is_some_and(|x| x <= now);
-            match appointment::invoice_of(&a) {
-                Some(inv) => {
-                    let bill = match self.payments.get(&inv).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            tracing::warn!(appointment = %v.id, error = %e, "billing did not answer; the sweep asks again");
-                            continue;
-                        }
-                    };
-                    if bill.status == "balanced" {
-                        self.confirm_paid(&v.id, &inv).await?;
-                        swept.booked += 1;
-                    } else if lapsed {
-                        match self
-                            .payments
-                            .cancel(&inv, "the payment window closed")
-                            .await
-                        {
-                            Ok(b) if b.status == "cancelled" => {
-                                self.release(&v.id, "the payment window closed").await?;
-                                swept.released += 1;
-                            }
-                            // Paid in the meantime: booked on the next look.
-                            _ => {}
-                        }
-                    }
-                }
-                None => {
-                    if lapsed && self.release(&v.id, "the hold lapsed").await?.is_some() {
-                        swept.released += 1;
-                    }
-                }
+            )
+            .await?;
+        // Then those still waiting that have an invoice billing may have been paid.
+        let waiting = self
+            .next_batch(
+                &self.places.waiting,
+                vec![
+                    ("status".into(), "pending".into()),
+                    ("expires".into(), format!("gt{}", calendar::instant(now))),
+                    ("_sort".into(), "expires".into()),
+                ],
+            )
+            .await?;
+        for v in lapsed.iter().chain(&waiting) {
+            if let Err(e) = self.settle_pending(v, now, &mut swept).await {
+                tracing::warn!(appointment = %v.id, error = %e, "a pending appointment was not settled; the sweep tries again");
             }
         }
         swept.no_shows = self.mark_no_shows(now).await?;
         Ok(swept)
     }
 
+    /// The sweep's look at one pending appointment.
+    async fn settle_pending(
+        &self,
+        v: &Version,
+        now: DateTime<FixedOffset>,
+        swept: &mut Swept,
+    ) -> Result<(), Error> {
+        let a = body_of(v)?;
+        let lapsed = appointment::expires_of(&a).is_some_and(|x| x <= now);
+        let Some(inv) = appointment::invoice_of(&a) else {
+            if lapsed && self.release(&v.id, "the hold lapsed").await?.is_some() {
+                swept.released += 1;
+            }
+            return Ok(());
+        };
+        let bill = self.payments.get(&inv).await?;
+        if bill.status == "balanced" {
+            self.confirm_paid(&v.id, &inv).await?;
+            swept.booked += 1;
+        } else if lapsed {
+            let b = self
+                .payments
+                .cancel(&inv, "the payment window closed")
+                .await?;
+            // Paid in the meantime: booked on the next look.
+            if b.status == "cancelled"
+                && self
+                    .release(&v.id, "the payment window closed")
+                    .await?
+                    .is_some()
+            {
+                swept.released += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Booked video visits whose time ended with nobody joining become `noshow` (their
     /// claims end). In-person visits are the desk's to close.
     async fn mark_no_shows(&self, now: DateTime<FixedOffset>) -> Result<usize, Error> {
-        let over = self
-            .platform
-            .store()
-            .search(&SearchQuery::new(
-                "Appointment",
+        let begun = self
+            .next_batch(
+                &self.places.begun,
                 vec![
                     ("status".into(), "booked".into()),
                     ("mode".into(), "video".into()),
                     ("date".into(), format!("lt{}", calendar::instant(now))),
-                    ("_count".into(), "200".into()),
+                    ("_sort".into(), "date".into()),
                 ],
-            ))
-            .await?
-            .matches;
+            )
+            .await?;
         let mut n = 0;
-        for v in over {
+        for v in begun {
             let a = body_of(&v)?;
             let ended = a
                 .get("end")
@@ -787,14 +867,13 @@ impl Booking {
             if !ended {
                 continue;
             }
-            if self
-                .transition(&v.id, "booked", "noshow", |_| Ok(()))
-                .await?
-                .is_none()
-            {
-                continue;
+            match self.transition(&v.id, "booked", "noshow", |_| Ok(())).await {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(appointment = %v.id, error = %e, "a no-show was not marked; the sweep tries again")
+                }
             }
-            n += 1;
         }
         Ok(n)
     }

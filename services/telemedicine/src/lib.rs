@@ -57,11 +57,14 @@ pub fn booking(c: &hospital_host::Context) -> booking::Booking {
             prepay_in_person: cfg.prepay_in_person,
             prepay_staff: cfg.prepay_staff_bookings,
             video_code: cfg.video_visit_code.clone(),
+            sweep_page: 200,
+            sweep_batch: 1000,
         },
         payments: Arc::new(payments::BillingPayments {
             billing: c.clients.of(ServiceName::Billing).clone(),
             watch_for: window.to_std().unwrap_or_default() + std::time::Duration::from_secs(60),
         }),
+        places: Default::default(),
     }
 }
 

@@ -5,7 +5,10 @@
 //!   another day);
 //! - `GET /visit/{appointment}` — the visit: camera and microphone check, the waiting room,
 //!   the call, chat; the practitioner's page adds the patient's summary (allergies, active
-//!   conditions, recent observations) and ends the visit;
+//!   conditions, recent observations), the notes panel, and ends the visit. A visit that is
+//!   over or cancelled says so instead of offering the check and the call; someone who is not
+//!   the visit's patient or practitioner gets a refusal page (404 for another patient, 403 for
+//!   another clinician), never the call;
 //! - `POST /visit/{appointment}/join`, `POST /visit/{appointment}/end` — the session's CSRF
 //!   token in `x-csrf-token`; the rules are [`Visits::join`] and [`Visits::end`];
 //! - `GET /visit/{appointment}/ws?token=` — the signalling WebSocket ([`crate::signalling`]).
@@ -90,14 +93,26 @@ fn frame_with(title: &str, en: bool, attrs: &str, body: &str) -> Response {
         .into_response()
 }
 
+/// A refusal page: what it means for the reader, in their language, then the reason.
 fn refused(e: &Error, en: bool) -> Response {
     let status = StatusCode::from_u16(hospital_core::error::outcome_status(e.kind()))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let title = if en { "Video visit" } else { "Khám từ xa" };
+    let lead = match (status, en) {
+        (StatusCode::NOT_FOUND, false) => "Không tìm thấy buổi khám này.",
+        (StatusCode::NOT_FOUND, true) => "This visit was not found.",
+        (StatusCode::FORBIDDEN, false) => "Bạn không phải bác sĩ hoặc bệnh nhân của buổi khám này.",
+        (StatusCode::FORBIDDEN, true) => "You are not this visit's doctor or patient.",
+        (_, false) => "Không mở được trang này.",
+        (_, true) => "This page cannot be opened.",
+    };
     let mut r = frame(
         title,
         en,
-        &format!("<p class=\"err\">{}</p>", escape(&e.message)),
+        &format!(
+            "<header><h1>{title}</h1></header><p class=\"err\" id=\"refused\"><strong>{lead}</strong> {}</p>",
+            escape(&e.message)
+        ),
     );
     *r.status_mut() = status;
     r
@@ -390,14 +405,35 @@ async fn show(
     } else {
         "<button id=\"admit\" hidden></button>".to_owned()
     };
+    // A visit that is over (or was called off) is not joined: the page says so, and offers
+    // neither the camera check nor the call (its doctor still finishes the notes).
+    let over = match a.get("status").and_then(Value::as_str).unwrap_or("") {
+        "fulfilled" | "noshow" | "entered-in-error" => Some(if en {
+            "This visit has ended."
+        } else {
+            "Buổi khám đã kết thúc."
+        }),
+        "cancelled" => Some(if en {
+            "This visit was cancelled."
+        } else {
+            "Lịch khám này đã bị hủy."
+        }),
+        _ => None,
+    };
+    let call = match over {
+        Some(why) => format!("<p id=\"status\" class=\"err\" data-over>{why}</p>"),
+        None => format!(
+            "<p id=\"status\"></p>\
+             <section id=\"precall\"><h2>{check}</h2><p id=\"check\"></p>{consent_box}<button id=\"join\" disabled>{join}</button><p>{waiting}</p></section>\
+             <section class=\"videos\"><video id=\"local\" autoplay muted playsinline></video><video id=\"remote\" autoplay playsinline></video></section>\
+             <section id=\"call\" hidden>{doctor_controls}<h2>{chat}</h2><ul id=\"messages\"></ul>\
+             <form id=\"chat\"><input id=\"text\" maxlength=\"2000\" autocomplete=\"off\"><button>{send}</button></form></section>"
+        ),
+    };
     let body = format!(
         "<header><h1>{title}</h1><span>{hospital}</span></header>\
          <p>{when} · <span id=\"with\">{who}</span> · <a href=\"?lang={other}\">{other_name}</a></p>\
-         <p id=\"status\"></p>\
-         <section id=\"precall\"><h2>{check}</h2><p id=\"check\"></p>{consent_box}<button id=\"join\" disabled>{join}</button><p>{waiting}</p></section>\
-         <section class=\"videos\"><video id=\"local\" autoplay muted playsinline></video><video id=\"remote\" autoplay playsinline></video></section>\
-         <section id=\"call\" hidden>{doctor_controls}<h2>{chat}</h2><ul id=\"messages\"></ul>\
-         <form id=\"chat\"><input id=\"text\" maxlength=\"2000\" autocomplete=\"off\"><button>{send}</button></form></section>{notes_panel}{aside}\
+         {call}{notes_panel}{aside}\
          <script src=\"/visit/assets/visit.js\" defer></script>",
         hospital = escape(&s.hospital),
         when = escape(&format!(

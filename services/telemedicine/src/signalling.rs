@@ -14,12 +14,22 @@
 //! The server sends `welcome` first (who is here, whether the patient was admitted, the chat
 //! so far: what a participant who reconnects needs), then `presence` (`data.state`: `joined`,
 //! `left`) and every other participant's message with its `from` (`patient`,
-//! `practitioner`), and `ended` when the practitioner ends the visit. A message for another
-//! room, of an unknown type, malformed, or over 16 KiB is answered with `error` (`code`,
-//! `message`) and goes nowhere.
+//! `practitioner`), and `ended` when the practitioner ends the visit.
+//!
+//! The waiting room is the server's: until the practitioner admits the patient, the patient's
+//! `offer`, `answer` and `ice` are refused (`not-admitted`); chat and `hangup` pass.
+//!
+//! A message refused is answered with `error` (`code`, `message`), and is neither stored nor
+//! relayed: `wrong-room` (its `room` is another visit's), `malformed` (not a JSON object, not
+//! text, a chat of no or too many characters, an offer or answer without its description),
+//! `unknown-type`, `forbidden` (the patient admitting), `not-admitted`, and `too-large` (over
+//! [`MAX_MESSAGE`]). A message over [`MAX_FRAME`] is not kept even to be checked: it is
+//! answered `too-large`, then the connection is closed with WebSocket status 1009 (message too
+//! big); the browser joins again. One frame over [`MAX_FRAME_READ`] is not read at all: the
+//! connection is cut.
 
 use crate::visit::{Participant, Visits};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use hospital_core::store::signals::Signal;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -27,6 +37,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The largest message a participant may send (an SDP offer is a few KiB).
 pub const MAX_MESSAGE: usize = 16 * 1024;
+/// The largest message the WebSocket keeps; past it the connection is closed (after the
+/// reason, when the frame was read).
+pub const MAX_FRAME: usize = 4 * MAX_MESSAGE;
+/// The largest frame read to its end (so that the reason and the close reach the sender: a
+/// socket closed with bytes unread is reset, and what was sent before is lost).
+pub const MAX_FRAME_READ: usize = 4 * MAX_FRAME;
 /// Chat messages a participant who (re)joins is sent.
 const CHAT_HISTORY: i64 = 200;
 
@@ -40,14 +56,32 @@ pub struct Signalling {
     pub max: usize,
 }
 
+/// The codes of the `error` messages (listed in `docs/errors.md`).
+pub const ERROR_CODES: &[&str] = &[
+    "wrong-room",
+    "malformed",
+    "unknown-type",
+    "forbidden",
+    "not-admitted",
+    "too-large",
+    "unavailable",
+];
+
 /// One error for the sender.
 fn error(code: &str, message: &str) -> String {
+    debug_assert!(ERROR_CODES.contains(&code), "{code} is not in ERROR_CODES");
     json!({"type": "error", "code": code, "message": message}).to_string()
 }
 
 /// What a participant said, checked: the kind and its body (JSON text), or the error to
-/// answer. Nothing refused is stored or relayed.
-pub fn check_message(text: &str, room: &str, p: &Participant) -> Result<(String, String), String> {
+/// answer. Nothing refused is stored or relayed. `admitted`: whether the practitioner has let
+/// the patient in.
+pub fn check_message(
+    text: &str,
+    room: &str,
+    p: &Participant,
+    admitted: bool,
+) -> Result<(String, String), String> {
     if text.len() > MAX_MESSAGE {
         return Err(error(
             "too-large",
@@ -79,6 +113,12 @@ pub fn check_message(text: &str, room: &str, p: &Participant) -> Result<(String,
                 "only the practitioner admits the patient",
             ));
         }
+        "offer" | "answer" | "ice" if p.role == "patient" && !admitted => {
+            return Err(error(
+                "not-admitted",
+                "the doctor has not let you in yet: wait in the waiting room",
+            ));
+        }
         "chat" => {
             let t = data.get("text").and_then(Value::as_str).unwrap_or("");
             let n = t.chars().count();
@@ -108,8 +148,13 @@ fn delivered(s: &Signal) -> String {
 }
 
 /// Who is in the room now, whether the patient was admitted, whether the visit ended, and
-/// the chat so far.
-async fn welcome(s: &Signalling, room: &str, me: &str, p: &Participant) -> Result<String, String> {
+/// the chat so far; and whether the patient was admitted.
+async fn welcome(
+    s: &Signalling,
+    room: &str,
+    me: &str,
+    p: &Participant,
+) -> Result<(String, bool), String> {
     let store = s.visits.platform.store();
     let state = store
         .signals_of(room, &["presence", "admit", "ended"], 1000)
@@ -142,11 +187,12 @@ async fn welcome(s: &Signalling, room: &str, me: &str, p: &Participant) -> Resul
             json!({"from": c.role, "data": serde_json::from_str::<Value>(&c.body).unwrap_or(Value::Null), "id": c.id})
         })
         .collect();
-    Ok(
+    Ok((
         json!({"type": "welcome", "role": p.role, "room": room, "present": present,
         "admitted": admitted, "ended": ended, "chat": chat})
         .to_string(),
-    )
+        admitted,
+    ))
 }
 
 /// Upgrades to the signalling WebSocket of `room` for the bearer of `token`.
@@ -175,11 +221,19 @@ pub async fn upgrade(
             .into_response();
     }
     let open = s.open.clone();
-    ws.max_message_size(MAX_MESSAGE * 4)
+    ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME_READ)
         .on_upgrade(move |socket| async move {
             run(&s, &room, &p, socket).await;
             open.fetch_sub(1, Ordering::SeqCst);
         })
+}
+
+/// Whether a read failed because the message is over [`MAX_FRAME`].
+fn too_long(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)))
 }
 
 async fn run(s: &Signalling, room: &str, p: &Participant, mut socket: WebSocket) {
@@ -196,9 +250,9 @@ async fn run(s: &Signalling, room: &str, p: &Participant, mut socket: WebSocket)
             return;
         }
     };
-    let greeting = match welcome(s, room, &me, p).await {
+    let (greeting, mut admitted) = match welcome(s, room, &me, p).await {
         Ok(w) => w,
-        Err(_) => error("unavailable", "try again"),
+        Err(_) => (error("unavailable", "try again"), false),
     };
     if socket.send(Message::Text(greeting.into())).await.is_err() {
         return;
@@ -220,9 +274,21 @@ async fn run(s: &Signalling, room: &str, p: &Participant, mut socket: WebSocket)
                         continue;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Err(e)) if too_long(&e) => {
+                        // The frame was not read: say why, then close (1009, too big).
+                        let why = format!("a signalling message is at most {MAX_MESSAGE} bytes");
+                        let _ = socket.send(Message::Text(error("too-large", &why).into())).await;
+                        let _ = socket
+                            .send(Message::Close(Some(CloseFrame {
+                                code: close_code::SIZE,
+                                reason: why.into(),
+                            })))
+                            .await;
+                        break;
+                    }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 };
-                match check_message(&text, room, p) {
+                match check_message(&text, room, p, admitted) {
                     Ok((kind, body)) => {
                         if store.signal_append(room, &me, p.role, &kind, &body).await.is_err() {
                             let _ = socket.send(Message::Text(error("unavailable", "not delivered; send again").into())).await;
@@ -238,6 +304,7 @@ async fn run(s: &Signalling, room: &str, p: &Participant, mut socket: WebSocket)
             heard = feed.recv() => {
                 match heard {
                     Ok(sig) if sig.room == room && sig.sender != me => {
+                        admitted |= sig.kind == "admit";
                         if socket.send(Message::Text(delivered(&sig).into())).await.is_err() {
                             break;
                         }
@@ -266,6 +333,17 @@ mod tests {
     }
 
     #[test]
+    fn every_error_code_is_in_the_catalogue() {
+        let doc = include_str!("../../../docs/errors.md");
+        for code in ERROR_CODES {
+            assert!(
+                doc.contains(&format!("| `{code}` |")),
+                "docs/errors.md lacks {code}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_messages_are_answered_and_go_nowhere() {
         let p = patient();
         let code = |r: Result<(String, String), String>| {
@@ -274,37 +352,72 @@ mod tests {
                 .unwrap()
                 .to_owned()
         };
-        assert_eq!(code(check_message("not json", "a1", &p)), "malformed");
-        assert_eq!(code(check_message("[1]", "a1", &p)), "malformed");
+        assert_eq!(code(check_message("not json", "a1", &p, true)), "malformed");
+        assert_eq!(code(check_message("[1]", "a1", &p, true)), "malformed");
         assert_eq!(
             code(check_message(
                 r#"{"type":"chat","room":"a2","data":{"text":"hi"}}"#,
                 "a1",
-                &p
+                &p,
+                true
             )),
             "wrong-room"
         );
         assert_eq!(
-            code(check_message(r#"{"type":"shout"}"#, "a1", &p)),
+            code(check_message(r#"{"type":"shout"}"#, "a1", &p, true)),
             "unknown-type"
         );
         assert_eq!(
-            code(check_message(r#"{"type":"admit"}"#, "a1", &p)),
+            code(check_message(r#"{"type":"admit"}"#, "a1", &p, true)),
             "forbidden"
         );
         assert_eq!(
-            code(check_message(r#"{"type":"offer","data":"x"}"#, "a1", &p)),
+            code(check_message(
+                r#"{"type":"offer","data":"x"}"#,
+                "a1",
+                &p,
+                true
+            )),
             "malformed"
         );
         let big = format!(
             r#"{{"type":"chat","data":{{"text":"{}"}}}}"#,
             "x".repeat(MAX_MESSAGE)
         );
-        assert_eq!(code(check_message(&big, "a1", &p)), "too-large");
+        assert_eq!(code(check_message(&big, "a1", &p, true)), "too-large");
+        // The waiting room: the patient's media wait for the doctor; chat does not.
+        for kind in ["offer", "answer", "ice"] {
+            let m = format!(r#"{{"type":"{kind}","data":{{"sdp":"v=0"}}}}"#);
+            assert_eq!(code(check_message(&m, "a1", &p, false)), "not-admitted");
+            assert!(check_message(&m, "a1", &p, true).is_ok());
+        }
+        let doctor = Participant {
+            role: "practitioner",
+            reference: "Practitioner/mai".into(),
+        };
+        assert!(
+            check_message(
+                r#"{"type":"offer","data":{"sdp":"v=0"}}"#,
+                "a1",
+                &doctor,
+                false
+            )
+            .is_ok()
+        );
+        assert!(
+            check_message(
+                r#"{"type":"chat","data":{"text":"Tôi đã vào"}}"#,
+                "a1",
+                &p,
+                false
+            )
+            .is_ok()
+        );
         let (kind, body) = check_message(
             r#"{"type":"chat","room":"a1","data":{"text":"Chào bác sĩ","x":1}}"#,
             "a1",
             &p,
+            true,
         )
         .unwrap();
         assert_eq!(

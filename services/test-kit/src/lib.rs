@@ -2,6 +2,7 @@
 //! fresh store — a new SQLite file, or a new schema in the PostgreSQL test database (which must
 //! be reachable: a PostgreSQL test never skips itself; the schema is dropped afterwards).
 //! Each service's tests start only what they need; the system's end-to-end tests start all.
+//! [`TestApp::restart`] stops a process and starts another on the same database.
 
 use hospital_core::{Deployment, ServiceName};
 use hospital_host::{Config, Registration, Running};
@@ -325,6 +326,34 @@ impl TestApp {
             .as_array()
             .map(|a| a.iter().map(|e| e["resource"].clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Stops this process and starts `deployment` on the same database, with the previous
+    /// configuration changed by `tweak`: a restart, or another deployment taking over. What
+    /// was stored stays; nothing held in the old process's memory (its watchers, its
+    /// background's places) survives, as after a real restart. The new process listens on new
+    /// ports: `base` and the clients' URLs follow.
+    pub async fn restart(
+        &mut self,
+        registrations: &[Registration],
+        deployment: Deployment,
+        tweak: impl FnOnce(&mut Config),
+    ) {
+        let old = self.running.take().expect("a running process to restart");
+        let mut cfg = (*old.context.config).clone();
+        old.shutdown().await.expect("clean shutdown");
+        tweak(&mut cfg);
+        let running = hospital_host::start(&cfg, registrations, deployment)
+            .await
+            .expect("the system starts again on its database");
+        self.base = format!("http://{}/fhir", running.http_addr);
+        self.store = running.store.clone();
+        self.grpc = running
+            .grpc_addrs
+            .get(&ServiceName::Records)
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
+        self.running = Some(running);
     }
 
     pub async fn stop(mut self) {
