@@ -83,6 +83,8 @@ struct Args {
     bills: usize,
     /// Practitioners of the telemedicine phase (30 days of slots each); 0 skips it.
     practitioners: usize,
+    /// Signalling WebSockets held open per video visit (one visit per video practitioner).
+    sockets_per_visit: usize,
     postgres_admin: String,
 }
 
@@ -97,6 +99,7 @@ fn parse_args() -> Args {
         hostile: 10,
         bills: 2000,
         practitioners: 0,
+        sockets_per_visit: 10,
         postgres_admin: std::env::var("HOSPITAL_BENCH_POSTGRES_ADMIN")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
     };
@@ -120,6 +123,7 @@ fn parse_args() -> Args {
             "--hostile" => a.hostile = val().parse().expect("seconds"),
             "--bills" => a.bills = val().parse().expect("number"),
             "--practitioners" => a.practitioners = val().parse().expect("number"),
+            "--sockets-per-visit" => a.sockets_per_visit = val().parse().expect("number"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -335,12 +339,14 @@ fn vn_instant(t: chrono::DateTime<chrono::FixedOffset>) -> String {
 /// 30-minute slots, 30 days ahead: the service makes the slots); slot searches as patients
 /// run them (a practitioner's free slots on a day; free video slots of a specialty over up to
 /// four weeks, in row order and earliest first); `$book` of distinct slots for distinct patients, 16 in flight; then signalling
-/// WebSockets held open (ten per visit, one visit per practitioner), and the memory they take.
+/// WebSockets held open (`--sockets-per-visit`, ten by default, one visit per video
+/// practitioner), and the memory they take.
 async fn telemedicine(
     http: &reqwest::Client,
     base: &str,
     patients: &[String],
     n: usize,
+    sockets_per_visit: usize,
     server: &Server,
     f: &mut Figures,
 ) {
@@ -602,7 +608,7 @@ async fn telemedicine(
     let before = server.rss_mib("VmRSS:");
     let mut sockets = Vec::new();
     for url in &tokens {
-        for _ in 0..10 {
+        for _ in 0..sockets_per_visit {
             match tokio_tungstenite::connect_async(url.as_str()).await {
                 Ok((s, _)) => sockets.push(s),
                 Err(e) => {
@@ -1082,7 +1088,16 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
     }
     // Telemedicine: schedules, slot search, bookings, signalling connections.
     if a.practitioners > 0 {
-        telemedicine(&http, &base, &ids, a.practitioners, &server, &mut f).await;
+        telemedicine(
+            &http,
+            &base,
+            &ids,
+            a.practitioners,
+            a.sockets_per_visit,
+            &server,
+            &mut f,
+        )
+        .await;
         eprintln!(
             "[{backend}] {} slots; slot search (day) p50 {:.1} ms, p99 {:.1} ms, (specialty) p99 {:.1} ms, (earliest) p99 {:.1} ms; bookings {:.0}/s; {} signalling connections in {:.1} MiB",
             f.slots,
