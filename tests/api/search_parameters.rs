@@ -3,6 +3,7 @@
 //! every parameter of the patient compartment is a declared reference parameter, the
 //! compartment being FHIR's own (`compartmentdefinition-patient.json`, R4B).
 
+use crate::common::*;
 use serde_json::Value;
 
 /// FHIR parameters this server does not offer, and why.
@@ -104,4 +105,35 @@ fn the_patient_compartment_is_fhirs_own() {
         ours.sort_unstable();
         assert_eq!(ours, fhir, "{t}");
     }
+}
+
+hospital_test_kit::on_both_backends!(a_parameter_that_duplicates_another_reads_its_rows);
+
+/// FHIR's `phonetic` is `name` here, and Coverage's `patient` is its `beneficiary`: each
+/// finds what the other finds, from the same index rows.
+async fn a_parameter_that_duplicates_another_reads_its_rows(b: Backend) {
+    let app = spawn_app(b).await;
+    let an = app.create(patient_an("051085000123")).await;
+    assert_eq!(
+        app.search_ids("Patient?phonetic=nguyen%20van").await,
+        vec![an.clone()]
+    );
+    assert_eq!(
+        app.search_ids("Patient?name=nguyen%20van").await,
+        vec![an.clone()]
+    );
+    let rows = |param: &'static str| {
+        let store = app.store.clone();
+        async move {
+            let row = sqlx::query(&format!(
+                "SELECT COUNT(*) FROM idx_string WHERE resource_type = 'Patient' AND param = '{param}'"
+            ))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            sqlx::Row::try_get::<i64, _>(&row, 0).unwrap()
+        }
+    };
+    assert!(rows("name").await > 0);
+    assert_eq!(rows("phonetic").await, 0, "no rows of its own");
 }

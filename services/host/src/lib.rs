@@ -160,6 +160,8 @@ pub struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     /// Seals the audit trail in the background.
     sealer: tokio::task::JoinHandle<()>,
+    /// Keeps the planner's statistics current.
+    statistics: tokio::task::JoinHandle<()>,
     /// The services' background tasks.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -183,6 +185,7 @@ impl Running {
             b.abort();
         }
         self.sealer.abort();
+        self.statistics.abort();
         // Seal what the last requests wrote before the store closes.
         let _ = self.store.audit_seal().await;
         self.store.close().await;
@@ -396,6 +399,7 @@ pub async fn start(
     };
     let mut tasks = Vec::new();
     let sealer = store.spawn_audit_sealer(Duration::from_millis(500));
+    let statistics = store.spawn_statistics_keeper(Duration::from_secs(30));
 
     // Bind first: the clients of services this process runs dial the bound addresses.
     let mut listeners = BTreeMap::new();
@@ -516,6 +520,7 @@ pub async fn start(
         tasks,
         stop,
         sealer,
+        statistics,
         background,
     })
 }

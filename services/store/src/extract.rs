@@ -246,7 +246,7 @@ pub fn split_reference(reference: &str) -> Option<(&str, &str)> {
 /// Extracts the index rows of `resource` (of type `resource_type`).
 pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
-    for param in params::of_type(resource_type) {
+    for param in params::indexed_of_type(resource_type) {
         extract_param(param, resource, &mut rows);
     }
     for combo in params::combos_of(resource_type) {

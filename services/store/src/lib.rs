@@ -304,6 +304,8 @@ pub(crate) struct Inner {
     unique_identifiers: Vec<(&'static str, &'static str)>,
     /// The video visits' signalling bus.
     bus: signals::Bus,
+    /// SQLite: the resources' row count when the planner's statistics were last refreshed.
+    analysed_rows: std::sync::atomic::AtomicI64,
 }
 
 /// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).

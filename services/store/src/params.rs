@@ -125,6 +125,31 @@ pub const MAX_COMBO_ROWS: usize = 256;
 struct Installed {
     params: Vec<&'static SearchParam>,
     combos: Vec<&'static ComboIndex>,
+    /// Parameters that index exactly what an earlier one of their type indexes (FHIR's
+    /// `phonetic` is `name` here): searched through that one's rows, and given none of their
+    /// own (five more string rows per Patient, for nothing).
+    aliases: Vec<(&'static SearchParam, &'static SearchParam)>,
+}
+
+/// The parameter whose rows `p` reads: `p`, or the earlier one of its type it duplicates (a
+/// parameter of the patient compartment is never an alias; it keeps its own rows).
+fn canonical_of(
+    all: &[&'static SearchParam],
+    p: &'static SearchParam,
+) -> Option<&'static SearchParam> {
+    if compartment_params(p.resource_type).contains(&p.name) {
+        return None;
+    }
+    all.iter()
+        .take_while(|q| !std::ptr::eq(**q, p))
+        .find(|q| {
+            q.resource_type == p.resource_type
+                && q.kind == p.kind
+                && q.paths == p.paths
+                && q.targets == p.targets
+                && q.instant == p.instant
+        })
+        .copied()
 }
 
 static INSTALLED: std::sync::OnceLock<Installed> = std::sync::OnceLock::new();
@@ -188,9 +213,14 @@ pub fn install(
         k.sort_unstable();
         k
     };
+    let aliases = all
+        .iter()
+        .filter_map(|p| canonical_of(&all, p).map(|c| (*p, c)))
+        .collect();
     let offered = Installed {
         params: all,
         combos,
+        aliases,
     };
     let mut fresh = Some(offered);
     let installed = INSTALLED.get_or_init(|| fresh.take().expect("offered once"));
@@ -249,8 +279,8 @@ pub fn declared_types() -> Vec<&'static str> {
 /// the one the database recorded, the stored index rows of that type are rebuilt.
 pub fn fingerprint(resource_type: &str) -> std::string::String {
     use sha2::Digest;
-    /// Raised whenever extraction changes what rows a declaration gives.
-    const EXTRACTION: u32 = 1;
+    /// Raised whenever extraction changes what rows a declaration gives (2: aliases).
+    const EXTRACTION: u32 = 2;
     // What extraction reads of a parameter, and nothing else (a change elsewhere needs no
     // rebuild).
     let mut params: Vec<std::string::String> = of_type(resource_type)
@@ -269,9 +299,24 @@ pub fn fingerprint(resource_type: &str) -> std::string::String {
     hex::encode(h.finalize())
 }
 
-/// The parameter `name` of `resource_type`, if declared.
+/// The parameter `name` of `resource_type`, if declared: for an alias, the parameter whose
+/// rows it reads.
 pub fn find(resource_type: &str, name: &str) -> Option<&'static SearchParam> {
-    all().find(|p| p.resource_type == resource_type && p.name == name)
+    let p = all().find(|p| p.resource_type == resource_type && p.name == name)?;
+    Some(canonical(p))
+}
+
+/// The parameter whose index rows `p` reads (itself, unless it is an alias).
+pub fn canonical(p: &'static SearchParam) -> &'static SearchParam {
+    INSTALLED
+        .get()
+        .and_then(|i| i.aliases.iter().find(|(a, _)| std::ptr::eq(*a, p)))
+        .map_or(p, |(_, c)| c)
+}
+
+/// The declared parameters of one resource type that have index rows of their own.
+pub fn indexed_of_type(resource_type: &str) -> impl Iterator<Item = &'static SearchParam> + '_ {
+    of_type(resource_type).filter(|p| std::ptr::eq(canonical(p), *p))
 }
 
 /// The declared parameters of one resource type.
