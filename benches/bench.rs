@@ -85,6 +85,9 @@ struct Args {
     practitioners: usize,
     /// Signalling WebSockets held open per video visit (one visit per video practitioner).
     sockets_per_visit: usize,
+    /// Seconds of the mixed clinic load (reads, searches, `_include`, `$everything`,
+    /// writes at once); 0 skips it.
+    mixed: u64,
     postgres_admin: String,
 }
 
@@ -100,6 +103,7 @@ fn parse_args() -> Args {
         bills: 2000,
         practitioners: 0,
         sockets_per_visit: 10,
+        mixed: 20,
         postgres_admin: std::env::var("HOSPITAL_BENCH_POSTGRES_ADMIN")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
     };
@@ -124,6 +128,7 @@ fn parse_args() -> Args {
             "--bills" => a.bills = val().parse().expect("number"),
             "--practitioners" => a.practitioners = val().parse().expect("number"),
             "--sockets-per-visit" => a.sockets_per_visit = val().parse().expect("number"),
+            "--mixed" => a.mixed = val().parse().expect("seconds"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -324,6 +329,9 @@ struct Figures {
     bookings_ps: f64,
     sockets: usize,
     sockets_mib: f64,
+    /// The mixed load: per kind, (requests, p50, p95, p99 ms).
+    mixed: Vec<(&'static str, usize, f64, f64, f64)>,
+    mixed_rps: f64,
 }
 
 /// Vietnam's clock.
@@ -894,6 +902,99 @@ async fn hostile(base: &str, ids: &[String], secs: u64, f: &mut Figures, backend
     );
 }
 
+/// A clinic's mix at once, for `secs` seconds from `lanes` clients: 70 % reads of a patient,
+/// 20 % searches (by personal ID, a patient's encounters with `_include` of the patient, a
+/// patient's whole record by `$everything`), 10 % writes (a vital sign).
+async fn mixed(
+    http: &reqwest::Client,
+    base: &str,
+    rich: &[String],
+    people: &[String],
+    lanes: usize,
+    secs: u64,
+    f: &mut Figures,
+) {
+    const KINDS: [&str; 5] = [
+        "read by id",
+        "search by identifier",
+        "encounters with _include",
+        "$everything",
+        "create Observation",
+    ];
+    let end = Instant::now() + Duration::from_secs(secs);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let (http, base) = (http.clone(), base.to_owned());
+        let (rich, people) = (rich.to_vec(), people.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(lane as u64);
+            let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); KINDS.len()];
+            while Instant::now() < end {
+                let roll = rng.random_range(0..100);
+                let who = &rich[rng.random_range(0..rich.len())];
+                let kind = match roll {
+                    0..70 => 0,
+                    70..80 => 1,
+                    80..85 => 2,
+                    85..90 => 3,
+                    _ => 4,
+                };
+                let req = match kind {
+                    0 => http.get(format!("{base}/Patient/{who}")),
+                    1 => {
+                        let nid = &people[rng.random_range(0..people.len())];
+                        http.get(format!("{base}/Patient?identifier={NATIONAL_ID}|{nid}"))
+                    }
+                    2 => http.get(format!(
+                        "{base}/Encounter?subject=Patient/{who}&_include=Encounter:subject"
+                    )),
+                    3 => http.get(format!("{base}/Patient/{who}/$everything")),
+                    _ => http
+                        .post(format!("{base}/Observation"))
+                        .header("content-type", "application/fhir+json")
+                        .header("prefer", "return=minimal")
+                        .body(
+                            json!({
+                                "resourceType": "Observation", "status": "final",
+                                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                                "subject": {"reference": format!("Patient/{who}")},
+                                "effectiveDateTime": "2026-12-01T08:10:00+07:00",
+                                "valueQuantity": {"value": rng.random_range(55..110), "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+                            })
+                            .to_string(),
+                        ),
+                };
+                let t = Instant::now();
+                let r = req.send().await.expect("mixed request");
+                let status = r.status();
+                r.bytes().await.expect("body");
+                assert!(status.is_success(), "{} answered {status}", KINDS[kind]);
+                lat[kind].push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all: Vec<Vec<Duration>> = vec![Vec::new(); KINDS.len()];
+    for task in tasks {
+        for (k, l) in task.await.unwrap().into_iter().enumerate() {
+            all[k].extend(l);
+        }
+    }
+    let total: usize = all.iter().map(Vec::len).sum();
+    f.mixed_rps = total as f64 / t.elapsed().as_secs_f64();
+    for (k, mut l) in all.into_iter().enumerate() {
+        l.sort();
+        f.mixed.push((
+            KINDS[k],
+            l.len(),
+            percentile(&l, 0.5),
+            percentile(&l, 0.95),
+            percentile(&l, 0.99),
+        ));
+    }
+}
+
 async fn run_backend(backend: &str, a: &Args) -> Figures {
     let (url, port) = match backend {
         "sqlite" => {
@@ -1110,6 +1211,29 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
             f.sockets_mib
         );
     }
+    // The mixed clinic load, over patients with encounters and readings.
+    if a.mixed > 0 {
+        let r = http
+            .get(format!("{base}/Patient?_count=200&_elements=identifier"))
+            .send()
+            .await
+            .expect("patients");
+        let page: Value = r.json().await.expect("a Bundle");
+        let rich: Vec<String> = page["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
+            .collect();
+        let people: Vec<String> = bodies.iter().map(|(_, nid, ..)| nid.clone()).collect();
+        mixed(&http, &base, &rich, &people, a.concurrency, a.mixed, &mut f).await;
+        eprintln!("[{backend}] mixed load {:.0} requests/s", f.mixed_rps);
+        for (kind, n, p50, p95, p99) in &f.mixed {
+            eprintln!(
+                "[{backend}]   {kind}: {n} requests, p50 {p50:.1} / p95 {p95:.1} / p99 {p99:.1} ms"
+            );
+        }
+    }
     // 5. A hostile patient.
     if a.hostile > 0 {
         hostile(&base, &ids, a.hostile, &mut f, backend).await;
@@ -1172,6 +1296,18 @@ async fn main() {
         row(&format!("search by {name} p50 / p99 (ms)"), &|f| {
             format!("{:.1} / {:.1}", f.search[i].1, f.search[i].2)
         });
+    }
+    if a.mixed > 0 {
+        row("mixed clinic load (requests/s)", &|f| {
+            format!("{:.0}", f.mixed_rps)
+        });
+        for i in 0..all[0].1.mixed.len() {
+            let name = all[0].1.mixed[i].0;
+            row(&format!("  mixed: {name} p50 / p95 / p99 (ms)"), &|f| {
+                let m = &f.mixed[i];
+                format!("{:.1} / {:.1} / {:.1}", m.2, m.3, m.4)
+            });
+        }
     }
     if a.hostile > 0 {
         row("clinician read p50 / p99 / max, alone (ms)", &|f| {

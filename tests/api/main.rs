@@ -10,6 +10,7 @@ mod browser;
 mod chains;
 mod compartments;
 mod discharge;
+mod durability;
 mod fhir_rest;
 mod fhir_rest_more;
 mod fhir_sdk_client;

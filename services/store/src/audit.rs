@@ -107,7 +107,7 @@ impl Tx {
             return Ok(());
         }
         bind_all(sqlx::query(&insert_sql(d, 1)), &args)
-            .execute(&mut *self.tx)
+            .execute(self.conn().await?)
             .await?;
         Ok(())
     }
@@ -124,17 +124,13 @@ pub struct AuditSink {
 }
 
 impl AuditSink {
-    /// Starts the writer tasks on `store`: several on PostgreSQL, so that one group commits
-    /// while the next gathers (the server merges their WAL flushes); one on SQLite, whose
-    /// writes are serialised anyway.
+    /// Starts the writer tasks on `store`: several, so that one group commits while the next
+    /// gathers (PostgreSQL merges their WAL flushes; on SQLite they join the writer's group
+    /// commit, sharing one sync with each other and with the writes committing then).
     pub fn start(store: Store) -> AuditSink {
         let (queue, rx) = mpsc::channel::<Pending>(8192);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        let workers = if store.dialect() == Dialect::Postgres {
-            4
-        } else {
-            1
-        };
+        let workers = 4;
         for _ in 0..workers {
             let rx = rx.clone();
             let store = store.clone();
@@ -277,11 +273,13 @@ pub struct AuditQuery {
 impl Store {
     async fn audit_insert_many(&self, records: &[&AuditRecord]) -> Result<()> {
         let d = self.dialect();
-        let mut tx = self.inner.writer.begin().await?;
+        // On SQLite the records join the writer's group commit: they share the sync of the
+        // writes committing with them.
+        let mut tx = self.begin(&crate::WriteKey(())).await?;
         for chunk in records.chunks(100) {
             let args: Vec<Arg> = chunk.iter().flat_map(|r| args_of(r)).collect();
             bind_all(sqlx::query(&insert_sql(d, chunk.len())), &args)
-                .execute(&mut *tx)
+                .execute(tx.conn().await?)
                 .await?;
         }
         tx.commit().await?;

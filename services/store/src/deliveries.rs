@@ -58,7 +58,7 @@ impl Tx {
         .bind(dates::now_micros())
         .bind(outcome)
         .bind(raw.to_vec())
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn().await?)
         .await?;
         Ok(row.try_get(0)?)
     }

@@ -22,6 +22,7 @@ pub mod signals;
 pub mod signing;
 pub mod text;
 
+mod group;
 mod index;
 mod open;
 mod read;
@@ -306,6 +307,8 @@ pub(crate) struct Inner {
     bus: signals::Bus,
     /// SQLite: the resources' row count when the planner's statistics were last refreshed.
     analysed_rows: std::sync::atomic::AtomicI64,
+    /// SQLite: the writer's group commit ([`group`]).
+    group: Option<Arc<group::Group>>,
 }
 
 /// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).

@@ -67,10 +67,12 @@ impl Store {
             inner: Arc::new(Inner {
                 dialect,
                 reader,
-                writer,
                 unique_identifiers: options.unique_identifiers,
                 bus: crate::signals::Bus::new(listen_url),
                 analysed_rows: std::sync::atomic::AtomicI64::new(0),
+                group: (dialect == Dialect::Sqlite)
+                    .then(|| Arc::new(crate::group::Group::new(writer.clone()))),
+                writer,
             }),
         };
         store.rebuild_stale_indexes().await?;
@@ -81,6 +83,14 @@ impl Store {
         self.inner.dialect
     }
 
+    /// SQLite's group commit (only SQLite has one).
+    pub(crate) fn group(&self) -> &Arc<crate::group::Group> {
+        self.inner
+            .group
+            .as_ref()
+            .expect("SQLite has a group commit")
+    }
+
     /// The read pool, for plain SQL that belongs to the store's users (reports, benchmarks).
     pub fn pool(&self) -> &AnyPool {
         &self.inner.reader
@@ -88,9 +98,12 @@ impl Store {
 
     /// Starts a write transaction. Everything done through it commits or rolls back together.
     pub async fn begin(&self, _key: &WriteKey) -> Result<Tx> {
-        let tx = self.inner.writer.begin().await?;
+        let conn = match &self.inner.group {
+            Some(_) => crate::tx::Conn::Sqlite(None),
+            None => crate::tx::Conn::Postgres(self.inner.writer.begin().await?),
+        };
         Ok(Tx {
-            tx,
+            conn,
             store: self.clone(),
             author: None,
             pending_index: Vec::new(),
@@ -118,7 +131,7 @@ fn sqlite_pragmas(
     Box::pin(async move {
         for p in [
             "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
+            "PRAGMA synchronous = FULL",
             "PRAGMA busy_timeout = 10000",
             "PRAGMA foreign_keys = ON",
             "PRAGMA cache_size = -4000",

@@ -31,7 +31,7 @@ impl Tx {
         .bind(topic)
         .bind(due)
         .bind(payload)
-        .execute(&mut *self.tx)
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -61,7 +61,7 @@ impl Tx {
         for (key, due) in messages {
             q = q.bind(key).bind(due);
         }
-        q.execute(&mut *self.tx).await?;
+        q.execute(self.conn().await?).await?;
         Ok(())
     }
 }

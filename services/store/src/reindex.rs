@@ -80,7 +80,7 @@ impl Store {
                     "SELECT fingerprint, building, cursor FROM index_state WHERE resource_type = $1",
                 ))
                 .bind(rt)
-                .fetch_optional(&mut *tx.tx)
+                .fetch_optional(tx.conn().await?)
                 .await?;
                 let (current, building, cursor) = match &state {
                     Some(r) => (
@@ -114,7 +114,7 @@ impl Store {
                     .bind(rt)
                     .bind(cursor)
                     .bind(BATCH)
-                    .fetch_all(&mut *tx.tx)
+                    .fetch_all(tx.conn().await?)
                     .await?
                 };
                 let mut last = cursor;
@@ -152,7 +152,7 @@ impl Store {
                             )),
                             std::slice::from_ref(&list),
                         )
-                        .execute(&mut *tx.tx)
+                        .execute(tx.conn().await?)
                         .await?;
                     }
                 }
@@ -174,7 +174,7 @@ impl Store {
                 .bind(fingerprint.unwrap_or_default())
                 .bind(building)
                 .bind(if done { 0 } else { last })
-                .execute(&mut *tx.tx)
+                .execute(tx.conn().await?)
                 .await?;
                 tx.commit().await?;
                 if done {

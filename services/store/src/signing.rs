@@ -102,7 +102,7 @@ impl KeyStore for LocalKeyStore {
         let row =
             sqlx::query(&d.sql("SELECT secret_key FROM signing_keys WHERE practitioner_id = $1"))
                 .bind(signer)
-                .fetch_optional(&mut *tx.tx)
+                .fetch_optional(tx.conn().await?)
                 .await?;
         let key = match row {
             Some(r) => {
@@ -122,7 +122,7 @@ impl KeyStore for LocalKeyStore {
                 .bind(hex::encode(key.verifying_key().to_bytes()))
                 .bind(hex::encode(key.to_bytes()))
                 .bind(crate::dates::now_micros())
-                .execute(&mut *tx.tx)
+                .execute(tx.conn().await?)
                 .await?;
                 key
             }
@@ -205,7 +205,7 @@ impl Tx {
         .bind(&s.digest)
         .bind(&s.signature)
         .bind(s.signed_at)
-        .execute(&mut *self.tx)
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -219,7 +219,7 @@ impl Tx {
             ))
             .bind(resource_type)
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn().await?)
             .await?;
         Ok(row.is_some())
     }

@@ -9,11 +9,13 @@ use crate::{
     extract, is_valid_id,
 };
 use serde_json::Value;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
 pub struct Tx {
-    pub(crate) tx: Transaction<'static, Any>,
+    /// The database transaction: PostgreSQL's own, or (SQLite) a member of the writer's
+    /// group commit, joined at the first statement.
+    pub(crate) conn: Conn,
     pub(crate) store: Store,
     /// Who writes: stamped on every version (`meta.extension` recorded-by).
     pub(crate) author: Option<String>,
@@ -32,6 +34,21 @@ pub struct Tx {
     pub(crate) locked: std::collections::HashMap<(String, String), (i64, i64, bool, String)>,
 }
 
+/// See [`Tx::conn`].
+pub(crate) enum Conn {
+    Postgres(Transaction<'static, Any>),
+    Sqlite(Option<crate::group::Member>),
+    Ended,
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Conn::Sqlite(Some(member)) = std::mem::replace(&mut self.conn, Conn::Ended) {
+            self.store.group().release_dropped(member);
+        }
+    }
+}
+
 impl Tx {
     pub fn dialect(&self) -> Dialect {
         self.store.dialect()
@@ -42,23 +59,49 @@ impl Tx {
         self.author = Some(author.to_owned());
     }
 
+    /// Commits; returns once the writes are durable.
     pub async fn commit(mut self) -> Result<()> {
         self.flush_index().await?;
-        self.tx.commit().await?;
+        match std::mem::replace(&mut self.conn, Conn::Ended) {
+            Conn::Postgres(tx) => tx.commit().await?,
+            Conn::Sqlite(Some(member)) => self.store.group().commit(member).await?,
+            Conn::Sqlite(None) | Conn::Ended => {}
+        }
         Ok(())
     }
 
     /// Ends the transaction keeping nothing of it (as dropping it does, but now: SQLite's
     /// single writer is free when this returns).
-    pub async fn rollback(self) -> Result<()> {
-        self.tx.rollback().await?;
+    pub async fn rollback(mut self) -> Result<()> {
+        match std::mem::replace(&mut self.conn, Conn::Ended) {
+            Conn::Postgres(tx) => tx.rollback().await?,
+            Conn::Sqlite(Some(member)) => self.store.group().rollback(member).await?,
+            Conn::Sqlite(None) | Conn::Ended => {}
+        }
         Ok(())
+    }
+
+    /// The transaction's connection; on SQLite the writer is joined here, at the first
+    /// statement, so that the work before it (validation, extraction) holds nothing.
+    pub(crate) async fn conn(&mut self) -> Result<&mut AnyConnection> {
+        match &mut self.conn {
+            Conn::Postgres(tx) => Ok(&mut **tx),
+            Conn::Sqlite(member) => {
+                if member.is_none() {
+                    *member = Some(self.store.group().join().await?);
+                }
+                Ok(member.as_mut().expect("joined").conn())
+            }
+            Conn::Ended => Err(StoreError::PreconditionFailed(
+                "the transaction has ended".into(),
+            )),
+        }
     }
 
     /// Reads the current version inside the transaction (sees its own writes).
     pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Version> {
         let d = self.dialect();
-        read_current(d, &mut self.tx, resource_type, id).await
+        read_current(d, self.conn().await?, resource_type, id).await
     }
 
     /// The current version, its row locked until the transaction ends (PostgreSQL): a
@@ -117,7 +160,7 @@ impl Tx {
             for (t, id) in chunk {
                 q = q.bind(*t).bind(*id);
             }
-            for r in q.fetch_all(&mut *self.tx).await? {
+            for r in q.fetch_all(self.conn().await?).await? {
                 found.push((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
             }
         }
@@ -133,7 +176,7 @@ impl Tx {
     pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult> {
         self.flush_index().await?;
         let d = self.dialect();
-        search::run(d, &mut self.tx, query).await
+        search::run(d, self.conn().await?, query).await
     }
 
     /// Serialises writers that race on the same condition (conditional create, uniqueness
@@ -147,7 +190,7 @@ impl Tx {
             b.copy_from_slice(&digest[..8]);
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(i64::from_be_bytes(b))
-                .execute(&mut *self.tx)
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(())
@@ -167,7 +210,7 @@ impl Tx {
             )
             .bind(i64::from_be_bytes(b))
             .bind(sequence_of(name))
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn().await?)
             .await?;
             if let Some(n) = row.try_get::<Option<i64>, _>(0)? {
                 return Ok(n);
@@ -186,7 +229,7 @@ impl Tx {
             let seq = sequence_of(name);
             let row = sqlx::query("SELECT nextval(CAST(to_regclass($1) AS regclass)) WHERE to_regclass($1) IS NOT NULL")
                 .bind(&seq)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn().await?)
                 .await?;
             if let Some(row) = row {
                 return Ok(row.try_get(0)?);
@@ -197,7 +240,7 @@ impl Tx {
              ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
         ))
         .bind(name)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn().await?)
         .await?;
         Ok(row.try_get(0)?)
     }
@@ -256,7 +299,7 @@ impl Tx {
         .bind(version_id)
         .bind(now)
         .bind(rid)
-        .execute(&mut *self.tx)
+        .execute(self.conn().await?)
         .await?;
         sqlx::query(&d.sql(
             "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
@@ -266,7 +309,7 @@ impl Tx {
         .bind(resource_type)
         .bind(version_id)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.conn().await?)
         .await?;
         self.clear_index(rid).await?;
         // A deleted resource holds no time.
@@ -275,7 +318,7 @@ impl Tx {
         )
         .bind(resource_type)
         .bind(id)
-        .execute(&mut *self.tx)
+        .execute(self.conn().await?)
         .await?;
         Ok(Some(Version {
             resource_type: resource_type.to_owned(),
@@ -306,7 +349,7 @@ impl Tx {
         )
         .bind(resource_type)
         .bind(id)
-        .execute(&mut *self.tx)
+        .execute(self.conn().await?)
         .await?;
         if claims.iter().any(|(_, lo, hi)| hi <= lo) {
             return Err(StoreError::Invalid {
@@ -330,7 +373,7 @@ impl Tx {
             for (holder, lo, hi) in claims {
                 q = q.bind(holder).bind(lo).bind(hi);
             }
-            for row in q.fetch_all(&mut *self.tx).await? {
+            for row in q.fetch_all(self.conn().await?).await? {
                 inserted.insert(row.try_get::<String, _>(0)?);
             }
         }
@@ -348,7 +391,7 @@ impl Tx {
             .bind(hi)
             .bind(resource_type)
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn().await?)
             .await?;
             if let Some(row) = taken {
                 let (t, other): (String, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -374,7 +417,7 @@ impl Tx {
             .bind(holder)
             .bind(lo)
             .bind(hi)
-            .execute(&mut *self.tx)
+            .execute(self.conn().await?)
             .await?;
         }
         Ok(())
@@ -413,7 +456,7 @@ impl Tx {
         )))
         .bind(resource_type)
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn().await?)
         .await?;
         let row: Option<(i64, i64, bool, String)> = row
             .map(|r| -> Result<_> {

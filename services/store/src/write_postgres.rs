@@ -77,7 +77,7 @@ impl Tx {
                 ctes.join(", ")
             );
             bind_all(sqlx::query(&sql), &args)
-                .execute(&mut *self.tx)
+                .execute(self.conn().await?)
                 .await?;
             rid
         } else {
@@ -113,7 +113,7 @@ impl Tx {
             for (system, value) in &claims {
                 q = q.bind(system.as_str()).bind(value.as_str());
             }
-            let rows_back = q.fetch_all(&mut *self.tx).await?;
+            let rows_back = q.fetch_all(self.conn().await?).await?;
             let Some(first) = rows_back.first() else {
                 return Err(StoreError::VersionConflict {
                     expected: 0,
@@ -157,14 +157,17 @@ impl Tx {
                     .map(|(i, t)| format!("d{i} AS (DELETE FROM {t} WHERE rid = $1)"))
                     .collect();
                 let sql = format!("WITH {} DELETE FROM {last} WHERE rid = $1", ctes.join(", "));
-                sqlx::query(&sql).bind(rid).execute(&mut *self.tx).await?;
+                sqlx::query(&sql)
+                    .bind(rid)
+                    .execute(self.conn().await?)
+                    .await?;
             }
             Dialect::Sqlite => {
                 let sql: String = tables
                     .iter()
                     .map(|t| format!("DELETE FROM {t} WHERE rid = {rid};"))
                     .collect();
-                sqlx::query(&sql).execute(&mut *self.tx).await?;
+                sqlx::query(&sql).execute(self.conn().await?).await?;
             }
         }
         Ok(())
@@ -251,7 +254,7 @@ impl Tx {
                 format!("WITH {} {last}", ctes.join(", "))
             };
             bind_all(sqlx::query(&sql), &args)
-                .execute(&mut *self.tx)
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(())
@@ -291,7 +294,7 @@ impl Tx {
             q = q.bind(system.as_str()).bind(value.as_str()).bind(rid);
         }
         let inserted: Vec<(String, String)> = q
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn().await?)
             .await?
             .iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
@@ -320,7 +323,7 @@ impl Tx {
             .bind(resource_type)
             .bind(system.as_str())
             .bind(value.as_str())
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn().await?)
             .await?;
             if row.try_get::<i64, _>(0)? != rid {
                 let existing: String = row.try_get(1)?;

@@ -106,7 +106,7 @@ impl Tx {
             .sum();
         args.extend(std::iter::repeat_n(Arg::I64(0), gaps));
         let result = bind_all(sqlx::query(&sql), &args)
-            .execute(&mut *self.tx)
+            .execute(self.conn().await?)
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -121,7 +121,7 @@ impl Tx {
                     .bind(system.as_str())
                     .bind(value.as_str())
                     .bind(id)
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(self.conn().await?)
                     .await?;
                     if let Some(row) = row {
                         let existing: String = row.try_get(0)?;

@@ -1,0 +1,209 @@
+//! SQLite's group commit: write transactions that queue for the single writer share one
+//! database transaction and one sync.
+//!
+//! Each logical transaction ([`crate::Tx`]) takes the writer only at its first statement (the
+//! validation, extraction and serialisation before it hold nothing), runs inside a savepoint
+//! of the shared transaction, and releases the savepoint when it commits. If more
+//! transactions are queued behind it, it hands the writer to the next and waits; the last one
+//! of a group (nobody queued, or the group full) commits the shared transaction and tells the
+//! others. Nobody learns that their write committed before it is durable, and a member that
+//! fails rolls back to its savepoint, leaving the others' work as it was.
+//!
+//! With `synchronous = FULL` every commit syncs the write-ahead log; the group pays for that
+//! once instead of once per write.
+
+use crate::{Result, StoreError};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+/// The most members one shared transaction takes before it commits, and the longest it
+/// stays open: a steady queue must not postpone everyone's acknowledgement indefinitely.
+const MAX_MEMBERS: usize = 256;
+const MAX_OPEN: Duration = Duration::from_millis(50);
+
+type Done = oneshot::Sender<std::result::Result<(), String>>;
+
+pub(crate) struct Shared {
+    /// The shared database transaction, open while it has members.
+    tx: Option<Transaction<'static, Any>>,
+    opened: Instant,
+    members: usize,
+    /// Members that released their savepoint and wait for the shared commit.
+    waiting: Vec<Done>,
+}
+
+/// The writer's queue and its shared transaction.
+pub(crate) struct Group {
+    writer: AnyPool,
+    shared: Arc<Mutex<Shared>>,
+    /// Transactions waiting for the writer (a hint for when to commit: an error only costs
+    /// a short wait, never a lost acknowledgement).
+    queued: AtomicUsize,
+}
+
+/// A logical transaction's hold on the writer, from its first statement to its end.
+pub(crate) struct Member {
+    guard: OwnedMutexGuard<Shared>,
+}
+
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Group {
+    pub(crate) fn new(writer: AnyPool) -> Group {
+        Group {
+            writer,
+            shared: Arc::new(Mutex::new(Shared {
+                tx: None,
+                opened: Instant::now(),
+                members: 0,
+                waiting: Vec::new(),
+            })),
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for the writer and opens a savepoint for a new member.
+    pub(crate) async fn join(&self) -> Result<Member> {
+        let mut guard = {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            let _queued = Queued(&self.queued);
+            self.shared.clone().lock_owned().await
+        };
+        if guard.tx.is_none() {
+            guard.tx = Some(self.writer.begin().await?);
+            guard.opened = Instant::now();
+            guard.members = 0;
+        }
+        guard.members += 1;
+        let conn: &mut AnyConnection = guard.tx.as_mut().expect("open");
+        if let Err(e) = sqlx::query("SAVEPOINT member").execute(conn).await {
+            guard.members -= 1;
+            abandon(&mut guard, &e.to_string()).await;
+            return Err(e.into());
+        }
+        Ok(Member { guard })
+    }
+
+    /// Commits a member: its savepoint is released, and it returns once the shared
+    /// transaction holding it has committed (or failed, and with it this member's writes).
+    pub(crate) async fn commit(&self, mut member: Member) -> Result<()> {
+        let conn: &mut AnyConnection = member.guard.tx.as_mut().expect("open");
+        if let Err(e) = sqlx::query("RELEASE member").execute(conn).await {
+            abandon(&mut member.guard, &e.to_string()).await;
+            return Err(e.into());
+        }
+        let full = member.guard.members >= MAX_MEMBERS || member.guard.opened.elapsed() >= MAX_OPEN;
+        if self.queued.load(Ordering::Acquire) == 0 || full {
+            return finish(&mut member.guard).await.map_err(failed);
+        }
+        let (done, mut wait) = oneshot::channel();
+        member.guard.waiting.push(done);
+        drop(member);
+        loop {
+            match tokio::time::timeout(Duration::from_millis(20), &mut wait).await {
+                Ok(Ok(result)) => return result.map_err(failed),
+                Ok(Err(_)) => return Err(failed("the writer stopped".into())),
+                Err(_) => {
+                    // Whoever was queued has not committed yet (or was cancelled before its
+                    // turn): commit the group ourselves once the writer is free.
+                    let mut guard = self.shared.clone().lock_owned().await;
+                    if let Ok(result) = wait.try_recv() {
+                        return result.map_err(failed);
+                    }
+                    if guard.tx.is_some() {
+                        let _ = finish(&mut guard).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rolls a member back to its savepoint; the group's other members keep their work.
+    pub(crate) async fn rollback(&self, mut member: Member) -> Result<()> {
+        let conn: &mut AnyConnection = member.guard.tx.as_mut().expect("open");
+        let undone = sqlx::query("ROLLBACK TO member; RELEASE member")
+            .execute(conn)
+            .await;
+        member.guard.members -= 1;
+        if let Err(e) = undone {
+            // The shared transaction is gone (SQLite rolls it back itself on some errors):
+            // everyone waiting on it learns so.
+            abandon(&mut member.guard, &e.to_string()).await;
+            return Err(e.into());
+        }
+        if self.queued.load(Ordering::Acquire) == 0 {
+            finish(&mut member.guard).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// A member dropped without commit or rollback (an error path, a cancelled request): its
+    /// savepoint is rolled back in the background.
+    pub(crate) fn release_dropped(self: &Arc<Self>, member: Member) {
+        let group = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    if let Err(e) = group.rollback(member).await {
+                        tracing::warn!(error = %e, "rolling back a dropped write failed");
+                    }
+                });
+            }
+            Err(_) => {
+                // No runtime (shutting down): dropping the shared transaction rolls it back.
+                let mut member = member;
+                let waiting = std::mem::take(&mut member.guard.waiting);
+                member.guard.tx = None;
+                for w in waiting {
+                    let _ = w.send(Err("the writer stopped".into()));
+                }
+            }
+        }
+    }
+}
+
+impl Member {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        self.guard.tx.as_mut().expect("open")
+    }
+}
+
+fn failed(e: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!(
+        "the group commit failed: {e}"
+    )))
+}
+
+/// Commits the shared transaction and tells every waiting member.
+async fn finish(shared: &mut Shared) -> std::result::Result<(), String> {
+    let result = match shared.tx.take() {
+        Some(tx) => tx.commit().await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
+    shared.members = 0;
+    for w in shared.waiting.drain(..) {
+        let _ = w.send(result.clone());
+    }
+    result
+}
+
+/// Gives up the shared transaction after a failure that may have ended it: rolled back, and
+/// every waiting member told.
+async fn abandon(shared: &mut Shared, why: &str) {
+    if let Some(tx) = shared.tx.take() {
+        let _ = tx.rollback().await;
+    }
+    shared.members = 0;
+    for w in shared.waiting.drain(..) {
+        let _ = w.send(Err(why.to_owned()));
+    }
+}

@@ -1,0 +1,235 @@
+//! A crash loses nothing that was acknowledged: the server is killed with SIGKILL in the middle
+//! of a create load, started again on the same store, and every create it had answered 201 to
+//! is there, with its audit trail intact.
+//!
+//! SIGKILL ends the process but not the operating system, whose page cache survives: this
+//! guards process crashes. A power loss is guarded by the commit waiting for the disk
+//! (`synchronous = FULL` on SQLite, PostgreSQL's `fsync` and `synchronous_commit`), which a
+//! test on one machine cannot cut.
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn start(url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_hospital"))
+        .env("DATABASE_URL", url)
+        .env("HOSPITAL_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("HOSPITAL_RECORDS_GRPC_ADDR", "127.0.0.1:0")
+        .env("HOSPITAL_TELEMEDICINE_GRPC_ADDR", "127.0.0.1:0")
+        .env("HOSPITAL_BILLING_GRPC_ADDR", "127.0.0.1:0")
+        .env("HOSPITAL_JWT_SECRET", hospital::config::TEST_SECRET)
+        .env("HOSPITAL_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the hospital binary")
+}
+
+async fn wait_ready(base: &str, child: &mut Child) {
+    for _ in 0..300 {
+        if let Ok(r) = reqwest::get(format!("{base}/metadata")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server did not start");
+}
+
+async fn killed_mid_load_keeps_every_acknowledged_write(backend: Backend) {
+    let db = fresh_database(backend).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/fhir");
+    let mut server = start(&db.url, port);
+    wait_ready(&base, &mut server).await;
+    let http = client_with(&mint(
+        hospital_core::auth::Role::Service,
+        "durability-test",
+        None,
+        None,
+        None,
+    ));
+
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut writers = Vec::new();
+    for lane in 0..16 {
+        let (http, base, acknowledged) = (http.clone(), base.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let body = json!({
+                    "resourceType": "Patient",
+                    "name": [{"family": "Trần", "given": [format!("Lane{lane} No{n}")]}],
+                    "gender": "female",
+                    "birthDate": "1990-01-01"
+                });
+                let Ok(r) = http
+                    .post(format!("{base}/Patient"))
+                    .header("content-type", FHIR)
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if r.status() != 201 {
+                    return;
+                }
+                let Ok(v) = r.json::<Value>().await else {
+                    return;
+                };
+                let id = v["id"].as_str().expect("a created id").to_owned();
+                acknowledged.lock().unwrap().push(id);
+            }
+        }));
+    }
+    // Kill once the load is well under way.
+    for _ in 0..200 {
+        if acknowledged.lock().unwrap().len() >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 300,
+        "the load was under way when the server was killed: {}",
+        acknowledged.len()
+    );
+
+    let mut server = start(&db.url, port);
+    wait_ready(&base, &mut server).await;
+    let mut missing = Vec::new();
+    for ids in acknowledged.chunks(100) {
+        let r = http
+            .get(format!("{base}/Patient?_id={}&_count=100", ids.join(",")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let bundle: Value = r.json().await.unwrap();
+        let found: Vec<&str> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["resource"]["id"].as_str())
+            .collect();
+        missing.extend(
+            ids.iter()
+                .filter(|id| !found.contains(&id.as_str()))
+                .cloned(),
+        );
+    }
+    assert_eq!(
+        missing,
+        Vec::<String>::new(),
+        "of {} acknowledged creates, these are gone after the crash",
+        acknowledged.len()
+    );
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    server.wait().expect("stopped");
+
+    // Every acknowledged create left its audit record (written in its own transaction).
+    let store = hospital_store::Store::open(&db.url, Default::default())
+        .await
+        .unwrap();
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'create' AND outcome = 201",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    assert!(
+        audited as usize >= acknowledged.len(),
+        "{audited} create audit records for {} acknowledged creates",
+        acknowledged.len()
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hospital"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &db.url)
+        .env("HOSPITAL_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("audit trail intact"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes arriving together commit together (SQLite's group commit shares one transaction
+/// among them): a write refused in the middle of such a group takes nothing of the others
+/// with it, and leaves nothing of its own.
+async fn a_refused_write_among_concurrent_ones_takes_nothing_with_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let before = app.versions().await;
+    let mut requests = Vec::new();
+    for n in 0..40 {
+        // Half distinct patients, half claiming one personal ID (one of those can win).
+        let nid = if n % 2 == 0 {
+            format!("0510850002{:02}", n)
+        } else {
+            "051085000199".to_owned()
+        };
+        let req = app
+            .http
+            .post(app.url("Patient"))
+            .header("content-type", FHIR)
+            .body(patient_an(&nid).to_string());
+        requests.push(tokio::spawn(async move {
+            (nid, req.send().await.expect("request").status().as_u16())
+        }));
+    }
+    let mut statuses = Vec::new();
+    for r in requests {
+        statuses.push(r.await.unwrap());
+    }
+    let created = statuses.iter().filter(|(_, s)| *s == 201).count();
+    assert_eq!(created, 21, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|(nid, s)| *s == 201 || (nid == "051085000199" && *s == 409)),
+        "{statuses:?}"
+    );
+    assert_eq!(app.versions().await, before + 21);
+    for (nid, _) in statuses.iter().filter(|(_, s)| *s == 201) {
+        let ids = app
+            .search_ids(&format!("Patient?identifier={NATIONAL_ID}|{nid}"))
+            .await;
+        assert_eq!(ids.len(), 1, "{nid}");
+    }
+    app.stop().await;
+}
+
+hospital_test_kit::on_both_backends!(a_refused_write_among_concurrent_ones_takes_nothing_with_it);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_killed_mid_load_keeps_every_acknowledged_write() {
+    killed_mid_load_keeps_every_acknowledged_write(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_killed_mid_load_keeps_every_acknowledged_write() {
+    killed_mid_load_keeps_every_acknowledged_write(Backend::Postgres).await;
+}
