@@ -199,8 +199,13 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str, port: u16) -> Server {
-        let exe = std::env::current_exe().expect("exe");
-        let hospital = exe.with_file_name("hospital");
+        // HOSPITAL_BENCH_SERVER: another build to measure (a before and after in one session).
+        let hospital = std::env::var_os("HOSPITAL_BENCH_SERVER")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                let exe = std::env::current_exe().expect("exe");
+                exe.with_file_name("hospital")
+            });
         let child = Command::new(hospital)
             .env("DATABASE_URL", database_url)
             .env("HOSPITAL_HTTP_ADDR", format!("127.0.0.1:{port}"))

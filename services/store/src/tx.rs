@@ -81,6 +81,15 @@ impl Tx {
         Ok(())
     }
 
+    /// A transaction of exactly one statement (on SQLite it needs no savepoint: a failed
+    /// statement undoes itself).
+    pub(crate) async fn single_statement(&mut self) -> Result<&mut AnyConnection> {
+        if let Conn::Sqlite(member @ None) = &mut self.conn {
+            *member = Some(self.store.group().join(false).await?);
+        }
+        self.conn().await
+    }
+
     /// The transaction's connection; on SQLite the writer is joined here, at the first
     /// statement, so that the work before it (validation, extraction) holds nothing.
     pub(crate) async fn conn(&mut self) -> Result<&mut AnyConnection> {
@@ -88,7 +97,7 @@ impl Tx {
             Conn::Postgres(tx) => Ok(&mut **tx),
             Conn::Sqlite(member) => {
                 if member.is_none() {
-                    *member = Some(self.store.group().join().await?);
+                    *member = Some(self.store.group().join(true).await?);
                 }
                 Ok(member.as_mut().expect("joined").conn())
             }
