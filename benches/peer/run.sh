@@ -34,7 +34,7 @@ fresh_pg() { psql "$PG_ADMIN" -q -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c
 
 wait_up() {
   for _ in $(seq 1 300); do
-    curl -fsS -o /dev/null -H "Authorization: Bearer ${BENCH_TOKEN:-}" "$1/metadata" && return 0
+    curl -fs -o /dev/null -H "Authorization: Bearer ${BENCH_TOKEN:-}" "$1/metadata" && return 0
     sleep 0.1
   done
   echo "server at $1 did not start" >&2

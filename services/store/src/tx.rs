@@ -62,9 +62,23 @@ impl Tx {
     /// Commits; returns once the writes are durable.
     pub async fn commit(mut self) -> Result<()> {
         self.flush_index().await?;
+        let mut released = false;
+        if matches!(self.conn, Conn::Sqlite(_)) && !self.pending_audit.is_empty() {
+            // The audit records and the savepoint's release, in one hop.
+            let rows = std::mem::take(&mut self.pending_audit);
+            let sql = format!(
+                "{}; RELEASE member",
+                crate::audit::insert_sql(Dialect::Sqlite, rows.len())
+            );
+            let args: Vec<crate::Arg> = rows.into_iter().flatten().collect();
+            crate::bind_all(sqlx::query(&sql), &args)
+                .execute(self.conn().await?)
+                .await?;
+            released = true;
+        }
         match std::mem::replace(&mut self.conn, Conn::Ended) {
             Conn::Postgres(tx) => tx.commit().await?,
-            Conn::Sqlite(Some(member)) => self.store.group().commit(member).await?,
+            Conn::Sqlite(Some(member)) => self.store.group().commit(member, released).await?,
             Conn::Sqlite(None) | Conn::Ended => {}
         }
         Ok(())
