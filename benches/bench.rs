@@ -1170,9 +1170,10 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
                 let url = format!("{base}/{q}");
                 async move {
                     let t = Instant::now();
-                    let r = http.get(url).send().await.expect("search");
-                    assert_eq!(r.status(), 200);
-                    r.bytes().await.expect("body");
+                    let r = http.get(&url).send().await.expect("search");
+                    let status = r.status();
+                    let body = r.bytes().await.expect("body");
+                    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
                     t.elapsed()
                 }
             })
