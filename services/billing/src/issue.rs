@@ -426,8 +426,14 @@ impl Invoicing {
             Ok(w) => w,
             // The same key, issued concurrently: that call's invoice is the answer.
             Err(e) if e.code == codes::DUPLICATE_IDENTIFIER && key.is_some() => {
-                drop(tx);
-                if let Some(found) = self.issued_for(key).await? {
+                tx.rollback().await?;
+                // Looked up inside a transaction: on SQLite the concurrent call's invoice may
+                // be in the same group commit, not yet visible outside it; committing the
+                // look waits until it is durable, so the answer names a stored invoice.
+                let mut look = self.platform.begin(caller).await?;
+                let found = issued_in(&mut look, key).await?;
+                look.commit().await?;
+                if let Some(found) = found {
                     return Ok((found.clone(), Touched::of(&[found])));
                 }
                 return Err(e);
@@ -471,11 +477,9 @@ impl Invoicing {
 
     /// The invoice issued earlier under `key`.
     async fn issued_for(&self, key: Option<&str>) -> Result<Option<Version>, Error> {
-        let Some(k) = key else { return Ok(None) };
-        let q = SearchQuery::new(
-            "Invoice",
-            vec![("identifier".into(), format!("{IDEMPOTENCY_KEY}|{k}"))],
-        );
+        let Some(q) = by_key(key) else {
+            return Ok(None);
+        };
         Ok(self
             .platform
             .store()
@@ -810,4 +814,22 @@ pub fn kind(invoice: &Value) -> Option<&str> {
 /// Whether the invoice was issued under `key`.
 pub fn has_key(invoice: &Value, key: &str) -> bool {
     identifier(invoice, IDEMPOTENCY_KEY) == Some(key)
+}
+
+/// The search for the invoice issued under `key`.
+fn by_key(key: Option<&str>) -> Option<SearchQuery> {
+    key.map(|k| {
+        SearchQuery::new(
+            "Invoice",
+            vec![("identifier".into(), format!("{IDEMPOTENCY_KEY}|{k}"))],
+        )
+    })
+}
+
+/// The invoice issued under `key`, as `tx` sees it (with what commits alongside it).
+async fn issued_in(tx: &mut Tx, key: Option<&str>) -> Result<Option<Version>, Error> {
+    let Some(q) = by_key(key) else {
+        return Ok(None);
+    };
+    Ok(tx.search(&q).await?.matches.into_iter().next())
 }

@@ -36,6 +36,11 @@ pub(crate) struct Shared {
     members: usize,
     /// Members that released their savepoint and wait for the shared commit.
     waiting: Vec<Done>,
+    /// A member's savepoint is open: set while a member works, cleared when it releases or
+    /// rolls back. Found set by whoever takes the writer next, it is a member that vanished
+    /// without either (its task cancelled during shutdown): its work is rolled back first, so
+    /// that nobody commits it.
+    unreleased: bool,
 }
 
 /// The writer's queue and its shared transaction.
@@ -72,6 +77,7 @@ impl Group {
                 opened: Instant::now(),
                 members: 0,
                 waiting: Vec::new(),
+                unreleased: false,
             })),
             queued: AtomicUsize::new(0),
         }
@@ -85,6 +91,7 @@ impl Group {
             let _queued = Queued(&self.queued);
             self.shared.clone().lock_owned().await
         };
+        heal(&mut guard).await?;
         if guard.tx.is_none() {
             guard.tx = Some(self.writer.begin().await?);
             guard.opened = Instant::now();
@@ -98,6 +105,7 @@ impl Group {
                 abandon(&mut guard, &e.to_string()).await;
                 return Err(e.into());
             }
+            guard.unreleased = true;
         }
         Ok(Member { guard, savepoint })
     }
@@ -113,6 +121,7 @@ impl Group {
                 return Err(e.into());
             }
         }
+        member.guard.unreleased = false;
         let full = member.guard.members >= MAX_MEMBERS || member.guard.opened.elapsed() >= MAX_OPEN;
         if self.queued.load(Ordering::Acquire) == 0 || full {
             return finish(&mut member.guard).await.map_err(failed);
@@ -131,6 +140,7 @@ impl Group {
                     if let Ok(result) = wait.try_recv() {
                         return result.map_err(failed);
                     }
+                    heal(&mut guard).await?;
                     if guard.tx.is_some() {
                         let _ = finish(&mut guard).await;
                     }
@@ -151,6 +161,7 @@ impl Group {
             Ok(())
         };
         member.guard.members -= 1;
+        member.guard.unreleased = false;
         if let Err(e) = undone {
             // The shared transaction is gone (SQLite rolls it back itself on some errors):
             // everyone waiting on it learns so.
@@ -200,6 +211,28 @@ fn failed(e: String) -> StoreError {
     )))
 }
 
+/// Rolls back the savepoint of a member that vanished without releasing it (see
+/// [`Shared::unreleased`]).
+async fn heal(shared: &mut Shared) -> Result<()> {
+    if !shared.unreleased {
+        return Ok(());
+    }
+    shared.unreleased = false;
+    let Some(tx) = shared.tx.as_mut() else {
+        return Ok(());
+    };
+    let conn: &mut AnyConnection = tx;
+    if let Err(e) = sqlx::query("ROLLBACK TO member; RELEASE member")
+        .execute(conn)
+        .await
+    {
+        abandon(shared, &e.to_string()).await;
+        return Err(e.into());
+    }
+    shared.members = shared.members.saturating_sub(1);
+    Ok(())
+}
+
 /// Commits the shared transaction and tells every waiting member.
 async fn finish(shared: &mut Shared) -> std::result::Result<(), String> {
     let result = match shared.tx.take() {
@@ -220,6 +253,7 @@ async fn abandon(shared: &mut Shared, why: &str) {
         let _ = tx.rollback().await;
     }
     shared.members = 0;
+    shared.unreleased = false;
     for w in shared.waiting.drain(..) {
         let _ = w.send(Err(why.to_owned()));
     }
