@@ -93,7 +93,11 @@ impl Group {
         };
         heal(&mut guard).await?;
         if guard.tx.is_none() {
-            guard.tx = Some(self.writer.begin().await?);
+            // IMMEDIATE: the write lock is taken now, waiting (busy_timeout) for another
+            // connection or process that holds it. A deferred transaction whose first member
+            // only read would instead fail at its first write if someone else had written in
+            // between (SQLITE_BUSY_SNAPSHOT, no waiting), failing the whole group.
+            guard.tx = Some(self.writer.begin_with("BEGIN IMMEDIATE").await?);
             guard.opened = Instant::now();
             guard.members = 0;
         }
