@@ -233,3 +233,41 @@ async fn sqlite_killed_mid_load_keeps_every_acknowledged_write() {
 async fn postgres_killed_mid_load_keeps_every_acknowledged_write() {
     killed_mid_load_keeps_every_acknowledged_write(Backend::Postgres).await;
 }
+
+/// Two processes (here two stores) writing one SQLite file: a write transaction that only
+/// read so far must not fail when the other writes in between — it holds the write lock from
+/// its start, and the other waits for it (a deferred transaction would fail at its first
+/// write with SQLITE_BUSY_SNAPSHOT, and with it every write in its group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_that_began_with_a_read_is_not_failed_by_another_process_writing() {
+    let db = fresh_database(Backend::Sqlite).await;
+    let open = || hospital_store::Store::open(&db.url, Default::default());
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let key = &hospital_store::WriteKey::PLATFORM;
+    let patient = |family: &str| json!({"resourceType": "Patient", "name": [{"family": family}]});
+
+    let mut first = a.begin(key).await.unwrap();
+    assert!(!first.exists("Patient", "nobody").await.unwrap());
+    let other = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let mut tx = b.begin(key).await.unwrap();
+            tx.create_with_id(key, "Patient", "from-b", patient("B"))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first
+        .create_with_id(key, "Patient", "from-a", patient("A"))
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+    other.await.unwrap();
+    for id in ["from-a", "from-b"] {
+        assert!(a.read("Patient", id).await.is_ok(), "{id}");
+    }
+    a.close().await;
+    b.close().await;
+}

@@ -269,10 +269,13 @@ impl Store {
     /// If the log still grows past 64 MiB (readers holding old snapshots), a write waits once
     /// for a full checkpoint rather than letting it grow without bound.
     fn spawn_checkpointer(&self) {
-        let store = self.clone();
+        // Held weakly: a store dropped without `close` ends its checkpointer too.
+        let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                let Some(inner) = weak.upgrade() else { break };
+                let store = Store { inner };
                 if store.inner.reader.is_closed() {
                     break;
                 }
