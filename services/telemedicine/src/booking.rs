@@ -193,6 +193,37 @@ impl Booking {
         by_mode && (!staff || self.settings.prepay_staff)
     }
 
+    /// `patient`'s pending hold of `slot_id` still in force that has no invoice yet: a
+    /// prepaid booking that did not finish.
+    async fn unfinished_hold(
+        tx: &mut Tx,
+        slot_id: &str,
+        patient: &str,
+    ) -> Result<Option<Version>, Error> {
+        let now = calendar::now();
+        let pending = tx
+            .search(&SearchQuery::new(
+                "Appointment",
+                vec![
+                    ("slot".into(), format!("Slot/{slot_id}")),
+                    ("status".into(), "pending".into()),
+                    ("patient".into(), format!("Patient/{patient}")),
+                ],
+            ))
+            .await?
+            .matches;
+        for h in pending {
+            let b = body_of(&h)?;
+            if appointment::invoice_of(&b).is_none()
+                && appointment::expires_of(&b).is_some_and(|x| x > now)
+                && appointment::patient_of(&b).as_deref() == Some(&format!("Patient/{patient}"))
+            {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads the slot locked for the transaction, and makes it bookable: pending holds on it
     /// that have lapsed are cancelled here, in the booking's own transaction. Refuses a slot
     /// that is taken (409), blocked, or over.
@@ -372,6 +403,18 @@ impl Booking {
     /// `$book`: the slot booked at once (no hold needed), or a held appointment booked. A
     /// prepaid visit comes back `pending`, with its invoice and payment page.
     pub async fn book(&self, caller: &Caller, ask: &Ask) -> Result<(Version, Touched), Error> {
+        let booked = self.book_uncounted(caller, ask).await;
+        if booked.is_ok() {
+            hospital_host::metrics::BOOKINGS.inc(&[]);
+        }
+        booked
+    }
+
+    async fn book_uncounted(
+        &self,
+        caller: &Caller,
+        ask: &Ask,
+    ) -> Result<(Version, Touched), Error> {
         Self::check_mode(ask)?;
         let held = id_param(&ask.appointment, "appointment", "Appointment")?;
         let asked_slot = id_param(&ask.slot, "slot", "Slot")?;
@@ -431,6 +474,15 @@ impl Booking {
                 .at("slot")
             })?;
             let patient = patient_for(caller, asked_patient)?;
+            if let Some(own) = Self::unfinished_hold(&mut tx, &slot_id, &patient).await? {
+                // This patient's own booking of this slot, cut off between its hold and its
+                // invoice (the process that took it died, or its answer was lost and the
+                // client asks again): finished now, under the same idempotency key, so
+                // billing issues the invoice once.
+                tx.rollback().await?;
+                touched.add(&own);
+                return self.invoice_visit(caller, own, touched).await;
+            }
             let slot = self
                 .take_slot(&mut tx, &mut touched, &slot_id, None)
                 .await?;
