@@ -69,6 +69,29 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print where requests go when the services run as separate processes, from the
+    /// ownership table: the Kubernetes Ingress (`k8s/base/ingress.yaml`) or nginx locations.
+    Routes {
+        /// The Ingress, as YAML.
+        #[arg(long, conflicts_with = "nginx")]
+        ingress: bool,
+        /// nginx `location` blocks.
+        #[arg(long)]
+        nginx: bool,
+    },
+    /// Copy the embedded (SQLite) store to a file while it runs and writes continue (a
+    /// consistent snapshot), or, on PostgreSQL, dump it with `pg_dump` (custom format).
+    Backup {
+        /// Where the copy goes (must not exist).
+        file: std::path::PathBuf,
+    },
+    /// Replace the store with a backup (stop the services first): the SQLite file is checked
+    /// and swapped in whole; on PostgreSQL `pg_restore` loads it into the (empty or
+    /// previous) database in one transaction.
+    Restore {
+        /// A file `hospital backup` wrote.
+        file: std::path::PathBuf,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]

@@ -1,7 +1,9 @@
 //! The `hospital` system: the three services composed over one record store. `main.rs` only
 //! parses the command line; tests start the same system with [`start`].
 
+pub mod backup;
 pub mod config;
+pub mod routes;
 pub mod seed;
 pub mod simulate;
 

@@ -1,15 +1,21 @@
 //! `hospital`: runs the system, one service, or an administrative command.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hospital::config::{AuditCommand, Cli, Command};
 use hospital::{Service, start};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.config.log))
-        .init();
+    let cli = parse_with_secrets()?;
+    let format = hospital_telemetry::logs::Format::parse(&cli.config.log_format)
+        .ok_or_else(|| anyhow::anyhow!("HOSPITAL_LOG_FORMAT is text or json"))?;
+    let name = match &cli.command {
+        Some(Command::Records) => "records",
+        Some(Command::Telemedicine) => "telemedicine",
+        Some(Command::Billing) => "billing",
+        _ => "hospital",
+    };
+    hospital_telemetry::logs::init(&cli.config.log, format, name);
     let service = match cli.command {
         None | Some(Command::All) => Service::All,
         Some(Command::Records) => Service::Records,
@@ -87,6 +93,29 @@ async fn main() -> anyhow::Result<()> {
             println!("{said}");
             return Ok(());
         }
+        Some(Command::Routes { ingress, nginx }) => {
+            if nginx {
+                print!("{}", hospital::routes::nginx());
+            } else if ingress {
+                print!("{}", hospital::routes::ingress());
+            } else {
+                for (p, s) in hospital::routes::prefixes() {
+                    println!("{p}\t{s}");
+                }
+                println!("/\t{}", hospital::routes::DEFAULT);
+            }
+            return Ok(());
+        }
+        Some(Command::Backup { file }) => {
+            let said = hospital::backup::backup(&cli.config, &file).await?;
+            println!("{said}");
+            return Ok(());
+        }
+        Some(Command::Restore { file }) => {
+            let said = hospital::backup::restore(&cli.config, &file).await?;
+            println!("{said}");
+            return Ok(());
+        }
         Some(Command::Audit {
             command: AuditCommand::Verify,
         }) => {
@@ -113,16 +142,79 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let running = start(&cli.config, service).await?;
-    println!("hospital is running ({service:?})");
-    println!(
-        "  FHIR REST   http://{}/fhir   (try /fhir/metadata)",
-        running.http_addr
-    );
-    for (service, a) in &running.grpc_addrs {
-        println!("  {service} gRPC {a}   (grpc.health.v1.Health)");
+    let grpc: Vec<String> = running
+        .grpc_addrs
+        .iter()
+        .map(|(s, a)| format!("{s}={a}"))
+        .collect();
+    let metrics = running
+        .metrics_addr
+        .map(|a| format!("http://{a}/metrics"))
+        .unwrap_or_else(|| "off".into());
+    if format == hospital_telemetry::logs::Format::Json {
+        // A log pipeline reads standard output: say it as one JSON line too.
+        tracing::info!(
+            http = %running.http_addr,
+            grpc = %grpc.join(","),
+            metrics = %metrics,
+            "hospital is running ({service:?})"
+        );
+    } else {
+        println!("hospital is running ({service:?})");
+        println!(
+            "  FHIR REST   http://{}/fhir   (try /fhir/metadata)",
+            running.http_addr
+        );
+        for (service, a) in &running.grpc_addrs {
+            println!("  {service} gRPC {a}   (grpc.health.v1.Health)");
+        }
+        println!("  metrics     {metrics}   (Prometheus; /readyz and /healthz on HTTP)");
+        println!("  store       {}", redact(&cli.config.database_url));
     }
-    println!("  store       {}", redact(&cli.config.database_url));
     running.run_until(shutdown_signal()).await
+}
+
+/// The command line, with the secrets of `HOSPITAL_SECRETS_DIR` (files named like the
+/// environment variables, as Kubernetes mounts a Secret) for the settings neither the
+/// environment nor a flag gives.
+fn parse_with_secrets() -> anyhow::Result<Cli> {
+    let cli = Cli::parse();
+    let Some(dir) = cli.config.secrets_dir.clone() else {
+        return Ok(cli);
+    };
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let given = |long: &str| {
+        args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+        })
+    };
+    let mut extra = Vec::new();
+    let command = Cli::command();
+    for arg in command.get_arguments() {
+        let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        if std::env::var_os(env).is_some() || given(long) {
+            continue;
+        }
+        let path = std::path::Path::new(&dir).join(env);
+        match std::fs::read_to_string(&path) {
+            Ok(value) => {
+                let value = value.trim_end_matches(['\n', '\r']);
+                extra.push(std::ffi::OsString::from(format!("--{long}={value}")));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot read the secret {}: {e}", path.display()),
+        }
+    }
+    if extra.is_empty() {
+        return Ok(cli);
+    }
+    let mut all = vec![args[0].clone()];
+    all.extend(extra);
+    all.extend(args.into_iter().skip(1));
+    Ok(Cli::parse_from(all))
 }
 
 fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {

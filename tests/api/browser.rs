@@ -320,6 +320,7 @@ fn replica(database_url: &str) -> Replica {
         .env("DATABASE_URL", database_url)
         .env("HOSPITAL_JWT_SECRET", hospital::config::TEST_SECRET)
         .env("HOSPITAL_SECRET_FILE", secrets)
+        .env("HOSPITAL_METRICS_ADDR", "127.0.0.1:0")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the hospital binary starts");

@@ -29,6 +29,7 @@ fn start(url: &str, port: u16) -> Child {
         .env("HOSPITAL_BILLING_GRPC_ADDR", "127.0.0.1:0")
         .env("HOSPITAL_JWT_SECRET", hospital::config::TEST_SECRET)
         .env("HOSPITAL_LOG", "error")
+        .env("HOSPITAL_METRICS_ADDR", "127.0.0.1:0")
         .stdout(Stdio::null())
         .spawn()
         .expect("start the hospital binary")

@@ -56,6 +56,22 @@ async fn wait_for(app: &TestApp, path: &str, status: &str) {
 
 async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     let app = spawn_app(b).await;
+    story(&app, &|url, _| url.to_owned()).await;
+}
+
+/// Who opens a signalling connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Who {
+    Patient,
+    Doctor,
+}
+
+/// Where `who` opens the visit's signalling WebSocket, given the URL the server gave
+/// (separate processes: a chosen replica).
+pub(crate) type Place<'a> = &'a (dyn Fn(&str, Who) -> String + Sync);
+
+/// The story, told to `app` (one process, or replicas behind a proxy).
+pub(crate) async fn story(app: &TestApp, place: Place<'_>) {
     let account = hospital::Config::for_tests("unused").bank_account;
     let admin = app.client_for(Role::Admin, None, None);
     for (code, title, price, bhyt) in [
@@ -65,7 +81,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     ] {
         let (s, d) = op(
             &admin,
-            &app,
+            app,
             "ChargeItemDefinition",
             &definition(code, title, Category::Service, price, bhyt, "2026-01-01"),
         )
@@ -87,10 +103,10 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
 
     // 1. Registered at the desk with the personal ID and the BHYT card.
     let desk = app.client_for(Role::Cashier, None, None);
-    let (s, patient) = op(&desk, &app, "Patient", &patient_an("051085000777")).await;
+    let (s, patient) = op(&desk, app, "Patient", &patient_an("051085000777")).await;
     assert_eq!(s, 201, "{patient}");
     let an = patient["id"].as_str().unwrap().to_owned();
-    let (s, cov) = op(&desk, &app, "Coverage", &json!({"resourceType": "Coverage", "status": "active",
+    let (s, cov) = op(&desk, app, "Coverage", &json!({"resourceType": "Coverage", "status": "active",
         "identifier": [{"system": INSURANCE, "value": "DN4510123456789"}],
         "beneficiary": {"reference": format!("Patient/{an}")}, "payor": [{"display": "BHXH Việt Nam"}],
         "period": {"start": "2026-01-01", "end": "2026-12-31"}})).await;
@@ -100,7 +116,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     let me = app.client_for(Role::Patient, Some(&an), None);
     let (s, visit) = op(
         &me,
-        &app,
+        app,
         "Appointment/$book",
         &parameters(json!([
         {"name": "slot", "valueReference": {"reference": format!("Slot/{the_slot}")}},
@@ -128,22 +144,23 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
         ),
         &account,
     );
-    assert_eq!(post_casso(&app, &body, &sig).await.0, 200);
-    wait_for(&app, &format!("Appointment/{appt}"), "booked").await;
+    assert_eq!(post_casso(app, &body, &sig).await.0, 200);
+    wait_for(app, &format!("Appointment/{appt}"), "booked").await;
 
     // 3. The call. The patient joins from their phone's app (a bearer token, consent given);
     // the doctor from the visit page, signed in, with the session's CSRF token. Each opens the
     // signalling WebSocket with their join token.
     let doctor = app.client_for(Role::Clinician, None, Some(&doctor_id));
     let none = parameters(json!([]));
-    let (signalling, patient_token) = join_token(&me, &app, &appt, true).await;
-    let (mut patient_ws, welcome) = Peer::open(&signalling, &patient_token).await;
+    let (signalling, patient_token) = join_token(&me, app, &appt, true).await;
+    let (mut patient_ws, welcome) =
+        Peer::open(&place(&signalling, Who::Patient), &patient_token).await;
     assert_eq!(
         (welcome["role"].as_str(), welcome["admitted"].as_bool()),
         (Some("patient"), Some(false)),
         "the patient waits: {welcome}"
     );
-    let (web, session, site) = crate::invoicing::signed_in(&app, "bs.mai", "mai-demo").await;
+    let (web, session, site) = crate::invoicing::signed_in(app, "bs.mai", "mai-demo").await;
     let page = web
         .get(format!("{site}/visit/{appt}"))
         .header(reqwest::header::COOKIE, &session)
@@ -182,7 +199,11 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
         (200, Some("practitioner")),
         "{joined}"
     );
-    let (mut doctor_ws, welcome) = Peer::open(&signalling, joined["token"].as_str().unwrap()).await;
+    let (mut doctor_ws, welcome) = Peer::open(
+        &place(&signalling, Who::Doctor),
+        joined["token"].as_str().unwrap(),
+    )
+    .await;
     // The patient is there, waiting (in the welcome, or announced just after it).
     if welcome["present"] != json!(["patient"]) {
         let p = doctor_ws.next_of("presence").await;
@@ -324,7 +345,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     assert_eq!(record.len(), 3);
 
     // 5. The doctor ends the visit: fulfilled, the encounter closed.
-    let (s, done) = op(&doctor, &app, &format!("Appointment/{appt}/$end"), &none).await;
+    let (s, done) = op(&doctor, app, &format!("Appointment/{appt}/$end"), &none).await;
     assert_eq!(
         (s, done["status"].as_str()),
         (200, Some("fulfilled")),
@@ -346,7 +367,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     for code in ["XN.GLU", "XN.HBA1C"] {
         let (s, c) = op(
             &doctor,
-            &app,
+            app,
             "ChargeItem",
             &json!({"resourceType": "ChargeItem", "status": "billable",
             "code": {"coding": [{"system": "urn:hospital:service-code", "code": code}]},
@@ -358,7 +379,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     }
     let (s, bill) = op(
         &desk,
-        &app,
+        app,
         "Invoice/$issue",
         &parameters(json!([
         {"name": "encounter", "valueReference": {"reference": format!("Encounter/{enc}")}}])),
@@ -408,7 +429,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
         ),
         &account,
     );
-    assert_eq!(post_casso(&app, &body, &sig).await.0, 200);
+    assert_eq!(post_casso(app, &body, &sig).await.0, 200);
     let (body2, sig2) = casso(
         8_800_002,
         owed,
@@ -419,11 +440,11 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
         &account,
     );
     assert_eq!(
-        post_casso(&app, &body2, &sig2).await.0,
+        post_casso(app, &body2, &sig2).await.0,
         200,
         "a repeated delivery is acknowledged"
     );
-    wait_for(&app, &format!("Invoice/{bill_id}"), "balanced").await;
+    wait_for(app, &format!("Invoice/{bill_id}"), "balanced").await;
     let paid = app
         .search_ids(&format!("PaymentNotice?request=Invoice/{bill_id}"))
         .await;
@@ -433,7 +454,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     let other = app.create(patient_an("051085000778")).await;
     let (s, someone_else) = op(
         &desk,
-        &app,
+        app,
         "Invoice/$issue",
         &parameters(json!([
         {"name": "patient", "valueReference": {"reference": format!("Patient/{other}")}},
@@ -535,14 +556,7 @@ async fn the_whole_story_of_a_telemedicine_patient(b: Backend) {
     app.store.audit_seal().await.unwrap();
     let report = app.store.audit_verify().await.unwrap();
     assert!(report.first_break.is_none(), "{:?}", report.first_break);
-    let url = app
-        .running
-        .as_ref()
-        .unwrap()
-        .context
-        .config
-        .database_url
-        .clone();
+    let url = app.database_url().to_owned();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
         .args(["audit", "verify"])
         .env("DATABASE_URL", &url)

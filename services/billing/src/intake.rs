@@ -84,6 +84,8 @@ async fn failed(
     target: &str,
     status: u16,
 ) -> bool {
+    hospital_host::metrics::WEBHOOK_SIGNATURE_FAILURES
+        .inc(&[target.strip_prefix("webhooks/").unwrap_or(target)]);
     let caller = hospital_web::anonymous(&i.platform, headers, Some(addr.ip()));
     i.platform
         .anonymous_failure(

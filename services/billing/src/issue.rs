@@ -442,6 +442,7 @@ impl Invoicing {
         };
         touched.add(&written.version);
         tx.commit().await?;
+        hospital_host::metrics::INVOICES_ISSUED.inc(&[]);
         Ok((written.version, touched))
     }
 

@@ -375,6 +375,27 @@ async fn record_as(
     credit: &Credit,
     door: Door<'_, '_>,
 ) -> Result<Outcome, Error> {
+    let outcome = record_as_counted(platform, hospital, account, credit, door).await;
+    let counted = match &outcome {
+        Ok(Outcome::Paid { .. } | Outcome::Partial { .. } | Outcome::Overpaid { .. }) => {
+            Some("matched")
+        }
+        Ok(Outcome::Unmatched { .. }) => Some("unmatched"),
+        _ => None,
+    };
+    if let Some(c) = counted {
+        hospital_host::metrics::PAYMENTS.inc(&[c]);
+    }
+    outcome
+}
+
+async fn record_as_counted(
+    platform: &Platform,
+    hospital: &str,
+    account: &str,
+    credit: &Credit,
+    door: Door<'_, '_>,
+) -> Result<Outcome, Error> {
     let desk = match door {
         Door::Desk(c) => Some(c),
         Door::Feed(_) => None,

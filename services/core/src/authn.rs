@@ -6,6 +6,7 @@
 use crate::caller::Caller;
 use crate::error::{Error, codes, outcome_status};
 use crate::interaction::Interaction;
+use crate::ipnet::IpNet;
 use crate::platform::Platform;
 use crate::touched::Touched;
 use hospital_auth::{AuthError, Role};
@@ -41,12 +42,13 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 pub fn client_address(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
-    trusted: &[IpAddr],
+    trusted: &[IpNet],
 ) -> String {
     let Some(peer) = peer else {
         return "unknown".into();
     };
-    if !trusted.contains(&peer) {
+    let trusted_ip = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !trusted_ip(&peer) {
         return peer.to_string();
     }
     let hops: Vec<IpAddr> = forwarded_for
@@ -56,7 +58,7 @@ pub fn client_address(
         .collect();
     hops.iter()
         .rev()
-        .find(|h| !trusted.contains(h))
+        .find(|h| !trusted_ip(h))
         .copied()
         .unwrap_or(peer)
         .to_string()
@@ -246,11 +248,33 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let proxy: IpNet = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.9".parse().unwrap();
+        let at: IpAddr = "10.0.0.1".parse().unwrap();
         let fwd = Some("203.0.113.7, 10.0.0.1");
         assert_eq!(client_address(Some(other), fwd, &[proxy]), "10.0.0.9");
-        assert_eq!(client_address(Some(proxy), fwd, &[proxy]), "203.0.113.7");
-        assert_eq!(client_address(Some(proxy), None, &[proxy]), "10.0.0.1");
+        assert_eq!(client_address(Some(at), fwd, &[proxy]), "203.0.113.7");
+        assert_eq!(client_address(Some(at), None, &[proxy]), "10.0.0.1");
+    }
+
+    #[test]
+    fn trusted_proxies_may_be_networks() {
+        let pods: IpNet = "10.244.0.0/16".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(pods.contains(&ip("10.244.3.7")));
+        assert!(!pods.contains(&ip("10.245.0.1")));
+        assert!(!pods.contains(&ip("::1")));
+        let fwd = Some("203.0.113.7, 10.244.9.9");
+        assert_eq!(
+            client_address(Some(ip("10.244.1.2")), fwd, &[pods]),
+            "203.0.113.7"
+        );
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(&ip("192.0.2.1")));
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(&ip("fd12::1")) && !v6.contains(&ip("fe80::1")));
+        for bad in ["10.0.0.0/33", "10.0.0/8", "x", "::/129"] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
     }
 }

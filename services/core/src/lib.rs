@@ -19,6 +19,7 @@ pub mod compartment;
 pub mod conditional;
 pub mod error;
 pub mod interaction;
+pub mod ipnet;
 pub mod lanes;
 pub mod operation;
 pub mod ownership;

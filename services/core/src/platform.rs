@@ -13,7 +13,6 @@ use crate::writer::Writer;
 use hospital_store::Store;
 use hospital_store::audit::AuditSink;
 use hospital_store::signing::KeyStore;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Bounds on the work one request may cause (searches bound theirs in the store's search).
@@ -29,7 +28,7 @@ pub struct Security {
     pub audit: AuditSink,
     pub keys: Arc<dyn KeyStore>,
     /// Proxies (e.g. the ingress) whose `X-Forwarded-For` names the real client.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<crate::ipnet::IpNet>,
     /// How much one caller may run at once, and for how long.
     pub limits: Limits,
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+use tracing::Instrument as _;
 
 /// Where a service's own token comes from.
 pub enum TokenSource {
@@ -184,6 +185,12 @@ impl Outbound {
                     .map_err(|_| Status::invalid_argument("the user's token is not ASCII"))?,
             );
         }
+        // The trace this call belongs to (the caller's span).
+        if let Some(parent) = hospital_telemetry::trace::traceparent()
+            && let Ok(v) = parent.parse()
+        {
+            md.insert("traceparent", v);
+        }
         if let Idempotency::Keyed(key) = idempotency {
             md.insert(
                 IDEMPOTENCY_KEY,
@@ -197,6 +204,28 @@ impl Outbound {
     /// Makes a call, retrying a safe or keyed one when the other side was unreachable or
     /// too slow (with a short, growing pause); an unsafe one is made once.
     pub async fn call<M, R, F, Fut>(
+        &self,
+        message: M,
+        on_behalf_of: Option<&str>,
+        idempotency: Idempotency,
+        f: F,
+    ) -> Result<R, Status>
+    where
+        M: Clone,
+        F: FnMut(Channel, Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let span = tracing::info_span!(
+            target: hospital_telemetry::trace::SPAN_TARGET,
+            "grpc.client",
+            otel.kind = "client"
+        );
+        self.call_in_span(message, on_behalf_of, idempotency, f)
+            .instrument(span)
+            .await
+    }
+
+    async fn call_in_span<M, R, F, Fut>(
         &self,
         message: M,
         on_behalf_of: Option<&str>,

@@ -90,14 +90,15 @@ pub struct Config {
         global = true
     )]
     pub oauth_client_secret: Option<String>,
-    /// Proxies (the ingress) whose X-Forwarded-For names the client, comma-separated IPs.
+    /// Proxies (the ingress) whose X-Forwarded-For names the client: comma-separated
+    /// addresses or networks (`10.244.0.0/16`, the ingress controller pods' network).
     #[arg(
         long,
         env = "HOSPITAL_TRUSTED_PROXIES",
         value_delimiter = ',',
         global = true
     )]
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<hospital_core::ipnet::IpNet>,
     /// Public base URL used in links and Location headers (default: http://HTTP_ADDR).
     #[arg(long, env = "HOSPITAL_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
@@ -360,6 +361,33 @@ pub struct Config {
     /// Log filter, e.g. info or hospital=debug,tower_http=info.
     #[arg(long, env = "HOSPITAL_LOG", default_value = "info", global = true)]
     pub log: String,
+    /// Log lines as `text`, or `json` (one object a line, with the trace id) for a log
+    /// pipeline.
+    #[arg(
+        long,
+        env = "HOSPITAL_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: String,
+    /// Where Prometheus scrapes `/metrics` (its own port, no authentication: keep it off the
+    /// public network). Empty: not served.
+    #[arg(
+        long,
+        env = "HOSPITAL_METRICS_ADDR",
+        default_value = "127.0.0.1:9090",
+        global = true
+    )]
+    pub metrics_addr: String,
+    /// On SIGTERM, how long the process keeps serving with `/readyz` answering 503 (so the
+    /// load balancer stops sending it requests) before it stops accepting, in seconds.
+    #[arg(long, env = "HOSPITAL_DRAIN_SECS", default_value_t = 5, global = true)]
+    pub drain_secs: u64,
+    /// A directory of secrets mounted as files (Kubernetes): each file named like one of
+    /// these environment variables (`DATABASE_URL`, `HOSPITAL_CASSO_KEY`, ...) sets it,
+    /// unless the variable or its flag is given.
+    #[arg(long, env = "HOSPITAL_SECRETS_DIR", global = true)]
+    pub secrets_dir: Option<String>,
 }
 
 /// The local token secret of test configurations.
@@ -414,6 +442,10 @@ impl Config {
             caller_queued: 64,
             service_running: 256,
             log: "warn".into(),
+            log_format: "text".into(),
+            metrics_addr: "127.0.0.1:0".into(),
+            drain_secs: 0,
+            secrets_dir: None,
             jwt_secret: Some(TEST_SECRET.into()),
             secret_file: String::new(),
             oidc_jwks_url: None,

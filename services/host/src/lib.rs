@@ -8,6 +8,7 @@
 //! with the bound addresses; `run_until(signal)` takes its shutdown from the caller.
 
 pub mod config;
+pub mod telemetry;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use hospital_telemetry::metrics;
 
 /// One gRPC service of a service crate, already behind authentication.
 pub struct GrpcService {
@@ -151,6 +153,8 @@ pub fn clients(
 /// A started process: where it listens, and how to stop it.
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// Where `/metrics` is served, if it is.
+    pub metrics_addr: Option<SocketAddr>,
     /// The bound gRPC address of each service this process runs.
     pub grpc_addrs: BTreeMap<ServiceName, SocketAddr>,
     pub store: Store,
@@ -164,6 +168,8 @@ pub struct Running {
     statistics: tokio::task::JoinHandle<()>,
     /// The services' background tasks.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Whether `/readyz` says the process takes requests.
+    ready: telemetry::Readiness,
 }
 
 impl Running {
@@ -192,11 +198,25 @@ impl Running {
         Ok(())
     }
 
-    /// Waits until `signal` resolves, then shuts down gracefully.
+    /// Waits until `signal` resolves, then drains (`/readyz` answers 503 while requests are
+    /// still served, for the configured drain time, so that load balancers stop sending new
+    /// ones) and shuts down gracefully.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         signal.await;
+        let drain = Duration::from_secs(self.context.config.drain_secs);
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "draining: /readyz answers 503"
+        );
+        self.ready.set(false);
+        tokio::time::sleep(drain).await;
         tracing::info!("shutting down");
         self.shutdown().await
+    }
+
+    /// Stops saying ready (what a SIGTERM does first); the process keeps serving.
+    pub fn drain(&self) {
+        self.ready.set(false);
     }
 }
 
@@ -383,6 +403,7 @@ pub async fn start(
     deployment: Deployment,
 ) -> anyhow::Result<Running> {
     let registry = registry(registrations)?;
+    hospital_telemetry::metrics::set_service(&deployment.name());
     let store = open_store(cfg, &registry).await?;
     let http = TcpListener::bind(&cfg.http_addr)
         .await
@@ -446,6 +467,8 @@ pub async fn start(
             signin(cfg, &base_url)?,
         ))
         .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let ready = telemetry::Readiness::new();
+    app = app.merge(ready.routes());
     let mut grpc_addrs = BTreeMap::new();
     let mut background = Vec::new();
     for reg in registrations {
@@ -474,6 +497,7 @@ pub async fn start(
         tasks.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .timeout(Duration::from_secs(30))
+                .layer(tower::layer::layer_fn(telemetry::GrpcTelemetry))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
@@ -483,19 +507,34 @@ pub async fn start(
                 .context("gRPC server failed")
         }));
     }
-    let app = app.layer(
-        // Spans name the method and route, never the URI: queries carry personal data.
-        tower_http::trace::TraceLayer::new_for_http().make_span_with(
-            |req: &axum::http::Request<axum::body::Body>| {
-                let route = req
-                    .extensions()
-                    .get::<axum::extract::MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_else(|| "-".into());
-                tracing::info_span!("http", method = %req.method(), route = %route)
-            },
-        ),
-    );
+    let app = app
+        .layer(axum::middleware::from_fn(telemetry::http_metrics))
+        .layer(
+            // Spans name the method and route, never the URI: queries carry personal data.
+            // A caller's `traceparent` makes this request part of its trace.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| "-".into());
+                    let parent = req
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        target: hospital_telemetry::trace::SPAN_TARGET,
+                        "http",
+                        method = %req.method(),
+                        route = %route,
+                        traceparent = parent,
+                        otel.kind = "server"
+                    )
+                },
+            ),
+        );
     // `POST /fhir/` and `/fhir/Patient/`: clients that join paths onto a base URL send a
     // trailing slash; every route answers with and without one.
     let app = tower::Layer::layer(
@@ -514,8 +553,29 @@ pub async fn start(
         .await
         .context("HTTP server failed")
     }));
+    let metrics_addr = match cfg.metrics_addr.trim() {
+        "" => None,
+        addr => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let shutdown = wait(stopped.clone());
+            let routes = telemetry::metrics_routes(store.clone());
+            tasks.push(tokio::spawn(async move {
+                axum::serve(listener, routes)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .context("metrics server failed")
+            }));
+            Some(bound)
+        }
+    };
+    ready.set(true);
     Ok(Running {
         http_addr,
+        metrics_addr,
+        ready,
         grpc_addrs,
         store,
         platform,

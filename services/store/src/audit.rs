@@ -148,6 +148,8 @@ impl AuditSink {
                         }
                     }
                     let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
+                    hospital_telemetry::metrics::AUDIT_GROUP_SIZE
+                        .observe(&[], records.len() as f64);
                     let result = store
                         .audit_insert_many(&records)
                         .await

@@ -6,8 +6,16 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use std::sync::Arc;
 use std::time::Duration;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+// A database migrated by a newer release still opens (`ignore_missing`): migrations only add,
+// so rolling a release back is rolling the Deployments back (docs/operations.md).
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../../migrations/sqlite")
+};
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../../migrations/postgres")
+};
 
 impl Store {
     /// Opens (creating and migrating if needed) the store at `url`: `sqlite://path` or
@@ -97,6 +105,47 @@ impl Store {
     /// The read pool, for plain SQL that belongs to the store's users (reports, benchmarks).
     pub fn pool(&self) -> &AnyPool {
         &self.inner.reader
+    }
+
+    /// SQLite: writes a consistent copy of the whole database to `path` (which must not
+    /// exist) while writes continue: one read transaction's snapshot (`VACUUM INTO`).
+    pub async fn copy_to(&self, path: &str) -> Result<()> {
+        if self.inner.dialect != Dialect::Sqlite {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                "an online copy is for the embedded store; PostgreSQL is dumped with pg_dump"
+                    .into(),
+            )));
+        }
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&self.inner.reader)
+            .await?;
+        Ok(())
+    }
+
+    /// PostgreSQL: the schema the store's tables are in (`public`, or the URL's
+    /// `search_path`).
+    pub async fn schema(&self) -> Result<String> {
+        let row = sqlx::query("SELECT current_schema()::text")
+            .fetch_one(&self.inner.reader)
+            .await?;
+        Ok(row.try_get::<String, _>(0)?)
+    }
+
+    /// The connections of the store's pools: (open, idle, the most it opens). On PostgreSQL
+    /// the reader and the writer are one pool, counted once.
+    pub fn pool_connections(&self) -> (u32, u32, u32) {
+        let mut pools = vec![&self.inner.reader];
+        if self.inner.group.is_some() {
+            pools.push(&self.inner.writer);
+        }
+        pools.iter().fold((0, 0, 0), |(open, idle, max), p| {
+            (
+                open + p.size(),
+                idle + p.num_idle() as u32,
+                max + p.options().get_max_connections(),
+            )
+        })
     }
 
     /// Starts a write transaction. Everything done through it commits or rolls back together.

@@ -224,7 +224,10 @@ pub async fn upgrade(
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME_READ)
         .on_upgrade(move |socket| async move {
+            hospital_host::metrics::SIGNALLING_SESSIONS_TOTAL.inc(&[]);
+            hospital_host::metrics::SIGNALLING_SESSIONS.add(&[], 1);
             run(&s, &room, &p, socket).await;
+            hospital_host::metrics::SIGNALLING_SESSIONS.add(&[], -1);
             open.fetch_sub(1, Ordering::SeqCst);
         })
 }

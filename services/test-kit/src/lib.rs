@@ -72,7 +72,7 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/hospital_test".into())
 }
 
-mod tempdir {
+pub mod tempdir {
     /// A directory removed on drop.
     pub struct TempDir(pub std::path::PathBuf);
     impl TempDir {
@@ -80,6 +80,11 @@ mod tempdir {
             let p = std::env::temp_dir().join(format!("hospital-test-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&p).expect("temp dir");
             TempDir(p)
+        }
+    }
+    impl Default for TempDir {
+        fn default() -> TempDir {
+            TempDir::new()
         }
     }
     impl Drop for TempDir {
@@ -156,6 +161,35 @@ pub async fn spawn(
             .unwrap_or_default(),
         running: Some(running),
         _db: db,
+    }
+}
+
+impl TestApp {
+    /// A system already running elsewhere (separate processes behind a proxy) at `site`
+    /// (`http://host:port`), over `db`, whose store `store` is opened on.
+    pub fn external(site: &str, store: hospital_core::store::Store, db: Database) -> TestApp {
+        let token = mint(
+            hospital_core::auth::Role::Service,
+            "test-suite",
+            None,
+            None,
+            None,
+        );
+        TestApp {
+            base: format!("{}/fhir", site.trim_end_matches('/')),
+            http: client_with(&token),
+            anonymous: reqwest::Client::new(),
+            token,
+            store,
+            grpc: String::new(),
+            running: None,
+            _db: db,
+        }
+    }
+
+    /// The database URL the system runs on.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
     }
 }
 
