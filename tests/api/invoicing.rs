@@ -719,6 +719,7 @@ async fn a_card_or_personal_id_shown_at_the_desk_must_be_the_patients(b: Backend
         }],
         deposit_amount: 0,
         shown: Some(shown),
+        prepaid_appointment_id: String::new(),
     };
     let was = app.versions().await;
     let e = c
@@ -1110,6 +1111,7 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
         }],
         deposit_amount: 0,
         shown: None,
+        prepaid_appointment_id: String::new(),
     };
     // The same call retried 20 times at once: one invoice, one charge.
     let calls = (0..20).map(|_| {
@@ -1229,6 +1231,7 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
                 charges: vec![],
                 deposit_amount: 500_000,
                 shown: None,
+                prepaid_appointment_id: String::new(),
             },
             &service,
         ))

@@ -8,8 +8,10 @@
 //! telemedicine replicas, every process exporting its spans over OTLP to a receiver here: the
 //! patient's booking is one trace from telemedicine's HTTP edge to billing's gRPC (the fee's
 //! invoice), the cashier's lab invoice one from billing's HTTP edge to records' gRPC (the
-//! patient's coverage), each server span the child of its caller's client span; the
-//! payment's webhook is traced at billing's edge, and the JSON log lines carry the trace id.
+//! patient's coverage), and the payment one from the bank's webhook at billing through
+//! telemedicine's `ConfirmPayment` (billing telling it the visit is paid) to billing's
+//! `GetInvoice` (telemedicine checking) — HTTP → gRPC → gRPC across three processes — each
+//! server span the child of its caller's client span; the JSON log lines carry the trace id.
 //! Then, with clinics registering patients and patients booking and paying, one replica of
 //! each service is killed with SIGKILL; afterwards no registration, booking or payment is
 //! lost or doubled, the call's participant on the killed replica reconnects, every visit's
@@ -568,33 +570,71 @@ async fn three_services_two_replicas_each_behind_nginx_survive_replica_kills() {
     // the fee's invoice (gRPC), and the cashier's `$issue` of the lab invoice (HTTP at billing)
     // asked records for the patient's coverage (gRPC): each one trace, the server's span a
     // child of the caller's client span.
-    let chain_to = |all: &[Span], method: &str| -> Option<Vec<Span>> {
+    // The chain of spans from a served call of `method` up to the HTTP request it began with
+    // (whose route is `route`, when given).
+    let chain_to = |all: &[Span], method: &str, route: Option<&str>| -> Option<Vec<Span>> {
         let by_id: BTreeMap<&str, &Span> = all.iter().map(|s| (s.id.as_str(), s)).collect();
-        let call = all.iter().find(|s| {
-            s.name == "grpc" && s.attributes.get("rpc.method").map(String::as_str) == Some(method)
-        })?;
-        let mut chain = vec![call.clone()];
-        while let Some(parent) = by_id.get(chain.last().unwrap().parent.as_str()) {
-            chain.push((*parent).clone());
-        }
-        (chain.last().unwrap().name == "http" && chain.len() >= 3).then_some(chain)
+        all.iter()
+            .filter(|s| {
+                s.name == "grpc"
+                    && s.attributes.get("rpc.method").map(String::as_str) == Some(method)
+            })
+            .find_map(|call| {
+                let mut chain = vec![call.clone()];
+                while let Some(parent) = by_id.get(chain.last().unwrap().parent.as_str()) {
+                    chain.push((*parent).clone());
+                }
+                let root = chain.last().unwrap();
+                (root.name == "http"
+                    && chain.len() >= 3
+                    && route.is_none_or(|r| {
+                        root.attributes.get("route").map(String::as_str) == Some(r)
+                    }))
+                .then_some(chain)
+            })
     };
     let mut chains = None;
     for _ in 0..50 {
         let all = spans(&exports.lock().unwrap());
-        if let (Some(a), Some(b)) = (
-            chain_to(&all, "/hospital.billing.v1.Billing/CreateInvoice"),
-            chain_to(&all, "/hospital.records.v1.Records/GetActiveCoverage"),
+        if let (Some(a), Some(b), Some(c)) = (
+            chain_to(&all, "/hospital.billing.v1.Billing/CreateInvoice", None),
+            chain_to(&all, "/hospital.records.v1.Records/GetActiveCoverage", None),
+            // The payment: the bank's webhook at billing, billing telling telemedicine
+            // (ConfirmPayment), telemedicine asking billing for the invoice (GetInvoice).
+            chain_to(
+                &all,
+                "/hospital.billing.v1.Billing/GetInvoice",
+                Some("/webhooks/{provider}"),
+            ),
         ) {
-            chains = Some((a, b));
+            chains = Some((a, b, c));
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (booking, issuing) = chains.unwrap_or_else(|| {
+    let (booking, issuing, payment) = chains.unwrap_or_else(|| {
         let all = spans(&exports.lock().unwrap());
-        panic!("the traces of the booking and the lab invoice did not arrive whole: {all:#?}")
+        panic!("the traces of the booking, the lab invoice and the payment did not arrive whole: {all:#?}")
     });
+    // HTTP → gRPC → gRPC, across three processes, one trace.
+    let methods: Vec<&str> = payment
+        .iter()
+        .filter_map(|s| s.attributes.get("rpc.method").map(String::as_str))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "/hospital.billing.v1.Billing/GetInvoice",
+            "/hospital.telemedicine.v1.Telemedicine/ConfirmPayment"
+        ],
+        "{payment:#?}"
+    );
+    assert!(payment.iter().all(|s| s.trace == payment[0].trace));
+    assert!(payment.last().unwrap().process.starts_with("billing-"));
+    assert!(
+        payment[2].process.starts_with("telemedicine-"),
+        "{payment:#?}"
+    );
     for (chain, caller, server) in [
         (&booking, "telemedicine-", "billing-"),
         (&issuing, "billing-", "records-"),
@@ -623,14 +663,6 @@ async fn three_services_two_replicas_each_behind_nginx_survive_replica_kills() {
         "a log line of {} carries the trace id {}",
         root.process,
         root.trace
-    );
-    // The payment's webhook is traced at billing's edge.
-    let all = spans(&exports.lock().unwrap());
-    assert!(
-        all.iter().any(|s| s.process.starts_with("billing-")
-            && s.name == "http"
-            && s.attributes.get("route").map(String::as_str) == Some("/webhooks/{provider}")),
-        "the webhook's span"
     );
 
     // Clinics register, patients book and pay, and one replica of each service dies.

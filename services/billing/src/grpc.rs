@@ -104,6 +104,16 @@ impl BillingGrpc {
                 "idempotency_key is required: a retried call must not charge twice",
             ));
         }
+        let prepayment = matches!(
+            r.subject,
+            Some(pb::create_invoice_request::Subject::PatientId(_))
+        ) && !r.charges.is_empty();
+        if !r.prepaid_appointment_id.is_empty() && !prepayment {
+            return Err(Error::invalid(
+                "prepaid_appointment_id",
+                "an appointment is prepaid by a prepayment: a patient_id with charges",
+            ));
+        }
         let request = match r.subject {
             Some(pb::create_invoice_request::Subject::EncounterId(e)) => {
                 if !hospital_core::store::is_valid_id(&e) {
@@ -161,7 +171,21 @@ impl BillingGrpc {
                         )?;
                         items.push((c.code.clone(), c.quantity, day));
                     }
-                    Issue::Prepaid { patient: p, items }
+                    let appointment = match r.prepaid_appointment_id.as_str() {
+                        "" => None,
+                        a if hospital_core::store::is_valid_id(a) => Some(a.to_owned()),
+                        _ => {
+                            return Err(Error::invalid(
+                                "prepaid_appointment_id",
+                                "not a valid FHIR id",
+                            ));
+                        }
+                    };
+                    Issue::Prepaid {
+                        patient: p,
+                        items,
+                        appointment,
+                    }
                 }
             }
             None => {

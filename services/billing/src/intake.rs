@@ -43,9 +43,17 @@ struct Intake {
     secrets: Secrets,
     hospital: String,
     account: String,
+    /// Told when a payment settles a visit's prepayment ([`crate::prepaid`]).
+    telemedicine: hospital_grpc::outbound::Outbound,
 }
 
-pub fn routes(platform: Platform, secrets: Secrets, hospital: String, account: String) -> Router {
+pub fn routes(
+    platform: Platform,
+    secrets: Secrets,
+    hospital: String,
+    account: String,
+    telemedicine: hospital_grpc::outbound::Outbound,
+) -> Router {
     Router::new()
         .route("/webhooks/vnpay", axum::routing::get(vnpay))
         .route("/webhooks/{provider}", axum::routing::post(deliver))
@@ -54,6 +62,7 @@ pub fn routes(platform: Platform, secrets: Secrets, hospital: String, account: S
             secrets,
             hospital,
             account,
+            telemedicine,
         })
 }
 
@@ -180,7 +189,14 @@ async fn deliver(
         }
     };
     match ledger::receive(&i.platform, &i.hospital, &i.account, &delivery, &credit).await {
-        Ok(_) => answer(StatusCode::OK, json!({"success": true})),
+        Ok(outcome) => {
+            if let ledger::Outcome::Paid { invoice } | ledger::Outcome::Overpaid { invoice, .. } =
+                &outcome
+            {
+                crate::prepaid::tell_paid(&i.platform, &i.telemedicine, invoice).await;
+            }
+            answer(StatusCode::OK, json!({"success": true}))
+        }
         Err(e) => refused(&e),
     }
 }

@@ -115,6 +115,30 @@ pub fn set_paid(invoice: &mut Value, amount: i64) {
     }
 }
 
+/// The extension of a prepayment Invoice naming the telemedicine Appointment it prepays.
+pub const PREPAYS: &str = "urn:hospital:invoice:prepays";
+
+/// Names on `invoice` the Appointment `id` it prepays.
+pub fn set_prepays(invoice: &mut Value, id: &str) {
+    let ext = json!({"url": PREPAYS, "valueReference": {"reference": format!("Appointment/{id}")}});
+    match invoice.get_mut("extension").and_then(Value::as_array_mut) {
+        Some(list) => list.push(ext),
+        None => invoice["extension"] = json!([ext]),
+    }
+}
+
+/// The Appointment (its id) `invoice` prepays, if it names one.
+pub fn prepays_of(invoice: &Value) -> Option<&str> {
+    invoice
+        .get("extension")?
+        .as_array()?
+        .iter()
+        .find(|e| e.get("url").and_then(Value::as_str) == Some(PREPAYS))?
+        .pointer("/valueReference/reference")?
+        .as_str()?
+        .strip_prefix("Appointment/")
+}
+
 /// What `invoice` asks the patient to pay in all, whatever its status: its `totalNet` (what
 /// is left once the BHYT fund's share is taken off), or `totalGross` when it has no net.
 pub fn amount_due(invoice: &Value) -> Result<i64, Error> {

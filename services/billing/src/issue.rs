@@ -206,6 +206,8 @@ pub enum Request {
     Prepaid {
         patient: String,
         items: Vec<(String, i64, NaiveDate)>,
+        /// The telemedicine Appointment it prepays, told when a payment settles it.
+        appointment: Option<String>,
     },
 }
 
@@ -404,12 +406,21 @@ impl Invoicing {
                 body
             }
             (Request::Deposit { amount, .. }, _) => deposit_invoice(&patient, *amount),
-            (Request::Prepaid { items, .. }, _) => {
+            (
+                Request::Prepaid {
+                    items, appointment, ..
+                },
+                _,
+            ) => {
                 let mut priced = Vec::with_capacity(items.len());
                 for (code, qty, day) in items {
                     priced.push((prices::price_on(&mut tx, code, *day).await?, *qty, *day));
                 }
-                prepaid_invoice(&patient, &priced)
+                let mut body = prepaid_invoice(&patient, &priced);
+                if let Some(a) = appointment {
+                    crate::invoice::set_prepays(&mut body, a);
+                }
+                body
             }
             _ => return Err(Error::internal("an encounter invoice without its visit")),
         };

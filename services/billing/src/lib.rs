@@ -33,6 +33,7 @@ pub mod ledger;
 pub mod operations;
 pub mod page;
 pub mod payment_qr;
+pub mod prepaid;
 pub mod prices;
 pub mod qr;
 pub mod reconcile;
@@ -143,6 +144,9 @@ pub fn registration() -> hospital_host::Registration {
                 secrets,
                 cfg.hospital_name.clone(),
                 cfg.bank_account.clone(),
+                c.clients
+                    .of(hospital_core::ServiceName::Telemedicine)
+                    .clone(),
             );
             let desk = staff::routes(
                 c.platform.clone(),

@@ -35,11 +35,12 @@ pub struct Bill {
 /// The billing service, as booking needs it.
 #[async_trait::async_trait]
 pub trait Payments: Send + Sync {
-    /// The invoice of a prepaid visit's fee: `code` of the price list on `day`, self-pay.
-    /// Once per `key`.
+    /// The invoice of a prepaid visit's fee (Appointment `appointment`): `code` of the price
+    /// list on `day`, self-pay. Once per `key`.
     async fn invoice(
         &self,
         key: &str,
+        appointment: &str,
         patient: &str,
         code: &str,
         day: NaiveDate,
@@ -544,7 +545,13 @@ impl Booking {
         };
         let bill = match self
             .payments
-            .invoice(&format!("appointment:{}", written.id), &patient, &code, day)
+            .invoice(
+                &format!("appointment:{}", written.id),
+                &written.id,
+                &patient,
+                &code,
+                day,
+            )
             .await
         {
             Ok(b) => b,

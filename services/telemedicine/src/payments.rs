@@ -45,6 +45,7 @@ impl Payments for BillingPayments {
     async fn invoice(
         &self,
         key: &str,
+        appointment: &str,
         patient: &str,
         code: &str,
         day: NaiveDate,
@@ -62,6 +63,8 @@ impl Payments for BillingPayments {
             }],
             deposit_amount: 0,
             shown: None,
+            // Billing tells telemedicine when it is paid (Telemedicine.ConfirmPayment).
+            prepaid_appointment_id: appointment.to_owned(),
         };
         self.billing
             .call(
