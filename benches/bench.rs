@@ -8,7 +8,10 @@
 //! the physical limit the create path is compared with. Every request carries a service
 //! token (the child gets the bench's secret), so authentication and audit are measured too.
 //!
-//! `cargo build --release && target/release/bench [--backend sqlite|postgres|both] [--patients N]`
+//! `cargo build --release && target/release/bench [--backend sqlite|postgres|both] [--patients N]
+//! [--observations PER_PATIENT] [--creates N] [--reads N] [--searches N] [--mixed SECS] ...`;
+//! `HOSPITAL_BENCH_REUSE=1` measures the PostgreSQL store a previous run loaded, without
+//! loading it again (BENCHMARKS.md, "At 1,000,000 patients").
 
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -88,6 +91,8 @@ struct Args {
     /// Seconds of the mixed clinic load (reads, searches, `_include`, `$everything`,
     /// writes at once); 0 skips it.
     mixed: u64,
+    /// Observations loaded per patient (with the patient and one encounter).
+    observations: usize,
     postgres_admin: String,
 }
 
@@ -104,6 +109,7 @@ fn parse_args() -> Args {
         practitioners: 0,
         sockets_per_visit: 10,
         mixed: 20,
+        observations: 2,
         postgres_admin: std::env::var("HOSPITAL_BENCH_POSTGRES_ADMIN")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
     };
@@ -129,6 +135,7 @@ fn parse_args() -> Args {
             "--practitioners" => a.practitioners = val().parse().expect("number"),
             "--sockets-per-visit" => a.sockets_per_visit = val().parse().expect("number"),
             "--mixed" => a.mixed = val().parse().expect("seconds"),
+            "--observations" => a.observations = val().parse().expect("number"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -164,8 +171,17 @@ fn patient(n: usize, rng: &mut StdRng) -> (Value, String, String, String) {
     (p, nid, format!("{family} {middle} {given}"), birth)
 }
 
-fn bundle(start: usize, count: usize, rng: &mut StdRng) -> Value {
-    let mut entries = Vec::with_capacity(count * 4);
+/// Vital signs, LOINC: what a patient's observations are drawn from in turn.
+const VITALS: &[(&str, std::ops::Range<i64>, &str)] = &[
+    ("8480-6", 100..170, "mm[Hg]"),
+    ("8867-4", 55..110, "/min"),
+    ("8462-4", 60..100, "mm[Hg]"),
+    ("8310-5", 36..40, "Cel"),
+    ("29463-7", 40..90, "kg"),
+];
+
+fn bundle(start: usize, count: usize, observations: usize, rng: &mut StdRng) -> Value {
+    let mut entries = Vec::with_capacity(count * (2 + observations));
     for n in start..start + count {
         let (p, ..) = patient(n, rng);
         let purl = format!("urn:uuid:{}", uuid::Uuid::new_v4());
@@ -176,10 +192,9 @@ fn bundle(start: usize, count: usize, rng: &mut StdRng) -> Value {
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
             "subject": {"reference": purl}, "period": {"start": "2026-10-01T08:00:00+07:00", "end": "2026-10-01T08:20:00+07:00"}
         }, "request": {"method": "POST", "url": "Encounter"}}));
-        for (code, value, unit) in [
-            ("8480-6", rng.random_range(100..170), "mm[Hg]"),
-            ("8867-4", rng.random_range(55..110), "/min"),
-        ] {
+        for i in 0..observations {
+            let (code, range, unit) = &VITALS[i % VITALS.len()];
+            let value = rng.random_range(range.clone());
             entries.push(json!({"resource": {
                 "resourceType": "Observation", "status": "final",
                 "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
@@ -190,6 +205,13 @@ fn bundle(start: usize, count: usize, rng: &mut StdRng) -> Value {
         }
     }
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// `HOSPITAL_BENCH_REUSE=1`: measure the PostgreSQL store a previous run loaded (its database
+/// `hospital_bench` kept, no load), e.g. again at 1,000,000 patients without the half hour
+/// of loading.
+fn reuse() -> bool {
+    std::env::var("HOSPITAL_BENCH_REUSE").is_ok_and(|v| v == "1")
 }
 
 struct Server {
@@ -210,6 +232,7 @@ impl Server {
             .env("DATABASE_URL", database_url)
             .env("HOSPITAL_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("HOSPITAL_RECORDS_GRPC_ADDR", "127.0.0.1:0")
+            .env("HOSPITAL_METRICS_ADDR", "127.0.0.1:0")
             .env("HOSPITAL_LOG", "warn")
             .env("HOSPITAL_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
             .env("HOSPITAL_JWT_SECRET", BENCH_SECRET)
@@ -1009,11 +1032,13 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
             (format!("sqlite://{}/bench.db", dir.display()), 18_081)
         }
         "postgres" => {
-            psql(
-                &a.postgres_admin,
-                "DROP DATABASE IF EXISTS hospital_bench WITH (FORCE)",
-            );
-            psql(&a.postgres_admin, "CREATE DATABASE hospital_bench");
+            if !reuse() {
+                psql(
+                    &a.postgres_admin,
+                    "DROP DATABASE IF EXISTS hospital_bench WITH (FORCE)",
+                );
+                psql(&a.postgres_admin, "CREATE DATABASE hospital_bench");
+            }
             let base = a
                 .postgres_admin
                 .rsplit_once('/')
@@ -1038,17 +1063,24 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
     let mut rng = StdRng::seed_from_u64(2026);
     let mut f = Figures::default();
 
-    // 1. Transaction-bundle ingest up to `patients` patients (4 resources each).
+    // 1. Transaction-bundle ingest up to `patients` patients (a patient, an encounter and
+    // `observations` observations each), each bundle made as it is sent (a million patients'
+    // bundles would not fit in memory at once).
     let per_bundle = 50;
-    let bundles: Vec<String> = (0..a.patients.div_ceil(per_bundle))
-        .map(|b| bundle(b * per_bundle, per_bundle, &mut rng).to_string())
-        .collect();
+    let observations = a.observations;
     let t = Instant::now();
     let base = server.base.clone();
-    let results: Vec<bool> = futures::stream::iter(bundles)
+    let bundles = if reuse() {
+        0
+    } else {
+        a.patients.div_ceil(per_bundle)
+    };
+    let results: Vec<bool> = futures::stream::iter(0..bundles)
         .map(|b| {
             let http = http.clone();
             let base = base.clone();
+            let mut rng = StdRng::seed_from_u64(2026 + b as u64);
+            let b = bundle(b * per_bundle, per_bundle, observations, &mut rng).to_string();
             async move {
                 let r = http
                     .post(&base)
@@ -1063,14 +1095,49 @@ async fn run_backend(backend: &str, a: &Args) -> Figures {
         .collect()
         .await;
     assert!(results.iter().all(|ok| *ok), "every bundle must commit");
-    f.ingest_rps =
-        (a.patients.div_ceil(per_bundle) * per_bundle * 4) as f64 / t.elapsed().as_secs_f64();
-    eprintln!("[{backend}] ingest {:.0} resources/s", f.ingest_rps);
+    let mut loaded = bundles * per_bundle * (2 + observations);
+    f.ingest_rps = loaded as f64 / t.elapsed().as_secs_f64();
+    eprintln!(
+        "[{backend}] ingest {:.0} resources/s ({loaded} resources in {:.0} s)",
+        f.ingest_rps,
+        t.elapsed().as_secs_f64()
+    );
+    if backend == "postgres" {
+        use sqlx::Connection as _;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+            if reuse() {
+                loaded = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM resources")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap_or(1) as usize;
+            }
+            let size: Result<i64, _> =
+                sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(&mut c)
+                    .await;
+            if let Ok(size) = size {
+                eprintln!(
+                    "[{backend}] database {:.0} MiB after the load: {:.0} bytes per resource (history, index rows and audit included)",
+                    size as f64 / 1048576.0,
+                    size as f64 / loaded as f64
+                );
+            }
+        }
+    }
 
-    // 2. Single creates.
+    // 2. Single creates. Their personal IDs carry a province code the load never uses (002),
+    // so none collides with a loaded patient's; a run on a reused store starts them at a
+    // random number, past an earlier run's.
+    let first = if reuse() {
+        rand::random::<u32>() as usize % 400_000
+    } else {
+        0
+    };
     let bodies: Vec<(String, String, String, String)> = (0..a.creates)
         .map(|i| {
-            let (p, nid, name, birth) = patient(500_000 + i, &mut rng);
+            let (mut p, nid, name, birth) = patient(500_000 + first + i, &mut rng);
+            let nid = format!("002{}", &nid[3..]);
+            p["identifier"][0]["value"] = json!(nid);
             (p.to_string(), nid, name, birth)
         })
         .collect();
@@ -1262,7 +1329,7 @@ async fn main() {
         "bench: {} patients (+{} encounters, {} observations) by transaction bundles; {} creates, {} reads, {} searches per kind; concurrency {}",
         a.patients,
         a.patients,
-        a.patients * 2,
+        a.patients * a.observations,
         a.creates,
         a.reads,
         a.searches,

@@ -1153,6 +1153,24 @@ async fn services_invoice_once_per_key_and_watch_the_payment_over_grpc(b: Backen
     own.idempotency_key = "mine".into();
     let e = c.create_invoice(authed(own, &patient)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    // An appointment is prepaid by a prepayment (a patient with charges), not by an
+    // encounter's invoice; and it is named by a FHIR id.
+    let mut prepays = create.clone();
+    prepays.idempotency_key = "prepays-an-encounter".into();
+    prepays.prepaid_appointment_id = "a1".into();
+    let e = c
+        .create_invoice(authed(prepays.clone(), &service))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("prepaid by a prepayment"), "{e:?}");
+    prepays.subject = Some(pb::create_invoice_request::Subject::PatientId(an.clone()));
+    prepays.prepaid_appointment_id = "not an id!".into();
+    let e = c
+        .create_invoice(authed(prepays, &service))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert_eq!(app.store.count(Some("Invoice")).await.unwrap(), 1);
 
     // Watching: issued now, balanced when the bank feed arrives, then the stream ends.
