@@ -30,11 +30,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A port free now, from below the kernel's ephemeral range: the processes bind it a moment
+/// later, and a port the kernel hands out to `127.0.0.1:0` (other tests running at the same
+/// time do that all the while) could be taken in between.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN.lock().unwrap().insert(port)
+        {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A child process killed when the test ends, however it ends.
