@@ -30,6 +30,7 @@ hospital_test_kit::on_both_backends!(
     a_reminder_whose_replica_died_after_sending_it_is_sent_again_with_the_same_key_after_its_lease,
     a_payment_made_while_no_telemedicine_process_runs_books_the_visit_when_one_starts,
     billing_confirming_a_payment_over_grpc_books_the_pending_visit_once,
+    a_prepayment_paid_at_the_desk_or_assigned_by_the_cashier_books_the_visit_at_once,
     the_indicators_count_online_bookings_sessions_and_no_shows,
     the_booking_table_in_the_docs_is_what_the_operations_enforce,
     the_doctors_list_of_a_day_follows_vietnams_clock,
@@ -2356,6 +2357,102 @@ async fn a_reminder_whose_replica_died_after_sending_it_is_sent_again_with_the_s
 /// sweep of the process that runs now has passed. `ConfirmPayment` refuses an unknown invoice,
 /// an unpaid one and another bill's, writing nothing, and repeated (billing retrying) answers
 /// the same booked visit and writes nothing.
+/// Every door of billing's ledger tells telemedicine that a visit's prepayment arrived, not
+/// only the bank feeds: cash taken at the desk (`$pay-cash`), and a queued transfer the
+/// cashier assigns to the bill (`$assign`). Set up as above so that nothing else would book
+/// the visits: their watchers died with the process that booked them, and the sweep of the
+/// process that runs now has passed.
+async fn a_prepayment_paid_at_the_desk_or_assigned_by_the_cashier_books_the_visit_at_once(
+    b: Backend,
+) {
+    let hourly = |c: &mut hospital::Config| c.sweep_ms = 3_600_000;
+    let mut app = spawn_app_with(b, hourly).await;
+    price_list(&app).await;
+    let doc = doctor(&app, "Trần").await;
+    let sched = app.create(schedule(&doc, "video", 20, 1)).await;
+    let by_cash = app.create(slot(&sched, &from_now(60), &from_now(80))).await;
+    let by_assign = app
+        .create(slot(&sched, &from_now(80), &from_now(100)))
+        .await;
+    let marker_slot = app.create(slot(&sched, &from_now(30), &from_now(50))).await;
+    let (an, binh, chau) = (
+        patient(&app, 1).await,
+        patient(&app, 2).await,
+        patient(&app, 3).await,
+    );
+    let mut visits = Vec::new();
+    for (who, s) in [(&an, &by_cash), (&chau, &by_assign)] {
+        let me = app.client_for(Role::Patient, Some(who), None);
+        let (code, visit) = op(
+            &me,
+            &app,
+            "Appointment/$book",
+            &parameters(json!([
+                {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}}])),
+        )
+        .await;
+        assert_eq!((code, visit["status"].as_str()), (200, Some("pending")));
+        let (invoice, _) = payment_code_of(&app, &visit).await;
+        visits.push((visit["id"].as_str().unwrap().to_owned(), invoice));
+    }
+    let desk = app.client_for(Role::Cashier, None, None);
+    let (code, marker) = op(
+        &desk,
+        &app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{marker_slot}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{binh}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{marker}");
+    let marker = marker["id"].as_str().unwrap().to_owned();
+    restart_app(&mut app, Deployment::all(), hourly).await;
+    eventually(10, "the new process's first pass", || async {
+        reminders_of(&app, &marker).await[0].1.as_deref() == Some("sent")
+    })
+    .await;
+
+    // Cash at the desk.
+    let (cash_visit, cash_invoice) = &visits[0];
+    let (code, paid) = crate::billing::pay_cash(&desk, &app, cash_invoice, 150_000).await;
+    assert_eq!(code, 200, "{paid}");
+    eventually(5, "the desk's payment told telemedicine", || async {
+        status(&app, &format!("Appointment/{cash_visit}")).await == "booked"
+    })
+    .await;
+
+    // A transfer without the payment code waits in the cashier's queue; assigned, it pays.
+    let (assign_visit, assign_invoice) = &visits[1];
+    let account = hospital::Config::for_tests("unused").bank_account;
+    assert_eq!(
+        post_sepay(&app, 9_500_001, 150_000, "chuyen tien kham", &account).await,
+        200
+    );
+    assert_eq!(
+        status(&app, &format!("Appointment/{assign_visit}")).await,
+        "pending"
+    );
+    let notice = app
+        .search_ids("PaymentNotice?identifier=urn:hospital:bank-transaction:sepay|9500001")
+        .await;
+    assert_eq!(notice.len(), 1, "{notice:?}");
+    let (code, assigned) = op(
+        &desk,
+        &app,
+        &format!("PaymentNotice/{}/$assign", notice[0]),
+        &parameters(json!([
+            {"name": "invoice", "valueReference": {"reference": format!("Invoice/{assign_invoice}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{assigned}");
+    eventually(5, "the cashier's assignment told telemedicine", || async {
+        status(&app, &format!("Appointment/{assign_visit}")).await == "booked"
+    })
+    .await;
+    app.stop().await;
+}
+
 async fn billing_confirming_a_payment_over_grpc_books_the_pending_visit_once(b: Backend) {
     use hospital_proto::telemedicine::v1 as pb;
     let hourly = |c: &mut hospital::Config| c.sweep_ms = 3_600_000;

@@ -17,6 +17,7 @@ pub struct PayCash {
     pub platform: Platform,
     pub hospital: String,
     pub account: String,
+    pub prepaid: crate::prepaid::Prepaid,
 }
 
 #[async_trait]
@@ -73,6 +74,7 @@ impl Operation for PayCash {
             id,
             amount,
             provider,
+            &self.prepaid,
         )
         .await
     }
@@ -88,6 +90,7 @@ pub async fn take(
     id: &str,
     amount: i64,
     provider: Provider,
+    prepaid: &crate::prepaid::Prepaid,
 ) -> Result<(Value, Touched), Error> {
     if !matches!(caller.principal.role, Role::Cashier | Role::Service) {
         return Err(Error::forbidden("cash is taken by a cashier"));
@@ -112,7 +115,8 @@ pub async fn take(
         at: String::new(),
         order: Some(bill),
     };
-    let outcome = ledger::record_at_desk(platform, hospital, account, &credit, caller).await?;
+    let outcome =
+        ledger::record_at_desk(platform, hospital, account, &credit, caller, prepaid).await?;
     let q = SearchQuery::new(
         "PaymentNotice",
         vec![(

@@ -259,6 +259,7 @@ pub async fn assign(
     caller: &Caller,
     notice_id: &str,
     invoice_id: &str,
+    prepaid: &crate::prepaid::Prepaid,
 ) -> Result<(Value, Touched), Error> {
     may_work_the_desk(caller)?;
     let mut tx = platform.begin(caller).await?;
@@ -315,7 +316,11 @@ pub async fn assign(
         touched.add(&out.version);
     }
     let first = json!({"name": "outcome", "valueCode": outcome});
-    settled(tx, "$assign", touched, first, &receipt, &w.version.id).await
+    let answer = settled(tx, "$assign", touched, first, &receipt, &w.version.id).await?;
+    if outcome != "partial" {
+        prepaid.settled(platform, invoice_id).await;
+    }
+    Ok(answer)
 }
 
 /// Commits a settling entry with its audit record, and answers with what it was: `first`,

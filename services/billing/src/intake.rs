@@ -43,8 +43,8 @@ struct Intake {
     secrets: Secrets,
     hospital: String,
     account: String,
-    /// Told when a payment settles a visit's prepayment ([`crate::prepaid`]).
-    telemedicine: hospital_grpc::outbound::Outbound,
+    /// Told when a payment settles a visit's prepayment.
+    prepaid: crate::prepaid::Prepaid,
 }
 
 pub fn routes(
@@ -52,7 +52,7 @@ pub fn routes(
     secrets: Secrets,
     hospital: String,
     account: String,
-    telemedicine: hospital_grpc::outbound::Outbound,
+    prepaid: crate::prepaid::Prepaid,
 ) -> Router {
     Router::new()
         .route("/webhooks/vnpay", axum::routing::get(vnpay))
@@ -62,7 +62,7 @@ pub fn routes(
             secrets,
             hospital,
             account,
-            telemedicine,
+            prepaid,
         })
 }
 
@@ -188,15 +188,17 @@ async fn deliver(
             return refused(&e);
         }
     };
-    match ledger::receive(&i.platform, &i.hospital, &i.account, &delivery, &credit).await {
-        Ok(outcome) => {
-            if let ledger::Outcome::Paid { invoice } | ledger::Outcome::Overpaid { invoice, .. } =
-                &outcome
-            {
-                crate::prepaid::tell_paid(&i.platform, &i.telemedicine, invoice).await;
-            }
-            answer(StatusCode::OK, json!({"success": true}))
-        }
+    let received = ledger::receive(
+        &i.platform,
+        &i.hospital,
+        &i.account,
+        &delivery,
+        &credit,
+        &i.prepaid,
+    )
+    .await;
+    match received {
+        Ok(_) => answer(StatusCode::OK, json!({"success": true})),
         Err(e) => refused(&e),
     }
 }
@@ -235,7 +237,16 @@ async fn vnpay(
         raw: query.as_bytes(),
         from: &from,
     };
-    match ledger::receive_vnpay(&i.platform, &i.hospital, &i.account, &delivery, &ipn).await {
+    let received = ledger::receive_vnpay(
+        &i.platform,
+        &i.hospital,
+        &i.account,
+        &delivery,
+        &ipn,
+        &i.prepaid,
+    )
+    .await;
+    match received {
         Ok(a) => vnpay_answer(a),
         // Kept and audited by the ledger when it could be: VNPay tries again.
         Err(_) => vnpay_answer(VnpayAnswer::Failed),

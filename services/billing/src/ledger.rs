@@ -18,6 +18,7 @@
 
 use crate::invoice::{BILL_NUMBER, PAYMENT_CODE, identifier, paid_of, set_paid};
 use crate::payment_qr::owed;
+use crate::prepaid::Prepaid;
 use crate::webhooks::{Credit, Provider, VnpayAnswer, memo_key};
 use hospital_core::store::SearchQuery;
 use hospital_core::{AuditAction, Caller, Error, Interaction, Platform, Touched, codes};
@@ -223,9 +224,19 @@ pub async fn receive(
     account: &str,
     delivery: &Delivery<'_>,
     credit: &Credit,
+    prepaid: &Prepaid,
 ) -> Result<Outcome, Error> {
     let id = Some(credit.transaction_id.as_str());
-    match record_as(platform, hospital, account, credit, Door::Feed(delivery)).await {
+    match record_as(
+        platform,
+        hospital,
+        account,
+        credit,
+        Door::Feed(delivery),
+        prepaid,
+    )
+    .await
+    {
         Ok(o @ (Outcome::Duplicate | Outcome::Ignored)) => {
             keep(platform, delivery, id, o.code(), 200).await?;
             Ok(o)
@@ -271,6 +282,7 @@ pub async fn receive_vnpay(
     account: &str,
     delivery: &Delivery<'_>,
     ipn: &crate::webhooks::VnpayIpn,
+    prepaid: &Prepaid,
 ) -> Result<VnpayAnswer, Error> {
     let id = Some(ipn.transaction_no.as_str());
     let order = if ipn.txn_ref.is_empty() || ipn.txn_ref.len() > 64 {
@@ -336,7 +348,7 @@ pub async fn receive_vnpay(
         order: Some(ipn.txn_ref.clone()),
     };
     Ok(
-        match receive(platform, hospital, account, delivery, &credit).await? {
+        match receive(platform, hospital, account, delivery, &credit, prepaid).await? {
             Outcome::Paid { .. } | Outcome::Partial { .. } | Outcome::Overpaid { .. } => {
                 VnpayAnswer::Confirmed
             }
@@ -356,8 +368,17 @@ pub async fn record_at_desk(
     account: &str,
     credit: &Credit,
     cashier: &Caller,
+    prepaid: &Prepaid,
 ) -> Result<Outcome, Error> {
-    record_as(platform, hospital, account, credit, Door::Desk(cashier)).await
+    record_as(
+        platform,
+        hospital,
+        account,
+        credit,
+        Door::Desk(cashier),
+        prepaid,
+    )
+    .await
 }
 
 /// Where a credit comes in.
@@ -374,8 +395,9 @@ async fn record_as(
     account: &str,
     credit: &Credit,
     door: Door<'_, '_>,
+    prepaid: &Prepaid,
 ) -> Result<Outcome, Error> {
-    let outcome = record_as_counted(platform, hospital, account, credit, door).await;
+    let outcome = record(platform, hospital, account, credit, door).await;
     let counted = match &outcome {
         Ok(Outcome::Paid { .. } | Outcome::Partial { .. } | Outcome::Overpaid { .. }) => {
             Some("matched")
@@ -386,10 +408,14 @@ async fn record_as(
     if let Some(c) = counted {
         hospital_host::metrics::PAYMENTS.inc(&[c]);
     }
+    if let Ok(Outcome::Paid { invoice } | Outcome::Overpaid { invoice, .. }) = &outcome {
+        prepaid.settled(platform, invoice).await;
+    }
     outcome
 }
 
-async fn record_as_counted(
+/// [`record_as`] without what follows a committed outcome (the count, telling telemedicine).
+async fn record(
     platform: &Platform,
     hospital: &str,
     account: &str,

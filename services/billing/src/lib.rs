@@ -99,6 +99,15 @@ pub fn invoicing_with(
     }
 }
 
+/// Telemedicine, told when a payment settles a visit's prepayment (every payment door).
+fn prepaid(c: &hospital_host::Context) -> prepaid::Prepaid {
+    prepaid::Prepaid::telling(
+        c.clients
+            .of(hospital_core::ServiceName::Telemedicine)
+            .clone(),
+    )
+}
+
 /// Where patients' payments go, from the configuration.
 fn receiving(c: &hospital_host::Context) -> payment_qr::Receiving {
     payment_qr::Receiving {
@@ -144,14 +153,13 @@ pub fn registration() -> hospital_host::Registration {
                 secrets,
                 cfg.hospital_name.clone(),
                 cfg.bank_account.clone(),
-                c.clients
-                    .of(hospital_core::ServiceName::Telemedicine)
-                    .clone(),
+                prepaid(c),
             );
             let desk = staff::routes(
                 c.platform.clone(),
                 cfg.hospital_name.clone(),
                 cfg.bank_account.clone(),
+                prepaid(c),
             );
             Some(webhooks.merge(desk).merge(page::routes(
                 c.platform.clone(),
@@ -171,6 +179,7 @@ pub fn registration() -> hospital_host::Registration {
                 platform: p(),
                 hospital: c.config.hospital_name.clone(),
                 account: c.config.bank_account.clone(),
+                prepaid: prepaid(c),
             });
             vec![
                 cash,
@@ -181,7 +190,7 @@ pub fn registration() -> hospital_host::Registration {
                 Arc::new(operations::Issue(invoicing(c))),
                 Arc::new(operations::Cancel(invoicing(c))),
                 Arc::new(operations::Queue(p())),
-                Arc::new(operations::Assign(p())),
+                Arc::new(operations::Assign(p(), prepaid(c))),
                 Arc::new(operations::Refund(p())),
                 Arc::new(operations::Totals(p())),
                 Arc::new(operations::Import(p())),

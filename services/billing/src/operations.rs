@@ -209,7 +209,7 @@ impl Operation for Queue {
 }
 
 /// `POST PaymentNotice/{id}/$assign`.
-pub struct Assign(pub Platform);
+pub struct Assign(pub Platform, pub crate::prepaid::Prepaid);
 
 #[async_trait]
 impl Operation for Assign {
@@ -233,7 +233,7 @@ impl Operation for Assign {
     ) -> Result<(Value, Touched), Error> {
         let input = input.unwrap_or_default();
         let invoice = id_of(text(&input, "invoice")?, "Invoice", "invoice")?.to_owned();
-        desk::assign(&self.0, caller, id, &invoice).await
+        desk::assign(&self.0, caller, id, &invoice, &self.1).await
     }
 }
 

@@ -1,16 +1,34 @@
-//! Telling telemedicine that a visit's prepayment arrived: when a bank feed's payment settles
-//! an invoice that prepays an Appointment ([`crate::invoice::PREPAYS`]), billing calls
-//! `Telemedicine.ConfirmPayment` at once, within the payment's own request (so the payment
-//! and the booking it confirms are one trace). The call is safe to repeat (telemedicine
-//! confirms once); when it fails, the payment stands and telemedicine's watch of the invoice
-//! or its sweep confirms the visit instead.
+//! Telling telemedicine that a visit's prepayment arrived: whenever a payment settles an
+//! invoice that prepays an Appointment ([`crate::invoice::PREPAYS`]) — through any door of
+//! the ledger: a bank feed, VNPay's IPN, cash or card at the desk, a cashier assigning a
+//! queued transfer — billing calls `Telemedicine.ConfirmPayment` at once, within that request
+//! (so the payment and the booking it confirms are one trace). The call is safe to repeat
+//! (telemedicine confirms once); when it fails, the payment stands and telemedicine's watch
+//! of the invoice or its sweep confirms the visit instead.
 
 use hospital_core::Platform;
 use hospital_grpc::outbound::{Idempotency, Outbound};
 use hospital_proto::telemedicine::v1 as tm;
 
-/// Tells telemedicine that `invoice` was paid, when it prepays an appointment.
-pub async fn tell_paid(platform: &Platform, telemedicine: &Outbound, invoice: &str) {
+/// Who is told when a payment settles a visit's prepayment: telemedicine's gRPC, or nobody
+/// (a process that runs no service, such as the seed).
+#[derive(Clone, Default)]
+pub struct Prepaid(Option<Outbound>);
+
+impl Prepaid {
+    pub fn telling(telemedicine: Outbound) -> Prepaid {
+        Prepaid(Some(telemedicine))
+    }
+
+    /// `invoice` is settled: tells telemedicine, when it prepays an appointment.
+    pub async fn settled(&self, platform: &Platform, invoice: &str) {
+        if let Some(t) = &self.0 {
+            tell_paid(platform, t, invoice).await;
+        }
+    }
+}
+
+async fn tell_paid(platform: &Platform, telemedicine: &Outbound, invoice: &str) {
     let Ok(v) = platform.store().read("Invoice", invoice).await else {
         return;
     };

@@ -30,9 +30,15 @@ struct Staff {
     platform: Platform,
     hospital: String,
     account: String,
+    prepaid: crate::prepaid::Prepaid,
 }
 
-pub fn routes(platform: Platform, hospital: String, account: String) -> Router {
+pub fn routes(
+    platform: Platform,
+    hospital: String,
+    account: String,
+    prepaid: crate::prepaid::Prepaid,
+) -> Router {
     Router::new()
         .route("/staff/billing", get(show))
         .route("/staff/billing/pay", post(pay))
@@ -43,6 +49,7 @@ pub fn routes(platform: Platform, hospital: String, account: String) -> Router {
             platform,
             hospital,
             account,
+            prepaid,
         })
 }
 
@@ -383,6 +390,7 @@ async fn pay(
         &f.invoice,
         amount,
         provider,
+        &s.prepaid,
     )
     .await
     {
@@ -426,7 +434,7 @@ async fn assign(
     let Some(invoice) = found else {
         return back(&format!("Không có hóa đơn / no bill {bill}"));
     };
-    match desk::assign(&s.platform, &caller, &f.notice, &invoice.id).await {
+    match desk::assign(&s.platform, &caller, &f.notice, &invoice.id, &s.prepaid).await {
         Ok((p, _)) => back(&format!(
             "Đã gán / Assigned to {bill}: {}",
             crate::operations::parameter_string(&p, "outcome")
