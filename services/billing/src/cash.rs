@@ -66,93 +66,84 @@ impl Operation for PayCash {
                 ));
             }
         };
-        take(
-            &self.platform,
-            &self.hospital,
-            &self.account,
-            caller,
-            id,
-            amount,
-            provider,
-            &self.prepaid,
-        )
-        .await
+        self.take(caller, id, amount, provider).await
     }
 }
 
-/// Takes `amount` đồng for the invoice `id` at the desk (cash or card), as `caller`: the
-/// outcome, the receipt, the notice — as `Parameters`.
-pub async fn take(
-    platform: &Platform,
-    hospital: &str,
-    account: &str,
-    caller: &Caller,
-    id: &str,
-    amount: i64,
-    provider: Provider,
-    prepaid: &crate::prepaid::Prepaid,
-) -> Result<(Value, Touched), Error> {
-    if !matches!(caller.principal.role, Role::Cashier | Role::Service) {
-        return Err(Error::forbidden("cash is taken by a cashier"));
-    }
-    authorize(caller, Action::Write, "PaymentNotice")?;
-    let v = platform.store().read("Invoice", id).await?;
-    let invoice: Value =
-        serde_json::from_str(&v.body).map_err(|_| Error::internal("stored invoice unreadable"))?;
-    let bill = identifier(&invoice, BILL_NUMBER).unwrap_or("").to_owned();
-    let credit = Credit {
-        provider,
-        transaction_id: uuid::Uuid::new_v4().to_string(),
-        incoming: true,
-        account: account.to_owned(),
-        amount,
-        memo: format!(
-            "{} at the desk, {}",
-            provider.as_str(),
-            caller.principal.audit_name()
-        ),
-        bank_reference: String::new(),
-        at: String::new(),
-        order: Some(bill),
-    };
-    let outcome =
-        ledger::record_at_desk(platform, hospital, account, &credit, caller, prepaid).await?;
-    let q = SearchQuery::new(
-        "PaymentNotice",
-        vec![(
-            "identifier".into(),
-            format!(
-                "{}|{}",
-                ledger::transaction_system(provider),
-                credit.transaction_id
+impl PayCash {
+    /// Takes `amount` đồng for the invoice `id` at the desk (cash or card), as `caller`: the
+    /// outcome, the receipt, the notice — as `Parameters`.
+    pub async fn take(
+        &self,
+        caller: &Caller,
+        id: &str,
+        amount: i64,
+        provider: Provider,
+    ) -> Result<(Value, Touched), Error> {
+        let (platform, hospital, account) = (&self.platform, &self.hospital, &self.account);
+        let prepaid = &self.prepaid;
+        if !matches!(caller.principal.role, Role::Cashier | Role::Service) {
+            return Err(Error::forbidden("cash is taken by a cashier"));
+        }
+        authorize(caller, Action::Write, "PaymentNotice")?;
+        let v = platform.store().read("Invoice", id).await?;
+        let invoice: Value = serde_json::from_str(&v.body)
+            .map_err(|_| Error::internal("stored invoice unreadable"))?;
+        let bill = identifier(&invoice, BILL_NUMBER).unwrap_or("").to_owned();
+        let credit = Credit {
+            provider,
+            transaction_id: uuid::Uuid::new_v4().to_string(),
+            incoming: true,
+            account: account.to_owned(),
+            amount,
+            memo: format!(
+                "{} at the desk, {}",
+                provider.as_str(),
+                caller.principal.audit_name()
             ),
-        )],
-    );
-    let notice = platform
-        .store()
-        .search(&q)
-        .await?
-        .matches
-        .into_iter()
-        .next();
-    let receipt = notice
-        .as_ref()
-        .and_then(|n| serde_json::from_str::<Value>(&n.body).ok())
-        .and_then(|n| identifier(&n, RECEIPT_NUMBER).map(str::to_owned))
-        .unwrap_or_default();
-    let outcome = match outcome {
-        Outcome::Paid { .. } => "paid",
-        Outcome::Partial { .. } => "partial",
-        _ => "recorded",
-    };
-    let mut touched = Touched::of(std::slice::from_ref(&v));
-    touched.audited = true;
-    Ok((
-        json!({"resourceType": "Parameters", "parameter": [
-            {"name": "outcome", "valueCode": outcome},
-            {"name": "receipt", "valueString": receipt},
-            {"name": "notice", "valueReference": {"reference": notice.map(|n| format!("PaymentNotice/{}", n.id)).unwrap_or_default()}},
-        ]}),
-        touched,
-    ))
+            bank_reference: String::new(),
+            at: String::new(),
+            order: Some(bill),
+        };
+        let outcome =
+            ledger::record_at_desk(platform, hospital, account, &credit, caller, prepaid).await?;
+        let q = SearchQuery::new(
+            "PaymentNotice",
+            vec![(
+                "identifier".into(),
+                format!(
+                    "{}|{}",
+                    ledger::transaction_system(provider),
+                    credit.transaction_id
+                ),
+            )],
+        );
+        let notice = platform
+            .store()
+            .search(&q)
+            .await?
+            .matches
+            .into_iter()
+            .next();
+        let receipt = notice
+            .as_ref()
+            .and_then(|n| serde_json::from_str::<Value>(&n.body).ok())
+            .and_then(|n| identifier(&n, RECEIPT_NUMBER).map(str::to_owned))
+            .unwrap_or_default();
+        let outcome = match outcome {
+            Outcome::Paid { .. } => "paid",
+            Outcome::Partial { .. } => "partial",
+            _ => "recorded",
+        };
+        let mut touched = Touched::of(std::slice::from_ref(&v));
+        touched.audited = true;
+        Ok((
+            json!({"resourceType": "Parameters", "parameter": [
+                {"name": "outcome", "valueCode": outcome},
+                {"name": "receipt", "valueString": receipt},
+                {"name": "notice", "valueReference": {"reference": notice.map(|n| format!("PaymentNotice/{}", n.id)).unwrap_or_default()}},
+            ]}),
+            touched,
+        ))
+    }
 }

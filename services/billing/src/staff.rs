@@ -382,18 +382,13 @@ async fn pay(
     } else {
         Provider::Cash
     };
-    match cash::take(
-        &s.platform,
-        &s.hospital,
-        &s.account,
-        &caller,
-        &f.invoice,
-        amount,
-        provider,
-        &s.prepaid,
-    )
-    .await
-    {
+    let till = cash::PayCash {
+        platform: s.platform.clone(),
+        hospital: s.hospital.clone(),
+        account: s.account.clone(),
+        prepaid: s.prepaid.clone(),
+    };
+    match till.take(&caller, &f.invoice, amount, provider).await {
         Ok((p, _)) => {
             let receipt = crate::operations::parameter_string(&p, "receipt");
             back(&format!(
