@@ -185,20 +185,8 @@ async fn behind_the_triggers(b: Backend, pool: &sqlx::AnyPool, sql: &str) {
 
 /// Runs `hospital audit verify` against the test's database.
 fn verify_cli(url: &str) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", url)
-        .env("HOSPITAL_LOG", "error")
-        .output()
-        .expect("run hospital");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let out = hospital_cli(&["audit", "verify"], url);
+    (out.status.code().unwrap_or(-1), said(&out))
 }
 
 async fn tampering_with_one_audit_row_is_detected_and_named(b: Backend) {

@@ -164,12 +164,7 @@ async fn killed_mid_load_keeps_every_acknowledged_write(backend: Backend) {
         acknowledged.len()
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_hospital"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &db.url)
-        .env("HOSPITAL_LOG", "error")
-        .output()
-        .unwrap();
+    let out = hospital_cli(&["audit", "verify"], &db.url);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("audit trail intact"),
         "{}{}",

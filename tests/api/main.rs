@@ -50,6 +50,26 @@ mod common {
             .await
     }
 
+    /// Runs the `hospital` binary with `args` against the database `url` (quietly), as an
+    /// operator would: `audit verify`, `backup`, `restore`, `migrate`.
+    pub fn hospital_cli(args: &[&str], url: &str) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
+            .args(args)
+            .env("DATABASE_URL", url)
+            .env("HOSPITAL_LOG", "error")
+            .output()
+            .expect("the hospital binary runs")
+    }
+
+    /// What a command printed, standard output then standard error.
+    pub fn said(out: &std::process::Output) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     pub async fn spawn_app_with(
         backend: Backend,
         tweak: impl FnOnce(&mut hospital::Config),

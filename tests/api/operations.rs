@@ -3,7 +3,6 @@
 //! Ingress that is the ownership table's.
 
 use crate::common::*;
-use hospital_core::auth::Role;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,23 +32,6 @@ async fn a_rolled_back_release_starts_on_a_schema_a_newer_one_migrated(b: Backen
     assert_eq!(app.get_json(&format!("Patient/{id}")).await.0, 200);
 }
 
-fn hospital(args: &[&str], database_url: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hospital"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("HOSPITAL_LOG", "error")
-        .output()
-        .expect("the hospital binary runs")
-}
-
-fn said(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 async fn status_of(app: &TestApp, path: &str) -> (u16, Value) {
     app.get_json(path).await
 }
@@ -59,59 +41,16 @@ async fn status_of(app: &TestApp, path: &str) -> (u16, Value) {
 /// still verifies and goes on), what came after it is gone, and a write that raced the
 /// backup is there whole or not at all.
 async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
-    let mut app = spawn_app(b).await;
-    let url = app.database_url().to_owned();
-    let doctor = app
-        .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê", "given": ["Văn", "Hùng"]}]}))
-        .await;
-    let clinician = app.client_for(Role::Clinician, None, Some(&doctor));
-    let patient = app.create(patient_an("051085000901")).await;
-    let r = clinician
-        .post(app.url("Observation"))
-        .header("content-type", FHIR)
-        .body(
-            json!({"resourceType": "Observation", "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-                "subject": {"reference": format!("Patient/{patient}")},
-                "valueQuantity": {"value": 145, "unit": "mm[Hg]"}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let observation = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let signed = clinician
-        .post(app.url(&format!("Observation/{observation}/$sign")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), 201);
-    let verify = |app: &TestApp| {
-        let (clinician, url) = (
-            clinician.clone(),
-            app.url(&format!("Observation/{observation}/$verify")),
-        );
-        async move {
-            let p: Value = clinician
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            p["parameter"][0]["valueBoolean"].as_bool().unwrap()
-        }
-    };
-    assert!(verify(&app).await);
+    // A signed Observation (the signatures' ward: a doctor, a patient, a reading).
+    let mut w = crate::signatures::ward(b).await;
+    let url = w.app.database_url().to_owned();
+    crate::signatures::sign(&w).await;
+    assert!(crate::signatures::verify(&w).await.0);
     let mut before = Vec::new();
     for i in 0..20 {
         before.push(
-            app.create(json!({"resourceType": "Patient",
+            w.app
+                .create(json!({"resourceType": "Patient",
                 "identifier": [{"system": "urn:test:drill", "value": format!("B{i}")}]}))
                 .await,
         );
@@ -122,8 +61,8 @@ async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
     let raced = Arc::new(Mutex::new(Vec::new()));
     let writer = {
         let (http, base, stop, raced) = (
-            app.http.clone(),
-            app.url("Patient"),
+            w.app.http.clone(),
+            w.app.url("Patient"),
             stop.clone(),
             raced.clone(),
         );
@@ -157,7 +96,7 @@ async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
     let file_s = file.to_str().unwrap().to_owned();
     let out = tokio::task::spawn_blocking({
         let (file_s, url) = (file_s.clone(), url.clone());
-        move || hospital(&["backup", &file_s], &url)
+        move || hospital_cli(&["backup", &file_s], &url)
     })
     .await
     .unwrap();
@@ -169,18 +108,19 @@ async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
     let raced = raced.lock().unwrap().clone();
     assert!(raced.len() > 2, "writes went on around the backup");
     // A backup never overwrites.
-    let again = hospital(&["backup", &file_s], &url);
+    let again = hospital_cli(&["backup", &file_s], &url);
     assert!(!again.status.success() && said(&again).contains("exists"));
 
     // After it: a patient changed, more registered.
-    let (_, mut first) = status_of(&app, &format!("Patient/{}", before[0])).await;
+    let (_, mut first) = status_of(&w.app, &format!("Patient/{}", before[0])).await;
     first["active"] = json!(false);
-    let (s, _, _) = app.put(&format!("Patient/{}", before[0]), &first).await;
+    let (s, _, _) = w.app.put(&format!("Patient/{}", before[0]), &first).await;
     assert_eq!(s, 200);
     let mut after = Vec::new();
     for i in 0..5 {
         after.push(
-            app.create(json!({"resourceType": "Patient",
+            w.app
+                .create(json!({"resourceType": "Patient",
                 "identifier": [{"system": "urn:test:drill", "value": format!("A{i}")}]}))
                 .await,
         );
@@ -189,8 +129,8 @@ async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
     // Restore, with the services stopped, and start again.
     let restored = Arc::new(Mutex::new(String::new()));
     let keep = restored.clone();
-    restart_app(&mut app, hospital_core::Deployment::all(), move |_| {
-        let out = hospital(&["restore", &file_s], &url);
+    restart_app(&mut w.app, hospital_core::Deployment::all(), move |_| {
+        let out = hospital_cli(&["restore", &file_s], &url);
         assert!(out.status.success(), "{}", said(&out));
         *keep.lock().unwrap() = said(&out);
     })
@@ -203,14 +143,14 @@ async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
 
     // What the backup held is back, as it was.
     for id in &before {
-        let (s, p) = status_of(&app, &format!("Patient/{id}")).await;
+        let (s, p) = status_of(&w.app, &format!("Patient/{id}")).await;
         assert_eq!(
             (s, p["meta"]["versionId"].as_str()),
             (200, Some("1")),
             "{p}"
         );
     }
-    let (_, history) = status_of(&app, &format!("Patient/{}/_history", before[0])).await;
+    let (_, history) = status_of(&w.app, &format!("Patient/{}/_history", before[0])).await;
     let versions = |h: &Value| h["entry"].as_array().map(Vec::len).unwrap_or(0);
     assert_eq!(
         versions(&history),
@@ -218,13 +158,13 @@ async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
         "the change after the backup is gone: {history}"
     );
     for id in &after {
-        assert_eq!(status_of(&app, &format!("Patient/{id}")).await.0, 404);
+        assert_eq!(status_of(&w.app, &format!("Patient/{id}")).await.0, 404);
     }
     // A write that raced the backup is there with its history, or not at all.
     let mut kept = 0;
     for id in &raced {
-        let (s, _) = status_of(&app, &format!("Patient/{id}")).await;
-        let (_, h) = status_of(&app, &format!("Patient/{id}/_history")).await;
+        let (s, _) = status_of(&w.app, &format!("Patient/{id}")).await;
+        let (_, h) = status_of(&w.app, &format!("Patient/{id}/_history")).await;
         match s {
             200 => {
                 kept += 1;
@@ -239,15 +179,15 @@ async fn a_restore_drill_brings_back_the_backup_exactly(b: Backend) {
         "the writes after the snapshot are not in it"
     );
     assert!(
-        verify(&app).await,
+        crate::signatures::verify(&w).await.0,
         "the signature verifies after the restore"
     );
     // The restored trail goes on: new writes chain onto it and the whole verifies.
-    app.create(json!({"resourceType": "Patient"})).await;
-    app.store.audit_seal().await.unwrap();
-    let report = app.store.audit_verify().await.unwrap();
+    w.app.create(json!({"resourceType": "Patient"})).await;
+    w.app.store.audit_seal().await.unwrap();
+    let report = w.app.store.audit_verify().await.unwrap();
     assert!(report.first_break.is_none(), "{:?}", report.first_break);
-    let out = hospital(&["audit", "verify"], app.database_url());
+    let out = hospital_cli(&["audit", "verify"], w.app.database_url());
     assert!(out.status.success(), "{}", said(&out));
 }
 
@@ -259,14 +199,14 @@ async fn a_restore_refuses_what_is_not_a_backup_and_changes_nothing() {
     let tmp = hospital_test_kit::tempdir::TempDir::new();
     let junk = tmp.0.join("junk.backup");
     std::fs::write(&junk, b"this is not a database, just text").unwrap();
-    let out = hospital(&["restore", junk.to_str().unwrap()], &url);
+    let out = hospital_cli(&["restore", junk.to_str().unwrap()], &url);
     assert!(!out.status.success());
     assert!(
         said(&out).contains("not a SQLite database") || said(&out).contains("damaged"),
         "{}",
         said(&out)
     );
-    let missing = hospital(&["restore", "/nonexistent/backup"], &url);
+    let missing = hospital_cli(&["restore", "/nonexistent/backup"], &url);
     assert!(!missing.status.success() && said(&missing).contains("no backup at"));
     assert_eq!(app.get_json(&format!("Patient/{id}")).await.0, 200);
 }

@@ -515,12 +515,7 @@ async fn three_services_two_replicas_each_behind_nginx_survive_replica_kills() {
     let url = db.url.clone();
     let tmp = hospital_test_kit::tempdir::TempDir::new();
     let dir = tmp.0.clone();
-    let migrated = Command::new(env!("CARGO_BIN_EXE_hospital"))
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .env("HOSPITAL_LOG", "error")
-        .output()
-        .unwrap();
+    let migrated = hospital_cli(&["migrate"], &url);
     assert!(migrated.status.success(), "{migrated:?}");
     let ports = Ports {
         nginx_http: free_port(),
@@ -862,12 +857,7 @@ async fn three_services_two_replicas_each_behind_nginx_survive_replica_kills() {
             assert!(p.child.try_wait().unwrap().is_none(), "{name} still runs");
         }
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_hospital"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &url)
-        .env("HOSPITAL_LOG", "error")
-        .output()
-        .unwrap();
+    let out = hospital_cli(&["audit", "verify"], &url);
     assert!(
         out.status.success(),
         "{}",

@@ -11,14 +11,14 @@ hospital_test_kit::on_both_backends!(
     only_the_author_or_a_named_practitioner_signs_and_only_clinical_entries,
 );
 
-struct Ward {
-    app: TestApp,
+pub(crate) struct Ward {
+    pub(crate) app: TestApp,
     doctor: String,
     clinician: reqwest::Client,
     observation: String,
 }
 
-async fn ward(b: Backend) -> Ward {
+pub(crate) async fn ward(b: Backend) -> Ward {
     let app = spawn_app(b).await;
     let doctor = app
         .create(json!({"resourceType": "Practitioner", "name": [{"family": "Lê", "given": ["Văn", "Hùng"]}]}))
@@ -58,7 +58,7 @@ async fn ward(b: Backend) -> Ward {
     }
 }
 
-async fn verify(w: &Ward) -> (bool, String) {
+pub(crate) async fn verify(w: &Ward) -> (bool, String) {
     let p: Value = w
         .clinician
         .get(w.app.url(&format!("Observation/{}/$verify", w.observation)))
@@ -78,7 +78,7 @@ async fn verify(w: &Ward) -> (bool, String) {
     )
 }
 
-async fn sign(w: &Ward) -> Value {
+pub(crate) async fn sign(w: &Ward) -> Value {
     let r = w
         .clinician
         .post(w.app.url(&format!("Observation/{}/$sign", w.observation)))

@@ -557,12 +557,7 @@ pub(crate) async fn story(app: &TestApp, place: Place<'_>) {
     let report = app.store.audit_verify().await.unwrap();
     assert!(report.first_break.is_none(), "{:?}", report.first_break);
     let url = app.database_url().to_owned();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hospital"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &url)
-        .env("HOSPITAL_LOG", "error")
-        .output()
-        .unwrap();
+    let out = hospital_cli(&["audit", "verify"], &url);
     assert!(
         out.status.success(),
         "{}",

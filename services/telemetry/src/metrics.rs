@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 static SERVICE: OnceLock<String> = OnceLock::new();
 
@@ -19,13 +19,62 @@ fn service() -> &'static str {
     SERVICE.get().map(String::as_str).unwrap_or("unknown")
 }
 
-/// A counter with labels.
-pub struct Counter {
+/// Values by label values: what a counter and a gauge both are.
+struct Series<T> {
     name: &'static str,
     help: &'static str,
+    kind: &'static str,
     labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Vec<String>, u64>>,
+    values: Mutex<BTreeMap<Vec<String>, T>>,
 }
+
+impl<T: Copy + Default + std::ops::AddAssign + std::fmt::Display> Series<T> {
+    const fn new(
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        labels: &'static [&'static str],
+    ) -> Series<T> {
+        Series {
+            name,
+            help,
+            kind,
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, T>> {
+        self.values.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, values: &[&str], d: T) {
+        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
+        *self.lock().entry(key(values)).or_default() += d;
+    }
+
+    fn set(&self, values: &[&str], v: T) {
+        self.lock().insert(key(values), v);
+    }
+
+    fn get(&self, values: &[&str]) -> T {
+        self.lock().get(&key(values)).copied().unwrap_or_default()
+    }
+
+    fn render(&self, out: &mut String) {
+        header(out, self.name, self.help, self.kind);
+        let m = self.lock();
+        if m.is_empty() && self.labels.is_empty() {
+            sample(out, self.name, &[], &[], None, "0");
+        }
+        for (values, v) in m.iter() {
+            sample(out, self.name, self.labels, values, None, &v.to_string());
+        }
+    }
+}
+
+/// A counter with labels.
+pub struct Counter(Series<u64>);
 
 impl Counter {
     pub const fn new(
@@ -33,50 +82,26 @@ impl Counter {
         help: &'static str,
         labels: &'static [&'static str],
     ) -> Counter {
-        Counter {
-            name,
-            help,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
+        Counter(Series::new(name, help, "counter", labels))
     }
 
     /// Adds one for these label values (in the order of the declared labels).
     pub fn inc(&self, values: &[&str]) {
-        self.add(values, 1);
+        self.0.add(values, 1);
     }
 
     pub fn add(&self, values: &[&str], n: u64) {
-        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(key(values)).or_insert(0) += n;
+        self.0.add(values, n);
     }
 
-    /// The current value for these label values (tests, and gauges derived from counters).
+    /// The current value for these label values.
     pub fn get(&self, values: &[&str]) -> u64 {
-        let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&key(values)).copied().unwrap_or(0)
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "counter");
-        let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        if m.is_empty() && self.labels.is_empty() {
-            sample(out, self.name, &[], &[], None, "0");
-        }
-        for (values, v) in m.iter() {
-            sample(out, self.name, self.labels, values, None, &v.to_string());
-        }
+        self.0.get(values)
     }
 }
 
 /// A gauge with labels: set, or moved up and down.
-pub struct Gauge {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Vec<String>, i64>>,
-}
+pub struct Gauge(Series<i64>);
 
 impl Gauge {
     pub const fn new(
@@ -84,38 +109,19 @@ impl Gauge {
         help: &'static str,
         labels: &'static [&'static str],
     ) -> Gauge {
-        Gauge {
-            name,
-            help,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
+        Gauge(Series::new(name, help, "gauge", labels))
     }
 
     pub fn set(&self, values: &[&str], v: i64) {
-        let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(key(values), v);
+        self.0.set(values, v);
     }
 
     pub fn add(&self, values: &[&str], d: i64) {
-        let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(key(values)).or_insert(0) += d;
+        self.0.add(values, d);
     }
 
     pub fn get(&self, values: &[&str]) -> i64 {
-        let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&key(values)).copied().unwrap_or(0)
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "gauge");
-        let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        if m.is_empty() && self.labels.is_empty() {
-            sample(out, self.name, &[], &[], None, "0");
-        }
-        for (values, v) in m.iter() {
-            sample(out, self.name, self.labels, values, None, &v.to_string());
-        }
+        self.0.get(values)
     }
 }
 
@@ -173,12 +179,6 @@ impl Histogram {
         o.counts[slot] += 1;
         o.sum += x;
         o.count += 1;
-    }
-
-    /// How many observations for these label values.
-    pub fn count(&self, values: &[&str]) -> u64 {
-        let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&key(values)).map(|o| o.count).unwrap_or(0)
     }
 
     fn render(&self, out: &mut String) {
@@ -340,36 +340,23 @@ pub static DB_POOL_MAX: Gauge = Gauge::new(
     &[],
 );
 
-/// Something read at scrape time (the pool, the process).
-pub type Collector = Box<dyn Fn() + Send + Sync>;
-
-static COLLECTORS: LazyLock<Mutex<Vec<Collector>>> = LazyLock::new(|| Mutex::new(Vec::new()));
-
-/// Runs `f` before every scrape (to set gauges that are read, not counted).
-pub fn on_scrape(f: Collector) {
-    COLLECTORS.lock().unwrap_or_else(|p| p.into_inner()).push(f);
-}
-
 /// Every metric, in the Prometheus text format.
 pub fn render() -> String {
-    for c in COLLECTORS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-        c();
-    }
     let mut out = String::with_capacity(16 * 1024);
-    HTTP_REQUESTS.render(&mut out);
+    HTTP_REQUESTS.0.render(&mut out);
     HTTP_DURATION.render(&mut out);
-    GRPC_REQUESTS.render(&mut out);
+    GRPC_REQUESTS.0.render(&mut out);
     GRPC_DURATION.render(&mut out);
     AUDIT_GROUP_SIZE.render(&mut out);
-    BOOKINGS.render(&mut out);
-    INVOICES_ISSUED.render(&mut out);
-    PAYMENTS.render(&mut out);
-    WEBHOOK_SIGNATURE_FAILURES.render(&mut out);
-    SIGNALLING_SESSIONS.render(&mut out);
-    SIGNALLING_SESSIONS_TOTAL.render(&mut out);
-    READY.render(&mut out);
-    DB_POOL.render(&mut out);
-    DB_POOL_MAX.render(&mut out);
+    BOOKINGS.0.render(&mut out);
+    INVOICES_ISSUED.0.render(&mut out);
+    PAYMENTS.0.render(&mut out);
+    WEBHOOK_SIGNATURE_FAILURES.0.render(&mut out);
+    SIGNALLING_SESSIONS.0.render(&mut out);
+    SIGNALLING_SESSIONS_TOTAL.0.render(&mut out);
+    READY.0.render(&mut out);
+    DB_POOL.0.render(&mut out);
+    DB_POOL_MAX.0.render(&mut out);
     process(&mut out);
     out
 }
@@ -426,7 +413,7 @@ mod tests {
         H.observe(&[], 0.5);
         H.observe(&[], 5.0);
         let mut out = String::new();
-        C.render(&mut out);
+        C.0.render(&mut out);
         H.render(&mut out);
         assert!(
             out.contains("t_total{service=\"unknown\",route=\"/a\\\"b\"} 2\n"),

@@ -108,12 +108,14 @@ pub fn traceparent() -> Option<String> {
     current().map(|c| c.header())
 }
 
-/// Collects every field of a new span: `traceparent` sets its parent, `otel.kind`
-/// (`server`, `client`) its kind; the rest become attributes.
+/// Collects the fields of a new span: `traceparent` sets its parent, `otel.kind` (`server`,
+/// `client`) its kind; the rest become attributes, kept only when spans are exported (a
+/// request's span costs no formatting otherwise).
 #[derive(Default)]
 struct Fields {
     traceparent: Option<String>,
     kind: Option<u8>,
+    keep_attributes: bool,
     attributes: Vec<(&'static str, String)>,
 }
 
@@ -128,19 +130,21 @@ impl field::Visit for Fields {
                     _ => KIND_INTERNAL,
                 })
             }
-            name => self.attributes.push((name, value.to_owned())),
+            name if self.keep_attributes => self.attributes.push((name, value.to_owned())),
+            _ => {}
         }
     }
 
     fn record_debug(&mut self, f: &field::Field, value: &dyn std::fmt::Debug) {
-        self.record_str(f, &format!("{value:?}"));
+        if self.keep_attributes || matches!(f.name(), "traceparent" | "otel.kind") {
+            self.record_str(f, &format!("{value:?}"));
+        }
     }
 }
 
 /// Gives every span its trace context, and hands closed spans to the exporter.
 pub struct TraceLayer {
     export: Option<tokio::sync::mpsc::Sender<String>>,
-    service: String,
 }
 
 impl TraceLayer {
@@ -154,8 +158,8 @@ impl TraceLayer {
             .ok()
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| service.to_owned());
-        let export = endpoint.map(|e| exporter(e, service.clone()));
-        TraceLayer { export, service }
+        let export = endpoint.map(|e| exporter(e, service));
+        TraceLayer { export }
     }
 
     fn span_json(&self, d: &SpanData, end: SystemTime) -> String {
@@ -170,7 +174,6 @@ impl TraceLayer {
             .iter()
             .map(|(k, v)| serde_json::json!({"key": k, "value": {"stringValue": v}}))
             .collect();
-        let _ = &self.service;
         serde_json::json!({
             "traceId": d.context.trace_hex(),
             "spanId": d.context.span_hex(),
@@ -194,7 +197,10 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut fields = Fields::default();
+        let mut fields = Fields {
+            keep_attributes: self.export.is_some(),
+            ..Fields::default()
+        };
         attrs.record(&mut fields);
         let remote = fields.traceparent.as_deref().and_then(Context::parse);
         let local = span
@@ -228,7 +234,13 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut fields = Fields::default();
+        if self.export.is_none() {
+            return;
+        }
+        let mut fields = Fields {
+            keep_attributes: true,
+            ..Fields::default()
+        };
         values.record(&mut fields);
         if let Some(d) = span.extensions_mut().get_mut::<SpanData>() {
             d.attributes.extend(fields.attributes);

@@ -141,27 +141,18 @@ pub async fn spawn(
     let running = hospital_host::start(&cfg, registrations, deployment)
         .await
         .expect("system starts");
-    let token = mint(
-        hospital_core::auth::Role::Service,
-        "test-suite",
-        None,
-        None,
-        None,
+    let mut app = TestApp::external(
+        &format!("http://{}", running.http_addr),
+        running.store.clone(),
+        db,
     );
-    TestApp {
-        base: format!("http://{}/fhir", running.http_addr),
-        http: client_with(&token),
-        anonymous: reqwest::Client::new(),
-        token,
-        store: running.store.clone(),
-        grpc: running
-            .grpc_addrs
-            .get(&ServiceName::Records)
-            .map(|a| format!("http://{a}"))
-            .unwrap_or_default(),
-        running: Some(running),
-        _db: db,
-    }
+    app.grpc = running
+        .grpc_addrs
+        .get(&ServiceName::Records)
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
+    app.running = Some(running);
+    app
 }
 
 impl TestApp {
