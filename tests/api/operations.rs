@@ -441,6 +441,68 @@ async fn metrics_are_prometheus_text_with_every_counter_an_operator_watches() {
     );
 }
 
+/// Whatever methods and gRPC paths clients send, the metrics' labels stay a bounded set:
+/// unknown HTTP methods count as `other`, gRPC paths no service answers as `unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_labels_stay_bounded_whatever_clients_send() {
+    use hospital_proto::records::v1 as pb;
+    let app = spawn_app(Backend::Sqlite).await;
+    let running = app.running.as_ref().unwrap();
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        let r = app
+            .anonymous
+            .request(method, app.url("metadata"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let grpc = running.grpc_addrs[&hospital_core::ServiceName::Records];
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let mut client = tonic::client::Grpc::new(channel.clone());
+        client.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_maybe_shared(format!(
+            "/hospital.records.v1.Records/Nope{i}"
+        ))
+        .unwrap();
+        let mut req = tonic::Request::new(pb::GetPatientRequest::default());
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", app.token).parse().unwrap(),
+        );
+        let answer: Result<tonic::Response<pb::PatientRecord>, _> = client
+            .unary(
+                req,
+                path,
+                tonic_prost::ProstCodec::<pb::GetPatientRequest, pb::PatientRecord>::default(),
+            )
+            .await;
+        assert_eq!(answer.unwrap_err().code(), tonic::Code::Unimplemented);
+    }
+    let addr = running.metrics_addr.unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("BREW") && !text.contains("Nope"), "{text}");
+    assert!(
+        text.contains("method=\"other\",route=\"/fhir/metadata\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("hospital_grpc_requests_total{service=\"all\",method=\"unknown\",code=\"Unimplemented\"} 20"),
+        "{text}"
+    );
+}
+
 /// The Ingress in `k8s/base` is the ownership table's: regenerated, it is the same file.
 #[test]
 fn the_ingress_is_generated_from_the_ownership_table() {

@@ -82,7 +82,7 @@ pub fn metrics_routes(store: Store) -> Router {
 /// ids can carry personal data) and status, and times it to its response's head.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -90,9 +90,24 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "-".into());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::HTTP_REQUESTS.inc(&[&method, &route, &status]);
-    metrics::HTTP_DURATION.observe(&[&method, &route], start.elapsed().as_secs_f64());
+    metrics::HTTP_REQUESTS.inc(&[method, &route, &status]);
+    metrics::HTTP_DURATION.observe(&[method, &route], start.elapsed().as_secs_f64());
     response
+}
+
+/// A request's method as a label: the standard ones, else `other` (a client may send any
+/// token as a method; labels must stay a bounded set, or every new one costs memory).
+fn method_label(m: &http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Traces a gRPC call (a caller's `traceparent` makes it part of the caller's trace), counts
@@ -152,8 +167,14 @@ where
                         .unwrap_or_else(|| "Ok".into()),
                     Err(_) => "Unavailable".into(),
                 };
-                metrics::GRPC_REQUESTS.inc(&[&method, &code]);
-                metrics::GRPC_DURATION.observe(&[&method], start.elapsed().as_secs_f64());
+                // A path no service answers is whatever the caller sent: one label for all.
+                let method = if code == "Unimplemented" {
+                    "unknown"
+                } else {
+                    &method
+                };
+                metrics::GRPC_REQUESTS.inc(&[method, &code]);
+                metrics::GRPC_DURATION.observe(&[method], start.elapsed().as_secs_f64());
                 result
             }
             .instrument(span),
