@@ -49,6 +49,50 @@ impl Drop for Tx {
     }
 }
 
+/// Joins SQLite's writer (see [`crate::group::Group::join`]) in a task of its own: a request
+/// cancelled while the group's transaction or a savepoint was being opened would otherwise
+/// leave the writer's connection inside a transaction nobody holds ("begin at non-zero
+/// transaction depth" for every write after it). Cancelled, the member it makes is dropped
+/// and its empty savepoint rolled back by the next.
+async fn join(store: &Store, savepoint: bool) -> Result<crate::group::Member> {
+    let store = store.clone();
+    tokio::spawn(async move { store.group().join(savepoint).await })
+        .await
+        .map_err(|e| crate::group::failed(e.to_string()))?
+}
+
+/// A SQLite member's commit: its audit records and the savepoint's release in one hop, then
+/// the group's commit.
+async fn commit_member(
+    store: Store,
+    member: Option<crate::group::Member>,
+    audit: Vec<Vec<crate::Arg>>,
+) -> Result<()> {
+    let group = store.group();
+    let mut member = match member {
+        Some(m) => m,
+        None if audit.is_empty() => return Ok(()),
+        None => join(&store, true).await?,
+    };
+    let mut released = false;
+    if !audit.is_empty() {
+        let sql = format!(
+            "{}; RELEASE member",
+            crate::audit::insert_sql(Dialect::Sqlite, audit.len())
+        );
+        let args: Vec<crate::Arg> = audit.into_iter().flatten().collect();
+        if let Err(e) = crate::bind_all(sqlx::query(&sql), &args)
+            .execute(member.conn())
+            .await
+        {
+            group.rollback(member).await?;
+            return Err(e.into());
+        }
+        released = true;
+    }
+    group.commit(member, released).await
+}
+
 impl Tx {
     pub fn dialect(&self) -> Dialect {
         self.store.dialect()
@@ -60,36 +104,39 @@ impl Tx {
     }
 
     /// Commits; returns once the writes are durable.
+    ///
+    /// On SQLite the commit, once begun, runs to its end in a task of its own even if the
+    /// request is cancelled (its client hung up): a savepoint half released, or a group
+    /// commit half done, would leave the writer unsure what is open, and the next write
+    /// failing for it ("no such savepoint").
     pub async fn commit(mut self) -> Result<()> {
         self.flush_index().await?;
-        let mut released = false;
-        if matches!(self.conn, Conn::Sqlite(_)) && !self.pending_audit.is_empty() {
-            // The audit records and the savepoint's release, in one hop.
-            let rows = std::mem::take(&mut self.pending_audit);
-            let sql = format!(
-                "{}; RELEASE member",
-                crate::audit::insert_sql(Dialect::Sqlite, rows.len())
-            );
-            let args: Vec<crate::Arg> = rows.into_iter().flatten().collect();
-            crate::bind_all(sqlx::query(&sql), &args)
-                .execute(self.conn().await?)
-                .await?;
-            released = true;
-        }
         match std::mem::replace(&mut self.conn, Conn::Ended) {
             Conn::Postgres(tx) => tx.commit().await?,
-            Conn::Sqlite(Some(member)) => self.store.group().commit(member, released).await?,
-            Conn::Sqlite(None) | Conn::Ended => {}
+            Conn::Sqlite(member) => {
+                let rows = std::mem::take(&mut self.pending_audit);
+                let store = self.store.clone();
+                tokio::spawn(commit_member(store, member, rows))
+                    .await
+                    .map_err(|e| crate::group::failed(e.to_string()))??;
+            }
+            Conn::Ended => {}
         }
         Ok(())
     }
 
     /// Ends the transaction keeping nothing of it (as dropping it does, but now: SQLite's
-    /// single writer is free when this returns).
+    /// single writer is free when this returns; the rollback runs to its end even if the
+    /// request is cancelled).
     pub async fn rollback(mut self) -> Result<()> {
         match std::mem::replace(&mut self.conn, Conn::Ended) {
             Conn::Postgres(tx) => tx.rollback().await?,
-            Conn::Sqlite(Some(member)) => self.store.group().rollback(member).await?,
+            Conn::Sqlite(Some(member)) => {
+                let store = self.store.clone();
+                tokio::spawn(async move { store.group().rollback(member).await })
+                    .await
+                    .map_err(|e| crate::group::failed(e.to_string()))??;
+            }
             Conn::Sqlite(None) | Conn::Ended => {}
         }
         Ok(())
@@ -99,7 +146,7 @@ impl Tx {
     /// statement undoes itself).
     pub(crate) async fn single_statement(&mut self) -> Result<&mut AnyConnection> {
         if let Conn::Sqlite(member @ None) = &mut self.conn {
-            *member = Some(self.store.group().join(false).await?);
+            *member = Some(join(&self.store, false).await?);
         }
         self.conn().await
     }
@@ -111,7 +158,7 @@ impl Tx {
             Conn::Postgres(tx) => Ok(&mut **tx),
             Conn::Sqlite(member) => {
                 if member.is_none() {
-                    *member = Some(self.store.group().join(true).await?);
+                    *member = Some(join(&self.store, true).await?);
                 }
                 Ok(member.as_mut().expect("joined").conn())
             }
