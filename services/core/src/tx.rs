@@ -29,6 +29,12 @@ impl Tx {
         }
     }
 
+    /// Declares that this transaction writes one resource and nothing else (a REST create):
+    /// on PostgreSQL it can then commit as one statement (`hospital_store::Tx::one_write`).
+    pub fn one_write(&mut self) {
+        self.inner.one_write();
+    }
+
     pub fn caller(&self) -> &Caller {
         &self.caller
     }

@@ -232,6 +232,7 @@ async fn create(
                 return Ok((write_response(&api, &headers, &v, false), touched));
             }
         }
+        tx.one_write();
         let out = api
             .platform
             .writer()

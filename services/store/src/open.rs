@@ -152,7 +152,7 @@ impl Store {
     pub async fn begin(&self, _key: &WriteKey) -> Result<Tx> {
         let conn = match &self.inner.group {
             Some(_) => crate::tx::Conn::Sqlite(None),
-            None => crate::tx::Conn::Postgres(self.inner.writer.begin().await?),
+            None => crate::tx::Conn::Postgres(None),
         };
         Ok(Tx {
             conn,
@@ -162,6 +162,8 @@ impl Store {
             known: std::collections::HashSet::new(),
             pending_audit: Vec::new(),
             locked: std::collections::HashMap::new(),
+            one_write: false,
+            deferred: None,
         })
     }
 

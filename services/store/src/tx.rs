@@ -32,11 +32,17 @@ pub struct Tx {
     /// other transaction can change them until this one ends, so a write of one needs no
     /// second look.
     pub(crate) locked: std::collections::HashMap<(String, String), (i64, i64, bool, String)>,
+    /// PostgreSQL: the transaction will write one resource and nothing else ([`Tx::one_write`]).
+    pub(crate) one_write: bool,
+    /// PostgreSQL: a create not yet sent (see [`Tx::one_write`]); sent as it was at the next
+    /// statement, or at commit as one statement with the index rows and the audit record.
+    pub(crate) deferred: Option<crate::write_postgres::DeferredCreate>,
 }
 
 /// See [`Tx::conn`].
 pub(crate) enum Conn {
-    Postgres(Transaction<'static, Any>),
+    /// Begun at the first statement.
+    Postgres(Option<Transaction<'static, Any>>),
     Sqlite(Option<crate::group::Member>),
     Ended,
 }
@@ -98,6 +104,16 @@ impl Tx {
         self.store.dialect()
     }
 
+    /// Declares that this transaction writes one resource and nothing else (a REST create).
+    /// On PostgreSQL a create that is then the transaction's only statement goes as one
+    /// autocommitted statement — the row, its history, its identifier claims, its index rows
+    /// and the request's audit record — instead of five round trips (BEGIN, the row, the
+    /// index rows, the audit record, COMMIT). Anything else the transaction does first sends
+    /// the create as it would have been sent, so what it sees and what commits are the same.
+    pub fn one_write(&mut self) {
+        self.one_write = true;
+    }
+
     /// Stamps the versions this transaction writes with their author (`role:subject`).
     pub fn set_author(&mut self, author: &str) {
         self.author = Some(author.to_owned());
@@ -110,9 +126,20 @@ impl Tx {
     /// commit half done, would leave the writer unsure what is open, and the next write
     /// failing for it ("no such savepoint").
     pub async fn commit(mut self) -> Result<()> {
+        if matches!(self.conn, Conn::Postgres(None))
+            && self.pending_index.is_empty()
+            && let Some(create) = self.deferred.take()
+        {
+            let audit = std::mem::take(&mut self.pending_audit);
+            return self.create_alone(create, audit).await;
+        }
+        if self.deferred.is_some() {
+            self.conn().await?;
+        }
         self.flush_index().await?;
         match std::mem::replace(&mut self.conn, Conn::Ended) {
-            Conn::Postgres(tx) => tx.commit().await?,
+            Conn::Postgres(Some(tx)) => tx.commit().await?,
+            Conn::Postgres(None) => {}
             Conn::Sqlite(member) => {
                 let rows = std::mem::take(&mut self.pending_audit);
                 let store = self.store.clone();
@@ -130,7 +157,8 @@ impl Tx {
     /// request is cancelled).
     pub async fn rollback(mut self) -> Result<()> {
         match std::mem::replace(&mut self.conn, Conn::Ended) {
-            Conn::Postgres(tx) => tx.rollback().await?,
+            Conn::Postgres(Some(tx)) => tx.rollback().await?,
+            Conn::Postgres(None) => {}
             Conn::Sqlite(Some(member)) => {
                 let store = self.store.clone();
                 tokio::spawn(async move { store.group().rollback(member).await })
@@ -154,8 +182,16 @@ impl Tx {
     /// The transaction's connection; on SQLite the writer is joined here, at the first
     /// statement, so that the work before it (validation, extraction) holds nothing.
     pub(crate) async fn conn(&mut self) -> Result<&mut AnyConnection> {
+        if let Some(create) = self.deferred.take() {
+            Box::pin(self.create_now(create)).await?;
+        }
         match &mut self.conn {
-            Conn::Postgres(tx) => Ok(&mut **tx),
+            Conn::Postgres(tx) => {
+                if tx.is_none() {
+                    *tx = Some(self.store.inner.writer.begin().await?);
+                }
+                Ok(&mut **tx.as_mut().expect("begun"))
+            }
             Conn::Sqlite(member) => {
                 if member.is_none() {
                     *member = Some(join(&self.store, true).await?);
@@ -297,10 +333,15 @@ impl Tx {
         if d == Dialect::Postgres {
             // A sequence, where the migrations declare one (no lock held until commit).
             let seq = sequence_of(name);
-            let row = sqlx::query("SELECT nextval(CAST(to_regclass($1) AS regclass)) WHERE to_regclass($1) IS NOT NULL")
-                .bind(&seq)
-                .fetch_optional(self.conn().await?)
-                .await?;
+            let q = sqlx::query("SELECT nextval(CAST(to_regclass($1) AS regclass)) WHERE to_regclass($1) IS NOT NULL")
+                .bind(&seq);
+            // A sequence does not roll back: taken outside a transaction not yet begun, the
+            // number is the same, and the transaction can still be one statement.
+            let row = if matches!(self.conn, Conn::Postgres(None)) && self.deferred.is_none() {
+                q.fetch_optional(&self.store.inner.writer).await?
+            } else {
+                q.fetch_optional(self.conn().await?).await?
+            };
             if let Some(row) = row {
                 return Ok(row.try_get(0)?);
             }

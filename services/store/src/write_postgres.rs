@@ -7,6 +7,18 @@ use crate::{Arg, Dialect, Result, StoreError, Target, Tx, Version, bind_all, ext
 use serde_json::Value;
 use sqlx::Row;
 
+/// A create prepared and not yet sent (see [`Tx::one_write`]).
+pub(crate) struct DeferredCreate {
+    resource_type: String,
+    id: String,
+    version_id: i64,
+    now: i64,
+    text: String,
+    method: String,
+    claims: Vec<(String, String)>,
+    rows: extract::IndexRows,
+}
+
 impl Tx {
     /// PostgreSQL: the row, its history and unique identifiers now; index rows with the
     /// transaction's others ([`Tx::flush_index`]).
@@ -81,66 +93,205 @@ impl Tx {
                 .await?;
             rid
         } else {
-            // The row, its history and its identifier claims in one statement; no row when
-            // another transaction created the same id a moment ago.
-            let mut sql = String::from(
-                "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
-                 VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
-                 h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
-                 SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)",
-            );
-            if claims.is_empty() {
-                sql.push_str(" SELECT rid, NULL, NULL FROM r");
-            } else {
-                let values: Vec<String> = (0..claims.len())
-                    .map(|i| format!("(${}, ${})", 7 + 2 * i, 8 + 2 * i))
-                    .collect();
-                sql.push_str(&format!(
-                    ", c AS (INSERT INTO unique_identifier (resource_type, system, value, rid) \
-                     SELECT $1, v.system, v.value, r.rid FROM r, (VALUES {}) AS v(system, value) \
-                     ON CONFLICT (resource_type, system, value) DO NOTHING RETURNING system, value) \
-                     SELECT r.rid, c.system, c.value FROM r LEFT JOIN c ON true",
-                    values.join(", ")
-                ));
-            }
-            let mut q = sqlx::query(&sql)
-                .bind(resource_type)
-                .bind(id)
-                .bind(version_id)
-                .bind(now)
-                .bind(text)
-                .bind(method);
-            for (system, value) in &claims {
-                q = q.bind(system.as_str()).bind(value.as_str());
-            }
-            let rows_back = q.fetch_all(self.conn().await?).await?;
-            let Some(first) = rows_back.first() else {
-                return Err(StoreError::VersionConflict {
-                    expected: 0,
-                    current: 1,
-                });
+            let create = DeferredCreate {
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                version_id,
+                now,
+                text: text.to_owned(),
+                method: method.to_owned(),
+                claims,
+                rows,
             };
-            let rid = first.try_get::<i64, _>(0)?;
-            let mut inserted = Vec::new();
-            for r in &rows_back {
-                if let (Some(s), Some(v)) = (
-                    r.try_get::<Option<String>, _>(1)?,
-                    r.try_get::<Option<String>, _>(2)?,
-                ) {
-                    inserted.push((s, v));
-                }
+            if self.one_write
+                && self.deferred.is_none()
+                && self.pending_index.is_empty()
+                && matches!(self.conn, crate::tx::Conn::Postgres(None))
+            {
+                self.deferred = Some(create);
+                return Ok(());
             }
-            self.pending_index
-                .push((rid, resource_type.to_owned(), rows));
-            return self
-                .check_claims(rid, resource_type, claims, &inserted)
-                .await;
+            return self.create_now(create).await;
         };
         self.pending_index
             .push((rid, resource_type.to_owned(), rows));
         self.claim_unique_identifiers(rid, resource_type, claims)
             .await?;
         Ok(())
+    }
+
+    /// Sends a create: the row, its history and its identifier claims in one statement; its
+    /// index rows go with the transaction's others.
+    pub(crate) async fn create_now(&mut self, create: DeferredCreate) -> Result<()> {
+        let DeferredCreate {
+            resource_type,
+            id,
+            version_id,
+            now,
+            text,
+            method,
+            claims,
+            rows,
+        } = create;
+        // No row when another transaction created the same id a moment ago.
+        let mut sql = String::from(
+            "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
+             h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+             SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)",
+        );
+        if claims.is_empty() {
+            sql.push_str(" SELECT rid, NULL, NULL FROM r");
+        } else {
+            let values: Vec<String> = (0..claims.len())
+                .map(|i| format!("(${}, ${})", 7 + 2 * i, 8 + 2 * i))
+                .collect();
+            sql.push_str(&format!(
+                ", c AS (INSERT INTO unique_identifier (resource_type, system, value, rid) \
+                 SELECT $1, v.system, v.value, r.rid FROM r, (VALUES {}) AS v(system, value) \
+                 ON CONFLICT (resource_type, system, value) DO NOTHING RETURNING system, value) \
+                 SELECT r.rid, c.system, c.value FROM r LEFT JOIN c ON true",
+                values.join(", ")
+            ));
+        }
+        let mut q = sqlx::query(&sql)
+            .bind(resource_type.as_str())
+            .bind(id.as_str())
+            .bind(version_id)
+            .bind(now)
+            .bind(text.as_str())
+            .bind(method.as_str());
+        for (system, value) in &claims {
+            q = q.bind(system.as_str()).bind(value.as_str());
+        }
+        let rows_back = q.fetch_all(self.conn().await?).await?;
+        let Some(first) = rows_back.first() else {
+            return Err(StoreError::VersionConflict {
+                expected: 0,
+                current: 1,
+            });
+        };
+        let rid = first.try_get::<i64, _>(0)?;
+        let mut inserted = Vec::new();
+        for r in &rows_back {
+            if let (Some(s), Some(v)) = (
+                r.try_get::<Option<String>, _>(1)?,
+                r.try_get::<Option<String>, _>(2)?,
+            ) {
+                inserted.push((s, v));
+            }
+        }
+        self.pending_index.push((rid, resource_type.clone(), rows));
+        self.check_claims(rid, &resource_type, claims, &inserted)
+            .await
+    }
+
+    /// A transaction that is one create and its audit records: one autocommitted statement
+    /// (data-modifying CTEs run together, all or nothing). An identifier another resource
+    /// holds fails the statement, and nothing of it stays.
+    pub(crate) async fn create_alone(
+        &mut self,
+        create: DeferredCreate,
+        audit: Vec<Vec<Arg>>,
+    ) -> Result<()> {
+        let mut args = vec![
+            Arg::Text(create.resource_type.clone()),
+            Arg::Text(create.id.clone()),
+            Arg::I64(create.version_id),
+            Arg::I64(create.now),
+            Arg::Text(create.text.clone()),
+            Arg::Text(create.method.clone()),
+        ];
+        let mut sql = String::from(
+            "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
+             h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+             SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)",
+        );
+        // `(VALUES (...), ...)` of `rows`, their values appended to `args`.
+        let values = |rows: Vec<Vec<Arg>>, args: &mut Vec<Arg>| -> String {
+            let mut out = String::from("(VALUES ");
+            for (i, row) in rows.into_iter().enumerate() {
+                out.push_str(if i > 0 { ",(" } else { "(" });
+                for (j, a) in row.into_iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    args.push(a);
+                    out.push_str(&format!("${}", args.len()));
+                }
+                out.push(')');
+            }
+            out.push(')');
+            out
+        };
+        if !create.claims.is_empty() {
+            let rows = create
+                .claims
+                .iter()
+                .map(|(s, v)| vec![Arg::Text(s.clone()), Arg::Text(v.clone())])
+                .collect();
+            sql.push_str(&format!(
+                ", c AS (INSERT INTO unique_identifier (resource_type, system, value, rid) \
+                 SELECT $1, v.system, v.value, r.rid FROM r, {} AS v(system, value))",
+                values(rows, &mut args)
+            ));
+        }
+        for (i, index) in IndexTable::ALL.into_iter().enumerate() {
+            let rows = index.rows(&create.rows);
+            if rows.is_empty() {
+                continue;
+            }
+            sql.push_str(&format!(
+                ", i{i} AS (INSERT INTO {} (rid, resource_type, {}) SELECT r.rid, $1, v.* FROM r, {} AS v)",
+                index.name(),
+                index.columns(),
+                values(rows, &mut args)
+            ));
+        }
+        if !audit.is_empty() {
+            sql.push_str(&format!(
+                ", a AS ({}SELECT v.* FROM r, {} AS v)",
+                crate::audit::insert_prefix().trim_end_matches("VALUES "),
+                values(audit, &mut args)
+            ));
+        }
+        sql.push_str(" SELECT rid FROM r");
+        self.conn = crate::tx::Conn::Ended;
+        let writer = self.store.inner.writer.clone();
+        match bind_all(sqlx::query(&sql), &args)
+            .fetch_optional(&writer)
+            .await
+        {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::VersionConflict {
+                expected: 0,
+                current: 1,
+            }),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                // Name the resource that holds the identifier.
+                for (system, value) in &create.claims {
+                    let row = sqlx::query(
+                        "SELECT r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
+                         WHERE u.resource_type = $1 AND u.system = $2 AND u.value = $3",
+                    )
+                    .bind(create.resource_type.as_str())
+                    .bind(system.as_str())
+                    .bind(value.as_str())
+                    .fetch_optional(&writer)
+                    .await?;
+                    if let Some(row) = row {
+                        let existing: String = row.try_get(0)?;
+                        return Err(StoreError::DuplicateIdentifier {
+                            system: system.clone(),
+                            existing: format!("{}/{existing}", create.resource_type),
+                        });
+                    }
+                }
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes the rows derived from the version `rid` had (used by both backends' delete).
