@@ -36,7 +36,19 @@ pub struct Tx {
     pub(crate) one_write: bool,
     /// PostgreSQL: a create not yet sent (see [`Tx::one_write`]); sent as it was at the next
     /// statement, or at commit as one statement with the index rows and the audit record.
-    pub(crate) deferred: Option<crate::write_postgres::DeferredCreate>,
+    pub(crate) deferred: Option<DeferredCreate>,
+}
+
+/// A create prepared and not yet sent (see [`Tx::one_write`]).
+pub(crate) struct DeferredCreate {
+    pub(crate) resource_type: String,
+    pub(crate) id: String,
+    pub(crate) version_id: i64,
+    pub(crate) now: i64,
+    pub(crate) text: String,
+    pub(crate) method: String,
+    pub(crate) claims: Vec<(String, String)>,
+    pub(crate) rows: extract::IndexRows,
 }
 
 /// See [`Tx::conn`].

@@ -3,21 +3,10 @@
 //! commit, unique identifiers claimed by a primary key.
 
 use crate::index::{IndexTable, derived_tables};
+use crate::tx::DeferredCreate;
 use crate::{Arg, Dialect, Result, StoreError, Target, Tx, Version, bind_all, extract};
 use serde_json::Value;
 use sqlx::Row;
-
-/// A create prepared and not yet sent (see [`Tx::one_write`]).
-pub(crate) struct DeferredCreate {
-    resource_type: String,
-    id: String,
-    version_id: i64,
-    now: i64,
-    text: String,
-    method: String,
-    claims: Vec<(String, String)>,
-    rows: extract::IndexRows,
-}
 
 impl Tx {
     /// PostgreSQL: the row, its history and unique identifiers now; index rows with the
