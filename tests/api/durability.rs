@@ -144,6 +144,58 @@ async fn killed_mid_load_keeps_every_acknowledged_write(backend: Backend) {
         "of {} acknowledged creates, these are gone after the crash",
         acknowledged.len()
     );
+    // Facility codes (MA_BN) come from a counter whose values SQLite reserves in blocks
+    // before handing them out: after the crash, new patients get codes no patient has.
+    let mut codes = std::collections::HashSet::new();
+    let mut taken = 0;
+    let mut next = Some(format!("{base}/Patient?_count=100"));
+    while let Some(url) = next.take() {
+        let bundle: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        for e in bundle["entry"].as_array().into_iter().flatten() {
+            for i in e["resource"]["identifier"].as_array().into_iter().flatten() {
+                if i["system"] == MA_BN {
+                    codes.insert(i["value"].as_str().unwrap().to_owned());
+                    taken += 1;
+                }
+            }
+        }
+        next = bundle["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_owned);
+    }
+    assert!(taken >= acknowledged.len(), "{taken} codes read");
+    assert_eq!(codes.len(), taken, "no two patients share a facility code");
+    for n in 0..5 {
+        let (s, v) = {
+            let r = http
+                .post(format!("{base}/Patient"))
+                .header("content-type", FHIR)
+                .json(&json!({"resourceType": "Patient", "name": [{"family": "Lê", "given": [format!("After{n}")]}]}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        };
+        assert_eq!(s, 201, "{v}");
+        let code = v["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["system"] == MA_BN)
+            .expect("a facility code")["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            codes.insert(code.clone()),
+            "{code} was given before the crash"
+        );
+    }
+
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     server.wait().expect("stopped");
 

@@ -78,6 +78,11 @@ pub(crate) fn insert_prefix() -> String {
 }
 
 pub(crate) fn insert_sql(d: Dialect, rows: usize) -> String {
+    insert_sql_from(d, rows, 0)
+}
+
+/// [`insert_sql`] with its parameters numbered after the first `base`.
+pub(crate) fn insert_sql_from(d: Dialect, rows: usize, base: usize) -> String {
     let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
     for r in 0..rows {
         if r > 0 {
@@ -88,7 +93,7 @@ pub(crate) fn insert_sql(d: Dialect, rows: usize) -> String {
             if c > 0 {
                 sql.push(',');
             }
-            sql.push_str(&d.ph(r * WIDTH + c + 1));
+            sql.push_str(&d.ph(base + r * WIDTH + c + 1));
         }
         sql.push(')');
     }

@@ -58,6 +58,9 @@ pub(crate) struct Member {
     /// Whether the member has a savepoint to roll back to. A member of one statement needs
     /// none (SQLite undoes a failed statement itself), and saves two hops to the writer.
     savepoint: bool,
+    /// The savepoint is not opened yet: it goes in front of the member's first statement
+    /// ([`Member::savepoint_prefix`]), in the same hop to the writer.
+    pending: bool,
 }
 
 struct Queued<'a>(&'a AtomicUsize);
@@ -102,23 +105,21 @@ impl Group {
             guard.members = 0;
         }
         guard.members += 1;
-        if savepoint {
-            let conn: &mut AnyConnection = guard.tx.as_mut().expect("open");
-            if let Err(e) = sqlx::query("SAVEPOINT member").execute(conn).await {
-                guard.members -= 1;
-                abandon(&mut guard, &e.to_string()).await;
-                return Err(e.into());
-            }
-            guard.unreleased = true;
-        }
-        Ok(Member { guard, savepoint })
+        // Set before the savepoint is sent: a member that vanishes is rolled back by the next
+        // (a savepoint never sent then gives "no such savepoint", which `heal` expects).
+        guard.unreleased = savepoint;
+        Ok(Member {
+            guard,
+            savepoint,
+            pending: savepoint,
+        })
     }
 
     /// Commits a member: its savepoint is released (unless `released` already), and it
     /// returns once the shared transaction holding it has committed (or failed, and with it
     /// this member's writes).
     pub(crate) async fn commit(&self, mut member: Member, released: bool) -> Result<()> {
-        if member.savepoint && !released {
+        if member.savepoint && !member.pending && !released {
             let conn: &mut AnyConnection = member.guard.tx.as_mut().expect("open");
             if let Err(e) = sqlx::query("RELEASE member").execute(conn).await {
                 abandon(&mut member.guard, &e.to_string()).await;
@@ -155,7 +156,7 @@ impl Group {
 
     /// Rolls a member back to its savepoint; the group's other members keep their work.
     pub(crate) async fn rollback(&self, mut member: Member) -> Result<()> {
-        let undone = if member.savepoint {
+        let undone = if member.savepoint && !member.pending {
             let conn: &mut AnyConnection = member.guard.tx.as_mut().expect("open");
             sqlx::query("ROLLBACK TO member; RELEASE member")
                 .execute(conn)
@@ -206,6 +207,31 @@ impl Group {
 impl Member {
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         self.guard.tx.as_mut().expect("open")
+    }
+
+    /// What must precede the member's next statement: its savepoint, if not sent yet (then
+    /// counted as sent). A script that begins with it opens the savepoint in its own hop.
+    pub(crate) fn savepoint_prefix(&mut self) -> &'static str {
+        if std::mem::take(&mut self.pending) {
+            "SAVEPOINT member; "
+        } else {
+            ""
+        }
+    }
+
+    /// Opens the savepoint now if it is still pending (before a statement that cannot carry
+    /// it in front).
+    pub(crate) async fn open_savepoint(&mut self) -> Result<()> {
+        if self.pending {
+            sqlx::query("SAVEPOINT member").execute(self.conn()).await?;
+            self.pending = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the member has a savepoint (sent or pending) that its commit must release.
+    pub(crate) fn has_savepoint(&self) -> bool {
+        self.savepoint
     }
 }
 

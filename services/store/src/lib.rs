@@ -309,6 +309,9 @@ pub(crate) struct Inner {
     analysed_rows: std::sync::atomic::AtomicI64,
     /// SQLite: the writer's group commit ([`group`]).
     group: Option<Arc<group::Group>>,
+    /// SQLite: counter values reserved durably and not handed out yet, by counter: the
+    /// next and the last (see [`Tx::next_counter`]).
+    counter_blocks: tokio::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
 }
 
 /// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).

@@ -78,6 +78,7 @@ impl Store {
                 unique_identifiers: options.unique_identifiers,
                 bus: crate::signals::Bus::new(listen_url),
                 analysed_rows: std::sync::atomic::AtomicI64::new(0),
+                counter_blocks: Default::default(),
                 group: (dialect == Dialect::Sqlite)
                     .then(|| Arc::new(crate::group::Group::new(writer.clone()))),
                 writer,
@@ -164,6 +165,7 @@ impl Store {
             locked: std::collections::HashMap::new(),
             one_write: false,
             deferred: None,
+            deferred_script: None,
         })
     }
 

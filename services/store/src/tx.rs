@@ -37,6 +37,9 @@ pub struct Tx {
     /// PostgreSQL: a create not yet sent (see [`Tx::one_write`]); sent as it was at the next
     /// statement, or at commit as one statement with the index rows and the audit record.
     pub(crate) deferred: Option<DeferredCreate>,
+    /// SQLite: the script of a write not yet sent (see [`Tx::one_write`]); sent at the next
+    /// statement, or at commit in one hop with the savepoint, the audit record and its release.
+    pub(crate) deferred_script: Option<crate::write_sqlite::SqliteScript>,
 }
 
 /// A create prepared and not yet sent (see [`Tx::one_write`]).
@@ -67,6 +70,43 @@ impl Drop for Tx {
     }
 }
 
+/// How many values of a counter SQLite reserves at a time (see [`Store::counter_from_block`]).
+const COUNTER_BLOCK: i64 = 64;
+
+impl Store {
+    /// SQLite: the next value of a counter for a transaction that does not hold the writer
+    /// yet, from a block of values reserved durably beforehand (its own small transaction,
+    /// once per [`COUNTER_BLOCK`] values), so that the transaction does not take the single
+    /// writer for it — taking it there would hold the writer through the validation and the
+    /// serialisation that follow. Values are unique and increase within a process; a block
+    /// unused when the process stops leaves a gap, as PostgreSQL's sequences for the same
+    /// counters do. A transaction that already holds the writer counts in its own
+    /// transaction, past every reserved block.
+    pub(crate) async fn counter_from_block(&self, name: &str) -> Result<i64> {
+        let mut blocks = self.inner.counter_blocks.lock().await;
+        if let Some((next, last)) = blocks.get_mut(name)
+            && *next <= *last
+        {
+            *next += 1;
+            return Ok(*next - 1);
+        }
+        let mut tx = self.begin(&WriteKey(())).await?;
+        let row = sqlx::query(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + ?2 RETURNING value",
+        )
+        .bind(name)
+        .bind(COUNTER_BLOCK)
+        .fetch_one(tx.single_statement().await?)
+        .await?;
+        let last: i64 = row.try_get(0)?;
+        tx.commit().await?;
+        let first = last - COUNTER_BLOCK + 1;
+        blocks.insert(name.to_owned(), (first + 1, last));
+        Ok(first)
+    }
+}
+
 /// Joins SQLite's writer (see [`crate::group::Group::join`]) in a task of its own: a request
 /// cancelled while the group's transaction or a savepoint was being opened would otherwise
 /// leave the writer's connection inside a transaction nobody holds ("begin at non-zero
@@ -79,34 +119,54 @@ async fn join(store: &Store, savepoint: bool) -> Result<crate::group::Member> {
         .map_err(|e| crate::group::failed(e.to_string()))?
 }
 
-/// A SQLite member's commit: its audit records and the savepoint's release in one hop, then
-/// the group's commit.
+/// A SQLite member's commit: its deferred script, its audit records and the savepoint's
+/// release in one hop (the savepoint itself too, if nothing opened it yet), then the group's
+/// commit.
 async fn commit_member(
     store: Store,
     member: Option<crate::group::Member>,
     audit: Vec<Vec<crate::Arg>>,
+    script: Option<crate::write_sqlite::SqliteScript>,
 ) -> Result<()> {
     let group = store.group();
     let mut member = match member {
         Some(m) => m,
-        None if audit.is_empty() => return Ok(()),
+        None if audit.is_empty() && script.is_none() => return Ok(()),
         None => join(&store, true).await?,
     };
     let mut released = false;
-    if !audit.is_empty() {
-        let sql = format!(
-            "{}; RELEASE member",
-            crate::audit::insert_sql(Dialect::Sqlite, audit.len())
-        );
-        let args: Vec<crate::Arg> = audit.into_iter().flatten().collect();
+    if !audit.is_empty() || script.is_some() {
+        let mut sql = member.savepoint_prefix().to_owned();
+        let mut args = Vec::new();
+        if let Some(s) = &script {
+            sql.push_str(&s.sql);
+            args.extend(s.args.iter().cloned());
+        }
+        if !audit.is_empty() {
+            sql.push_str(&crate::audit::insert_sql_from(
+                Dialect::Sqlite,
+                audit.len(),
+                args.len(),
+            ));
+            sql.push(';');
+            args.extend(audit.into_iter().flatten());
+        }
+        if member.has_savepoint() {
+            sql.push_str("RELEASE member");
+            released = true;
+        }
+        crate::write_sqlite::pad_gaps(&sql, &mut args);
         if let Err(e) = crate::bind_all(sqlx::query(&sql), &args)
             .execute(member.conn())
             .await
         {
+            let err = match &script {
+                Some(s) => crate::write_sqlite::named_duplicate(member.conn(), s, e).await,
+                None => e.into(),
+            };
             group.rollback(member).await?;
-            return Err(e.into());
+            return Err(err);
         }
-        released = true;
     }
     group.commit(member, released).await
 }
@@ -154,8 +214,9 @@ impl Tx {
             Conn::Postgres(None) => {}
             Conn::Sqlite(member) => {
                 let rows = std::mem::take(&mut self.pending_audit);
+                let script = self.deferred_script.take();
                 let store = self.store.clone();
-                tokio::spawn(commit_member(store, member, rows))
+                tokio::spawn(commit_member(store, member, rows, script))
                     .await
                     .map_err(|e| crate::group::failed(e.to_string()))??;
             }
@@ -182,6 +243,27 @@ impl Tx {
         Ok(())
     }
 
+    /// SQLite: the writer (joined if need be) and what must go in front of the next
+    /// statement (the member's savepoint, if not opened yet), so that both take one hop.
+    pub(crate) async fn sqlite_prefixed(&mut self) -> Result<(&mut AnyConnection, &'static str)> {
+        if let Some(script) = self.deferred_script.take() {
+            Box::pin(self.run_script(script)).await?;
+        }
+        match &mut self.conn {
+            Conn::Sqlite(member) => {
+                if member.is_none() {
+                    *member = Some(join(&self.store, true).await?);
+                }
+                let member = member.as_mut().expect("joined");
+                let prefix = member.savepoint_prefix();
+                Ok((member.conn(), prefix))
+            }
+            _ => Err(StoreError::PreconditionFailed(
+                "not a SQLite transaction".into(),
+            )),
+        }
+    }
+
     /// A transaction of exactly one statement (on SQLite it needs no savepoint: a failed
     /// statement undoes itself).
     pub(crate) async fn single_statement(&mut self) -> Result<&mut AnyConnection> {
@@ -197,6 +279,9 @@ impl Tx {
         if let Some(create) = self.deferred.take() {
             Box::pin(self.create_now(create)).await?;
         }
+        if let Some(script) = self.deferred_script.take() {
+            Box::pin(self.run_script(script)).await?;
+        }
         match &mut self.conn {
             Conn::Postgres(tx) => {
                 if tx.is_none() {
@@ -208,7 +293,9 @@ impl Tx {
                 if member.is_none() {
                     *member = Some(join(&self.store, true).await?);
                 }
-                Ok(member.as_mut().expect("joined").conn())
+                let member = member.as_mut().expect("joined");
+                member.open_savepoint().await?;
+                Ok(member.conn())
             }
             Conn::Ended => Err(StoreError::PreconditionFailed(
                 "the transaction has ended".into(),
@@ -358,13 +445,30 @@ impl Tx {
                 return Ok(row.try_get(0)?);
             }
         }
-        let row = sqlx::query(&d.sql(
-            "INSERT INTO counters (name, value) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
-        ))
-        .bind(name)
-        .fetch_one(self.conn().await?)
-        .await?;
+        const COUNT: &str = "INSERT INTO counters (name, value) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value";
+        if d == Dialect::Sqlite
+            && matches!(self.conn, Conn::Sqlite(None))
+            && self.deferred_script.is_none()
+        {
+            return self.store.counter_from_block(name).await;
+        }
+        let row = if d == Dialect::Sqlite {
+            // With the member's savepoint in front, if it is not open yet: one hop.
+            // (`fetch_one` would stop at the savepoint's end, before the counter's row.)
+            let (conn, prefix) = self.sqlite_prefixed().await?;
+            sqlx::query(&format!("{prefix}{}", d.sql(COUNT)))
+                .bind(name)
+                .fetch_all(conn)
+                .await?
+                .pop()
+                .ok_or_else(|| StoreError::PreconditionFailed("the counter gave no value".into()))?
+        } else {
+            sqlx::query(COUNT)
+                .bind(name)
+                .fetch_one(self.conn().await?)
+                .await?
+        };
         Ok(row.try_get(0)?)
     }
 

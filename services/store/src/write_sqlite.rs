@@ -3,12 +3,49 @@
 use crate::index::{IndexTable, derived_tables};
 use crate::{Arg, Result, StoreError, Target, Tx, Version, bind_all, extract};
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
+
+/// SQLite: a version's script ([`Tx::write_sqlite_script`]) and what naming a duplicate
+/// identifier needs. Its parameters are numbered from `?1`; the spare arguments that keep
+/// sqlx binding past numbering gaps are added when it is sent ([`pad_gaps`]).
+pub(crate) struct SqliteScript {
+    pub(crate) sql: String,
+    pub(crate) args: Vec<crate::Arg>,
+    pub(crate) resource_type: String,
+    pub(crate) id: String,
+    pub(crate) claims: Vec<(String, String)>,
+}
+
+/// sqlx binds a multi-statement script statement by statement; each gap in a statement's
+/// `?NNN` numbering consumes one positional argument, and binding stops (leaving NULLs) once
+/// those run past the end. Padding with as many spare arguments as there are gaps keeps
+/// every numbered parameter bound.
+pub(crate) fn pad_gaps(sql: &str, args: &mut Vec<crate::Arg>) {
+    let gaps: usize = sql
+        .split(';')
+        .map(|stmt| {
+            let mut used: Vec<usize> = stmt
+                .split('?')
+                .skip(1)
+                .filter_map(|p| {
+                    let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse().ok()
+                })
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            used.last().map_or(0, |max| max - used.len())
+        })
+        .sum();
+    args.extend(std::iter::repeat_n(crate::Arg::I64(0), gaps));
+}
 
 impl Tx {
     /// SQLite: the whole version (row, history, index rows, unique identifiers) as one script
-    /// of statements sharing numbered parameters. Every statement costs a hop to SQLite's
-    /// worker thread, and those hops, not SQLite, bound the write rate.
+    /// of statements sharing numbered parameters. Every hop to SQLite's worker thread is a
+    /// turn of the single writer spent waiting, and those hops, not SQLite, bound the write
+    /// rate: the script goes in one hop with the member's savepoint, and in a transaction of
+    /// one write ([`Tx::one_write`]) also with its audit record and the savepoint's release.
     pub(crate) async fn write_sqlite_script(
         &mut self,
         target: Target,
@@ -84,56 +121,71 @@ impl Tx {
                 "INSERT INTO unique_identifier (resource_type, system, value, rid) VALUES (?1, ?{s}, ?{v}, {RID});"
             ));
         }
-        // sqlx binds a multi-statement script statement by statement; each gap in a statement's
-        // `?NNN` numbering consumes one positional argument, and binding stops (leaving NULLs)
-        // once those run past the end. Padding with as many spare arguments as there are gaps
-        // keeps every numbered parameter bound.
-        let gaps: usize = sql
-            .split(';')
-            .map(|stmt| {
-                let mut used: Vec<usize> = stmt
-                    .split('?')
-                    .skip(1)
-                    .filter_map(|p| {
-                        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-                        digits.parse().ok()
-                    })
-                    .collect();
-                used.sort_unstable();
-                used.dedup();
-                used.last().map_or(0, |max| max - used.len())
-            })
-            .sum();
-        args.extend(std::iter::repeat_n(Arg::I64(0), gaps));
-        let result = bind_all(sqlx::query(&sql), &args)
-            .execute(self.conn().await?)
-            .await;
-        match result {
+        let script = SqliteScript {
+            sql,
+            args,
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            claims,
+        };
+        if self.one_write && self.deferred_script.is_none() {
+            // Sent at commit, with the audit record and the savepoint's release: one hop.
+            self.deferred_script = Some(script);
+            return Ok(());
+        }
+        self.run_script(script).await
+    }
+
+    /// Sends a version's script (with the member's savepoint in front, if not opened yet).
+    pub(crate) async fn run_script(&mut self, script: SqliteScript) -> Result<()> {
+        let (conn, prefix) = self.sqlite_prefixed().await?;
+        let sql = format!("{prefix}{}", script.sql);
+        let mut args = script.args.clone();
+        pad_gaps(&sql, &mut args);
+        match bind_all(sqlx::query(&sql), &args).execute(&mut *conn).await {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.message().contains("unique_identifier") => {
-                // Name the resource that already holds the identifier.
-                for (system, value) in &claims {
-                    let row = sqlx::query(
-                        "SELECT r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
-                         WHERE u.resource_type = ?1 AND u.system = ?2 AND u.value = ?3 AND r.resource_id <> ?4",
-                    )
-                    .bind(resource_type)
-                    .bind(system.as_str())
-                    .bind(value.as_str())
-                    .bind(id)
-                    .fetch_optional(self.conn().await?)
-                    .await?;
-                    if let Some(row) = row {
-                        let existing: String = row.try_get(0)?;
-                        return Err(StoreError::DuplicateIdentifier {
-                            system: system.clone(),
-                            existing: format!("{resource_type}/{existing}"),
-                        });
-                    }
-                }
-                Err(StoreError::Database(sqlx::Error::Database(e)))
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(named_duplicate(conn, &script, e).await),
         }
     }
+}
+
+/// The error of a failed script: a unique identifier another resource holds is named, with
+/// its holder; anything else is the database's error.
+pub(crate) async fn named_duplicate(
+    conn: &mut AnyConnection,
+    script: &SqliteScript,
+    e: sqlx::Error,
+) -> StoreError {
+    let sqlx::Error::Database(db) = &e else {
+        return e.into();
+    };
+    if !db.message().contains("unique_identifier") {
+        return e.into();
+    }
+    for (system, value) in &script.claims {
+        let row = sqlx::query(
+            "SELECT r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
+             WHERE u.resource_type = ?1 AND u.system = ?2 AND u.value = ?3 AND r.resource_id <> ?4",
+        )
+        .bind(script.resource_type.as_str())
+        .bind(system.as_str())
+        .bind(value.as_str())
+        .bind(script.id.as_str())
+        .fetch_optional(&mut *conn)
+        .await;
+        match row {
+            Ok(Some(row)) => match row.try_get::<String, _>(0) {
+                Ok(existing) => {
+                    return StoreError::DuplicateIdentifier {
+                        system: system.clone(),
+                        existing: format!("{}/{existing}", script.resource_type),
+                    };
+                }
+                Err(e) => return e.into(),
+            },
+            Ok(None) => {}
+            Err(e) => return e.into(),
+        }
+    }
+    e.into()
 }
