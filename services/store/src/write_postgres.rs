@@ -197,25 +197,8 @@ impl Tx {
              h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
              SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)",
         );
-        // `(VALUES (...), ...)` of `rows`, their values appended to `args`.
-        let values = |rows: Vec<Vec<Arg>>, args: &mut Vec<Arg>| -> String {
-            let mut out = String::from("(VALUES ");
-            for (i, row) in rows.into_iter().enumerate() {
-                out.push_str(if i > 0 { ",(" } else { "(" });
-                for (j, a) in row.into_iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    args.push(a);
-                    out.push_str(&format!("${}", args.len()));
-                }
-                out.push(')');
-            }
-            out.push(')');
-            out
-        };
         if !create.claims.is_empty() {
-            let rows = create
+            let rows: Vec<Vec<Arg>> = create
                 .claims
                 .iter()
                 .map(|(s, v)| vec![Arg::Text(s.clone()), Arg::Text(v.clone())])
@@ -223,7 +206,7 @@ impl Tx {
             sql.push_str(&format!(
                 ", c AS (INSERT INTO unique_identifier (resource_type, system, value, rid) \
                  SELECT $1, v.system, v.value, r.rid FROM r, {} AS v(system, value))",
-                values(rows, &mut args)
+                unnest(&rows, &mut args)
             ));
         }
         for (i, index) in IndexTable::ALL.into_iter().enumerate() {
@@ -235,14 +218,14 @@ impl Tx {
                 ", i{i} AS (INSERT INTO {} (rid, resource_type, {}) SELECT r.rid, $1, v.* FROM r, {} AS v)",
                 index.name(),
                 index.columns(),
-                values(rows, &mut args)
+                unnest(&rows, &mut args)
             ));
         }
         if !audit.is_empty() {
             sql.push_str(&format!(
                 ", a AS ({}SELECT v.* FROM r, {} AS v)",
                 crate::audit::insert_prefix().trim_end_matches("VALUES "),
-                values(audit, &mut args)
+                unnest(&audit, &mut args)
             ));
         }
         sql.push_str(" SELECT rid FROM r");
@@ -475,6 +458,34 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+/// `unnest(CAST($n AS type[]), ...)` of `rows` (one array per column, appended to `args`):
+/// one statement shape whatever the number of rows, so PostgreSQL prepares it once per
+/// connection rather than once per count of names, identifiers or codes a resource has.
+fn unnest(rows: &[Vec<Arg>], args: &mut Vec<Arg>) -> String {
+    let width = rows.first().map_or(0, Vec::len);
+    let mut casts = Vec::with_capacity(width);
+    for c in 0..width {
+        let column = rows.iter().map(|r| &r[c]);
+        let kind = if column.clone().any(|a| matches!(a, Arg::F64(_))) {
+            "float8"
+        } else if column.clone().any(|a| matches!(a, Arg::I64(_))) {
+            "bigint"
+        } else {
+            "text"
+        };
+        let values: Vec<String> = column
+            .map(|a| match a {
+                Arg::I64(v) => v.to_string(),
+                Arg::F64(v) => v.to_string(),
+                Arg::Text(v) => v.clone(),
+            })
+            .collect();
+        args.push(Dialect::Postgres.list_arg(&values));
+        casts.push(format!("CAST(${} AS {kind}[])", args.len()));
+    }
+    format!("unnest({})", casts.join(", "))
 }
 
 /// Keeps in `rows` only the rows `old` does not have (to insert), and returns the rows of
