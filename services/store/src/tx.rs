@@ -132,7 +132,9 @@ async fn commit_member(
     let mut member = match member {
         Some(m) => m,
         None if audit.is_empty() && script.is_none() => return Ok(()),
-        None => join(&store, true).await?,
+        // Already in a task of its own (see `Tx::commit`): joined here directly, the writer
+        // is not held while another task wakes this one.
+        None => group.join(true).await?,
     };
     let mut released = false;
     if !audit.is_empty() || script.is_some() {
