@@ -152,11 +152,9 @@ async fn killed_mid_load_keeps_every_acknowledged_write(backend: Backend) {
     while let Some(url) = next.take() {
         let bundle: Value = http.get(url).send().await.unwrap().json().await.unwrap();
         for e in bundle["entry"].as_array().into_iter().flatten() {
-            for i in e["resource"]["identifier"].as_array().into_iter().flatten() {
-                if i["system"] == MA_BN {
-                    codes.insert(i["value"].as_str().unwrap().to_owned());
-                    taken += 1;
-                }
+            if let Some(code) = facility_code(&e["resource"]) {
+                codes.insert(code);
+                taken += 1;
             }
         }
         next = bundle["link"]
@@ -181,15 +179,7 @@ async fn killed_mid_load_keeps_every_acknowledged_write(backend: Backend) {
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         };
         assert_eq!(s, 201, "{v}");
-        let code = v["identifier"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["system"] == MA_BN)
-            .expect("a facility code")["value"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let code = facility_code(&v).expect("a facility code");
         assert!(
             codes.insert(code.clone()),
             "{code} was given before the crash"

@@ -284,15 +284,7 @@ async fn every_patient_gets_a_facility_code(b: Backend) {
     let app = spawn_app(b).await;
     let id = app.create(patient_an("051085000129")).await;
     let (_, p) = app.get_json(&format!("Patient/{id}")).await;
-    let code = p["identifier"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["system"] == MA_BN)
-        .expect("MA_BN assigned")["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = facility_code(&p).expect("MA_BN assigned");
     assert!(code.starts_with("BN"));
     // An update that omits it keeps it.
     let mut again = patient_an("051085000129");

@@ -43,6 +43,34 @@ pub(crate) fn parameters(parts: Value) -> Value {
     json!({"resourceType": "Parameters", "parameter": parts})
 }
 
+/// Books `patient` at the desk on `slot` (its reminder due now), restarts every service with
+/// `tweak`, and returns once the new process has sent that reminder: its first pass is over.
+async fn restart_after_a_marker(
+    app: &mut TestApp,
+    desk: &reqwest::Client,
+    slot: &str,
+    patient: &str,
+    tweak: impl FnOnce(&mut hospital::Config),
+) {
+    let (code, marker) = op(
+        desk,
+        app,
+        "Appointment/$book",
+        &parameters(json!([
+            {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}}])),
+    )
+    .await;
+    assert_eq!(code, 200, "{marker}");
+    let marker = marker["id"].as_str().unwrap().to_owned();
+    restart_app(app, Deployment::all(), tweak).await;
+    let app = &*app;
+    eventually(10, "the new process's first pass", || async {
+        reminders_of(app, &marker).await[0].1.as_deref() == Some("sent")
+    })
+    .await;
+}
+
 pub(crate) async fn op(
     client: &reqwest::Client,
     app: &TestApp,
@@ -2396,22 +2424,7 @@ async fn a_prepayment_paid_at_the_desk_or_assigned_by_the_cashier_books_the_visi
         visits.push((visit["id"].as_str().unwrap().to_owned(), invoice));
     }
     let desk = app.client_for(Role::Cashier, None, None);
-    let (code, marker) = op(
-        &desk,
-        &app,
-        "Appointment/$book",
-        &parameters(json!([
-            {"name": "slot", "valueReference": {"reference": format!("Slot/{marker_slot}")}},
-            {"name": "patient", "valueReference": {"reference": format!("Patient/{binh}")}}])),
-    )
-    .await;
-    assert_eq!(code, 200, "{marker}");
-    let marker = marker["id"].as_str().unwrap().to_owned();
-    restart_app(&mut app, Deployment::all(), hourly).await;
-    eventually(10, "the new process's first pass", || async {
-        reminders_of(&app, &marker).await[0].1.as_deref() == Some("sent")
-    })
-    .await;
+    restart_after_a_marker(&mut app, &desk, &marker_slot, &binh, hourly).await;
 
     // Cash at the desk.
     let (cash_visit, cash_invoice) = &visits[0];
@@ -2482,22 +2495,7 @@ async fn billing_confirming_a_payment_over_grpc_books_the_pending_visit_once(b: 
     // A visit booked at the desk with a reminder due now: once the next process has sent it,
     // that process's sweep has passed (the pending visit unpaid then).
     let desk = app.client_for(Role::Cashier, None, None);
-    let (code, marker) = op(
-        &desk,
-        &app,
-        "Appointment/$book",
-        &parameters(json!([
-            {"name": "slot", "valueReference": {"reference": format!("Slot/{marker_slot}")}},
-            {"name": "patient", "valueReference": {"reference": format!("Patient/{binh}")}}])),
-    )
-    .await;
-    assert_eq!(code, 200, "{marker}");
-    let marker = marker["id"].as_str().unwrap().to_owned();
-    restart_app(&mut app, Deployment::all(), hourly).await;
-    eventually(10, "the new process's first pass", || async {
-        reminders_of(&app, &marker).await[0].1.as_deref() == Some("sent")
-    })
-    .await;
+    restart_after_a_marker(&mut app, &desk, &marker_slot, &binh, hourly).await;
     let account = hospital::Config::for_tests("unused").bank_account;
     assert_eq!(
         post_sepay(&app, 9_400_001, 150_000, &memo, &account).await,

@@ -29,8 +29,9 @@ impl Tx {
         }
     }
 
-    /// Declares that this transaction writes one resource and nothing else (a REST create):
-    /// on PostgreSQL it can then commit as one statement (`hospital_store::Tx::one_write`).
+    /// Declares that this transaction is a request's one write (a REST create, a batch entry):
+    /// it is then sent at commit, with the audit record, in one statement on PostgreSQL and
+    /// one hop to SQLite's writer (`hospital_store::Tx::one_write`).
     pub fn one_write(&mut self) {
         self.inner.one_write();
     }

@@ -553,6 +553,8 @@ async fn batch(api: &FhirApi, caller: &Caller, raw: Vec<Value>) -> (Value, Touch
                 return get_entry(None, api, caller, &entry, &mut read).await;
             }
             let mut tx = api.platform.begin(caller).await?;
+            // Each entry is its own transaction and reports its own outcome.
+            tx.one_write();
             let w = write_entry(api, &mut tx, &entry, None, Checks::Now).await?;
             tx.commit_audited(w.interaction, &entry.rtype, w.touched, w.status)
                 .await?;

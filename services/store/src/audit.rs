@@ -182,39 +182,6 @@ fn gather(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
     }
 }
 
-/// PostgreSQL: the records of a batch as one statement whatever their number — each column
-/// an array (`unnest`), so the server prepares it once per connection instead of once per
-/// batch size.
-fn postgres_insert(records: &[&AuditRecord]) -> (String, Vec<Arg>) {
-    let mut columns: Vec<Vec<String>> = (0..WIDTH)
-        .map(|_| Vec::with_capacity(records.len()))
-        .collect();
-    for r in records {
-        for (c, a) in args_of(r).into_iter().enumerate() {
-            columns[c].push(match a {
-                Arg::I64(v) => v.to_string(),
-                Arg::F64(v) => v.to_string(),
-                Arg::Text(v) => v,
-            });
-        }
-    }
-    let casts: Vec<String> = (0..WIDTH)
-        .map(|c| {
-            let t = if c == 0 || c == 10 { "bigint" } else { "text" };
-            format!("CAST(${} AS {t}[])", c + 1)
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO audit_log ({COLUMNS}) SELECT * FROM unnest({})",
-        casts.join(", ")
-    );
-    let args = columns
-        .iter()
-        .map(|values| Dialect::Postgres.list_arg(values))
-        .collect();
-    (sql, args)
-}
-
 /// What [`Store::audit_verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditVerification {
@@ -312,8 +279,12 @@ impl Store {
     ) -> Result<()> {
         if self.dialect() == Dialect::Postgres {
             gather(rx, batch);
-            let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
-            let (sql, args) = postgres_insert(&records);
+            let rows: Vec<Vec<Arg>> = batch.iter().map(|(r, _)| args_of(r).into()).collect();
+            let mut args = Vec::with_capacity(WIDTH);
+            let sql = format!(
+                "INSERT INTO audit_log ({COLUMNS}) SELECT * FROM {}",
+                crate::unnest(&rows, &mut args)
+            );
             // A statement on its own commits by itself: one round trip.
             bind_all(sqlx::query(&sql), &args)
                 .execute(&self.inner.writer)

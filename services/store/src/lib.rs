@@ -322,3 +322,32 @@ pub fn is_valid_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
+
+/// PostgreSQL: `unnest(CAST($n AS type[]), ...)` of `rows` (one array per column, appended to
+/// `args`): one statement shape whatever the number of rows, so PostgreSQL prepares it once
+/// per connection rather than once per count (of a batch's audit records, of the names,
+/// identifiers or codes a resource has).
+pub(crate) fn unnest(rows: &[Vec<Arg>], args: &mut Vec<Arg>) -> String {
+    let width = rows.first().map_or(0, Vec::len);
+    let mut casts = Vec::with_capacity(width);
+    for c in 0..width {
+        let column = rows.iter().map(|r| &r[c]);
+        let kind = if column.clone().any(|a| matches!(a, Arg::F64(_))) {
+            "float8"
+        } else if column.clone().any(|a| matches!(a, Arg::I64(_))) {
+            "bigint"
+        } else {
+            "text"
+        };
+        let values: Vec<String> = column
+            .map(|a| match a {
+                Arg::I64(v) => v.to_string(),
+                Arg::F64(v) => v.to_string(),
+                Arg::Text(v) => v.clone(),
+            })
+            .collect();
+        args.push(Dialect::Postgres.list_arg(&values));
+        casts.push(format!("CAST(${} AS {kind}[])", args.len()));
+    }
+    format!("unnest({})", casts.join(", "))
+}

@@ -32,7 +32,7 @@ pub struct Tx {
     /// other transaction can change them until this one ends, so a write of one needs no
     /// second look.
     pub(crate) locked: std::collections::HashMap<(String, String), (i64, i64, bool, String)>,
-    /// PostgreSQL: the transaction will write one resource and nothing else ([`Tx::one_write`]).
+    /// The transaction is a request's one write ([`Tx::one_write`]).
     pub(crate) one_write: bool,
     /// PostgreSQL: a create not yet sent (see [`Tx::one_write`]); sent as it was at the next
     /// statement, or at commit as one statement with the index rows and the audit record.
@@ -178,12 +178,17 @@ impl Tx {
         self.store.dialect()
     }
 
-    /// Declares that this transaction writes one resource and nothing else (a REST create).
-    /// On PostgreSQL a create that is then the transaction's only statement goes as one
+    /// Declares that this transaction is a request's one write (a REST create, a batch
+    /// entry), whose failure is the request's. Its write is then sent as late as possible:
+    /// on PostgreSQL a create that is the transaction's only statement goes as one
     /// autocommitted statement — the row, its history, its identifier claims, its index rows
     /// and the request's audit record — instead of five round trips (BEGIN, the row, the
-    /// index rows, the audit record, COMMIT). Anything else the transaction does first sends
-    /// the create as it would have been sent, so what it sees and what commits are the same.
+    /// index rows, the audit record, COMMIT); on SQLite the version's script goes at commit
+    /// in one hop with the audit record and the savepoint's release. Anything else the
+    /// transaction does first sends the write as it would have been sent, so what it sees and
+    /// what commits are the same; only an error of the write may surface at that later
+    /// statement (so a transaction of several writes, a Bundle's, must not declare this: its
+    /// errors name their entry).
     pub fn one_write(&mut self) {
         self.one_write = true;
     }

@@ -8,6 +8,14 @@ use crate::{Arg, Dialect, Result, StoreError, Target, Tx, Version, bind_all, ext
 use serde_json::Value;
 use sqlx::Row;
 
+/// A create's row and its history (parameters: type, id, version, time, body, method), as
+/// the first data-modifying CTEs of its statement; `r` has no row when another transaction
+/// created the same id a moment ago.
+const CREATE_ROW: &str = "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+     VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
+     h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+     SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)";
+
 impl Tx {
     /// PostgreSQL: the row, its history and unique identifiers now; index rows with the
     /// transaction's others ([`Tx::flush_index`]).
@@ -122,13 +130,7 @@ impl Tx {
             claims,
             rows,
         } = create;
-        // No row when another transaction created the same id a moment ago.
-        let mut sql = String::from(
-            "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
-             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
-             h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
-             SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)",
-        );
+        let mut sql = String::from(CREATE_ROW);
         if claims.is_empty() {
             sql.push_str(" SELECT rid, NULL, NULL FROM r");
         } else {
@@ -191,12 +193,7 @@ impl Tx {
             Arg::Text(create.text.clone()),
             Arg::Text(create.method.clone()),
         ];
-        let mut sql = String::from(
-            "WITH r AS (INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
-             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (resource_type, resource_id) DO NOTHING RETURNING rid), \
-             h AS (INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
-             SELECT rid, $1, $3, $4, $6, 0, $5 FROM r)",
-        );
+        let mut sql = String::from(CREATE_ROW);
         if !create.claims.is_empty() {
             let rows: Vec<Vec<Arg>> = create
                 .claims
@@ -206,7 +203,7 @@ impl Tx {
             sql.push_str(&format!(
                 ", c AS (INSERT INTO unique_identifier (resource_type, system, value, rid) \
                  SELECT $1, v.system, v.value, r.rid FROM r, {} AS v(system, value))",
-                unnest(&rows, &mut args)
+                crate::unnest(&rows, &mut args)
             ));
         }
         for (i, index) in IndexTable::ALL.into_iter().enumerate() {
@@ -218,14 +215,14 @@ impl Tx {
                 ", i{i} AS (INSERT INTO {} (rid, resource_type, {}) SELECT r.rid, $1, v.* FROM r, {} AS v)",
                 index.name(),
                 index.columns(),
-                unnest(&rows, &mut args)
+                crate::unnest(&rows, &mut args)
             ));
         }
         if !audit.is_empty() {
             sql.push_str(&format!(
                 ", a AS ({}SELECT v.* FROM r, {} AS v)",
                 crate::audit::insert_prefix().trim_end_matches("VALUES "),
-                unnest(&audit, &mut args)
+                crate::unnest(&audit, &mut args)
             ));
         }
         sql.push_str(" SELECT rid FROM r");
@@ -458,34 +455,6 @@ impl Tx {
         }
         Ok(())
     }
-}
-
-/// `unnest(CAST($n AS type[]), ...)` of `rows` (one array per column, appended to `args`):
-/// one statement shape whatever the number of rows, so PostgreSQL prepares it once per
-/// connection rather than once per count of names, identifiers or codes a resource has.
-fn unnest(rows: &[Vec<Arg>], args: &mut Vec<Arg>) -> String {
-    let width = rows.first().map_or(0, Vec::len);
-    let mut casts = Vec::with_capacity(width);
-    for c in 0..width {
-        let column = rows.iter().map(|r| &r[c]);
-        let kind = if column.clone().any(|a| matches!(a, Arg::F64(_))) {
-            "float8"
-        } else if column.clone().any(|a| matches!(a, Arg::I64(_))) {
-            "bigint"
-        } else {
-            "text"
-        };
-        let values: Vec<String> = column
-            .map(|a| match a {
-                Arg::I64(v) => v.to_string(),
-                Arg::F64(v) => v.to_string(),
-                Arg::Text(v) => v.clone(),
-            })
-            .collect();
-        args.push(Dialect::Postgres.list_arg(&values));
-        casts.push(format!("CAST(${} AS {kind}[])", args.len()));
-    }
-    format!("unnest({})", casts.join(", "))
 }
 
 /// Keeps in `rows` only the rows `old` does not have (to insert), and returns the rows of

@@ -396,6 +396,16 @@ pub const NATIONAL_ID: &str = "http://fhir.ehealth.gov.vn/core/sid/national_id";
 pub const INSURANCE: &str = "http://fhir.ehealth.gov.vn/core/sid/insurance_number";
 pub const MA_BN: &str = "http://fhir.ehealth.gov.vn/core/sid/patient-internal-id";
 
+/// A Patient's facility code (its MA_BN identifier's value), if it has one.
+pub fn facility_code(patient: &serde_json::Value) -> Option<String> {
+    patient["identifier"]
+        .as_array()?
+        .iter()
+        .find(|i| i["system"] == MA_BN)?["value"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Nguyễn Văn An, born 1985 in Quảng Ngãi, with his personal ID.
 pub fn patient_an(national_id: &str) -> Value {
     serde_json::json!({
