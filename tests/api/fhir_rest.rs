@@ -20,6 +20,7 @@ hospital_test_kit::on_both_backends!(
     sort_include_revinclude_and_counts_work,
     unknown_or_malformed_search_parameters_are_400_unless_lenient,
     a_transaction_is_all_or_nothing_and_resolves_urn_uuids,
+    a_duplicate_in_a_large_transaction_names_its_entry_and_stores_nothing,
     a_batch_reports_each_entry_on_its_own,
     conditional_create_inside_a_transaction_reuses_the_match,
     bad_input_never_changes_stored_data,
@@ -651,6 +652,64 @@ async fn a_transaction_is_all_or_nothing_and_resolves_urn_uuids(b: Backend) {
             .await
             .is_empty()
     );
+    app.stop().await;
+}
+
+/// A transaction's writes may reach the database together, after every entry is prepared
+/// (SQLite's write-behind): a write refused there is still reported at its own entry, whether
+/// it clashes with a stored resource or with another entry, in the first hop of writes or a
+/// later one, and nothing of the transaction is kept.
+async fn a_duplicate_in_a_large_transaction_names_its_entry_and_stores_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let stored = app.create(patient_an("051085000140")).await;
+    let before = app.versions().await;
+    let organizations = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|k| {
+                json!({"resource": {"resourceType": "Organization", "name": format!("Khoa {k}")},
+                "request": {"method": "POST", "url": "Organization"}})
+            })
+            .collect()
+    };
+    let patient = |id: &str| json!({"resource": patient_an(id), "request": {"method": "POST", "url": "Patient"}});
+    let cases = [
+        // (entries, the entry refused, who holds the identifier)
+        (
+            [
+                organizations(40),
+                vec![patient("051085000140")],
+                organizations(10),
+            ]
+            .concat(),
+            40,
+            Some(format!("Patient/{stored}")),
+        ),
+        (
+            [
+                organizations(5),
+                vec![patient("051085000141")],
+                organizations(260),
+                vec![patient("051085000141")],
+            ]
+            .concat(),
+            266,
+            None,
+        ),
+    ];
+    for (entries, refused, holder) in cases {
+        let (s, _, oo) = app.post("", &transaction(entries)).await;
+        assert_eq!(s, 409, "{oo}");
+        let msg = oo["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!("Bundle.entry[{refused}]: ")),
+            "names the entry: {msg}"
+        );
+        if let Some(h) = holder {
+            assert!(msg.contains(&h), "names the holder: {msg}");
+        }
+        assert_eq!(app.versions().await, before, "nothing of it is kept");
+    }
+    assert!(app.search_ids("Organization?name=khoa").await.is_empty());
     app.stop().await;
 }
 

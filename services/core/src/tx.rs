@@ -36,6 +36,24 @@ impl Tx {
         self.inner.one_write();
     }
 
+    /// Declares that this transaction's writes may wait for its next statement and go to the
+    /// database together (`hospital_store::Tx::write_behind`): a transaction Bundle prepares
+    /// every entry before it takes SQLite's single writer. A write's failure may then surface
+    /// at a later call; [`Tx::failed_write`] names the write it belongs to.
+    pub fn write_behind(&mut self) {
+        self.inner.write_behind();
+    }
+
+    /// After a failure: the write (`Type/id`) it belongs to, when it surfaced after it.
+    pub fn failed_write(&self) -> Option<&str> {
+        self.inner.failed_write()
+    }
+
+    /// Sends the writes that wait ([`Tx::write_behind`]): their failures are known here.
+    pub async fn flush_writes(&mut self) -> Result<(), Error> {
+        Ok(self.inner.flush_writes().await?)
+    }
+
     pub fn caller(&self) -> &Caller {
         &self.caller
     }

@@ -368,6 +368,9 @@ async fn transaction(
         ));
     }
     let mut tx = api.platform.begin(caller).await?;
+    // Every entry is validated, extracted and serialised before the transaction takes
+    // SQLite's single writer; the writes then go to it together.
+    tx.write_behind();
 
     // 1. Decide every write's target before anything is written: a POST's new id (or its
     //    existing match), a conditional PUT's match (or new id). FHIR: a transaction that
@@ -464,13 +467,16 @@ async fn transaction(
     for i in order {
         let e = &entries[i];
         let resp = if e.method == Method::Get {
-            get_entry(Some(&mut tx), api, caller, e, &mut touched)
-                .await
-                .map_err(|err| entry_err(i, err))?
+            match get_entry(Some(&mut tx), api, caller, e, &mut touched).await {
+                Ok(r) => r,
+                Err(err) => return Err(entry_err(blame(&tx, &written).unwrap_or(i), err)),
+            }
         } else {
-            let w = write_entry(api, &mut tx, e, assigned[i].as_ref(), Checks::Deferred)
-                .await
-                .map_err(|err| entry_err(i, err))?;
+            let w = match write_entry(api, &mut tx, e, assigned[i].as_ref(), Checks::Deferred).await
+            {
+                Ok(w) => w,
+                Err(err) => return Err(entry_err(blame(&tx, &written).unwrap_or(i), err)),
+            };
             for x in &w.touched.entities {
                 touched.entity(x);
             }
@@ -488,10 +494,16 @@ async fn transaction(
     // 3. Every written resource is checked against the store as the transaction left it.
     let writer = api.platform.writer();
     for (i, v) in &written {
-        writer
-            .check(&mut tx, v)
-            .await
-            .map_err(|err| entry_err(*i, err))?;
+        if let Err(err) = writer.check(&mut tx, v).await {
+            return Err(entry_err(blame(&tx, &written).unwrap_or(*i), err));
+        }
+    }
+    // 4. What still waits is sent, so that its failure names its entry.
+    if let Err(err) = tx.flush_writes().await {
+        return Err(match blame(&tx, &written) {
+            Some(i) => entry_err(i, err),
+            None => err,
+        });
     }
     let touched = tx
         .commit_audited(Interaction::Transaction, "Bundle", touched, 200)
@@ -504,6 +516,16 @@ async fn transaction(
         }),
         touched,
     ))
+}
+
+/// The entry of the write a failure belongs to, when it surfaced after that write (its
+/// statements waited, see `Tx::write_behind`).
+fn blame(tx: &Tx, written: &[(usize, Version)]) -> Option<usize> {
+    let w = tx.failed_write()?;
+    written
+        .iter()
+        .find(|(_, v)| w.split_once('/') == Some((v.resource_type.as_str(), v.id.as_str())))
+        .map(|(i, _)| *i)
 }
 
 /// A GET entry: inside the transaction when it has one (seeing its writes), else on the

@@ -77,27 +77,27 @@ pub(crate) fn insert_prefix() -> String {
     format!("INSERT INTO audit_log ({COLUMNS}) VALUES ")
 }
 
-pub(crate) fn insert_sql(d: Dialect, rows: usize) -> String {
-    insert_sql_from(d, rows, 0)
+/// SQLite: the insert of records given as one JSON argument ([`json_of`]): one text for any
+/// number of records, compiled once per connection, that can also follow a transaction's
+/// writes in one text (see `write_sqlite::render`).
+pub(crate) fn insert_sql_json() -> String {
+    format!(
+        "{}SELECT {} FROM json_each(?) j",
+        insert_prefix().trim_end_matches("VALUES "),
+        crate::write_sqlite::row_columns(0, WIDTH)
+    )
 }
 
-/// [`insert_sql`] with its parameters numbered after the first `base`.
-pub(crate) fn insert_sql_from(d: Dialect, rows: usize, base: usize) -> String {
-    let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..WIDTH {
-            if c > 0 {
-                sql.push(',');
+/// The argument of [`insert_sql_json`]: `records`, each the values of [`args_of`].
+pub(crate) fn json_of<'a>(records: impl IntoIterator<Item = &'a [Arg]>) -> String {
+    crate::write_sqlite::json_rows(records, |out, r| {
+        for (i, a) in r.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-            sql.push_str(&d.ph(base + r * WIDTH + c + 1));
+            crate::write_sqlite::push_json(out, a);
         }
-        sql.push(')');
-    }
-    sql
+    })
 }
 
 impl Tx {
@@ -297,9 +297,12 @@ impl Store {
         let conn = tx.single_statement().await?;
         gather(rx, batch);
         let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
-        let args: Vec<Arg> = records.iter().flat_map(|r| args_of(r)).collect();
-        let sql = insert_sql(Dialect::Sqlite, records.len());
-        bind_all(sqlx::query(&sql), &args).execute(conn).await?;
+        let rows: Vec<[Arg; WIDTH]> = records.iter().map(|r| args_of(r)).collect();
+        let sql = insert_sql_json();
+        sqlx::query(&sql)
+            .bind(json_of(rows.iter().map(|r| r.as_slice())))
+            .execute(conn)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -37,9 +37,14 @@ pub struct Tx {
     /// PostgreSQL: a create not yet sent (see [`Tx::one_write`]); sent as it was at the next
     /// statement, or at commit as one statement with the index rows and the audit record.
     pub(crate) deferred: Option<DeferredCreate>,
-    /// SQLite: the script of a write not yet sent (see [`Tx::one_write`]); sent at the next
-    /// statement, or at commit in one hop with the savepoint, the audit record and its release.
-    pub(crate) deferred_script: Option<crate::write_sqlite::SqliteScript>,
+    /// SQLite: the scripts of writes not yet sent (see [`Tx::one_write`] and
+    /// [`Tx::write_behind`]); sent at the next statement, or at commit in one hop with the
+    /// savepoint, the audit record and its release.
+    pub(crate) deferred_scripts: Vec<crate::write_sqlite::SqliteScript>,
+    /// SQLite: the transaction's writes wait for its next statement ([`Tx::write_behind`]).
+    pub(crate) write_behind: bool,
+    /// The write (`Type/id`) whose statements failed, when a failure sent several together.
+    pub(crate) failed_write: Option<String>,
 }
 
 /// A create prepared and not yet sent (see [`Tx::one_write`]).
@@ -126,46 +131,35 @@ async fn commit_member(
     store: Store,
     member: Option<crate::group::Member>,
     audit: Vec<Vec<crate::Arg>>,
-    script: Option<crate::write_sqlite::SqliteScript>,
+    scripts: Vec<crate::write_sqlite::SqliteScript>,
 ) -> Result<()> {
     let group = store.group();
     let mut member = match member {
         Some(m) => m,
-        None if audit.is_empty() && script.is_none() => return Ok(()),
+        None if audit.is_empty() && scripts.is_empty() => return Ok(()),
         // Already in a task of its own (see `Tx::commit`): joined here directly, the writer
         // is not held while another task wakes this one.
         None => group.join(true).await?,
     };
     let mut released = false;
-    if !audit.is_empty() || script.is_some() {
-        let mut sql = member.savepoint_prefix().to_owned();
-        let mut args = Vec::new();
-        if let Some(s) = &script {
-            sql.push_str(&s.sql);
-            args.extend(s.args.iter().cloned());
-        }
+    if !audit.is_empty() || !scripts.is_empty() {
+        let (mut sql, mut args) = crate::write_sqlite::render(member.savepoint_prefix(), &scripts);
         if !audit.is_empty() {
-            sql.push_str(&crate::audit::insert_sql_from(
-                Dialect::Sqlite,
-                audit.len(),
-                args.len(),
-            ));
+            sql.push_str(&crate::audit::insert_sql_json());
             sql.push(';');
-            args.extend(audit.into_iter().flatten());
+            args.push(crate::Arg::Text(crate::audit::json_of(
+                audit.iter().map(Vec::as_slice),
+            )));
         }
         if member.has_savepoint() {
             sql.push_str("RELEASE member");
             released = true;
         }
-        crate::write_sqlite::pad_gaps(&sql, &mut args);
         if let Err(e) = crate::bind_all(sqlx::query(&sql), &args)
             .execute(member.conn())
             .await
         {
-            let err = match &script {
-                Some(s) => crate::write_sqlite::named_duplicate(member.conn(), s, e).await,
-                None => e.into(),
-            };
+            let (err, _) = crate::write_sqlite::named_duplicate(member.conn(), &scripts, e).await;
             group.rollback(member).await?;
             return Err(err);
         }
@@ -191,6 +185,32 @@ impl Tx {
     /// errors name their entry).
     pub fn one_write(&mut self) {
         self.one_write = true;
+    }
+
+    /// Declares that this transaction's writes may wait for its next statement (SQLite; a
+    /// no-op on PostgreSQL, which batches a transaction's index rows already): a transaction
+    /// Bundle then validates, extracts and serialises all its entries before it takes the
+    /// single writer, and sends their scripts together in a few hops, instead of holding the
+    /// writer through every entry's preparation. A write's own failure (a duplicate
+    /// identifier) then surfaces at that later statement; [`Tx::failed_write`] names the
+    /// write it belongs to.
+    pub fn write_behind(&mut self) {
+        self.write_behind = true;
+    }
+
+    /// After a failure: the write (`Type/id`) it belongs to, when the failed statements were
+    /// several writes sent together (see [`Tx::write_behind`]).
+    pub fn failed_write(&self) -> Option<&str> {
+        self.failed_write.as_deref()
+    }
+
+    /// Sends the writes that are waiting ([`Tx::write_behind`]), so that their failure is
+    /// known before commit.
+    pub async fn flush_writes(&mut self) -> Result<()> {
+        if !self.deferred_scripts.is_empty() {
+            self.flush_scripts().await?;
+        }
+        Ok(())
     }
 
     /// Stamps the versions this transaction writes with their author (`role:subject`).
@@ -221,9 +241,9 @@ impl Tx {
             Conn::Postgres(None) => {}
             Conn::Sqlite(member) => {
                 let rows = std::mem::take(&mut self.pending_audit);
-                let script = self.deferred_script.take();
+                let scripts = std::mem::take(&mut self.deferred_scripts);
                 let store = self.store.clone();
-                tokio::spawn(commit_member(store, member, rows, script))
+                tokio::spawn(commit_member(store, member, rows, scripts))
                     .await
                     .map_err(|e| crate::group::failed(e.to_string()))??;
             }
@@ -253,9 +273,14 @@ impl Tx {
     /// SQLite: the writer (joined if need be) and what must go in front of the next
     /// statement (the member's savepoint, if not opened yet), so that both take one hop.
     pub(crate) async fn sqlite_prefixed(&mut self) -> Result<(&mut AnyConnection, &'static str)> {
-        if let Some(script) = self.deferred_script.take() {
-            Box::pin(self.run_script(script)).await?;
+        if !self.deferred_scripts.is_empty() {
+            Box::pin(self.flush_scripts()).await?;
         }
+        self.writer_prefixed().await
+    }
+
+    /// [`Tx::sqlite_prefixed`] without sending the scripts that wait.
+    pub(crate) async fn writer_prefixed(&mut self) -> Result<(&mut AnyConnection, &'static str)> {
         match &mut self.conn {
             Conn::Sqlite(member) => {
                 if member.is_none() {
@@ -286,8 +311,8 @@ impl Tx {
         if let Some(create) = self.deferred.take() {
             Box::pin(self.create_now(create)).await?;
         }
-        if let Some(script) = self.deferred_script.take() {
-            Box::pin(self.run_script(script)).await?;
+        if !self.deferred_scripts.is_empty() {
+            Box::pin(self.flush_scripts()).await?;
         }
         match &mut self.conn {
             Conn::Postgres(tx) => {
@@ -454,10 +479,7 @@ impl Tx {
         }
         const COUNT: &str = "INSERT INTO counters (name, value) VALUES ($1, 1) \
              ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value";
-        if d == Dialect::Sqlite
-            && matches!(self.conn, Conn::Sqlite(None))
-            && self.deferred_script.is_none()
-        {
+        if matches!(self.conn, Conn::Sqlite(None)) {
             return self.store.counter_from_block(name).await;
         }
         let row = if d == Dialect::Sqlite {
@@ -802,6 +824,8 @@ impl Tx {
                 }
             }
         }
+        // It exists now, as this transaction sees it: a reference to it needs no look-up.
+        self.known.insert((resource_type.to_owned(), id.to_owned()));
         Ok(WriteOutcome { version, created })
     }
 

@@ -1,191 +1,313 @@
-//! SQLite's write path: the whole version as one script.
+//! SQLite's write path: a version as rows, sent as a few multi-row statements together with
+//! the other writes that go in the same hop.
 
 use crate::index::{IndexTable, derived_tables};
 use crate::{Arg, Result, StoreError, Target, Tx, Version, bind_all, extract};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-/// SQLite: a version's script ([`Tx::write_sqlite_script`]) and what naming a duplicate
-/// identifier needs. Its parameters are numbered from `?1`; the spare arguments that keep
-/// sqlx binding past numbering gaps are added when it is sent ([`pad_gaps`]).
+/// SQLite: a version not yet sent ([`Tx::write_sqlite_script`]): its row, its history entry,
+/// its index rows and its unique identifiers, rendered into statements when it is sent
+/// ([`render`]).
 pub(crate) struct SqliteScript {
-    pub(crate) sql: String,
-    pub(crate) args: Vec<crate::Arg>,
     pub(crate) resource_type: String,
     pub(crate) id: String,
+    /// The unique identifiers it claims (system, value), to name a duplicate's holder.
     pub(crate) claims: Vec<(String, String)>,
+    /// The row id when the resource is stored already (an update).
+    existing: Option<i64>,
+    version_id: i64,
+    last_updated: i64,
+    body: String,
+    method: &'static str,
+    /// Index rows, by [`IndexTable::ALL`].
+    rows: Vec<Vec<Vec<Arg>>>,
 }
 
-/// sqlx binds a multi-statement script statement by statement; each gap in a statement's
-/// `?NNN` numbering consumes one positional argument, and binding stops (leaving NULLs) once
-/// those run past the end. Padding with as many spare arguments as there are gaps keeps
-/// every numbered parameter bound.
-pub(crate) fn pad_gaps(sql: &str, args: &mut Vec<crate::Arg>) {
-    let gaps: usize = sql
-        .split(';')
-        .map(|stmt| {
-            let mut used: Vec<usize> = stmt
-                .split('?')
-                .skip(1)
-                .filter_map(|p| {
-                    let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-                    digits.parse().ok()
-                })
-                .collect();
-            used.sort_unstable();
-            used.dedup();
-            used.last().map_or(0, |max| max - used.len())
-        })
-        .sum();
-    args.extend(std::iter::repeat_n(crate::Arg::I64(0), gaps));
+/// The most scripts sent in one hop: a Bundle's writes go in a few hops of bounded size.
+const SCRIPTS_PER_HOP: usize = 250;
+
+/// Appends `value` to a JSON array being written.
+pub(crate) fn push_json(out: &mut String, value: &Arg) {
+    match value {
+        Arg::I64(v) => out.push_str(&v.to_string()),
+        // Shortest round-trip form, always a JSON number (`1.0`, `1e300`); not finite: null.
+        Arg::F64(v) => out.push_str(&serde_json::Value::from(*v).to_string()),
+        Arg::Text(v) => push_text(out, v),
+    }
+}
+
+/// Appends `text` as a JSON string.
+fn push_text(out: &mut String, text: &str) {
+    // Serialising a string cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_default());
+}
+
+/// Appends `values` to a JSON array being written, separated by commas.
+fn push_texts(out: &mut String, values: &[&str]) {
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_text(out, v);
+    }
+}
+
+/// A JSON array of rows, each an array of `values(row)`.
+pub(crate) fn json_rows<T>(
+    items: impl IntoIterator<Item = T>,
+    mut values: impl FnMut(&mut String, T),
+) -> String {
+    let mut out = String::from("[");
+    for item in items {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push('[');
+        values(&mut out, item);
+        out.push(']');
+    }
+    out.push(']');
+    out
+}
+
+/// `j.value->>A, j.value->>B, ...`: columns of a row of [`json_rows`], from `from` on.
+pub(crate) fn row_columns(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|c| format!("j.value->>{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each row's resource, found by the type and id its first two values hold; the rows are
+/// taken in their order (`CROSS JOIN` keeps the list as the outer loop).
+const BY_RESOURCE: &str = "FROM json_each(?) j CROSS JOIN resources r \
+     ON r.resource_type = j.value->>0 AND r.resource_id = j.value->>1";
+
+/// The statements that send `scripts`, after `prefix`, and their arguments.
+///
+/// Writes sent together share their statements: one per table for all of them, whose rows
+/// are one JSON argument that SQLite unpacks (`json_each`). The statements' text depends only
+/// on which tables have rows, so SQLite compiles each once per connection, not per write —
+/// rows written into the SQL text instead made compiling it a third of the writer's time.
+/// Every INSERT is `OR FAIL`: a failure stops the statement where it is instead of undoing
+/// it, which would make SQLite copy each page it touches into a statement journal first;
+/// the transaction's savepoint undoes the rest. Rows keep the scripts' order, so the first
+/// claim refused belongs to the first script that failed ([`named_duplicate`]).
+pub(crate) fn render(prefix: &str, scripts: &[SqliteScript]) -> (String, Vec<Arg>) {
+    let mut sql = prefix.to_owned();
+    let mut args = Vec::new();
+    let mut statement = |sql_text: &str, rows: String| {
+        sql.push_str(sql_text);
+        sql.push(';');
+        args.push(Arg::Text(rows));
+    };
+    let updated: Vec<&SqliteScript> = scripts.iter().filter(|s| s.existing.is_some()).collect();
+    if !updated.is_empty() {
+        statement(
+            "UPDATE resources SET version_id = j.value->>1, last_updated = j.value->>2, \
+             deleted = 0, body = j.value->>3 FROM json_each(?) j WHERE resources.rid = j.value->>0",
+            json_rows(&updated, |out, s| {
+                for a in [
+                    Arg::I64(s.existing.unwrap_or_default()),
+                    Arg::I64(s.version_id),
+                    Arg::I64(s.last_updated),
+                ] {
+                    push_json(out, &a);
+                    out.push(',');
+                }
+                push_text(out, &s.body);
+            }),
+        );
+        let rids = format!(
+            "[{}]",
+            updated
+                .iter()
+                .map(|s| s.existing.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        for table in derived_tables() {
+            statement(
+                &format!("DELETE FROM {table} WHERE rid IN (SELECT value FROM json_each(?))"),
+                rids.clone(),
+            );
+        }
+    }
+    if scripts.iter().any(|s| s.existing.is_none()) {
+        statement(
+            "INSERT OR FAIL INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
+             SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, 0, j.value->>4 FROM json_each(?) j",
+            json_rows(scripts.iter().filter(|s| s.existing.is_none()), |out, s| {
+                push_texts(out, &[&s.resource_type, &s.id]);
+                for a in [Arg::I64(s.version_id), Arg::I64(s.last_updated)] {
+                    out.push(',');
+                    push_json(out, &a);
+                }
+                out.push(',');
+                push_text(out, &s.body);
+            }),
+        );
+    }
+    if !scripts.is_empty() {
+        // The version as the resource's row now holds it.
+        statement(
+            &format!(
+                "INSERT OR FAIL INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
+                 SELECT r.rid, r.resource_type, r.version_id, r.last_updated, j.value->>2, 0, r.body {BY_RESOURCE}"
+            ),
+            json_rows(scripts, |out, s| {
+                push_texts(out, &[&s.resource_type, &s.id, s.method]);
+            }),
+        );
+    }
+    for (t, index) in IndexTable::ALL.into_iter().enumerate() {
+        if scripts.iter().all(|s| s.rows[t].is_empty()) {
+            continue;
+        }
+        let columns = index.columns();
+        let width = columns.split(',').count();
+        statement(
+            &format!(
+                "INSERT OR FAIL INTO {} (rid, resource_type, {columns}) SELECT r.rid, r.resource_type, {} {BY_RESOURCE}",
+                index.name(),
+                row_columns(2, width)
+            ),
+            json_rows(
+                scripts
+                    .iter()
+                    .flat_map(|s| s.rows[t].iter().map(move |row| (s, row))),
+                |out, (s, row)| {
+                    push_texts(out, &[&s.resource_type, &s.id]);
+                    for a in row {
+                        out.push(',');
+                        push_json(out, a);
+                    }
+                },
+            ),
+        );
+    }
+    if scripts.iter().any(|s| !s.claims.is_empty()) {
+        statement(
+            &format!(
+                "INSERT OR FAIL INTO unique_identifier (resource_type, system, value, rid) \
+                 SELECT r.resource_type, j.value->>2, j.value->>3, r.rid {BY_RESOURCE}"
+            ),
+            json_rows(
+                scripts
+                    .iter()
+                    .flat_map(|s| s.claims.iter().map(move |c| (s, c))),
+                |out, (s, (system, value))| {
+                    push_texts(out, &[&s.resource_type, &s.id, system, value])
+                },
+            ),
+        );
+    }
+    (sql, args)
 }
 
 impl Tx {
-    /// SQLite: the whole version (row, history, index rows, unique identifiers) as one script
-    /// of statements sharing numbered parameters. Every hop to SQLite's worker thread is a
-    /// turn of the single writer spent waiting, and those hops, not SQLite, bound the write
-    /// rate: the script goes in one hop with the member's savepoint, and in a transaction of
-    /// one write ([`Tx::one_write`]) also with its audit record and the savepoint's release.
+    /// SQLite: the whole version (row, history, index rows, unique identifiers) as a script.
+    /// Every hop to SQLite's worker thread is a turn of the single writer spent waiting, and
+    /// those hops, not SQLite, bound the write rate, so scripts are sent as late and as many
+    /// together as the transaction allows: in a transaction of one write ([`Tx::one_write`])
+    /// at commit, with its audit record and the savepoint's release; in one that writes
+    /// behind ([`Tx::write_behind`]) all together at its next statement; otherwise at once,
+    /// with the member's savepoint in front if it is not open yet.
     pub(crate) async fn write_sqlite_script(
         &mut self,
         target: Target,
         v: &Version,
         body: &Value,
     ) -> Result<()> {
-        let (resource_type, id, version_id, now, method, text) = (
-            v.resource_type.as_str(),
-            v.id.as_str(),
-            v.version_id,
-            v.last_updated,
-            v.method.as_str(),
-            v.body.as_str(),
-        );
-        let mut args = vec![
-            Arg::Text(resource_type.to_owned()),
-            Arg::Text(id.to_owned()),
-            Arg::I64(version_id),
-            Arg::I64(now),
-            Arg::Text(text.to_owned()),
-            Arg::Text(method.to_owned()),
-        ];
-        let mut sql = String::with_capacity(2048);
-        if let Target::Existing(rid) = target {
-            sql.push_str(
-                "UPDATE resources SET version_id = ?3, last_updated = ?4, deleted = 0, body = ?5 \
-                 WHERE resource_type = ?1 AND resource_id = ?2;",
-            );
-            for table in derived_tables() {
-                sql.push_str(&format!("DELETE FROM {table} WHERE rid = {rid};"));
-            }
-        } else {
-            sql.push_str(
-                "INSERT INTO resources (resource_type, resource_id, version_id, last_updated, deleted, body) \
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5);",
-            );
-        }
-        const RID: &str =
-            "(SELECT rid FROM resources WHERE resource_type = ?1 AND resource_id = ?2)";
-        sql.push_str(&format!(
-            "INSERT INTO resource_history (rid, resource_type, version_id, last_updated, method, deleted, body) \
-             VALUES ({RID}, ?1, ?3, ?4, ?6, 0, ?5);"
-        ));
-        let rows = extract::for_write(resource_type, body)?;
-        for index in IndexTable::ALL {
-            let (table, columns, rows) = (index.name(), index.columns(), index.rows(&rows));
-            if rows.is_empty() {
-                continue;
-            }
-            sql.push_str(&format!(
-                "INSERT INTO {table} (rid, resource_type, {columns}) SELECT r.rid, ?1, v.* FROM (VALUES "
-            ));
-            for (i, row) in rows.into_iter().enumerate() {
-                sql.push_str(if i > 0 { ",(" } else { "(" });
-                for (j, a) in row.into_iter().enumerate() {
-                    if j > 0 {
-                        sql.push(',');
-                    }
-                    args.push(a);
-                    sql.push_str(&format!("?{}", args.len()));
-                }
-                sql.push(')');
-            }
-            sql.push_str(") AS v, resources r WHERE r.resource_type = ?1 AND r.resource_id = ?2;");
-        }
-        let claims = self.unique_claims(resource_type, body, now);
-        for (system, value) in &claims {
-            args.push(Arg::Text(system.clone()));
-            let s = args.len();
-            args.push(Arg::Text(value.clone()));
-            let v = args.len();
-            sql.push_str(&format!(
-                "INSERT INTO unique_identifier (resource_type, system, value, rid) VALUES (?1, ?{s}, ?{v}, {RID});"
-            ));
-        }
+        let rows = extract::for_write(&v.resource_type, body)?;
         let script = SqliteScript {
-            sql,
-            args,
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            claims,
+            resource_type: v.resource_type.clone(),
+            id: v.id.clone(),
+            claims: self.unique_claims(&v.resource_type, body, v.last_updated),
+            existing: match target {
+                Target::Existing(rid) => Some(rid),
+                Target::New => None,
+            },
+            version_id: v.version_id,
+            last_updated: v.last_updated,
+            body: v.body.clone(),
+            method: v.method.as_str(),
+            rows: IndexTable::ALL.iter().map(|t| t.rows(&rows)).collect(),
         };
-        if self.one_write && self.deferred_script.is_none() {
-            // Sent at commit, with the audit record and the savepoint's release: one hop.
-            self.deferred_script = Some(script);
+        let first = self.deferred_scripts.is_empty();
+        self.deferred_scripts.push(script);
+        if self.write_behind || (self.one_write && first) {
             return Ok(());
         }
-        self.run_script(script).await
+        self.flush_scripts().await
     }
 
-    /// Sends a version's script (with the member's savepoint in front, if not opened yet).
-    pub(crate) async fn run_script(&mut self, script: SqliteScript) -> Result<()> {
-        let (conn, prefix) = self.sqlite_prefixed().await?;
-        let sql = format!("{prefix}{}", script.sql);
-        let mut args = script.args.clone();
-        pad_gaps(&sql, &mut args);
-        match bind_all(sqlx::query(&sql), &args).execute(&mut *conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(named_duplicate(conn, &script, e).await),
+    /// Sends the scripts not yet sent, in as few hops as [`SCRIPTS_PER_HOP`] allows (the
+    /// member's savepoint in front of the first, if not opened yet). A failure names the
+    /// write that failed ([`Tx::failed_write`]).
+    pub(crate) async fn flush_scripts(&mut self) -> Result<()> {
+        let scripts = std::mem::take(&mut self.deferred_scripts);
+        for chunk in scripts.chunks(SCRIPTS_PER_HOP) {
+            let (conn, prefix) = self.writer_prefixed().await?;
+            let (sql, args) = render(prefix, chunk);
+            if let Err(e) = bind_all(sqlx::query(&sql), &args).execute(&mut *conn).await {
+                let (err, failed) = named_duplicate(conn, chunk, e).await;
+                self.failed_write = failed.or_else(|| {
+                    (chunk.len() == 1)
+                        .then(|| format!("{}/{}", chunk[0].resource_type, chunk[0].id))
+                });
+                return Err(err);
+            }
         }
+        Ok(())
     }
 }
 
-/// The error of a failed script: a unique identifier another resource holds is named, with
-/// its holder; anything else is the database's error.
+/// The error of failed scripts sent together, and the write it belongs to when known: a
+/// unique identifier another resource holds is named, with its holder (the first script, in
+/// order, with a claim held by another resource is the one that failed: the claims before
+/// it were inserted, each held by its own resource); anything else is the database's error.
 pub(crate) async fn named_duplicate(
     conn: &mut AnyConnection,
-    script: &SqliteScript,
+    scripts: &[SqliteScript],
     e: sqlx::Error,
-) -> StoreError {
+) -> (StoreError, Option<String>) {
     let sqlx::Error::Database(db) = &e else {
-        return e.into();
+        return (e.into(), None);
     };
     if !db.message().contains("unique_identifier") {
-        return e.into();
+        return (e.into(), None);
     }
-    for (system, value) in &script.claims {
-        let row = sqlx::query(
-            "SELECT r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
-             WHERE u.resource_type = ?1 AND u.system = ?2 AND u.value = ?3 AND r.resource_id <> ?4",
-        )
-        .bind(script.resource_type.as_str())
-        .bind(system.as_str())
-        .bind(value.as_str())
-        .bind(script.id.as_str())
-        .fetch_optional(&mut *conn)
-        .await;
-        match row {
-            Ok(Some(row)) => match row.try_get::<String, _>(0) {
-                Ok(existing) => {
-                    return StoreError::DuplicateIdentifier {
-                        system: system.clone(),
-                        existing: format!("{}/{existing}", script.resource_type),
-                    };
-                }
-                Err(e) => return e.into(),
-            },
-            Ok(None) => {}
-            Err(e) => return e.into(),
+    for script in scripts {
+        for (system, value) in &script.claims {
+            let row = sqlx::query(
+                "SELECT r.resource_id FROM unique_identifier u JOIN resources r ON r.rid = u.rid \
+                 WHERE u.resource_type = ?1 AND u.system = ?2 AND u.value = ?3 AND r.resource_id <> ?4",
+            )
+            .bind(script.resource_type.as_str())
+            .bind(system.as_str())
+            .bind(value.as_str())
+            .bind(script.id.as_str())
+            .fetch_optional(&mut *conn)
+            .await;
+            match row {
+                Ok(Some(row)) => match row.try_get::<String, _>(0) {
+                    Ok(existing) => {
+                        return (
+                            StoreError::DuplicateIdentifier {
+                                system: system.clone(),
+                                existing: format!("{}/{existing}", script.resource_type),
+                            },
+                            Some(format!("{}/{}", script.resource_type, script.id)),
+                        );
+                    }
+                    Err(e) => return (e.into(), None),
+                },
+                Ok(None) => {}
+                Err(e) => return (e.into(), None),
+            }
         }
     }
-    e.into()
+    (e.into(), None)
 }
