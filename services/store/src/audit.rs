@@ -84,18 +84,18 @@ pub(crate) fn insert_sql_json() -> String {
     format!(
         "{}SELECT {} FROM json_each(?) j",
         insert_prefix().trim_end_matches("VALUES "),
-        crate::write_sqlite::row_columns(0, WIDTH)
+        crate::json_rows::row_columns(0, WIDTH)
     )
 }
 
 /// The argument of [`insert_sql_json`]: `records`, each the values of [`args_of`].
 pub(crate) fn json_of<'a>(records: impl IntoIterator<Item = &'a [Arg]>) -> String {
-    crate::write_sqlite::json_rows(records, |out, r| {
+    crate::json_rows::json_rows(records, |out, r| {
         for (i, a) in r.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            crate::write_sqlite::push_json(out, a);
+            crate::json_rows::push_json(out, a);
         }
     })
 }

@@ -24,6 +24,7 @@ pub mod text;
 
 mod group;
 mod index;
+mod json_rows;
 mod open;
 mod read;
 mod reindex;
@@ -312,6 +313,9 @@ pub(crate) struct Inner {
     /// SQLite: counter values reserved durably and not handed out yet, by counter: the
     /// next and the last (see [`Tx::next_counter`]).
     counter_blocks: tokio::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
+    /// SQLite: the queue of lone writes committed together ([`write_sqlite::LoneWrites`]),
+    /// started at the first.
+    lone_writes: std::sync::OnceLock<write_sqlite::LoneWrites>,
 }
 
 /// An id is `[A-Za-z0-9\-\.]{1,64}` (<https://hl7.org/fhir/R4B/datatypes.html#id>).

@@ -84,6 +84,7 @@ impl Store {
                 bus: crate::signals::Bus::new(listen_url),
                 analysed_rows: std::sync::atomic::AtomicI64::new(0),
                 counter_blocks: Default::default(),
+                lone_writes: Default::default(),
                 group: (dialect == Dialect::Sqlite)
                     .then(|| Arc::new(crate::group::Group::new(writer.clone()))),
                 writer,

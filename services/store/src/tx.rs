@@ -124,49 +124,6 @@ async fn join(store: &Store, savepoint: bool) -> Result<crate::group::Member> {
         .map_err(|e| crate::group::failed(e.to_string()))?
 }
 
-/// A SQLite member's commit: its deferred script, its audit records and the savepoint's
-/// release in one hop (the savepoint itself too, if nothing opened it yet), then the group's
-/// commit.
-async fn commit_member(
-    store: Store,
-    member: Option<crate::group::Member>,
-    audit: Vec<Vec<crate::Arg>>,
-    scripts: Vec<crate::write_sqlite::SqliteScript>,
-) -> Result<()> {
-    let group = store.group();
-    let mut member = match member {
-        Some(m) => m,
-        None if audit.is_empty() && scripts.is_empty() => return Ok(()),
-        // Already in a task of its own (see `Tx::commit`): joined here directly, the writer
-        // is not held while another task wakes this one.
-        None => group.join(true).await?,
-    };
-    let mut released = false;
-    if !audit.is_empty() || !scripts.is_empty() {
-        let (mut sql, mut args) = crate::write_sqlite::render(member.savepoint_prefix(), &scripts);
-        if !audit.is_empty() {
-            sql.push_str(&crate::audit::insert_sql_json());
-            sql.push(';');
-            args.push(crate::Arg::Text(crate::audit::json_of(
-                audit.iter().map(Vec::as_slice),
-            )));
-        }
-        if member.has_savepoint() {
-            sql.push_str("RELEASE member");
-            released = true;
-        }
-        if let Err(e) = crate::bind_all(sqlx::query(&sql), &args)
-            .execute(member.conn())
-            .await
-        {
-            let (err, _) = crate::write_sqlite::named_duplicate(member.conn(), &scripts, e).await;
-            group.rollback(member).await?;
-            return Err(err);
-        }
-    }
-    group.commit(member, released).await
-}
-
 impl Tx {
     pub fn dialect(&self) -> Dialect {
         self.store.dialect()
@@ -239,13 +196,23 @@ impl Tx {
         match std::mem::replace(&mut self.conn, Conn::Ended) {
             Conn::Postgres(Some(tx)) => tx.commit().await?,
             Conn::Postgres(None) => {}
+            Conn::Sqlite(None)
+                if !self.deferred_scripts.is_empty() || !self.pending_audit.is_empty() =>
+            {
+                // Never took the writer: committed with the other lone writes.
+                let rows = std::mem::take(&mut self.pending_audit);
+                let scripts = std::mem::take(&mut self.deferred_scripts);
+                self.store.commit_lone(scripts, rows).await?;
+            }
             Conn::Sqlite(member) => {
                 let rows = std::mem::take(&mut self.pending_audit);
                 let scripts = std::mem::take(&mut self.deferred_scripts);
                 let store = self.store.clone();
-                tokio::spawn(commit_member(store, member, rows, scripts))
-                    .await
-                    .map_err(|e| crate::group::failed(e.to_string()))??;
+                tokio::spawn(crate::write_sqlite::commit_member(
+                    store, member, rows, scripts,
+                ))
+                .await
+                .map_err(|e| crate::group::failed(e.to_string()))??;
             }
             Conn::Ended => {}
         }

@@ -293,10 +293,13 @@ impl Tx {
         Ok(())
     }
 
-    /// Inserts the pending index rows: one multi-row INSERT per table (in chunks that stay
-    /// far below both backends' bind-parameter limits).
+    /// Inserts the pending index rows (a rebuild's, on both stores; a PostgreSQL write's) and,
+    /// on PostgreSQL, the audit records: one multi-row INSERT per table (in chunks that stay
+    /// far below both backends' bind-parameter limits). SQLite's audit records go in the
+    /// transaction's last hop (`commit_member`, or the lone writes of `write_sqlite.rs`).
     pub(crate) async fn flush_index(&mut self) -> Result<()> {
-        if self.pending_index.is_empty() && self.pending_audit.is_empty() {
+        let audit = self.dialect() == crate::Dialect::Postgres;
+        if self.pending_index.is_empty() && (!audit || self.pending_audit.is_empty()) {
             return Ok(());
         }
         let d = self.dialect();
@@ -325,11 +328,13 @@ impl Tx {
                 }
             }
         }
-        // The transaction's audit records go with its index rows.
-        tables.push((
-            crate::audit::insert_prefix(),
-            std::mem::take(&mut self.pending_audit),
-        ));
+        // PostgreSQL: the transaction's audit records go with its index rows.
+        if audit {
+            tables.push((
+                crate::audit::insert_prefix(),
+                std::mem::take(&mut self.pending_audit),
+            ));
+        }
         // Each chunk one INSERT; on PostgreSQL, as many as fit together go in one statement
         // (data-modifying CTEs), so a transaction's index rows usually cost one round trip.
         let mut inserts: Vec<(Vec<String>, Vec<Arg>)> = Vec::new();

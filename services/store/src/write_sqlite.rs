@@ -2,9 +2,11 @@
 //! the other writes that go in the same hop.
 
 use crate::index::{IndexTable, derived_tables};
-use crate::{Arg, Result, StoreError, Target, Tx, Version, bind_all, extract};
+use crate::json_rows::{json_rows, push_json, push_text, push_texts, row_columns};
+use crate::{Arg, Result, Store, StoreError, Target, Tx, Version, bind_all, extract};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 /// SQLite: a version not yet sent ([`Tx::write_sqlite_script`]): its row, its history entry,
 /// its index rows and its unique identifiers, rendered into statements when it is sent
@@ -27,58 +29,6 @@ pub(crate) struct SqliteScript {
 /// The most scripts sent in one hop: a Bundle's writes go in a few hops of bounded size.
 const SCRIPTS_PER_HOP: usize = 250;
 
-/// Appends `value` to a JSON array being written.
-pub(crate) fn push_json(out: &mut String, value: &Arg) {
-    match value {
-        Arg::I64(v) => out.push_str(&v.to_string()),
-        // Shortest round-trip form, always a JSON number (`1.0`, `1e300`); not finite: null.
-        Arg::F64(v) => out.push_str(&serde_json::Value::from(*v).to_string()),
-        Arg::Text(v) => push_text(out, v),
-    }
-}
-
-/// Appends `text` as a JSON string.
-fn push_text(out: &mut String, text: &str) {
-    // Serialising a string cannot fail.
-    out.push_str(&serde_json::to_string(text).unwrap_or_default());
-}
-
-/// Appends `values` to a JSON array being written, separated by commas.
-fn push_texts(out: &mut String, values: &[&str]) {
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_text(out, v);
-    }
-}
-
-/// A JSON array of rows, each an array of `values(row)`.
-pub(crate) fn json_rows<T>(
-    items: impl IntoIterator<Item = T>,
-    mut values: impl FnMut(&mut String, T),
-) -> String {
-    let mut out = String::from("[");
-    for item in items {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push('[');
-        values(&mut out, item);
-        out.push(']');
-    }
-    out.push(']');
-    out
-}
-
-/// `j.value->>A, j.value->>B, ...`: columns of a row of [`json_rows`], from `from` on.
-pub(crate) fn row_columns(from: usize, count: usize) -> String {
-    (from..from + count)
-        .map(|c| format!("j.value->>{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Each row's resource, found by the type and id its first two values hold; the rows are
 /// taken in their order (`CROSS JOIN` keeps the list as the outer loop).
 const BY_RESOURCE: &str = "FROM json_each(?) j CROSS JOIN resources r \
@@ -94,7 +44,7 @@ const BY_RESOURCE: &str = "FROM json_each(?) j CROSS JOIN resources r \
 /// it, which would make SQLite copy each page it touches into a statement journal first;
 /// the transaction's savepoint undoes the rest. Rows keep the scripts' order, so the first
 /// claim refused belongs to the first script that failed ([`named_duplicate`]).
-pub(crate) fn render(prefix: &str, scripts: &[SqliteScript]) -> (String, Vec<Arg>) {
+pub(crate) fn render(prefix: &str, scripts: &[&SqliteScript]) -> (String, Vec<Arg>) {
     let mut sql = prefix.to_owned();
     let mut args = Vec::new();
     let mut statement = |sql_text: &str, rows: String| {
@@ -102,7 +52,11 @@ pub(crate) fn render(prefix: &str, scripts: &[SqliteScript]) -> (String, Vec<Arg
         sql.push(';');
         args.push(Arg::Text(rows));
     };
-    let updated: Vec<&SqliteScript> = scripts.iter().filter(|s| s.existing.is_some()).collect();
+    let updated: Vec<&SqliteScript> = scripts
+        .iter()
+        .copied()
+        .filter(|s| s.existing.is_some())
+        .collect();
     if !updated.is_empty() {
         statement(
             "UPDATE resources SET version_id = j.value->>1, last_updated = j.value->>2, \
@@ -250,9 +204,10 @@ impl Tx {
         let scripts = std::mem::take(&mut self.deferred_scripts);
         for chunk in scripts.chunks(SCRIPTS_PER_HOP) {
             let (conn, prefix) = self.writer_prefixed().await?;
-            let (sql, args) = render(prefix, chunk);
+            let chunk: Vec<&SqliteScript> = chunk.iter().collect();
+            let (sql, args) = render(prefix, &chunk);
             if let Err(e) = bind_all(sqlx::query(&sql), &args).execute(&mut *conn).await {
-                let (err, failed) = named_duplicate(conn, chunk, e).await;
+                let (err, failed) = named_duplicate(conn, &chunk, e).await;
                 self.failed_write = failed.or_else(|| {
                     (chunk.len() == 1)
                         .then(|| format!("{}/{}", chunk[0].resource_type, chunk[0].id))
@@ -270,7 +225,7 @@ impl Tx {
 /// it were inserted, each held by its own resource); anything else is the database's error.
 pub(crate) async fn named_duplicate(
     conn: &mut AnyConnection,
-    scripts: &[SqliteScript],
+    scripts: &[&SqliteScript],
     e: sqlx::Error,
 ) -> (StoreError, Option<String>) {
     let sqlx::Error::Database(db) = &e else {
@@ -310,4 +265,166 @@ pub(crate) async fn named_duplicate(
         }
     }
     (e.into(), None)
+}
+
+/// A SQLite member's commit: its deferred script, its audit records and the savepoint's
+/// release in one hop (the savepoint itself too, if nothing opened it yet), then the group's
+/// commit.
+pub(crate) async fn commit_member(
+    store: Store,
+    member: Option<crate::group::Member>,
+    audit: Vec<Vec<crate::Arg>>,
+    scripts: Vec<SqliteScript>,
+) -> Result<()> {
+    let group = store.group();
+    let mut member = match member {
+        Some(m) => m,
+        None if audit.is_empty() && scripts.is_empty() => return Ok(()),
+        // Already in a task of its own (see `Tx::commit`): joined here directly, the writer
+        // is not held while another task wakes this one.
+        None => group.join(true).await?,
+    };
+    let mut released = false;
+    if !audit.is_empty() || !scripts.is_empty() {
+        let refs: Vec<&SqliteScript> = scripts.iter().collect();
+        let (mut sql, mut args) = render(member.savepoint_prefix(), &refs);
+        if !audit.is_empty() {
+            sql.push_str(&crate::audit::insert_sql_json());
+            sql.push(';');
+            args.push(crate::Arg::Text(crate::audit::json_of(
+                audit.iter().map(Vec::as_slice),
+            )));
+        }
+        if member.has_savepoint() {
+            sql.push_str("RELEASE member");
+            released = true;
+        }
+        if let Err(e) = crate::bind_all(sqlx::query(&sql), &args)
+            .execute(member.conn())
+            .await
+        {
+            let (err, _) = named_duplicate(member.conn(), &refs, e).await;
+            group.rollback(member).await?;
+            return Err(err);
+        }
+    }
+    group.commit(member, released).await
+}
+
+/// A transaction that never took the writer: its versions and its audit records, all it has
+/// to send, and who waits for the outcome.
+type Lone = (
+    Vec<SqliteScript>,
+    Vec<Vec<Arg>>,
+    oneshot::Sender<Result<()>>,
+);
+
+/// The most lone writes sent in one hop.
+const MAX_LONE: usize = 128;
+
+/// SQLite: lone writes — transactions that reach their commit without having taken the
+/// writer, such as a REST create or a batch entry — committed together: one task takes what
+/// is queued once it holds the writer and sends it all in one hop, one statement per table,
+/// then commits it with the group. Each write taking its own turn instead made the writer wait,
+/// between turns, for the next request's task to be scheduled (the writer thread was busy
+/// half the time at 32 connections creating). If the hop fails, each write is sent again on
+/// its own, so that the one at fault gets its own error and the others commit.
+pub(crate) struct LoneWrites {
+    queue: mpsc::Sender<Lone>,
+}
+
+impl LoneWrites {
+    fn start(store: Store) -> LoneWrites {
+        let (queue, mut rx) = mpsc::channel::<Lone>(4096);
+        tokio::spawn(async move {
+            let mut batch: Vec<Lone> = Vec::with_capacity(MAX_LONE);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                store.send_lone(&mut rx, &mut batch).await;
+                batch.clear();
+            }
+        });
+        LoneWrites { queue }
+    }
+}
+
+impl Store {
+    /// Commits `scripts` and `audit` of a transaction that never took the writer, with the
+    /// other lone writes queued ([`LoneWrites`]); returns once durable.
+    pub(crate) async fn commit_lone(
+        &self,
+        scripts: Vec<SqliteScript>,
+        audit: Vec<Vec<Arg>>,
+    ) -> Result<()> {
+        let lone = self
+            .inner
+            .lone_writes
+            .get_or_init(|| LoneWrites::start(self.clone()));
+        let (done, wait) = oneshot::channel();
+        let stopped = || crate::group::failed("the writer stopped".into());
+        lone.queue
+            .send((scripts, audit, done))
+            .await
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+
+    /// Sends `batch` (grown by what is queued once the writer is ours) in one hop and
+    /// commits it; tells each write its outcome.
+    async fn send_lone(&self, rx: &mut mpsc::Receiver<Lone>, batch: &mut Vec<Lone>) {
+        let group = self.group();
+        let mut member = match group.join(true).await {
+            Ok(m) => m,
+            Err(e) => {
+                for (.., done) in batch.drain(..) {
+                    let _ = done.send(Err(crate::group::failed(e.to_string())));
+                }
+                return;
+            }
+        };
+        while batch.len() < MAX_LONE {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let scripts: Vec<&SqliteScript> = batch.iter().flat_map(|(s, ..)| s).collect();
+        let (mut sql, mut args) = render(member.savepoint_prefix(), &scripts);
+        let audit: Vec<&[Arg]> = batch
+            .iter()
+            .flat_map(|(_, a, _)| a.iter().map(Vec::as_slice))
+            .collect();
+        if !audit.is_empty() {
+            sql.push_str(&crate::audit::insert_sql_json());
+            sql.push(';');
+            args.push(Arg::Text(crate::audit::json_of(audit)));
+        }
+        sql.push_str("RELEASE member");
+        hospital_telemetry::metrics::WRITE_GROUP_SIZE.observe(&[], batch.len() as f64);
+        let sent = bind_all(sqlx::query(&sql), &args)
+            .execute(member.conn())
+            .await;
+        if sent.is_ok() {
+            let result = group.commit(member, true).await.map_err(|e| e.to_string());
+            for (.., done) in batch.drain(..) {
+                let _ = done.send(result.clone().map_err(crate::group::failed));
+            }
+            return;
+        }
+        // One of them failed: the hop is undone, and each is sent on its own (together in one
+        // group commit), so that only the one at fault fails, with its own error.
+        if let Err(e) = group.rollback(member).await {
+            for (.., done) in batch.drain(..) {
+                let _ = done.send(Err(crate::group::failed(e.to_string())));
+            }
+            return;
+        }
+        let alone = batch.drain(..).map(|(scripts, audit, done)| {
+            let store = self.clone();
+            async move {
+                let _ = done.send(commit_member(store, None, audit, scripts).await);
+            }
+        });
+        futures::future::join_all(alone).await;
+    }
 }

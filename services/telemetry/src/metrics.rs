@@ -297,6 +297,12 @@ pub static AUDIT_GROUP_SIZE: Histogram = Histogram::new(
     &[],
     SIZE_BUCKETS,
 );
+pub static WRITE_GROUP_SIZE: Histogram = Histogram::new(
+    "hospital_write_group_size",
+    "SQLite: lone writes (a create, a batch entry) sent to the writer in one hop.",
+    &[],
+    SIZE_BUCKETS,
+);
 pub static BOOKINGS: Counter = Counter::new(
     "hospital_bookings_total",
     "Appointments booked (a slot taken).",
@@ -348,6 +354,7 @@ pub fn render() -> String {
     GRPC_REQUESTS.0.render(&mut out);
     GRPC_DURATION.render(&mut out);
     AUDIT_GROUP_SIZE.render(&mut out);
+    WRITE_GROUP_SIZE.render(&mut out);
     BOOKINGS.0.render(&mut out);
     INVOICES_ISSUED.0.render(&mut out);
     PAYMENTS.0.render(&mut out);
