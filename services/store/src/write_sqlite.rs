@@ -334,13 +334,19 @@ pub(crate) struct LoneWrites {
 }
 
 impl LoneWrites {
-    fn start(store: Store) -> LoneWrites {
+    fn start(store: &Store) -> LoneWrites {
         let (queue, mut rx) = mpsc::channel::<Lone>(4096);
+        // The store holds the queue, so the task holds the store weakly: both end when the
+        // last user drops it.
+        let inner = std::sync::Arc::downgrade(&store.inner);
         tokio::spawn(async move {
             let mut batch: Vec<Lone> = Vec::with_capacity(MAX_LONE);
             while let Some(first) = rx.recv().await {
                 batch.push(first);
-                store.send_lone(&mut rx, &mut batch).await;
+                match inner.upgrade() {
+                    Some(inner) => Store { inner }.send_lone(&mut rx, &mut batch).await,
+                    None => return,
+                }
                 batch.clear();
             }
         });
@@ -359,7 +365,7 @@ impl Store {
         let lone = self
             .inner
             .lone_writes
-            .get_or_init(|| LoneWrites::start(self.clone()));
+            .get_or_init(|| LoneWrites::start(self));
         let (done, wait) = oneshot::channel();
         let stopped = || crate::group::failed("the writer stopped".into());
         lone.queue
