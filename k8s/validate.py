@@ -47,7 +47,7 @@ METRICS = {
 } | {
     f"{h}_{suffix}"
     for h in ("hospital_http_request_duration_seconds", "hospital_grpc_request_duration_seconds",
-              "hospital_audit_group_size")
+              "hospital_audit_group_size", "hospital_write_group_size")
     for suffix in ("bucket", "sum", "count")
 }
 CRD_SCHEMAS = {  # (apiVersion, kind) -> file in --schemas

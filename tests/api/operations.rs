@@ -393,6 +393,14 @@ async fn metrics_are_prometheus_text_with_every_counter_an_operator_watches() {
             None
         ) >= 1.0
     );
+    // SQLite: the story's creates went to the writer as lone writes.
+    assert!(
+        total(
+            "hospital_write_group_size|histogram",
+            "hospital_write_group_size_count",
+            None
+        ) >= 1.0
+    );
     // The domain's counters.
     let c = |family: &str, name: &str, label: Option<(&str, &str)>| total(family, name, label);
     assert!(c("hospital_bookings|counter", "hospital_bookings_total", None) >= 1.0);

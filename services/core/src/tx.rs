@@ -31,7 +31,8 @@ impl Tx {
 
     /// Declares that this transaction is a request's one write (a REST create, a batch entry):
     /// it is then sent at commit, with the audit record, in one statement on PostgreSQL and
-    /// one hop to SQLite's writer (`hospital_store::Tx::one_write`).
+    /// one hop to SQLite's writer shared with the other lone writes queued
+    /// (`hospital_store::Tx::one_write`).
     pub fn one_write(&mut self) {
         self.inner.one_write();
     }

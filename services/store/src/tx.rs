@@ -134,8 +134,9 @@ impl Tx {
     /// on PostgreSQL a create that is the transaction's only statement goes as one
     /// autocommitted statement — the row, its history, its identifier claims, its index rows
     /// and the request's audit record — instead of five round trips (BEGIN, the row, the
-    /// index rows, the audit record, COMMIT); on SQLite the version's script goes at commit
-    /// in one hop with the audit record and the savepoint's release. Anything else the
+    /// index rows, the audit record, COMMIT); on SQLite the version goes at commit with the
+    /// audit record, as a lone write sent to the writer together with the others queued
+    /// (`write_sqlite::LoneWrites`). Anything else the
     /// transaction does first sends the write as it would have been sent, so what it sees and
     /// what commits are the same; only an error of the write may surface at that later
     /// statement (so a transaction of several writes, a Bundle's, must not declare this: its
