@@ -52,15 +52,7 @@ async fn restart_after_a_marker(
     patient: &str,
     tweak: impl FnOnce(&mut hospital::Config),
 ) {
-    let (code, marker) = op(
-        desk,
-        app,
-        "Appointment/$book",
-        &parameters(json!([
-            {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
-            {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}}])),
-    )
-    .await;
+    let (code, marker) = op(desk, app, "Appointment/$book", &book_slot(slot, patient)).await;
     assert_eq!(code, 200, "{marker}");
     let marker = marker["id"].as_str().unwrap().to_owned();
     restart_app(app, Deployment::all(), tweak).await;
@@ -129,6 +121,13 @@ pub(crate) async fn doctor(app: &TestApp, family: &str) -> String {
 pub(crate) async fn patient(app: &TestApp, n: u32) -> String {
     app.create(patient_an(&format!("051085{:06}", 100_000 + n)))
         .await
+}
+
+/// The parameters of `Appointment/$book` for `slot` and `patient` (ids).
+fn book_slot(slot: &str, patient: &str) -> Value {
+    parameters(json!([
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}},
+        {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}}]))
 }
 
 async fn read(app: &TestApp, path: &str) -> Value {
@@ -480,15 +479,7 @@ async fn a_patient_cannot_hold_two_overlapping_visits_but_back_to_back_and_cance
     assert_eq!(status(&app, &format!("Slot/{a}")).await, "free");
     let other = patient(&app, 2).await;
     let staff = app.client_for(Role::Cashier, None, None);
-    let (s, v) = op(
-        &staff,
-        &app,
-        "Appointment/$book",
-        &parameters(json!([
-        {"name": "slot", "valueReference": {"reference": format!("Slot/{a}")}},
-        {"name": "patient", "valueReference": {"reference": format!("Patient/{other}")}}])),
-    )
-    .await;
+    let (s, v) = op(&staff, &app, "Appointment/$book", &book_slot(&a, &other)).await;
     assert_eq!(s, 200, "the cancelled visit's slot is booked again: {v}");
 }
 
@@ -1410,15 +1401,7 @@ async fn bad_signalling_messages_are_refused_and_change_neither_rooms_stored_sig
     let staff = app.client_for(Role::Clinician, None, Some(&doc));
     let mut rooms = Vec::new();
     for (s, p) in [(&a_slot, &an), (&b_slot, &binh)] {
-        let (code, v) = op(
-            &staff,
-            &app,
-            "Appointment/$book",
-            &parameters(json!([
-                {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
-                {"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}])),
-        )
-        .await;
+        let (code, v) = op(&staff, &app, "Appointment/$book", &book_slot(s, p)).await;
         assert_eq!(code, 200, "{v}");
         rooms.push(v["id"].as_str().unwrap().to_owned());
     }
@@ -1571,15 +1554,7 @@ async fn a_booked_video_visit_nobody_joined_becomes_a_no_show(b: Backend) {
     let s = app.create(slot(&sched, &t(2), &t(3))).await;
     let an = patient(&app, 3).await;
     let staff = app.client_for(Role::Cashier, None, None);
-    let (code, v) = op(
-        &staff,
-        &app,
-        "Appointment/$book",
-        &parameters(json!([
-        {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
-        {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
-    )
-    .await;
+    let (code, v) = op(&staff, &app, "Appointment/$book", &book_slot(&s, &an)).await;
     assert_eq!(code, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
     eventually(10, "no-show", || {
@@ -2317,15 +2292,7 @@ async fn a_reminder_whose_replica_died_after_sending_it_is_sent_again_with_the_s
     let s = app.create(slot(&sched, &from_now(30), &from_now(45))).await;
     let an = patient(&app, 1).await;
     let desk = app.client_for(Role::Cashier, None, None);
-    let (code, visit) = op(
-        &desk,
-        &app,
-        "Appointment/$book",
-        &parameters(json!([
-            {"name": "slot", "valueReference": {"reference": format!("Slot/{s}")}},
-            {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
-    )
-    .await;
+    let (code, visit) = op(&desk, &app, "Appointment/$book", &book_slot(&s, &an)).await;
     assert_eq!(code, 200, "{visit}");
     let id = visit["id"].as_str().unwrap().to_owned();
     let how = Delivery {
@@ -3241,15 +3208,7 @@ async fn slot_searches_through_the_combined_index_find_what_the_plain_index_find
     let taken = first_free_slot(&app, &video, 60).await;
     let an = patient(&app, 1).await;
     let desk = app.client_for(Role::Cashier, None, None);
-    let (s, v) = op(
-        &desk,
-        &app,
-        "Appointment/$book",
-        &parameters(json!([
-            {"name": "slot", "valueReference": {"reference": format!("Slot/{taken}")}},
-            {"name": "patient", "valueReference": {"reference": format!("Patient/{an}")}}])),
-    )
-    .await;
+    let (s, v) = op(&desk, &app, "Appointment/$book", &book_slot(&taken, &an)).await;
     assert_eq!(s, 200, "{v}");
     let range = format!("start=ge{}&start=le{}", vn_day(0), vn_day(3));
     let general = "http://snomed.info/sct|394802001";
