@@ -355,3 +355,56 @@ async fn a_write_that_began_with_a_read_is_not_failed_by_another_process_writing
     a.close().await;
     b.close().await;
 }
+
+/// PostgreSQL drops every connection of the store (a restarted server, a cut network): the
+/// pool does not test a connection in steady use before each request (a round trip each), so
+/// the request that meets a dead one fails — and that failure makes the pool test the others,
+/// so that at most one request fails and the store carries on by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_dropping_every_connection_fails_at_most_one_request() {
+    let db = fresh_database(Backend::Postgres).await;
+    let name = format!("drop_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{}&application_name={name}", db.url);
+    let store = hospital_store::Store::open(&url, Default::default())
+        .await
+        .unwrap();
+    let key = &hospital_store::WriteKey::PLATFORM;
+    let mut tx = store.begin(key).await.unwrap();
+    tx.create_with_id(key, "Patient", "p1", json!({"resourceType": "Patient"}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Several connections in the pool, all in steady use.
+    let reads = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.read("Patient", "p1").await.map(|_| ()) })
+    });
+    for r in reads {
+        r.await.unwrap().unwrap();
+    }
+
+    let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1) t",
+    )
+    .bind(&name)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(dropped >= 2, "the store held {dropped} connections");
+    admin.close().await;
+
+    let mut failed = 0;
+    for _ in 0..20 {
+        if store.read("Patient", "p1").await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!(
+        failed <= 1,
+        "{failed} of 20 reads failed after the connections were dropped"
+    );
+    assert!(store.read("Patient", "p1").await.is_ok());
+    store.close().await;
+}

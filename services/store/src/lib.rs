@@ -68,12 +68,20 @@ pub enum StoreError {
     #[error("unsupported DATABASE_URL scheme `{0}`: use sqlite:// or postgres://")]
     UnknownScheme(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        // A failed connection makes the pool test the others before use (open.rs).
+        open::note_failure(&e);
+        StoreError::Database(e)
+    }
+}
 
 impl StoreError {
     /// Whether the database gave up on this transaction because a concurrent one held what it

@@ -3,8 +3,9 @@
 use crate::{Dialect, Inner, Result, Store, StoreError, StoreOptions, Tx, WriteKey};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Row};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 // A database migrated by a newer release still opens (`ignore_missing`): migrations only add,
 // so rolling a release back is rolling the Deployments back (docs/operations.md).
@@ -16,6 +17,49 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
     ignore_missing: true,
     ..sqlx::migrate!("../../migrations/postgres")
 };
+
+/// A pooled PostgreSQL connection idle this long is tested (pinged) before it is used again:
+/// the server or the network may have dropped it meanwhile. sqlx tests every connection at
+/// every acquire by default, a round trip per request — measured under 32 connections, reads
+/// by id 6,980–7,590/s with it and 7,680–8,850/s without (creates moved within the noise).
+/// A connection in steady use is not tested (HikariCP's practice, with its window).
+const TEST_WHEN_IDLE: Duration = Duration::from_millis(500);
+
+/// After a connection failed (a restarted server, a cut network: every pooled connection is
+/// dead at once), every connection is tested before use for this long, so that one request
+/// finds the failure and the others find replacements.
+const TEST_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// When a connection last failed, in milliseconds since [`clock`]'s start (0: never).
+static LAST_CONNECTION_FAILURE: AtomicU64 = AtomicU64::new(0);
+
+fn clock() -> Duration {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// Notes `e` if it says a connection failed (I/O, TLS, PostgreSQL's connection exceptions
+/// `08…` and shutdowns `57P0x`), for [`needs_test`].
+pub(crate) fn note_failure(e: &sqlx::Error) {
+    let lost = match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    };
+    if lost {
+        LAST_CONNECTION_FAILURE.store(clock().as_millis() as u64 + 1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a pooled connection idle for `idle` must be tested before it is used.
+fn needs_test(idle: Duration) -> bool {
+    let failed = LAST_CONNECTION_FAILURE.load(Ordering::Relaxed);
+    idle >= TEST_WHEN_IDLE
+        || (failed != 0
+            && clock().as_millis() as u64 <= failed + TEST_AFTER_FAILURE.as_millis() as u64)
+}
 
 impl Store {
     /// Opens (creating and migrating if needed) the store at `url`: `sqlite://path` or
@@ -45,8 +89,11 @@ impl Store {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                // A connection to a SQLite file has no far end that could hang up: sqlx's
+                // test before every acquire (a ping) would only cost a hop to its thread.
                 let writer = AnyPoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(60))
                     .after_connect(|c, _| {
                         Box::pin(async move {
@@ -60,6 +107,7 @@ impl Store {
                 // Readers beyond a few per core only add page caches (memory), not throughput.
                 let reader = AnyPoolOptions::new()
                     .max_connections(options.max_connections.min(4))
+                    .test_before_acquire(false)
                     .after_connect(|c, _| sqlite_pragmas(c))
                     .connect(&url)
                     .await?;
@@ -68,6 +116,15 @@ impl Store {
             "postgres" | "postgresql" => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(options.max_connections)
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if needs_test(meta.idle_for) {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
                     .await?;
