@@ -358,8 +358,9 @@ async fn a_write_that_began_with_a_read_is_not_failed_by_another_process_writing
 
 /// PostgreSQL drops every connection of the store (a restarted server, a cut network): the
 /// pool does not test a connection in steady use before each request (a round trip each), so
-/// the request that meets a dead one fails — and that failure makes the pool test the others,
-/// so that at most one request fails and the store carries on by itself.
+/// the request that meets a dead one fails (the database unavailable: 503) — and that failure
+/// makes the pool test the others, so that at most one request fails and the store carries on
+/// by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_dropping_every_connection_fails_at_most_one_request() {
     let db = fresh_database(Backend::Postgres).await;
@@ -397,7 +398,9 @@ async fn postgres_dropping_every_connection_fails_at_most_one_request() {
 
     let mut failed = 0;
     for _ in 0..20 {
-        if store.read("Patient", "p1").await.is_err() {
+        if let Err(e) = store.read("Patient", "p1").await {
+            // Told as the database being unavailable (503), not as a fault of the request.
+            assert!(e.is_connection_lost(), "{e}");
             failed += 1;
         }
     }

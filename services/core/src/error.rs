@@ -206,6 +206,13 @@ impl From<StoreError> for Error {
             ),
             StoreError::BadSearch(m) => Error::new(codes::INVALID_SEARCH, m),
             StoreError::TooCostly(m) => Error::new(codes::BOUND_EXCEEDED, m),
+            e if e.is_connection_lost() => {
+                tracing::error!(error = %e, "the database connection was lost");
+                Error::new(
+                    codes::DEPENDENCY_UNAVAILABLE,
+                    "the database is unavailable; retry",
+                )
+            }
             e if e.is_contention() => {
                 tracing::warn!(error = %e, "a transaction gave way to a concurrent one");
                 Error::new(

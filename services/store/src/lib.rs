@@ -84,6 +84,12 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (a dropped connection, a restarting
+    /// server): nothing about the request was wrong, the database was unavailable.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, StoreError::Database(e) if open::connection_lost(e))
+    }
+
     /// Whether the database gave up on this transaction because a concurrent one held what it
     /// needed: a PostgreSQL deadlock (`40P01`) or serialization failure (`40001`), SQLite busy
     /// or locked past its timeout. The transaction was rolled back; a retry may succeed.

@@ -38,17 +38,21 @@ fn clock() -> Duration {
     START.get_or_init(Instant::now).elapsed()
 }
 
-/// Notes `e` if it says a connection failed (I/O, TLS, PostgreSQL's connection exceptions
-/// `08…` and shutdowns `57P0x`), for [`needs_test`].
-pub(crate) fn note_failure(e: &sqlx::Error) {
-    let lost = match e {
+/// Whether `e` says the connection to the database was lost: I/O, TLS, PostgreSQL's
+/// connection exceptions (`08…`) and shutdowns (`57P0x`).
+pub(crate) fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(d) => d
             .code()
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
         _ => false,
-    };
-    if lost {
+    }
+}
+
+/// Notes `e` if the connection was lost, for [`needs_test`].
+pub(crate) fn note_failure(e: &sqlx::Error) {
+    if connection_lost(e) {
         LAST_CONNECTION_FAILURE.store(clock().as_millis() as u64 + 1, Ordering::Relaxed);
     }
 }
