@@ -324,9 +324,9 @@ pub(crate) struct Inner {
     analysed_rows: std::sync::atomic::AtomicI64,
     /// SQLite: the writer's group commit ([`group`]).
     group: Option<Arc<group::Group>>,
-    /// SQLite: counter values reserved durably and not handed out yet, by counter: the
-    /// next and the last (see [`Tx::next_counter`]).
-    counter_blocks: tokio::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
+    /// SQLite: counter values reserved durably and not handed out yet, by counter (see
+    /// [`Tx::next_counter`]).
+    counter_blocks: tokio::sync::Mutex<std::collections::HashMap<String, tx::CounterBlock>>,
     /// SQLite: the queue of lone writes committed together ([`write_sqlite::LoneWrites`]),
     /// started at the first.
     lone_writes: std::sync::OnceLock<write_sqlite::LoneWrites>,
