@@ -583,17 +583,22 @@ pub(crate) fn sort_key(sql: &mut Sql, plan: &Plan) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::params::{ParamKind, install};
     use crate::search::SearchQuery;
 
-    static PARAMS: &[SearchParam] = &[
+    /// The search parameters of the search module's unit tests (installed once per process:
+    /// every test installs this same set).
+    pub(crate) static PARAMS: &[SearchParam] = &[
         SearchParam::new("Slot", "specialty", ParamKind::Token, &["specialty"]),
         SearchParam::new("Slot", "status", ParamKind::Token, &["status"]),
         SearchParam::new("Slot", "start", ParamKind::Date, &["start"]),
+        SearchParam::new("Patient", "identifier", ParamKind::Token, &["identifier"]),
+        SearchParam::new("Patient", "gender", ParamKind::Token, &["gender"]),
+        SearchParam::new("Patient", "name", ParamKind::String, &["name"]),
     ];
-    static COMBOS: &[ComboIndex] = &[ComboIndex {
+    pub(crate) static COMBOS: &[ComboIndex] = &[ComboIndex {
         resource_type: "Slot",
         name: "specialty-status-start",
         parts: &["specialty", "status"],

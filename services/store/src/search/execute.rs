@@ -21,9 +21,11 @@ fn unprepared(q: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArgume
 /// Whether the best plan for a search's page cannot depend on its values: one exact
 /// identifier (`system|value`) or one id, in the default order, nothing else. Such a search —
 /// the commonest a clinic makes, finding a patient by personal ID — keeps its statement
-/// prepared: parsed and planned once per connection (planning every search was 18 % of the
-/// machine under a PostgreSQL identifier-search load), and PostgreSQL's generic plan for an
-/// equality on a near-unique key is the plan any value would get.
+/// prepared: parsed once per connection, and PostgreSQL may reuse one plan for it (planning
+/// every search was 18 % of the machine under a PostgreSQL identifier-search load), since its
+/// generic plan for an equality on a near-unique key is the plan any value would get. (Whether
+/// PostgreSQL still chooses the generic plan after `ANALYZE` is open: BENCHMARKS.md, fifth
+/// round.)
 fn plan_stable(plan: &parse::Plan) -> bool {
     use parse::{Condition, SortKey, TokenValue};
     let one = match plan.conditions.as_slice() {
@@ -254,4 +256,40 @@ async fn include_round(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stable(params: &[(&str, &str)]) -> bool {
+        use super::compile::tests::{COMBOS, PARAMS};
+        crate::params::install(&[PARAMS], &[COMBOS]).unwrap();
+        let q = SearchQuery::new(
+            "Patient",
+            params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        plan_stable(&parse::parse(&q).expect("a valid search"))
+    }
+
+    #[test]
+    fn only_one_exact_identifier_or_id_in_the_default_order_keeps_its_statement() {
+        assert!(stable(&[("identifier", "urn:sys|051085000127")]));
+        assert!(stable(&[("_id", "p1")]));
+        assert!(stable(&[("identifier", "urn:sys|1"), ("_count", "5")]));
+        // Plans that may depend on the values, or other shapes: planned every time.
+        assert!(!stable(&[("identifier", "051085000127")]));
+        assert!(!stable(&[("identifier", "urn:sys|")]));
+        assert!(!stable(&[("identifier", "urn:sys|1,urn:sys|2")]));
+        assert!(!stable(&[("_id", "p1,p2")]));
+        assert!(!stable(&[("identifier", "urn:sys|1"), ("gender", "male")]));
+        assert!(!stable(&[
+            ("identifier", "urn:sys|1"),
+            ("_sort", "-_lastUpdated")
+        ]));
+        assert!(!stable(&[("name", "Nguyen")]));
+    }
 }
