@@ -249,3 +249,21 @@ pub fn outcome_status(kind: Kind) -> u16 {
         Kind::Unavailable => 503,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_database_connection_is_a_503_not_a_fault_of_the_server() {
+        let lost = StoreError::Database(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        let e = Error::from(lost);
+        assert_eq!(e.code, codes::DEPENDENCY_UNAVAILABLE);
+        assert_eq!(outcome_status(e.kind()), 503);
+        // Any other database failure stays an internal error.
+        let other = StoreError::Database(sqlx::Error::RowNotFound);
+        assert_eq!(outcome_status(Error::from(other).kind()), 500);
+    }
+}
